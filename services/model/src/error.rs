@@ -1,0 +1,20 @@
+//! The error type of model fitting.
+
+/// Why a model could not be fitted.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid hyperparameter `{name}`: {reason}")]
+    InvalidParam { name: &'static str, reason: String },
+    #[error("cannot fit on an empty training set")]
+    EmptyTrainingSet,
+    #[error("the target must hold both classes 0 and 1, found only {0}")]
+    SingleClass(f64),
+    #[error("{rows} feature rows but {targets} targets")]
+    LengthMismatch { rows: usize, targets: usize },
+    #[error("gradient boosting failed: {0}")]
+    GradientBoosting(String),
+    #[error("linfa failed: {0}")]
+    Linfa(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,24 @@
+//! Model fitting, inference and evaluation for Vigie: pure computation, no IO.
+//!
+//! # Layout
+//! - [`Matrix`]: a dense row-major table of `f64` features, `NaN` for a missing value.
+//! - [`AlgorithmParams`]: the algorithms Vigie can fit (gradient boosting through `forust-ml`,
+//!   random forest through `linfa-ensemble`, decision tree through `linfa-trees`) and their
+//!   hyperparameters; [`AlgorithmParams::check`] validates them, [`ValidParams::fit`] trains.
+//! - [`TreeEnsemble`]: what every fitted algorithm is converted into, a flat array of tree nodes
+//!   that predicts one row in a few microseconds and serialises independently of the crate that
+//!   grew the trees.
+//! - [`metrics`]: binary classification metrics and the choice of a decision threshold.
+
+mod algorithm;
+mod ensemble;
+mod error;
+mod matrix;
+pub mod metrics;
+
+pub use algorithm::{
+    AlgorithmParams, ForestParams, GradientBoostingParams, TreeParams, ValidParams,
+};
+pub use ensemble::{Link, Node, TreeEnsemble};
+pub use error::{Error, Result};
+pub use matrix::Matrix;
