@@ -1,0 +1,108 @@
+//! Inference speed of the BAAC severity model: one row (already parsed, and from raw text as a
+//! request gives it) and batches of holdout rows.
+//!
+//! The model is trained from `models/baac-severity.toml` on the real data during setup.
+//! Run: `cargo bench -p vigie-core --bench inference`.
+
+use std::path::Path;
+
+use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use vigie_core::artifact::Artifact;
+use vigie_core::inference::Model;
+use vigie_core::spec::ModelSpec;
+use vigie_core::train::{self, PreparedData};
+use vigie_model::Matrix;
+
+fn setup() -> (Model, PreparedData, Vec<Vec<String>>) {
+    let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/baac-severity.toml");
+    let spec = ModelSpec::from_file(&spec_path).expect("the BAAC spec");
+    let data = PreparedData::load(&spec, &mut |_| {}).expect("the BAAC data");
+    let trained =
+        train::fit_and_evaluate(&spec, &data, &spec.algorithm, &mut |_| {}).expect("training");
+    let model = Model::new(Artifact::new(trained, 1, chrono::Utc::now()));
+    // The holdout rows as the text a request would carry.
+    let raw = std::fs::read_to_string(&spec.data.holdout_features).expect("holdout file");
+    let header: Vec<&str> = raw
+        .lines()
+        .next()
+        .expect("a header line")
+        .split(',')
+        .collect();
+    let order: Vec<usize> = model
+        .artifact()
+        .feature_order
+        .iter()
+        .map(|f| {
+            header
+                .iter()
+                .position(|h| h == f)
+                .expect("every feature in the file")
+        })
+        .collect();
+    let rows = raw
+        .lines()
+        .skip(1)
+        .take(1000)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            order.iter().map(|&i| cells[i].to_string()).collect()
+        })
+        .collect();
+    (model, data, rows)
+}
+
+fn inference(c: &mut Criterion) {
+    let (model, data, raw_rows) = setup();
+    let x = &data.holdout.x;
+    eprintln!(
+        "model: {} trees, {} nodes",
+        model.artifact().ensemble.n_trees(),
+        model.artifact().ensemble.n_nodes()
+    );
+
+    let mut group = c.benchmark_group("single_row");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    let mut row = vec![0.0; x.cols()];
+    group.bench_function("parsed", |b| {
+        b.iter(|| {
+            row.copy_from_slice(x.row(i % x.rows()));
+            i += 1;
+            black_box(model.predict_parsed(black_box(&mut row)))
+        })
+    });
+    let mut j = 0;
+    group.bench_function("from_text", |b| {
+        b.iter(|| {
+            let values: Vec<Option<&str>> = raw_rows[j % raw_rows.len()]
+                .iter()
+                .map(|s| Some(s.as_str()))
+                .collect();
+            j += 1;
+            black_box(
+                model
+                    .predict_raw(black_box(&values))
+                    .expect("valid holdout rows"),
+            )
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("batch");
+    for n in [100usize, 1_000, 16_410] {
+        let rows: Vec<usize> = (0..n).map(|r| r % x.rows()).collect();
+        let batch: Matrix = x.select_rows(&rows);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("rows", n), &batch, |b, batch| {
+            b.iter(|| black_box(model.predict_batch(batch)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30);
+    targets = inference
+}
+criterion_main!(benches);

@@ -1,0 +1,269 @@
+//! The model artifact: a versioned, self-checking file holding everything needed to serve a
+//! model (its spec, feature order, imputation, trees, threshold) and how it was evaluated.
+//!
+//! # Format (version 1)
+//! Line 1 is a JSON header:
+//! `{"format":"vigie-model","format_version":1,"payload_bytes":N,"payload_sha256":"..."}`.
+//! The rest of the file is the payload: exactly `payload_bytes` bytes of JSON (see
+//! [`Artifact`]) whose sha256 is `payload_sha256`. Loading checks the header, the length, the
+//! hash, then that the embedded spec still hashes to `spec_hash`, that the feature order is the
+//! spec's and that every tree index is in bounds. Any failure refuses the file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use vigie_model::TreeEnsemble;
+use vigie_model::metrics::BinaryMetrics;
+
+use crate::schema::Imputation;
+use crate::spec::{ModelSpec, Task};
+use crate::train::{TrainedModel, TrainingSummary};
+use crate::{Error, Result};
+
+pub const FORMAT: &str = "vigie-model";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format: String,
+    format_version: u32,
+    payload_bytes: u64,
+    payload_sha256: String,
+}
+
+/// Quality figures of a model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// On the validation slice of the training data, where the threshold was chosen.
+    pub validation: BinaryMetrics,
+    /// On the fixed holdout, never used to choose anything.
+    pub holdout: BinaryMetrics,
+}
+
+/// The payload of an artifact file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub name: String,
+    pub version: u32,
+    pub created_at: DateTime<Utc>,
+    pub task: Task,
+    /// `gradient_boosting`, `random_forest` or `decision_tree`.
+    pub algorithm: String,
+    pub spec_hash: String,
+    /// Feature names in the order the model reads them.
+    pub feature_order: Vec<String>,
+    /// Decide the positive class when the probability is at least this.
+    pub threshold: f64,
+    pub metrics: Metrics,
+    pub training: TrainingSummary,
+    pub spec: ModelSpec,
+    pub imputation: Imputation,
+    pub ensemble: TreeEnsemble,
+}
+
+/// A written artifact: where, and the sha256 of the whole file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenArtifact {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+fn refuse(path: &Path, message: impl Into<String>) -> Error {
+    Error::Artifact {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+impl Artifact {
+    /// Gives a trained model its name and version.
+    pub fn new(model: TrainedModel, version: u32, created_at: DateTime<Utc>) -> Self {
+        Artifact {
+            name: model.spec.name.clone(),
+            version,
+            created_at,
+            task: model.spec.task,
+            algorithm: model.algorithm.kind().to_string(),
+            spec_hash: model.spec.hash(),
+            feature_order: model
+                .spec
+                .feature_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            threshold: model.threshold,
+            metrics: Metrics {
+                validation: model.validation,
+                holdout: model.holdout,
+            },
+            training: model.summary,
+            spec: model.spec,
+            imputation: model.imputation,
+            ensemble: model.ensemble,
+        }
+    }
+
+    /// `name@version`, as the CLI and logs write it.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+
+    /// The file's bytes: header line, then payload.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let payload = serde_json::to_vec(self).expect("an artifact always serialises");
+        let header = Header {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            payload_bytes: payload.len() as u64,
+            payload_sha256: hex::encode(Sha256::digest(&payload)),
+        };
+        let mut bytes = serde_json::to_vec(&header).expect("a header always serialises");
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&payload);
+        bytes
+    }
+
+    /// Parses and checks artifact bytes; `path` only names the source in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let newline = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| refuse(path, "no header line: not a Vigie model artifact"))?;
+        let header: Header = serde_json::from_slice(&bytes[..newline])
+            .map_err(|e| refuse(path, format!("unreadable header: {e}")))?;
+        if header.format != FORMAT {
+            return Err(refuse(
+                path,
+                format!("format {:?} is not {FORMAT:?}", header.format),
+            ));
+        }
+        if header.format_version != FORMAT_VERSION {
+            return Err(refuse(
+                path,
+                format!(
+                    "format version {} is not supported (this build reads version {FORMAT_VERSION})",
+                    header.format_version
+                ),
+            ));
+        }
+        let payload = &bytes[newline + 1..];
+        if payload.len() as u64 != header.payload_bytes {
+            return Err(refuse(
+                path,
+                format!(
+                    "payload is {} bytes, header says {}: the file is truncated or altered",
+                    payload.len(),
+                    header.payload_bytes
+                ),
+            ));
+        }
+        let actual = hex::encode(Sha256::digest(payload));
+        if actual != header.payload_sha256 {
+            return Err(refuse(
+                path,
+                format!(
+                    "payload sha256 is {actual}, header says {}: the file is corrupt or was altered",
+                    header.payload_sha256
+                ),
+            ));
+        }
+        let artifact: Artifact = serde_json::from_slice(payload)
+            .map_err(|e| refuse(path, format!("unreadable payload: {e}")))?;
+        artifact.check().map_err(|m| refuse(path, m))?;
+        Ok(artifact)
+    }
+
+    /// Consistency of the payload with itself.
+    fn check(&self) -> std::result::Result<(), String> {
+        let hash = self.spec.hash();
+        if hash != self.spec_hash {
+            return Err(format!(
+                "embedded spec hashes to {hash}, artifact records {}",
+                self.spec_hash
+            ));
+        }
+        let order: Vec<&str> = self.spec.feature_names();
+        if order
+            != self
+                .feature_order
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        {
+            return Err("feature order differs from the embedded spec's".into());
+        }
+        if self.ensemble.n_features() != order.len() || self.imputation.fills.len() != order.len() {
+            return Err(format!(
+                "model reads {} features and imputes {}, the spec declares {}",
+                self.ensemble.n_features(),
+                self.imputation.fills.len(),
+                order.len()
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(format!("threshold {} is not a probability", self.threshold));
+        }
+        self.ensemble.validate().map_err(|e| e.to_string())
+    }
+
+    /// Reads and checks an artifact file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Reads an artifact file whose whole-file sha256 must be `expected_sha256` (as a registry
+    /// recorded it), then checks it as [`Artifact::read`] does.
+    pub fn read_verified(path: &Path, expected_sha256: &str) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != expected_sha256 {
+            return Err(refuse(
+                path,
+                format!("file sha256 is {actual}, the registry recorded {expected_sha256}"),
+            ));
+        }
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Writes the artifact atomically as `dir/{stem}-{sha256 prefix}.vigie`: a temporary file
+    /// in `dir`, flushed to disk, then renamed (never over an existing file). On any error
+    /// nothing is left in `dir`.
+    pub fn write_atomic(&self, dir: &Path, stem: &str) -> Result<WrittenArtifact> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        let bytes = self.to_bytes();
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let target = dir.join(format!("{stem}-{}.vigie", &sha256[..12]));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".writing-")
+            .tempfile_in(dir)
+            .map_err(io(dir))?;
+        tmp.write_all(&bytes).map_err(io(&target))?;
+        tmp.as_file().sync_all().map_err(io(&target))?;
+        tmp.persist_noclobber(&target).map_err(|e| Error::Io {
+            path: target.clone(),
+            source: e.error,
+        })?;
+        Ok(WrittenArtifact {
+            path: target,
+            sha256,
+            bytes: bytes.len() as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

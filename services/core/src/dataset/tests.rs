@@ -1,0 +1,184 @@
+use std::path::PathBuf;
+
+use super::*;
+use crate::schema::Schema;
+
+const SPEC: &str = r#"
+name = "toy"
+task = "binary_classification"
+[target]
+column = "y"
+positive = "1"
+negative = "0"
+positive_label = "yes"
+negative_label = "no"
+[data]
+train_features = "x.csv"
+train_target = "y.csv"
+holdout_features = "x.csv"
+holdout_target = "y.csv"
+[algorithm]
+kind = "decision_tree"
+[[feature]]
+name = "colour"
+type = "categorical"
+missing = "reject"
+codes = { 1 = "red", 2 = "green" }
+[[feature]]
+name = "speed"
+type = "numerical"
+missing = "impute"
+min = 0
+max = 130
+out_of_range = "missing"
+[[feature]]
+name = "count"
+type = "numerical"
+missing = "reject"
+integer = true
+min = 1
+max = 10
+"#;
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new(x: &str, y: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.csv"), x).unwrap();
+        std::fs::write(dir.path().join("y.csv"), y).unwrap();
+        Files { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn load(&self) -> Result<LabelledData> {
+        let spec = ModelSpec::from_toml(SPEC).unwrap();
+        load(
+            &spec,
+            &Schema::new(&spec),
+            &self.path("x.csv"),
+            &self.path("y.csv"),
+        )
+    }
+
+    fn problems(&self) -> Vec<String> {
+        match self.load() {
+            Err(Error::Data { problems }) => problems.iter().map(ToString::to_string).collect(),
+            other => panic!("expected data problems, got {other:?}"),
+        }
+    }
+}
+
+const GOOD_X: &str = "colour,speed,count,extra\n1,50,2,a\n2.0,,3,b\n1,900,1,c\n";
+const GOOD_Y: &str = "y\n1\n0\n1\n";
+
+#[test]
+fn good_files_load_with_a_report() {
+    let files = Files::new(GOOD_X, GOOD_Y);
+    let data = files.load().unwrap();
+    assert_eq!(data.x.rows(), 3);
+    assert_eq!(data.x.row(0), &[1.0, 50.0, 2.0]);
+    assert_eq!(data.x.row(1)[0], 2.0, "\"2.0\" is code 2");
+    assert!(data.x.row(1)[1].is_nan(), "empty speed is missing");
+    assert!(
+        data.x.row(2)[1].is_nan(),
+        "900 is out of range, missing by spec"
+    );
+    assert_eq!(data.y, vec![1.0, 0.0, 1.0]);
+    assert_eq!(data.report.ignored_columns, vec!["extra".to_string()]);
+    assert_eq!(data.report.missing, vec![0, 1, 0]);
+    assert_eq!(data.report.out_of_range_as_missing, vec![0, 1, 0]);
+}
+
+#[test]
+fn every_bad_value_is_reported_by_line_and_column() {
+    let files = Files::new(
+        "colour,speed,count\n3,50,2\n1,fast,2\n,10,2.5\n1,10,11\n",
+        "y\n1\n0\n1\n0\n",
+    );
+    let problems = files.problems();
+    let x = files.path("x.csv").display().to_string();
+    assert_eq!(
+        problems,
+        vec![
+            format!("{x} line 2 column colour: unknown code \"3\""),
+            format!(
+                "{x} line 4 column colour: missing value, and the spec does not allow it to be missing"
+            ),
+            format!("{x} line 3 column speed: \"fast\" is not a number"),
+            format!("{x} line 4 column count: 2.5 is not a whole number"),
+            format!("{x} line 5 column count: 11 is outside the valid range [1, 10]"),
+        ]
+    );
+}
+
+#[test]
+fn a_missing_column_is_named() {
+    let files = Files::new("colour,count\n1,2\n", "y\n1\n");
+    let problems = files.problems();
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0]
+            .ends_with("line 1 column speed: missing column: the spec declares this feature"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_ragged_csv_is_malformed() {
+    let files = Files::new(
+        "colour,speed,count\n1,50,2\n1,50\n2,3,4,5\n",
+        "y\n1\n0\n1\n",
+    );
+    let problems = files.problems();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].ends_with("line 3: 2 fields where the header has 3"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].ends_with("line 4: 4 fields where the header has 3"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn unclosed_quotes_and_binary_files_are_malformed() {
+    let files = Files::new("colour,speed,count\n1,\"50,2\n", "y\n1\n");
+    assert!(files.problems()[0].contains("quoted field is never closed"));
+    let files = Files::new("colour,speed,count\n1,\u{0}\u{0},2\n", "y\n1\n");
+    std::fs::write(files.path("x.csv"), b"colour,speed,count\n1,\xff\xfe,2\n").unwrap();
+    assert!(
+        files.problems()[0].ends_with("line 2: not valid UTF-8 text"),
+        "{:?}",
+        files.problems()
+    );
+}
+
+#[test]
+fn bad_targets_and_row_counts_are_reported() {
+    let files = Files::new(GOOD_X, "y\n1\n2\n\n");
+    let problems = files.problems();
+    let y = files.path("y.csv").display().to_string();
+    assert!(problems.contains(&format!(
+        "{y} line 3 column y: target \"2\" is neither the positive class \"1\" nor the negative class \"0\""
+    )));
+    let files = Files::new(GOOD_X, "y\n1\n0\n");
+    let problems = files.problems();
+    assert!(problems[0].contains("2 target rows but"), "{problems:?}");
+    let files = Files::new(GOOD_X, "label\n1\n0\n1\n");
+    assert!(files.problems()[0].ends_with("line 1 column y: missing column: the spec's target"));
+}
+
+#[test]
+fn missing_and_empty_files_are_reported() {
+    let files = Files::new("", GOOD_Y);
+    assert!(files.problems()[0].ends_with("the file is empty"));
+    std::fs::remove_file(files.path("x.csv")).unwrap();
+    assert!(files.problems()[0].contains("cannot read"));
+}

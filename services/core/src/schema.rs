@@ -1,0 +1,327 @@
+//! The compiled form of a spec's features: parses one raw value (a CSV cell, a request field)
+//! into the number the model sees, or says precisely why it cannot.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{
+    FeatureSpec, MissingPolicy, ModelSpec, OutOfRangePolicy, code_tokens, normalise_token,
+};
+
+/// Where a value comes from: training data may map out-of-range values to missing when the spec
+/// says so; a prediction request never may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Data,
+    Request,
+}
+
+/// A parsed value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell {
+    Value(f64),
+    /// Empty, and the spec allows it.
+    Missing,
+    /// Outside the valid range and treated as missing (training data only, by spec).
+    OutOfRangeAsMissing,
+}
+
+/// Why a value is refused. Cheap to build: the hot path of a prediction uses it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    #[error("missing value, and the spec does not allow it to be missing")]
+    Missing,
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error("{0} is not a whole number")]
+    NotAnInteger(f64),
+    #[error("unknown code {0:?}")]
+    UnknownCode(String),
+    #[error("{value} is outside the valid range [{min}, {max}]")]
+    OutOfRange { value: f64, min: f64, max: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Domain {
+    /// Normalised code -> the number the model sees.
+    Codes(HashMap<String, f64>),
+    CodeRange {
+        min: i64,
+        max: i64,
+    },
+    Numerical {
+        min: f64,
+        max: f64,
+        integer: bool,
+        out_of_range: OutOfRangePolicy,
+    },
+}
+
+/// One feature, ready to parse values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    name: String,
+    domain: Domain,
+    missing: MissingPolicy,
+}
+
+/// All features of a spec, in model order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schema {
+    features: Vec<Feature>,
+    positions: HashMap<String, usize>,
+}
+
+/// How a categorical code becomes a number: integer codes keep their value (codes often carry
+/// an order, and trees split on it); text codes take their position in the declaration.
+fn encode_codes(tokens: &[String]) -> HashMap<String, f64> {
+    let normalised: Vec<String> = tokens.iter().map(|t| normalise_token(t)).collect();
+    let all_integers = normalised.iter().all(|t| t.parse::<i64>().is_ok());
+    normalised
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let value = if all_integers {
+                t.parse::<i64>().map(|v| v as f64).unwrap_or(i as f64)
+            } else {
+                i as f64
+            };
+            (t, value)
+        })
+        .collect()
+}
+
+impl Feature {
+    fn from_spec(spec: &FeatureSpec) -> Self {
+        let domain = match spec {
+            FeatureSpec::Categorical {
+                codes: Some(codes), ..
+            } => Domain::Codes(encode_codes(&code_tokens(codes))),
+            FeatureSpec::Categorical { code_range, .. } => {
+                // `ModelSpec::check` guarantees one of `codes` or `code_range`.
+                let [min, max] = code_range.unwrap_or([i64::MIN, i64::MAX]);
+                Domain::CodeRange { min, max }
+            }
+            FeatureSpec::Numerical {
+                min,
+                max,
+                integer,
+                out_of_range,
+                ..
+            } => Domain::Numerical {
+                min: *min,
+                max: *max,
+                integer: *integer,
+                out_of_range: *out_of_range,
+            },
+        };
+        Feature {
+            name: spec.name().to_string(),
+            domain,
+            missing: spec.missing(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_categorical(&self) -> bool {
+        !matches!(self.domain, Domain::Numerical { .. })
+    }
+
+    pub fn missing_policy(&self) -> MissingPolicy {
+        self.missing
+    }
+
+    /// Parses a raw textual value; `None` or blank text is a missing value.
+    pub fn parse(&self, raw: Option<&str>, origin: Origin) -> Result<Cell, ValueError> {
+        let text = raw.map(str::trim).unwrap_or("");
+        if text.is_empty() {
+            return match self.missing {
+                MissingPolicy::Impute => Ok(Cell::Missing),
+                MissingPolicy::Reject => Err(ValueError::Missing),
+            };
+        }
+        match &self.domain {
+            Domain::Codes(lookup) => {
+                if let Some(v) = lookup.get(text) {
+                    return Ok(Cell::Value(*v));
+                }
+                let normalised = normalise_token(text);
+                lookup
+                    .get(&normalised)
+                    .map(|v| Cell::Value(*v))
+                    .ok_or_else(|| ValueError::UnknownCode(text.to_string()))
+            }
+            Domain::CodeRange { min, max } => {
+                let v = parse_number(text)?;
+                if v.fract() != 0.0 || v < *min as f64 || v > *max as f64 {
+                    return Err(ValueError::UnknownCode(text.to_string()));
+                }
+                Ok(Cell::Value(v))
+            }
+            Domain::Numerical { .. } => self.check_number(parse_number(text)?, origin),
+        }
+    }
+
+    /// Checks a number given as a number (a JSON request field, for instance).
+    pub fn parse_number(&self, v: f64, origin: Origin) -> Result<Cell, ValueError> {
+        match &self.domain {
+            Domain::Numerical { .. } => self.check_number(v, origin),
+            Domain::CodeRange { min, max } => {
+                if v.fract() != 0.0 || v < *min as f64 || v > *max as f64 {
+                    Err(ValueError::UnknownCode(v.to_string()))
+                } else {
+                    Ok(Cell::Value(v))
+                }
+            }
+            Domain::Codes(_) => {
+                let text = if v.fract() == 0.0 && v.abs() < 1e15 {
+                    format!("{}", v as i64)
+                } else {
+                    v.to_string()
+                };
+                self.parse(Some(&text), origin)
+            }
+        }
+    }
+
+    fn check_number(&self, v: f64, origin: Origin) -> Result<Cell, ValueError> {
+        let Domain::Numerical {
+            min,
+            max,
+            integer,
+            out_of_range,
+        } = &self.domain
+        else {
+            unreachable!("check_number is only called on numerical features")
+        };
+        if !v.is_finite() {
+            return Err(ValueError::NotANumber(v.to_string()));
+        }
+        if *integer && v.fract() != 0.0 {
+            return Err(ValueError::NotAnInteger(v));
+        }
+        if v < *min || v > *max {
+            return match (origin, out_of_range) {
+                (Origin::Data, OutOfRangePolicy::Missing) => Ok(Cell::OutOfRangeAsMissing),
+                _ => Err(ValueError::OutOfRange {
+                    value: v,
+                    min: *min,
+                    max: *max,
+                }),
+            };
+        }
+        Ok(Cell::Value(v))
+    }
+}
+
+fn parse_number(text: &str) -> Result<f64, ValueError> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(ValueError::NotANumber(text.to_string())),
+    }
+}
+
+impl Schema {
+    pub fn new(spec: &ModelSpec) -> Self {
+        let features: Vec<Feature> = spec.features.iter().map(Feature::from_spec).collect();
+        let positions = features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i))
+            .collect();
+        Schema {
+            features,
+            positions,
+        }
+    }
+
+    pub fn features(&self) -> &[Feature] {
+        &self.features
+    }
+
+    pub fn len(&self) -> usize {
+        self.features.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.features.is_empty()
+    }
+
+    /// The position of a feature in model order.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.positions.get(name).copied()
+    }
+}
+
+/// Values that replace missing ones, one per feature in model order (`None` for a feature that
+/// may not be missing). Computed on the training slice, stored in the artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Imputation {
+    pub fills: Vec<Option<f64>>,
+}
+
+impl Imputation {
+    /// Mode for categorical features, median for numerical ones, over the non-missing values
+    /// of each column of `x` (row-major, `NaN` = missing).
+    pub fn fit(schema: &Schema, x: &vigie_model::Matrix) -> Self {
+        let fills = schema
+            .features()
+            .iter()
+            .enumerate()
+            .map(|(c, feature)| {
+                if feature.missing_policy() == MissingPolicy::Reject {
+                    return None;
+                }
+                let mut values: Vec<f64> = x
+                    .iter_rows()
+                    .map(|r| r[c])
+                    .filter(|v| !v.is_nan())
+                    .collect();
+                if values.is_empty() {
+                    return Some(0.0);
+                }
+                values.sort_by(f64::total_cmp);
+                Some(if feature.is_categorical() {
+                    mode(&values)
+                } else {
+                    values[values.len() / 2]
+                })
+            })
+            .collect();
+        Imputation { fills }
+    }
+
+    /// Replaces every `NaN` of `row` by its fill; a row that still holds `NaN` has a missing
+    /// value where the spec forbids one, which parsing already refused.
+    pub fn apply(&self, row: &mut [f64]) {
+        for (v, fill) in row.iter_mut().zip(&self.fills) {
+            if v.is_nan()
+                && let Some(f) = fill
+            {
+                *v = *f;
+            }
+        }
+    }
+}
+
+/// The most frequent value of sorted `values` (the smallest one on ties).
+fn mode(sorted: &[f64]) -> f64 {
+    let (mut best, mut best_count) = (sorted[0], 0);
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j] == sorted[i] {
+            j += 1;
+        }
+        if j - i > best_count {
+            best = sorted[i];
+            best_count = j - i;
+        }
+        i = j;
+    }
+    best
+}

@@ -1,0 +1,381 @@
+//! Model specs: a model described as data (features, target, data files, algorithm).
+//!
+//! A spec is a TOML file. [`ModelSpec::from_file`] reads it, checks everything that can be
+//! checked without the data, and resolves the data paths against the spec's folder. Nothing
+//! here knows any particular data set: the BAAC severity model is `models/baac-severity.toml`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use vigie_model::AlgorithmParams;
+
+use crate::{Error, Result};
+
+/// What a model predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    BinaryClassification,
+}
+
+impl Task {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Task::BinaryClassification => "binary_classification",
+        }
+    }
+}
+
+/// A model spec as written in its TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Registry name: lowercase letters, digits and `-`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub task: Task,
+    pub target: TargetSpec,
+    pub data: DataSpec,
+    #[serde(default)]
+    pub training: TrainingSpec,
+    pub algorithm: AlgorithmParams,
+    /// The features, in the order the model sees them.
+    #[serde(rename = "feature")]
+    pub features: Vec<FeatureSpec>,
+}
+
+/// The target column and its two classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub column: String,
+    #[serde(default)]
+    pub description: String,
+    /// The value that marks the positive class, e.g. "1".
+    pub positive: String,
+    /// The value that marks the negative class, e.g. "0".
+    pub negative: String,
+    /// What the positive and negative classes mean, for people reading predictions.
+    pub positive_label: String,
+    pub negative_label: String,
+}
+
+/// Where the training and holdout data are, relative to the spec file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    pub train_features: PathBuf,
+    pub train_target: PathBuf,
+    /// The fixed holdout: never trained on, never used to choose anything.
+    pub holdout_features: PathBuf,
+    pub holdout_target: PathBuf,
+    #[serde(default = "default_separator")]
+    pub separator: char,
+}
+
+fn default_separator() -> char {
+    ','
+}
+
+/// How the training rows are split and the decision threshold chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingSpec {
+    /// Share of the training rows held out (stratified) to choose the threshold.
+    pub validation_fraction: f64,
+    pub seed: u64,
+}
+
+impl Default for TrainingSpec {
+    fn default() -> Self {
+        TrainingSpec {
+            validation_fraction: 0.2,
+            seed: 42,
+        }
+    }
+}
+
+/// What happens to an empty value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingPolicy {
+    /// A missing value is an error, in training data and in requests.
+    Reject,
+    /// A missing value is replaced by the training slice's mode (categorical) or median
+    /// (numerical), computed at training time and stored in the model artifact.
+    Impute,
+}
+
+/// What happens to a numerical value outside `[min, max]` in the training or holdout data.
+/// (A prediction request with such a value is always refused.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfRangePolicy {
+    /// The data is refused, every such value reported.
+    #[default]
+    Reject,
+    /// The value is counted, reported, and treated as missing (then imputed).
+    Missing,
+}
+
+/// Allowed codes of a categorical feature: a table of code -> meaning, or a plain list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Codes {
+    Named(BTreeMap<String, String>),
+    Listed(Vec<CodeToken>),
+}
+
+/// One code in a list: written as a number or a string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CodeToken {
+    Integer(i64),
+    Text(String),
+}
+
+/// One feature, with its type and domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FeatureSpec {
+    /// A code from a fixed set (`codes`), or any integer code in `code_range` (for open
+    /// vocabularies such as commune numbers).
+    Categorical {
+        name: String,
+        #[serde(default)]
+        description: String,
+        #[serde(default)]
+        codes: Option<Codes>,
+        #[serde(default)]
+        code_range: Option<[i64; 2]>,
+        missing: MissingPolicy,
+    },
+    /// A number in `[min, max]`; `integer` requires whole numbers.
+    Numerical {
+        name: String,
+        #[serde(default)]
+        description: String,
+        min: f64,
+        max: f64,
+        #[serde(default)]
+        integer: bool,
+        #[serde(default)]
+        unit: String,
+        #[serde(default)]
+        out_of_range: OutOfRangePolicy,
+        missing: MissingPolicy,
+    },
+}
+
+impl FeatureSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            FeatureSpec::Categorical { name, .. } | FeatureSpec::Numerical { name, .. } => name,
+        }
+    }
+
+    pub fn missing(&self) -> MissingPolicy {
+        match self {
+            FeatureSpec::Categorical { missing, .. } | FeatureSpec::Numerical { missing, .. } => {
+                *missing
+            }
+        }
+    }
+
+    pub fn is_categorical(&self) -> bool {
+        matches!(self, FeatureSpec::Categorical { .. })
+    }
+}
+
+fn spec_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::Spec {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+impl ModelSpec {
+    /// Reads, checks and resolves a spec file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut spec = Self::from_toml(&text).map_err(|e| match e {
+            Error::Spec { message, .. } => spec_error(path, message),
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut spec.data.train_features,
+            &mut spec.data.train_target,
+            &mut spec.data.holdout_features,
+            &mut spec.data.holdout_target,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Parses and checks a spec from TOML text; data paths stay as written.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let spec: ModelSpec =
+            toml::from_str(text).map_err(|e| spec_error(Path::new("<spec>"), e.to_string()))?;
+        spec.check()
+            .map_err(|message| spec_error(Path::new("<spec>"), message))?;
+        Ok(spec)
+    }
+
+    /// Everything that can be wrong in a spec without looking at the data.
+    fn check(&self) -> std::result::Result<(), String> {
+        let valid_name = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !self.name.starts_with('-');
+        if !valid_name {
+            return Err(format!(
+                "name {:?}: use 1 to 64 lowercase letters, digits and '-', not starting with '-'",
+                self.name
+            ));
+        }
+        if self.features.is_empty() {
+            return Err("no [[feature]] declared".into());
+        }
+        let mut seen = BTreeSet::new();
+        for f in &self.features {
+            if !seen.insert(f.name()) {
+                return Err(format!("feature {:?} is declared twice", f.name()));
+            }
+            check_feature(f).map_err(|m| format!("feature {:?}: {m}", f.name()))?;
+        }
+        if seen.contains(self.target.column.as_str()) {
+            return Err(format!(
+                "the target column {:?} is also a feature",
+                self.target.column
+            ));
+        }
+        if self.target.positive == self.target.negative {
+            return Err("target.positive and target.negative must differ".into());
+        }
+        let v = self.training.validation_fraction;
+        if !(v > 0.0 && v < 0.9) {
+            return Err(format!(
+                "training.validation_fraction must be in (0, 0.9), got {v}"
+            ));
+        }
+        self.algorithm
+            .clone()
+            .check()
+            .map_err(|e| format!("algorithm ({}): {e}", self.algorithm.kind()))?;
+        Ok(())
+    }
+
+    /// A stable hash of what the spec means (not of its formatting): the sha256 of its JSON form,
+    /// data paths as written relative to nothing but their file names.
+    pub fn hash(&self) -> String {
+        let mut canonical = self.clone();
+        for p in [
+            &mut canonical.data.train_features,
+            &mut canonical.data.train_target,
+            &mut canonical.data.holdout_features,
+            &mut canonical.data.holdout_target,
+        ] {
+            if let Some(file) = p.file_name() {
+                *p = PathBuf::from(file);
+            }
+        }
+        let json = serde_json::to_vec(&canonical).expect("a spec always serialises");
+        hex::encode(Sha256::digest(json))
+    }
+
+    pub fn feature_names(&self) -> Vec<&str> {
+        self.features.iter().map(FeatureSpec::name).collect()
+    }
+}
+
+fn check_feature(f: &FeatureSpec) -> std::result::Result<(), String> {
+    match f {
+        FeatureSpec::Categorical {
+            codes, code_range, ..
+        } => {
+            match (codes, code_range) {
+                (None, None) => return Err("give `codes` or `code_range`".into()),
+                (Some(_), Some(_)) => return Err("give `codes` or `code_range`, not both".into()),
+                (None, Some([lo, hi])) if lo > hi => {
+                    return Err(format!("code_range [{lo}, {hi}] is empty"));
+                }
+                (Some(c), None) => {
+                    let tokens = code_tokens(c);
+                    if tokens.is_empty() {
+                        return Err("`codes` is empty".into());
+                    }
+                    let mut distinct = BTreeSet::new();
+                    for t in &tokens {
+                        if t.is_empty() {
+                            return Err("a code is empty (empty means missing)".into());
+                        }
+                        if !distinct.insert(normalise_token(t)) {
+                            return Err(format!("code {t:?} is listed twice"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        FeatureSpec::Numerical { min, max, .. } => {
+            if !(min.is_finite() && max.is_finite() && min <= max) {
+                return Err(format!(
+                    "range [{min}, {max}] is not a finite, non-empty range"
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The codes of a categorical feature as strings, in declaration order.
+pub(crate) fn code_tokens(codes: &Codes) -> Vec<String> {
+    match codes {
+        Codes::Named(map) => map.keys().cloned().collect(),
+        Codes::Listed(list) => list
+            .iter()
+            .map(|c| match c {
+                CodeToken::Integer(i) => i.to_string(),
+                CodeToken::Text(s) => s.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Spells numeric codes one way: "2.0", "02" and "2" are the same code "2"; other text is
+/// trimmed and kept as it is.
+pub(crate) fn normalise_token(token: &str) -> String {
+    let t = token.trim();
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", v as i64),
+        _ => t.to_string(),
+    }
+}
+
+/// The meaning of each code of a categorical feature, for documentation and reports.
+pub fn code_meanings(codes: &Codes) -> HashMap<String, String> {
+    match codes {
+        Codes::Named(map) => map
+            .iter()
+            .map(|(k, v)| (normalise_token(k), v.clone()))
+            .collect(),
+        Codes::Listed(_) => HashMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

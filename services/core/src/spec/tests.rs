@@ -1,0 +1,125 @@
+use super::*;
+
+const SMALL: &str = r#"
+name = "toy"
+task = "binary_classification"
+[target]
+column = "y"
+positive = "1"
+negative = "0"
+positive_label = "yes"
+negative_label = "no"
+[data]
+train_features = "x_train.csv"
+train_target = "y_train.csv"
+holdout_features = "x_test.csv"
+holdout_target = "y_test.csv"
+[algorithm]
+kind = "decision_tree"
+[[feature]]
+name = "colour"
+type = "categorical"
+missing = "reject"
+codes = { 1 = "red", 2 = "green" }
+[[feature]]
+name = "speed"
+type = "numerical"
+missing = "impute"
+min = 0
+max = 130
+"#;
+
+fn error_of(text: &str) -> String {
+    ModelSpec::from_toml(text).unwrap_err().to_string()
+}
+
+#[test]
+fn the_baac_spec_parses_with_its_28_features() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/baac-severity.toml");
+    let spec = ModelSpec::from_file(&path).unwrap();
+    assert_eq!(spec.features.len(), 28);
+    assert_eq!(spec.name, "baac-severity");
+    assert!(spec.data.train_features.ends_with("data/baac/X_train.csv"));
+    assert!(
+        spec.data.train_features.is_file(),
+        "spec paths resolve against the spec's folder"
+    );
+    let names = spec.feature_names();
+    assert_eq!(names.first(), Some(&"place"));
+    assert_eq!(names.last(), Some(&"nb_vehicules"));
+}
+
+#[test]
+fn the_hash_follows_meaning_not_formatting() {
+    let a = ModelSpec::from_toml(SMALL).unwrap();
+    let b = ModelSpec::from_toml(&SMALL.replace("max = 130", "max   =   130 # km/h")).unwrap();
+    assert_eq!(a.hash(), b.hash());
+    let c = ModelSpec::from_toml(&SMALL.replace("max = 130", "max = 131")).unwrap();
+    assert_ne!(a.hash(), c.hash());
+}
+
+#[test]
+fn mistakes_in_a_spec_are_named() {
+    for (broken, expected) in [
+        (
+            SMALL.replace("name = \"toy\"", "name = \"Toy Model\""),
+            "name \"Toy Model\"",
+        ),
+        (
+            SMALL.replace("name = \"speed\"", "name = \"colour\""),
+            "declared twice",
+        ),
+        (
+            SMALL.replace("codes = { 1 = \"red\", 2 = \"green\" }", ""),
+            "give `codes` or `code_range`",
+        ),
+        (
+            SMALL.replace("min = 0", "min = 200"),
+            "feature \"speed\": range [200, 130]",
+        ),
+        (
+            SMALL.replace("missing = \"impute\"", "missing = \"guess\""),
+            "unknown variant `guess`",
+        ),
+        (
+            SMALL.replace("max = 130", "max = 130\nmaximum = 4"),
+            "unknown field `maximum`",
+        ),
+        (
+            SMALL.replace(
+                "kind = \"decision_tree\"",
+                "kind = \"decision_tree\"\nmax_depth = 0",
+            ),
+            "max_depth",
+        ),
+        (
+            SMALL.replace("kind = \"decision_tree\"", "kind = \"svm\""),
+            "unknown variant `svm`",
+        ),
+        (
+            SMALL.replace("column = \"y\"", "column = \"speed\""),
+            "target column \"speed\" is also a feature",
+        ),
+        (
+            SMALL.replace(
+                "codes = { 1 = \"red\", 2 = \"green\" }",
+                "codes = [1, \"1.0\"]",
+            ),
+            "listed twice",
+        ),
+    ] {
+        let message = error_of(&broken);
+        assert!(
+            message.contains(expected),
+            "expected {expected:?} in {message:?}"
+        );
+    }
+}
+
+#[test]
+fn numeric_codes_are_spelled_one_way() {
+    assert_eq!(normalise_token("2.0"), "2");
+    assert_eq!(normalise_token(" 02 "), "2");
+    assert_eq!(normalise_token("2.5"), "2.5");
+    assert_eq!(normalise_token("RAIN"), "RAIN");
+}

@@ -1,0 +1,246 @@
+//! The training pipeline: load and check the data, split off a validation slice, impute, fit,
+//! choose the decision threshold on the validation slice, evaluate on the fixed holdout.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use vigie_model::metrics::{BinaryMetrics, best_f1_threshold};
+use vigie_model::{AlgorithmParams, Matrix, TreeEnsemble};
+
+use crate::Result;
+use crate::dataset::{self, LabelledData, LoadReport};
+use crate::schema::{Imputation, Schema};
+use crate::spec::ModelSpec;
+
+/// A step of the pipeline, reported to a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    LoadTraining,
+    LoadHoldout,
+    Fit,
+    ChooseThreshold,
+    Evaluate,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::LoadTraining,
+        Stage::LoadHoldout,
+        Stage::Fit,
+        Stage::ChooseThreshold,
+        Stage::Evaluate,
+    ];
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Stage::LoadTraining => "reading and checking the training data",
+            Stage::LoadHoldout => "reading and checking the holdout data",
+            Stage::Fit => "fitting the model",
+            Stage::ChooseThreshold => "choosing the threshold on the validation slice",
+            Stage::Evaluate => "evaluating on the holdout",
+        }
+    }
+}
+
+/// The training data split and imputed, and the holdout: loaded once, fitted many times.
+#[derive(Debug, Clone)]
+pub struct PreparedData {
+    pub schema: Schema,
+    pub fit: LabelledData,
+    pub validation: LabelledData,
+    pub holdout: LabelledData,
+    pub imputation: Imputation,
+    pub train_report: LoadReport,
+    pub holdout_report: LoadReport,
+}
+
+/// Sizes, timings and data findings of one training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub fit_rows: usize,
+    pub validation_rows: usize,
+    pub holdout_rows: usize,
+    pub fit_seconds: f64,
+    pub train_report: LoadReport,
+    pub holdout_report: LoadReport,
+}
+
+/// A fitted model with its threshold and figures, not yet versioned.
+#[derive(Debug, Clone)]
+pub struct TrainedModel {
+    pub spec: ModelSpec,
+    pub algorithm: AlgorithmParams,
+    pub imputation: Imputation,
+    pub ensemble: TreeEnsemble,
+    pub threshold: f64,
+    pub validation: BinaryMetrics,
+    pub holdout: BinaryMetrics,
+    pub summary: TrainingSummary,
+}
+
+impl PreparedData {
+    /// Loads the spec's training and holdout files, checks them, splits a stratified
+    /// validation slice off the training rows and fits the imputation on the rest.
+    pub fn load(spec: &ModelSpec, progress: &mut dyn FnMut(Stage)) -> Result<Self> {
+        let schema = Schema::new(spec);
+        progress(Stage::LoadTraining);
+        let train = dataset::load(
+            spec,
+            &schema,
+            &spec.data.train_features,
+            &spec.data.train_target,
+        );
+        progress(Stage::LoadHoldout);
+        let holdout = dataset::load(
+            spec,
+            &schema,
+            &spec.data.holdout_features,
+            &spec.data.holdout_target,
+        );
+        // Report the problems of both files at once.
+        let (train, mut holdout) = match (train, holdout) {
+            (Ok(t), Ok(h)) => (t, h),
+            (
+                Err(crate::Error::Data { mut problems }),
+                Err(crate::Error::Data { problems: more }),
+            ) => {
+                problems.extend(more);
+                return Err(crate::Error::Data { problems });
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
+
+        let (fit_rows, validation_rows) = stratified_split(
+            &train.y,
+            spec.training.validation_fraction,
+            spec.training.seed,
+        );
+        let mut fit = subset(&train, &fit_rows);
+        let mut validation = subset(&train, &validation_rows);
+        let imputation = Imputation::fit(&schema, &fit.x);
+        for data in [&mut fit, &mut validation, &mut holdout] {
+            impute(&imputation, &mut data.x);
+        }
+        Ok(PreparedData {
+            schema,
+            fit,
+            validation,
+            train_report: train.report,
+            holdout_report: holdout.report.clone(),
+            holdout,
+            imputation,
+        })
+    }
+}
+
+fn subset(data: &LabelledData, rows: &[usize]) -> LabelledData {
+    LabelledData {
+        x: data.x.select_rows(rows),
+        y: rows.iter().map(|&i| data.y[i]).collect(),
+        report: LoadReport {
+            rows: rows.len(),
+            ..data.report.clone()
+        },
+    }
+}
+
+fn impute(imputation: &Imputation, x: &mut Matrix) {
+    let (rows, cols) = (x.rows(), x.cols());
+    let mut data = x.as_slice().to_vec();
+    for row in data.chunks_exact_mut(cols.max(1)) {
+        imputation.apply(row);
+    }
+    *x = Matrix::from_row_major(data, rows, cols).expect("same shape");
+}
+
+/// Splits row indices into (fit, validation), drawing `fraction` of each class for validation.
+pub fn stratified_split(y: &[f64], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut fit, mut validation) = (Vec::new(), Vec::new());
+    for class in [0.0, 1.0] {
+        let mut rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
+        rows.shuffle(&mut rng);
+        let n_validation = (rows.len() as f64 * fraction).round() as usize;
+        validation.extend_from_slice(&rows[..n_validation]);
+        fit.extend_from_slice(&rows[n_validation..]);
+    }
+    fit.sort_unstable();
+    validation.sort_unstable();
+    (fit, validation)
+}
+
+/// Fits `algorithm` on prepared data, chooses the threshold on the validation slice and
+/// evaluates on the holdout.
+pub fn fit_and_evaluate(
+    spec: &ModelSpec,
+    data: &PreparedData,
+    algorithm: &AlgorithmParams,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<TrainedModel> {
+    let params = algorithm.clone().check()?;
+    progress(Stage::Fit);
+    let start = Instant::now();
+    let ensemble = params.fit(&data.fit.x, &data.fit.y)?;
+    let fit_seconds = start.elapsed().as_secs_f64();
+
+    progress(Stage::ChooseThreshold);
+    let p_validation = ensemble.predict_proba_batch(&data.validation.x);
+    let threshold = best_f1_threshold(&data.validation.y, &p_validation);
+    let validation = BinaryMetrics::compute(&data.validation.y, &p_validation, threshold);
+
+    progress(Stage::Evaluate);
+    let p_holdout = ensemble.predict_proba_batch(&data.holdout.x);
+    let holdout = BinaryMetrics::compute(&data.holdout.y, &p_holdout, threshold);
+
+    Ok(TrainedModel {
+        spec: spec.clone(),
+        algorithm: algorithm.clone(),
+        imputation: data.imputation.clone(),
+        ensemble,
+        threshold,
+        validation,
+        holdout,
+        summary: TrainingSummary {
+            fit_rows: data.fit.x.rows(),
+            validation_rows: data.validation.x.rows(),
+            holdout_rows: data.holdout.x.rows(),
+            fit_seconds,
+            train_report: data.train_report.clone(),
+            holdout_report: data.holdout_report.clone(),
+        },
+    })
+}
+
+/// Loads the data and trains the spec's own algorithm.
+pub fn train(spec: &ModelSpec, progress: &mut dyn FnMut(Stage)) -> Result<TrainedModel> {
+    let data = PreparedData::load(spec, progress)?;
+    fit_and_evaluate(spec, &data, &spec.algorithm, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_split_keeps_class_shares_and_every_row_once() {
+        let y: Vec<f64> = (0..1000).map(|i| f64::from(u8::from(i % 3 == 0))).collect();
+        let (fit, validation) = stratified_split(&y, 0.2, 7);
+        assert_eq!(fit.len() + validation.len(), y.len());
+        let mut all: Vec<usize> = fit.iter().chain(&validation).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+        let share = |rows: &[usize]| {
+            rows.iter().filter(|&&i| y[i] == 1.0).count() as f64 / rows.len() as f64
+        };
+        assert!((share(&validation) - share(&fit)).abs() < 0.01);
+        assert_eq!(validation.len(), 200);
+        assert_eq!(
+            stratified_split(&y, 0.2, 7),
+            (fit, validation),
+            "same seed, same split"
+        );
+    }
+}
