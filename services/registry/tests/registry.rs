@@ -1,0 +1,163 @@
+//! The registry against SQLite and, when `VIGIE_TEST_POSTGRES_URL` is set, PostgreSQL: the same
+//! assertions on both.
+
+#![allow(clippy::unwrap_used)] // Test helpers: a failed setup should panic loudly.
+
+use std::path::{Path, PathBuf};
+
+use vigie_core::testing::toy_model;
+use vigie_registry::testing::fresh_postgres_database;
+use vigie_registry::{Error, ModelRef, Registry, Status};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `test` once per configured backend, each with a new database and artifact folder.
+async fn on_each_backend<F, Fut>(test: F)
+where
+    F: Fn(Backend, String, PathBuf) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!(
+        "sqlite://{}",
+        dir.path().join("sqlite/registry.db").display()
+    );
+    test(Backend::Sqlite, sqlite, dir.path().join("sqlite/artifacts")).await;
+    if let Some(url) = fresh_postgres_database().await {
+        test(
+            Backend::Postgres,
+            url,
+            dir.path().join("postgres/artifacts"),
+        )
+        .await;
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn versions_are_numbered_listed_resolved_and_loaded() {
+    on_each_backend(|backend, url, artifacts| async move {
+        let registry = Registry::open(&url, &artifacts).await.unwrap();
+        assert!(registry.list().await.unwrap().is_empty(), "{backend:?}");
+
+        let (v1, a1) = registry.register(toy_model(), "test").await.unwrap();
+        let (v2, _) = registry.register(toy_model(), "trainer").await.unwrap();
+        assert_eq!(
+            (v1.version, v1.status),
+            (1, Status::Production),
+            "{backend:?}"
+        );
+        assert_eq!(
+            (v2.version, v2.status),
+            (2, Status::Candidate),
+            "{backend:?}"
+        );
+        assert_eq!(v2.triggered_by, "trainer");
+        assert_eq!(v1.metrics, a1.metrics);
+        assert_eq!(files_in(&artifacts).len(), 2);
+
+        let listed = registry.list().await.unwrap();
+        assert_eq!(listed, vec![v1.clone(), v2.clone()], "{backend:?}");
+        let by_name = registry.resolve(&"toy".parse().unwrap()).await.unwrap();
+        assert_eq!(
+            by_name.version, 1,
+            "NAME resolves to the production version"
+        );
+        let exact = registry.resolve(&"toy@2".parse().unwrap()).await.unwrap();
+        assert_eq!(exact, v2);
+        assert_eq!(registry.load(&v1).unwrap(), a1);
+
+        let missing = registry
+            .resolve(&"nope".parse::<ModelRef>().unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, Error::UnknownModel(_)), "{missing}");
+        let missing = registry
+            .resolve(&"toy@9".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(missing.to_string(), "toy has no version 9");
+        registry.close().await;
+
+        // Reopening runs the migrations again (a no-op) and finds the same rows.
+        let reopened = Registry::open(&url, &artifacts).await.unwrap();
+        assert_eq!(reopened.list().await.unwrap(), listed, "{backend:?}");
+        reopened.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_tampered_or_swapped_artifact_is_refused() {
+    on_each_backend(|backend, url, artifacts| async move {
+        let registry = Registry::open(&url, &artifacts).await.unwrap();
+        let (v1, _) = registry.register(toy_model(), "test").await.unwrap();
+        let (v2, _) = registry.register(toy_model(), "test").await.unwrap();
+
+        // Swap v1's file for v2's: each is a valid artifact, but not the one recorded.
+        let v1_bytes = std::fs::read(&v1.artifact_path).unwrap();
+        std::fs::copy(&v2.artifact_path, &v1.artifact_path).unwrap();
+        let err = registry.load(&v1).unwrap_err().to_string();
+        assert!(err.contains("the registry recorded"), "{backend:?}: {err}");
+
+        // Flip one byte of the payload.
+        let mut bytes = v1_bytes;
+        let n = bytes.len();
+        bytes[n - 5] ^= 0x01;
+        std::fs::write(&v1.artifact_path, &bytes).unwrap();
+        let err = registry.load(&v1).unwrap_err().to_string();
+        assert!(err.contains("invalid model artifact"), "{backend:?}: {err}");
+
+        std::fs::remove_file(&v1.artifact_path).unwrap();
+        let err = registry.load(&v1).unwrap_err().to_string();
+        assert!(err.contains("cannot read"), "{backend:?}: {err}");
+        registry.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_registration_leaves_table_and_folder_as_they_were() {
+    on_each_backend(|backend, url, artifacts| async move {
+        let registry = Registry::open(&url, &artifacts).await.unwrap();
+        registry.register(toy_model(), "test").await.unwrap();
+        let rows_before = registry.list().await.unwrap();
+        let files_before = files_in(&artifacts);
+
+        // Make the insert fail after the artifact is written, as a lost connection or a
+        // constraint would.
+        let refuse = match backend {
+            Backend::Sqlite => vec![
+                "CREATE TRIGGER refuse BEFORE INSERT ON model_versions BEGIN SELECT RAISE(ABORT, 'refused by test'); END",
+            ],
+            Backend::Postgres => vec![
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by test'; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER refuse BEFORE INSERT ON model_versions FOR EACH ROW EXECUTE FUNCTION refuse()",
+            ],
+        };
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        for statement in refuse {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let err = registry.register(toy_model(), "test").await.unwrap_err().to_string();
+        assert!(err.contains("refused by test"), "{backend:?}: {err}");
+        assert_eq!(registry.list().await.unwrap(), rows_before, "{backend:?}");
+        assert_eq!(files_in(&artifacts), files_before, "{backend:?}: no artifact, no temporary file");
+        registry.close().await;
+    })
+    .await;
+}
