@@ -1,0 +1,27 @@
+//! The subcommands of `vigie`, one module each.
+
+pub mod compare;
+pub mod models;
+pub mod train;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use vigie_core::train::Stage;
+
+/// A progress bar over the training stages (drawn only on a terminal).
+pub fn stage_bar(extra_steps: u64) -> ProgressBar {
+    let bar = ProgressBar::new(Stage::ALL.len() as u64 + extra_steps);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Advances `bar` as the pipeline reports stages.
+pub fn on_stage(bar: &ProgressBar) -> impl FnMut(Stage) + '_ {
+    move |stage| {
+        bar.set_message(stage.describe());
+        bar.inc(1);
+    }
+}

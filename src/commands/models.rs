@@ -1,0 +1,121 @@
+//! `vigie models`: list and inspect registered model versions.
+
+use vigie_registry::{ModelRef, ModelVersion, Registry};
+
+use crate::Cli;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Every registered version of every model.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One version: NAME (its production version) or NAME@VERSION.
+    Show {
+        reference: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also load the artifact and check its sha256 and contents.
+        #[arg(long)]
+        verify: bool,
+    },
+}
+
+pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
+    let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir()).await?;
+    match command {
+        Command::List { json } => {
+            let versions = registry.list().await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&versions)?);
+            } else if versions.is_empty() {
+                println!(
+                    "No model registered yet: run `vigie train --spec models/baac-severity.toml`."
+                );
+            } else {
+                println!(
+                    "{:<24} {:>7}  {:<10}  {:<17}  {:>7}  {:>7}  {:>9}  created",
+                    "name", "version", "status", "algorithm", "ROC AUC", "F1", "threshold"
+                );
+                for v in &versions {
+                    println!(
+                        "{:<24} {:>7}  {:<10}  {:<17}  {:>7.4}  {:>7.4}  {:>9.4}  {}",
+                        v.name,
+                        v.version,
+                        v.status.as_str(),
+                        v.algorithm,
+                        v.metrics.holdout.roc_auc,
+                        v.metrics.holdout.f1,
+                        v.threshold,
+                        v.created_at.format("%Y-%m-%d %H:%M:%S")
+                    );
+                }
+            }
+        }
+        Command::Show {
+            reference,
+            json,
+            verify,
+        } => {
+            let reference: ModelRef = reference.parse()?;
+            let version = registry.resolve(&reference).await?;
+            if *verify {
+                registry.load(&version)?;
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&version)?);
+            } else {
+                print_version(&version);
+                if *verify {
+                    println!("Artifact verified: sha256 matches, contents consistent");
+                }
+            }
+        }
+    }
+    registry.close().await;
+    Ok(())
+}
+
+/// A version's details and figures, for people.
+pub fn print_version(v: &ModelVersion) {
+    let (val, hold) = (&v.metrics.validation, &v.metrics.holdout);
+    println!("{} ({}, {})", v.id(), v.status.as_str(), v.algorithm);
+    println!(
+        "  created      {} by {}",
+        v.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        v.triggered_by
+    );
+    println!("  spec hash    {}", v.spec_hash);
+    println!(
+        "  artifact     {} ({} bytes)",
+        v.artifact_path.display(),
+        v.artifact_bytes
+    );
+    println!("  sha256       {}", v.artifact_sha256);
+    println!(
+        "  threshold    {:.4} (best F1 on the validation slice)",
+        v.threshold
+    );
+    println!("  fit time     {:.2} s", v.fit_seconds);
+    println!("  {:<12} {:>10} {:>10}", "", "validation", "holdout");
+    for (name, a, b) in [
+        ("ROC AUC", val.roc_auc, hold.roc_auc),
+        ("PR AUC", val.pr_auc, hold.pr_auc),
+        ("F1", val.f1, hold.f1),
+        ("precision", val.precision, hold.precision),
+        ("recall", val.recall, hold.recall),
+        ("accuracy", val.accuracy, hold.accuracy),
+        ("Brier", val.brier, hold.brier),
+        ("log loss", val.log_loss, hold.log_loss),
+    ] {
+        println!("  {name:<12} {a:>10.4} {b:>10.4}");
+    }
+    let c = &hold.confusion;
+    println!(
+        "  holdout confusion matrix ({} rows): TN {}  FP {}  FN {}  TP {}",
+        hold.rows, c.true_negative, c.false_positive, c.false_negative, c.true_positive
+    );
+}

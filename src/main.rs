@@ -1,0 +1,79 @@
+//! `vigie`: the one binary of the platform. Each subcommand is a module of `commands`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// Serve emergency-dispatch models and watch them drift.
+#[derive(Debug, Parser)]
+#[command(name = "vigie", version, about)]
+struct Cli {
+    /// Folder for local state: the SQLite registry and the model artifacts.
+    #[arg(long, env = "VIGIE_HOME", default_value = "var", global = true)]
+    home: PathBuf,
+    /// Registry database: `sqlite://FILE` or `postgres://...`; default `sqlite://HOME/registry.db`.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model from its spec, evaluate it on the fixed holdout and register it.
+    Train(commands::train::Args),
+    /// Train several algorithms on one spec's data and print their holdout figures side by side.
+    Compare(commands::compare::Args),
+    /// List and inspect registered model versions.
+    #[command(subcommand)]
+    Models(commands::models::Command),
+}
+
+impl Cli {
+    fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.home.join("registry.db").display()))
+    }
+
+    fn artifacts_dir(&self) -> PathBuf {
+        self.home.join("artifacts")
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Train(args) => commands::train::run(&cli, args).await,
+            Command::Compare(args) => commands::compare::run(args),
+            Command::Models(cmd) => commands::models::run(&cli, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
