@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::ensemble::{Link, Node, TreeEnsemble};
+use crate::ensemble::{Link, NodeSpec, TreeEnsemble};
 use crate::{Error, Matrix, Result};
 
 /// An algorithm and its hyperparameters, as written in a model spec (`kind = "..."`).
@@ -30,6 +30,9 @@ pub struct GradientBoostingParams {
     pub iterations: usize,
     pub learning_rate: f32,
     pub max_depth: usize,
+    /// When set, trees grow best-first (the split with the largest gain anywhere) up to this
+    /// many leaves, within `max_depth`; otherwise they grow level by level to `max_depth`.
+    pub max_leaves: Option<usize>,
     /// L2 regularisation on leaf weights.
     pub l2: f32,
     /// Minimum loss reduction to make a split.
@@ -42,6 +45,9 @@ pub struct GradientBoostingParams {
     pub colsample_bytree: f64,
     /// Histogram bins per feature (at most 256).
     pub nbins: u16,
+    /// Number of boosters fitted with seeds `seed`, `seed + 1`, ... and averaged (on the log-odds
+    /// scale). Averaging removes much of the variance that row and column sampling add.
+    pub bags: usize,
     pub seed: u64,
 }
 
@@ -51,12 +57,14 @@ impl Default for GradientBoostingParams {
             iterations: 300,
             learning_rate: 0.1,
             max_depth: 6,
+            max_leaves: None,
             l2: 1.0,
             gamma: 0.0,
             min_leaf_weight: 1.0,
             subsample: 1.0,
             colsample_bytree: 1.0,
             nbins: 256,
+            bags: 1,
             seed: 0,
         }
     }
@@ -157,6 +165,12 @@ impl AlgorithmParams {
                 if p.max_depth == 0 {
                     return Err(invalid("max_depth", "must be at least 1"));
                 }
+                if p.bags == 0 {
+                    return Err(invalid("bags", "must be at least 1"));
+                }
+                if p.max_leaves.is_some_and(|n| n < 2) {
+                    return Err(invalid("max_leaves", "must be at least 2"));
+                }
                 if !(p.learning_rate > 0.0 && p.learning_rate <= 1.0) {
                     return Err(invalid(
                         "learning_rate",
@@ -231,11 +245,50 @@ fn fit_gradient_boosting(
     x: &Matrix,
     y: &[f64],
 ) -> Result<TreeEnsemble> {
+    let columns = x.to_column_major();
+    let data = forust_ml::Matrix::new(&columns, x.rows(), x.cols());
+    let boosters = (0..p.bags as u64)
+        .map(|bag| fit_booster(p, p.seed.wrapping_add(bag), &data, y))
+        .collect::<Result<Vec<_>>>()?;
+    // The mean of the boosters' log-odds: every leaf scaled by 1/bags, bases averaged.
+    let scale = 1.0 / boosters.len() as f64;
+    let base = boosters.iter().map(|b| b.base_score).sum::<f64>() * scale;
+    let mut ensemble = TreeEnsemble::new(x.cols(), Link::Logit, base);
+    for booster in &boosters {
+        let n_trees = booster.prediction_iteration.unwrap_or(booster.trees.len());
+        for tree in &booster.trees[..n_trees] {
+            let nodes: Vec<NodeSpec> = tree
+                .nodes
+                .iter()
+                .map(|n| {
+                    if n.is_leaf {
+                        NodeSpec::Leaf(f64::from(n.weight_value) * scale)
+                    } else {
+                        NodeSpec::Split {
+                            feature: n.split_feature,
+                            threshold: n.split_value,
+                            left: n.left_child,
+                            right: n.right_child,
+                            missing: n.missing_node,
+                        }
+                    }
+                })
+                .collect();
+            ensemble.push_tree(&nodes);
+        }
+    }
+    Ok(ensemble)
+}
+
+fn fit_booster(
+    p: &GradientBoostingParams,
+    seed: u64,
+    data: &forust_ml::Matrix<f64>,
+    y: &[f64],
+) -> Result<forust_ml::GradientBooster> {
     use forust_ml::GradientBooster;
     use forust_ml::sampler::SampleMethod;
 
-    let columns = x.to_column_major();
-    let data = forust_ml::Matrix::new(&columns, x.rows(), x.cols());
     let mut booster = GradientBooster::default()
         .set_iterations(p.iterations)
         .set_learning_rate(p.learning_rate)
@@ -245,43 +298,21 @@ fn fit_gradient_boosting(
         .set_min_leaf_weight(p.min_leaf_weight)
         .set_colsample_bytree(p.colsample_bytree)
         .set_nbins(p.nbins)
-        .set_seed(p.seed)
+        .set_seed(seed)
         .set_parallel(true);
+    if let Some(leaves) = p.max_leaves {
+        booster = booster.set_max_leaves(leaves);
+        booster.grow_policy = forust_ml::gradientbooster::GrowPolicy::LossGuide;
+    }
     if p.subsample < 1.0 {
         booster = booster
             .set_sample_method(SampleMethod::Random)
             .set_subsample(p.subsample);
     }
     booster
-        .fit_unweighted(&data, y, None)
+        .fit_unweighted(data, y, None)
         .map_err(|e| Error::GradientBoosting(e.to_string()))?;
-
-    let mut ensemble = TreeEnsemble::new(x.cols(), Link::Logit, booster.base_score);
-    let n_trees = booster.prediction_iteration.unwrap_or(booster.trees.len());
-    for tree in &booster.trees[..n_trees] {
-        ensemble.push_tree(tree.nodes.iter().map(|n| {
-            if n.is_leaf {
-                Node::leaf(f64::from(n.weight_value))
-            } else {
-                Node::split(
-                    feature_index(n.split_feature),
-                    n.split_value,
-                    index(n.left_child),
-                    index(n.right_child),
-                    index(n.missing_node),
-                )
-            }
-        }));
-    }
-    Ok(ensemble)
-}
-
-fn feature_index(i: usize) -> u32 {
-    u32::try_from(i).expect("fewer than 4 billion features")
-}
-
-fn index(i: usize) -> u32 {
-    u32::try_from(i).expect("fewer than 4 billion nodes")
+    Ok(booster)
 }
 
 type LinfaTree = linfa_trees::DecisionTree<f64, usize>;
@@ -311,7 +342,7 @@ fn fit_tree(p: &TreeParams, x: &Matrix, y: &[f64]) -> Result<TreeEnsemble> {
         .map_err(|e| Error::Linfa(e.to_string()))?;
     let all: Vec<usize> = (0..x.cols()).collect();
     let mut ensemble = TreeEnsemble::new(x.cols(), Link::Mean, 0.0);
-    ensemble.push_tree(flatten_linfa_tree(&tree, &all, x, y));
+    ensemble.push_tree(&flatten_linfa_tree(&tree, &all, x, y));
     Ok(ensemble)
 }
 
@@ -329,7 +360,7 @@ fn fit_forest(p: &ForestParams, x: &Matrix, y: &[f64]) -> Result<TreeEnsemble> {
     .map_err(|e| Error::Linfa(e.to_string()))?;
     let mut ensemble = TreeEnsemble::new(x.cols(), Link::Mean, 0.0);
     for (tree, features) in forest.models.iter().zip(&forest.model_features) {
-        ensemble.push_tree(flatten_linfa_tree(tree, features, x, y));
+        ensemble.push_tree(&flatten_linfa_tree(tree, features, x, y));
     }
     Ok(ensemble)
 }
@@ -338,36 +369,37 @@ fn fit_forest(p: &ForestParams, x: &Matrix, y: &[f64]) -> Result<TreeEnsemble> {
 /// own columns to the matrix columns), then replaces each leaf's majority class by the share of
 /// positives among the training rows that reach it, so the forest gives probabilities and not
 /// only votes.
-fn flatten_linfa_tree(tree: &LinfaTree, features: &[usize], x: &Matrix, y: &[f64]) -> Vec<Node> {
-    let mut nodes = Vec::new();
+fn flatten_linfa_tree(
+    tree: &LinfaTree,
+    features: &[usize],
+    x: &Matrix,
+    y: &[f64],
+) -> Vec<NodeSpec> {
+    let mut nodes = vec![NodeSpec::Leaf(0.0)];
     let mut stack = vec![(tree.root_node(), 0usize)];
-    nodes.push(Node::leaf(0.0));
     while let Some((node, slot)) = stack.pop() {
-        if node.is_leaf() {
-            let class = node.prediction().unwrap_or_default();
-            nodes[slot] = Node::leaf(class as f64);
-            continue;
-        }
-        let (feature, threshold, _) = node.split();
         let children = node.children();
-        let (Some(left), Some(right)) = (children[0].as_deref(), children[1].as_deref()) else {
-            // linfa gives internal nodes both children; treat a broken node as a leaf.
-            nodes[slot] = Node::leaf(0.0);
+        let (false, Some(left), Some(right)) = (
+            node.is_leaf(),
+            children[0].as_deref(),
+            children[1].as_deref(),
+        ) else {
+            // A leaf (linfa gives internal nodes both children): its majority class for now.
+            nodes[slot] = NodeSpec::Leaf(node.prediction().unwrap_or_default() as f64);
             continue;
         };
-        let l = nodes.len();
-        nodes.push(Node::leaf(0.0));
-        let r = nodes.len();
-        nodes.push(Node::leaf(0.0));
+        let (feature, threshold, _) = node.split();
+        let (l, r) = (nodes.len(), nodes.len() + 1);
+        nodes.extend([NodeSpec::Leaf(0.0), NodeSpec::Leaf(0.0)]);
         // linfa cannot route a missing value; Vigie imputes them before the model, so the
         // missing branch only has to be valid: it follows the right side as linfa would.
-        nodes[slot] = Node::split(
-            feature_index(features[feature]),
+        nodes[slot] = NodeSpec::Split {
+            feature: features[feature],
             threshold,
-            index(l),
-            index(r),
-            index(r),
-        );
+            left: l,
+            right: r,
+            missing: r,
+        };
         stack.push((left, l));
         stack.push((right, r));
     }
@@ -377,20 +409,28 @@ fn flatten_linfa_tree(tree: &LinfaTree, features: &[usize], x: &Matrix, y: &[f64
     let mut counts = vec![(0.0f64, 0.0f64); nodes.len()];
     for (row, &target) in x.iter_rows().zip(y) {
         let mut i = 0usize;
-        while !nodes[i].is_leaf() {
-            let n = &nodes[i];
-            i = if row[n.feature as usize] < n.threshold {
-                n.left
+        while let NodeSpec::Split {
+            feature,
+            threshold,
+            left,
+            right,
+            ..
+        } = nodes[i]
+        {
+            i = if row[feature] < threshold {
+                left
             } else {
-                n.right
-            } as usize;
+                right
+            };
         }
         counts[i].0 += target;
         counts[i].1 += 1.0;
     }
     for (node, (positives, total)) in nodes.iter_mut().zip(counts) {
-        if node.is_leaf() && total > 0.0 {
-            node.value = positives / total;
+        if let NodeSpec::Leaf(value) = node
+            && total > 0.0
+        {
+            *value = positives / total;
         }
     }
     nodes

@@ -2,49 +2,43 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Marks a leaf in [`Node::feature`].
-const LEAF: u32 = u32::MAX;
+/// How many trees are walked side by side: their node loads overlap instead of waiting on
+/// each other, which is what bounds the speed of tree inference.
+const LANES: usize = 16;
 
-/// One node of a binary decision tree.
-///
-/// An internal node sends a row to `left` when `row[feature] < threshold`, to `right` otherwise,
-/// and to `missing` when the value is `NaN`. A leaf (`feature == u32::MAX`) holds `value`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Node {
-    pub feature: u32,
-    pub threshold: f64,
-    pub left: u32,
-    pub right: u32,
-    pub missing: u32,
-    pub value: f64,
+/// A tree node as an algorithm describes it, the input of [`TreeEnsemble::push_tree`]: an
+/// internal node sends a row to `left` when `row[feature] < threshold`, to `right` otherwise, and
+/// to `missing` (which may be `left`, `right` or a node of its own) when the value is `NaN`.
+/// Child indices are positions in the tree's node list, the root first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NodeSpec {
+    Leaf(f64),
+    Split {
+        feature: usize,
+        threshold: f64,
+        left: usize,
+        right: usize,
+        missing: usize,
+    },
 }
 
-impl Node {
-    pub fn leaf(value: f64) -> Self {
-        Node {
-            feature: LEAF,
-            threshold: 0.0,
-            left: 0,
-            right: 0,
-            missing: 0,
-            value,
-        }
-    }
-
-    pub fn split(feature: u32, threshold: f64, left: u32, right: u32, missing: u32) -> Self {
-        Node {
-            feature,
-            threshold,
-            left,
-            right,
-            missing,
-            value: 0.0,
-        }
-    }
-
-    pub fn is_leaf(&self) -> bool {
-        self.feature == LEAF
-    }
+/// A stored node, 16 bytes so that a few hundred trees stay in cache.
+///
+/// The children of a split sit side by side: left at `children`, right at `children + 1`, and a
+/// missing-value child of its own at `children + 2` (positions relative to the tree's root). A
+/// leaf reads the feature slot `n_features`, which always holds `NaN`, and points to itself:
+/// stepping from a leaf stays on it, so several trees can be walked in lock step without
+/// branching on whether each one has arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// The split threshold, or the leaf value.
+    value: f64,
+    /// Position of the left child (of itself for a leaf), relative to the tree's root.
+    children: u32,
+    /// The feature split on; `n_features` for a leaf.
+    feature: u16,
+    /// Where a `NaN` goes: 0 = left child, 1 = right child, 2 = its own child.
+    missing: u8,
 }
 
 /// How the leaf values of all trees become a probability of the positive class.
@@ -57,8 +51,7 @@ pub enum Link {
     Mean,
 }
 
-/// Trees stored one after the other in a single node array; `roots[t]` is where tree `t` starts
-/// and child indices are relative to that start.
+/// Trees stored one after the other in a single node array; `roots[t]` is where tree `t` starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TreeEnsemble {
     n_features: usize,
@@ -74,7 +67,9 @@ pub struct TreeEnsemble {
 pub struct MalformedEnsemble(String);
 
 impl TreeEnsemble {
+    /// An empty ensemble over `n_features` features (at most 65,534).
     pub fn new(n_features: usize, link: Link, base: f64) -> Self {
+        assert!(n_features < u16::MAX as usize, "at most 65,534 features");
         TreeEnsemble {
             n_features,
             link,
@@ -84,11 +79,65 @@ impl TreeEnsemble {
         }
     }
 
-    /// Appends a tree given as its nodes, the root first, child indices relative to the root.
-    pub fn push_tree(&mut self, nodes: impl IntoIterator<Item = Node>) {
-        let start = u32::try_from(self.nodes.len()).expect("fewer than 4 billion nodes");
-        self.roots.push(start);
-        self.nodes.extend(nodes);
+    fn leaf(&self, value: f64, position: usize) -> Node {
+        Node {
+            value,
+            children: u32::try_from(position).expect("fewer than 4 billion nodes"),
+            feature: self.n_features as u16,
+            missing: 0,
+        }
+    }
+
+    /// Appends a tree given as its nodes, the root first. Nodes no path reaches are dropped.
+    ///
+    /// Panics when a child index is out of the list, a node is reached twice or a feature is out
+    /// of range: the algorithms of this crate always give proper trees.
+    pub fn push_tree(&mut self, nodes: &[NodeSpec]) {
+        let start = self.nodes.len();
+        self.roots
+            .push(u32::try_from(start).expect("fewer than 4 billion nodes"));
+        // Breadth-first relayout: the children of each split get consecutive slots.
+        let mut queue = std::collections::VecDeque::from([(0usize, start)]);
+        self.nodes.push(self.leaf(0.0, 0));
+        let mut seen = vec![false; nodes.len()];
+        while let Some((source, slot)) = queue.pop_front() {
+            assert!(
+                !std::mem::replace(&mut seen[source], true),
+                "node {source} reached twice"
+            );
+            self.nodes[slot] = match nodes[source] {
+                NodeSpec::Leaf(value) => self.leaf(value, slot - start),
+                NodeSpec::Split {
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                    missing,
+                } => {
+                    assert!(feature < self.n_features, "feature {feature} out of range");
+                    let first = self.nodes.len();
+                    let mut children = vec![left, right];
+                    let missing = if missing == left {
+                        0
+                    } else if missing == right {
+                        1
+                    } else {
+                        children.push(missing);
+                        2
+                    };
+                    for (k, child) in children.into_iter().enumerate() {
+                        self.nodes.push(self.leaf(0.0, 0));
+                        queue.push_back((child, first + k));
+                    }
+                    Node {
+                        value: threshold,
+                        children: u32::try_from(first - start).expect("fewer than 4 billion nodes"),
+                        feature: feature as u16,
+                        missing,
+                    }
+                }
+            };
+        }
     }
 
     pub fn n_features(&self) -> usize {
@@ -107,11 +156,17 @@ impl TreeEnsemble {
         self.link
     }
 
-    /// Checks every index and feature number, so that prediction cannot go out of bounds on an
-    /// ensemble read from a file.
+    /// Checks every index and feature number, so that prediction cannot go out of bounds or
+    /// loop on an ensemble read from a file.
     pub fn validate(&self) -> Result<(), MalformedEnsemble> {
         if self.roots.is_empty() {
             return Err(MalformedEnsemble("no tree".into()));
+        }
+        if self.n_features >= u16::MAX as usize {
+            return Err(MalformedEnsemble(format!(
+                "{} features, at most 65,534",
+                self.n_features
+            )));
         }
         let total = self.nodes.len();
         for (t, &root) in self.roots.iter().enumerate() {
@@ -122,53 +177,76 @@ impl TreeEnsemble {
             }
             let size = end - start;
             for (i, node) in self.nodes[start..end].iter().enumerate() {
-                if node.is_leaf() {
+                let bad =
+                    |what: String| Err(MalformedEnsemble(format!("tree {t} node {i}: {what}")));
+                let feature = node.feature as usize;
+                if feature == self.n_features {
                     if !node.value.is_finite() {
-                        return Err(MalformedEnsemble(format!(
-                            "tree {t} node {i}: leaf value is not finite"
-                        )));
+                        return bad("leaf value is not finite".into());
+                    }
+                    if node.children as usize != i || node.missing != 0 {
+                        return bad("a leaf must point to itself".into());
                     }
                     continue;
                 }
-                if node.feature as usize >= self.n_features {
-                    return Err(MalformedEnsemble(format!(
-                        "tree {t} node {i}: feature {} out of {} features",
-                        node.feature, self.n_features
-                    )));
+                if feature > self.n_features {
+                    return bad(format!(
+                        "feature {feature} out of {} features",
+                        self.n_features
+                    ));
                 }
-                // Children must come after their parent: this also rules out cycles.
-                for child in [node.left, node.right, node.missing] {
-                    let child = child as usize;
-                    if child <= i || child >= size {
-                        return Err(MalformedEnsemble(format!(
-                            "tree {t} node {i}: child {child} out of order"
-                        )));
-                    }
+                if node.missing > 2 || node.value.is_nan() {
+                    return bad("invalid split".into());
+                }
+                // Children come after their parent (so no cycle) and inside the tree.
+                let first = node.children as usize;
+                let last = first + if node.missing == 2 { 2 } else { 1 };
+                if first <= i || last >= size {
+                    return bad(format!("children at {first} out of order"));
                 }
             }
         }
         Ok(())
     }
 
-    /// The raw score of one row: the sum (or mean) of the leaves it reaches, before the link.
+    /// The sum of the leaves one row reaches.
     fn raw(&self, row: &[f64]) -> f64 {
         debug_assert_eq!(row.len(), self.n_features);
+        // The row, plus the NaN slot that leaves read.
+        let mut stack = [f64::NAN; 64];
+        let heap: Vec<f64>;
+        let x: &[f64] = if self.n_features < stack.len() {
+            stack[..self.n_features].copy_from_slice(row);
+            &stack[..=self.n_features]
+        } else {
+            heap = row.iter().copied().chain([f64::NAN]).collect();
+            &heap
+        };
+        let leaf = self.n_features as u16;
         let mut sum = 0.0;
-        for &root in &self.roots {
-            let tree = &self.nodes[root as usize..];
-            let mut node = &tree[0];
-            while !node.is_leaf() {
-                let value = row[node.feature as usize];
-                let next = if value < node.threshold {
-                    node.left
-                } else if value >= node.threshold {
-                    node.right
-                } else {
-                    node.missing
-                };
-                node = &tree[next as usize];
+        for roots in self.roots.chunks(LANES) {
+            let mut at = [0usize; LANES];
+            for (a, &root) in at.iter_mut().zip(roots) {
+                *a = root as usize;
             }
-            sum += node.value;
+            let lanes = &mut at[..roots.len()];
+            loop {
+                let mut arrived = true;
+                for (a, &root) in lanes.iter_mut().zip(roots) {
+                    let node = &self.nodes[*a];
+                    let v = x[node.feature as usize];
+                    let ge = usize::from(v >= node.value);
+                    let lt = usize::from(v < node.value);
+                    // NaN is neither: it takes the node's missing branch.
+                    let step = ge + (1 - ge - lt) * node.missing as usize;
+                    *a = root as usize + node.children as usize + step;
+                    arrived &= self.nodes[*a].feature == leaf;
+                }
+                if arrived {
+                    break;
+                }
+            }
+            sum += lanes.iter().map(|&a| self.nodes[a].value).sum::<f64>();
         }
         sum
     }
@@ -199,19 +277,25 @@ fn sigmoid(x: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn stump(feature: u32, threshold: f64, left: f64, right: f64, missing: f64) -> Vec<Node> {
+    fn stump(feature: usize, threshold: f64, left: f64, right: f64, missing: f64) -> Vec<NodeSpec> {
         vec![
-            Node::split(feature, threshold, 1, 2, 3),
-            Node::leaf(left),
-            Node::leaf(right),
-            Node::leaf(missing),
+            NodeSpec::Split {
+                feature,
+                threshold,
+                left: 1,
+                right: 2,
+                missing: 3,
+            },
+            NodeSpec::Leaf(left),
+            NodeSpec::Leaf(right),
+            NodeSpec::Leaf(missing),
         ]
     }
 
     #[test]
     fn routes_left_right_and_missing() {
         let mut e = TreeEnsemble::new(2, Link::Mean, 0.0);
-        e.push_tree(stump(1, 5.0, 0.1, 0.9, 0.5));
+        e.push_tree(&stump(1, 5.0, 0.1, 0.9, 0.5));
         e.validate().unwrap();
         assert_eq!(e.predict_proba(&[0.0, 4.9]), 0.1);
         assert_eq!(e.predict_proba(&[0.0, 5.0]), 0.9);
@@ -219,10 +303,70 @@ mod tests {
     }
 
     #[test]
+    fn trees_of_every_depth_walk_in_lock_step() {
+        // Eleven trees (more than one block of lanes), of depth 0 to 10: tree d adds 1 when
+        // x0 >= d at each of d levels, so the row [5] reaches leaf value 5 in trees 5..=10.
+        let mut e = TreeEnsemble::new(1, Link::Mean, 0.0);
+        for depth in 0..=10usize {
+            let mut nodes = Vec::new();
+            for level in 0..depth {
+                let here = nodes.len();
+                nodes.push(NodeSpec::Split {
+                    feature: 0,
+                    threshold: level as f64 + 0.5,
+                    left: here + 1,
+                    right: here + 2,
+                    missing: here + 1,
+                });
+                nodes.push(NodeSpec::Leaf(level as f64));
+            }
+            nodes.push(NodeSpec::Leaf(depth as f64));
+            e.push_tree(&nodes);
+        }
+        e.validate().unwrap();
+        // Tree d gives min(d, 5) for x = 5: 0+1+2+3+4+5*6 = 40.
+        assert!((e.predict_proba(&[5.0]) - 40.0 / 11.0).abs() < 1e-12);
+        assert_eq!(e.predict_proba(&[f64::NAN]), 0.0);
+    }
+
+    #[test]
+    fn relayout_keeps_deep_trees_and_shared_missing_branches() {
+        // Children listed before parents and a missing branch that is the right child.
+        let nodes = [
+            NodeSpec::Split {
+                feature: 0,
+                threshold: 1.0,
+                left: 3,
+                right: 1,
+                missing: 1,
+            },
+            NodeSpec::Split {
+                feature: 1,
+                threshold: 2.0,
+                left: 2,
+                right: 4,
+                missing: 2,
+            },
+            NodeSpec::Leaf(0.3),
+            NodeSpec::Leaf(0.1),
+            NodeSpec::Leaf(0.7),
+            NodeSpec::Leaf(99.0), // reached by no path
+        ];
+        let mut e = TreeEnsemble::new(2, Link::Mean, 0.0);
+        e.push_tree(&nodes);
+        e.validate().unwrap();
+        assert_eq!(e.n_nodes(), 5);
+        assert_eq!(e.predict_proba(&[0.0, 0.0]), 0.1);
+        assert_eq!(e.predict_proba(&[1.0, 1.0]), 0.3);
+        assert_eq!(e.predict_proba(&[1.0, 2.0]), 0.7);
+        assert_eq!(e.predict_proba(&[f64::NAN, f64::NAN]), 0.3);
+    }
+
+    #[test]
     fn logit_link_adds_base_and_trees() {
         let mut e = TreeEnsemble::new(1, Link::Logit, 0.5);
-        e.push_tree(stump(0, 0.0, -1.0, 1.0, 0.0));
-        e.push_tree(stump(0, 1.0, -0.5, 0.5, 0.0));
+        e.push_tree(&stump(0, 0.0, -1.0, 1.0, 0.0));
+        e.push_tree(&stump(0, 1.0, -0.5, 0.5, 0.0));
         let p = e.predict_proba(&[2.0]);
         assert!((p - sigmoid(2.0)).abs() < 1e-12);
     }
@@ -230,14 +374,21 @@ mod tests {
     #[test]
     fn rejects_out_of_range_children_and_features() {
         let mut e = TreeEnsemble::new(1, Link::Mean, 0.0);
-        e.push_tree(vec![Node::split(0, 1.0, 1, 7, 1), Node::leaf(0.0)]);
+        e.push_tree(&stump(0, 1.0, 0.0, 1.0, 0.0));
+        e.validate().unwrap();
+        e.nodes[0].children = 7;
         assert!(e.validate().is_err());
-        let mut e = TreeEnsemble::new(1, Link::Mean, 0.0);
-        e.push_tree(stump(3, 1.0, 0.0, 1.0, 0.0));
-        assert!(e.validate().is_err());
-        let mut e = TreeEnsemble::new(1, Link::Mean, 0.0);
-        e.push_tree(vec![Node::split(0, 1.0, 0, 0, 0)]);
+        e.nodes[0].children = 0;
         assert!(e.validate().is_err(), "a self-loop must be refused");
+        e.nodes[0].children = 1;
+        e.nodes[0].feature = 3;
+        assert!(e.validate().is_err(), "feature out of range");
+        e.nodes[0].feature = 0;
+        e.nodes[2].children = 0;
+        assert!(e.validate().is_err(), "a leaf must point to itself");
+        let mut e = TreeEnsemble::new(1, Link::Mean, 0.0);
+        e.push_tree(&[NodeSpec::Leaf(f64::INFINITY)]);
+        assert!(e.validate().is_err());
         assert!(TreeEnsemble::new(1, Link::Mean, 0.0).validate().is_err());
     }
 }

@@ -19,6 +19,6 @@ pub mod metrics;
 pub use algorithm::{
     AlgorithmParams, ForestParams, GradientBoostingParams, TreeParams, ValidParams,
 };
-pub use ensemble::{Link, Node, TreeEnsemble};
+pub use ensemble::{Link, Node, NodeSpec, TreeEnsemble};
 pub use error::{Error, Result};
 pub use matrix::Matrix;
