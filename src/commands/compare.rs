@@ -69,7 +69,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ));
         let per_row = single_row_micros(&model, &data);
         println!(
-            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.1} | {:.1} |",
+            "| {} | {:.5} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.1} | {:.1} |",
             candidate.label,
             h.roc_auc,
             h.pr_auc,

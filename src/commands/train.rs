@@ -53,6 +53,12 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         "Rows: {} fit, {} validation (threshold chosen there), {} holdout",
         summary.fit_rows, summary.validation_rows, summary.holdout_rows
     );
+    if summary.refit_on_all_rows {
+        println!(
+            "Final model refitted on all {} training rows, threshold kept",
+            summary.fit_rows + summary.validation_rows
+        );
+    }
     for (what, report) in [
         ("training", &summary.train_report),
         ("holdout", &summary.holdout_report),

@@ -87,6 +87,10 @@ pub struct TrainingSpec {
     /// Share of the training rows held out (stratified) to choose the threshold.
     pub validation_fraction: f64,
     pub seed: u64,
+    /// Once the threshold is chosen, fit the final model again on every training row (fit and
+    /// validation slices), with the same hyperparameters and the threshold kept. The holdout
+    /// still plays no part.
+    pub refit_on_all_rows: bool,
 }
 
 impl Default for TrainingSpec {
@@ -94,6 +98,7 @@ impl Default for TrainingSpec {
         TrainingSpec {
             validation_fraction: 0.2,
             seed: 42,
+            refit_on_all_rows: true,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Small fixtures for the tests of this crate and of the crates above it (feature `testing`).
 
 use vigie_model::metrics::BinaryMetrics;
-use vigie_model::{AlgorithmParams, Link, Node, TreeEnsemble, TreeParams};
+use vigie_model::{AlgorithmParams, Link, NodeSpec, TreeEnsemble, TreeParams};
 
 use crate::dataset::LoadReport;
 use crate::schema::Imputation;
@@ -42,10 +42,16 @@ max = 130
 pub fn toy_model() -> TrainedModel {
     let spec = ModelSpec::from_toml(TOY_SPEC).expect("the toy spec is valid");
     let mut ensemble = TreeEnsemble::new(2, Link::Mean, 0.0);
-    ensemble.push_tree([
-        Node::split(1, 50.0, 1, 2, 2),
-        Node::leaf(0.2),
-        Node::leaf(0.8),
+    ensemble.push_tree(&[
+        NodeSpec::Split {
+            feature: 1,
+            threshold: 50.0,
+            left: 1,
+            right: 2,
+            missing: 2,
+        },
+        NodeSpec::Leaf(0.2),
+        NodeSpec::Leaf(0.8),
     ]);
     let y = [0.0, 1.0, 1.0, 0.0];
     let p = [0.2, 0.8, 0.8, 0.2];
@@ -64,6 +70,7 @@ pub fn toy_model() -> TrainedModel {
             fit_rows: 4,
             validation_rows: 4,
             holdout_rows: 4,
+            refit_on_all_rows: false,
             fit_seconds: 0.01,
             train_report: LoadReport::default(),
             holdout_report: LoadReport::default(),

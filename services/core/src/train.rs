@@ -22,15 +22,17 @@ pub enum Stage {
     LoadHoldout,
     Fit,
     ChooseThreshold,
+    Refit,
     Evaluate,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::LoadTraining,
         Stage::LoadHoldout,
         Stage::Fit,
         Stage::ChooseThreshold,
+        Stage::Refit,
         Stage::Evaluate,
     ];
 
@@ -40,6 +42,7 @@ impl Stage {
             Stage::LoadHoldout => "reading and checking the holdout data",
             Stage::Fit => "fitting the model",
             Stage::ChooseThreshold => "choosing the threshold on the validation slice",
+            Stage::Refit => "refitting on every training row",
             Stage::Evaluate => "evaluating on the holdout",
         }
     }
@@ -63,6 +66,9 @@ pub struct TrainingSummary {
     pub fit_rows: usize,
     pub validation_rows: usize,
     pub holdout_rows: usize,
+    /// Whether the final model was refitted on the fit and validation rows together.
+    pub refit_on_all_rows: bool,
+    /// Time spent fitting (both fits when the model was refitted).
     pub fit_seconds: f64,
     pub train_report: LoadReport,
     pub holdout_report: LoadReport,
@@ -183,13 +189,31 @@ pub fn fit_and_evaluate(
     let params = algorithm.clone().check()?;
     progress(Stage::Fit);
     let start = Instant::now();
-    let ensemble = params.fit(&data.fit.x, &data.fit.y)?;
-    let fit_seconds = start.elapsed().as_secs_f64();
+    let mut ensemble = params.fit(&data.fit.x, &data.fit.y)?;
 
     progress(Stage::ChooseThreshold);
     let p_validation = ensemble.predict_proba_batch(&data.validation.x);
     let threshold = best_f1_threshold(&data.validation.y, &p_validation);
     let validation = BinaryMetrics::compute(&data.validation.y, &p_validation, threshold);
+
+    let refit = spec.training.refit_on_all_rows;
+    if refit {
+        progress(Stage::Refit);
+        let rows = data.fit.x.rows() + data.validation.x.rows();
+        let mut x = Vec::with_capacity(rows * data.fit.x.cols());
+        x.extend_from_slice(data.fit.x.as_slice());
+        x.extend_from_slice(data.validation.x.as_slice());
+        let x = Matrix::from_row_major(x, rows, data.fit.x.cols())?;
+        let y: Vec<f64> = data
+            .fit
+            .y
+            .iter()
+            .chain(&data.validation.y)
+            .copied()
+            .collect();
+        ensemble = params.fit(&x, &y)?;
+    }
+    let fit_seconds = start.elapsed().as_secs_f64();
 
     progress(Stage::Evaluate);
     let p_holdout = ensemble.predict_proba_batch(&data.holdout.x);
@@ -207,6 +231,7 @@ pub fn fit_and_evaluate(
             fit_rows: data.fit.x.rows(),
             validation_rows: data.validation.x.rows(),
             holdout_rows: data.holdout.x.rows(),
+            refit_on_all_rows: refit,
             fit_seconds,
             train_report: data.train_report.clone(),
             holdout_report: data.holdout_report.clone(),
