@@ -146,6 +146,10 @@ fn train_list_show_and_verify(home: &Home) {
     assert!(out.contains("16410 holdout"), "{out}");
     assert!(out.contains("refitted on all 38288 training rows"), "{out}");
     assert!(
+        out.contains("Drift reference: 38288 training rows + 38288 synthetic rows, 28 features"),
+        "{out}"
+    );
+    assert!(
         out.contains("values of vma out of range, treated as missing"),
         "{out}"
     );

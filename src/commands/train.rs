@@ -84,6 +84,13 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             );
         }
     }
+    let reference = &artifact.reference;
+    println!(
+        "Drift reference: {} training rows + {} synthetic rows, {} features profiled",
+        reference.real_rows,
+        reference.synthetic_rows,
+        reference.features.len()
+    );
     println!();
     print_version(&version);
     registry.close().await;

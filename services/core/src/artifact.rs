@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use vigie_drift::Profile;
 use vigie_model::TreeEnsemble;
 use vigie_model::metrics::BinaryMetrics;
 
@@ -61,6 +62,8 @@ pub struct Artifact {
     pub training: TrainingSummary,
     pub spec: ModelSpec,
     pub imputation: Imputation,
+    /// The drift reference built at training time, versioned with the model.
+    pub reference: Profile,
     pub ensemble: TreeEnsemble,
 }
 
@@ -103,6 +106,7 @@ impl Artifact {
             training: model.summary,
             spec: model.spec,
             imputation: model.imputation,
+            reference: model.reference,
             ensemble: model.ensemble,
         }
     }
@@ -203,6 +207,10 @@ impl Artifact {
                 self.imputation.fills.len(),
                 order.len()
             ));
+        }
+        let profiled: Vec<&str> = self.reference.features.iter().map(|f| f.name()).collect();
+        if profiled != order {
+            return Err("the drift reference does not profile the spec's features in order".into());
         }
         if !(0.0..=1.0).contains(&self.threshold) {
             return Err(format!("threshold {} is not a probability", self.threshold));

@@ -135,6 +135,19 @@ impl Feature {
         self.missing
     }
 
+    /// How drift statistics bin this feature.
+    pub fn drift_kind(&self) -> vigie_drift::Kind {
+        match &self.domain {
+            Domain::Codes(lookup) => {
+                let mut codes: Vec<f64> = lookup.values().copied().collect();
+                codes.sort_by(f64::total_cmp);
+                vigie_drift::Kind::Categorical { codes: Some(codes) }
+            }
+            Domain::CodeRange { .. } => vigie_drift::Kind::Categorical { codes: None },
+            Domain::Numerical { .. } => vigie_drift::Kind::Numerical,
+        }
+    }
+
     /// Parses a raw textual value; `None` or blank text is a missing value.
     pub fn parse(&self, raw: Option<&str>, origin: Origin) -> Result<Cell, ValueError> {
         let text = raw.map(str::trim).unwrap_or("");

@@ -41,6 +41,9 @@ pub struct ModelSpec {
     pub data: DataSpec,
     #[serde(default)]
     pub training: TrainingSpec,
+    /// How the drift reference is built when the model is trained.
+    #[serde(default)]
+    pub reference: ReferenceSpec,
     pub algorithm: AlgorithmParams,
     /// The features, in the order the model sees them.
     #[serde(rename = "feature")]
@@ -99,6 +102,46 @@ impl Default for TrainingSpec {
             validation_fraction: 0.2,
             seed: 42,
             refit_on_all_rows: true,
+        }
+    }
+}
+
+/// The drift reference: the training rows mixed with synthetic rows drawn from their
+/// per-feature distributions, binned as `vigie-drift` describes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReferenceSpec {
+    /// Share of synthetic rows in the reference, in [0, 0.9]: 0.5 mixes as many synthetic rows
+    /// as training rows.
+    pub synthetic_share: f64,
+    pub seed: u64,
+    /// Equal-width bins of a numerical feature.
+    pub bins: usize,
+    /// Share of the training values the equal-width bins span (centred).
+    pub central_share: f64,
+    /// Most codes kept per categorical feature; rarer ones share an "other" bucket.
+    pub max_categories: usize,
+}
+
+impl Default for ReferenceSpec {
+    fn default() -> Self {
+        let binning = vigie_drift::ProfileParams::default();
+        ReferenceSpec {
+            synthetic_share: 0.5,
+            seed: 1,
+            bins: binning.bins,
+            central_share: binning.central_share,
+            max_categories: binning.max_categories,
+        }
+    }
+}
+
+impl ReferenceSpec {
+    pub fn binning(&self) -> vigie_drift::ProfileParams {
+        vigie_drift::ProfileParams {
+            bins: self.bins,
+            central_share: self.central_share,
+            max_categories: self.max_categories,
         }
     }
 }

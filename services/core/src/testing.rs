@@ -62,6 +62,28 @@ pub fn toy_model() -> TrainedModel {
         imputation: Imputation {
             fills: vec![None, Some(30.0)],
         },
+        reference: {
+            let x = vigie_model::Matrix::from_row_major(
+                vec![1.0, 20.0, 2.0, 60.0, 1.0, f64::NAN],
+                3,
+                2,
+            )
+            .expect("3 rows of 2");
+            let none = vigie_model::Matrix::from_row_major(Vec::new(), 0, 2).expect("empty");
+            let kinds = [
+                vigie_drift::Kind::Categorical {
+                    codes: Some(vec![1.0, 2.0]),
+                },
+                vigie_drift::Kind::Numerical,
+            ];
+            vigie_drift::Profile::build(
+                &["colour", "speed"],
+                &kinds,
+                &x,
+                &none,
+                &Default::default(),
+            )
+        },
         ensemble,
         threshold: 0.5,
         validation: metrics.clone(),

@@ -7,8 +7,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
+use vigie_drift::Profile;
 use vigie_model::metrics::{BinaryMetrics, best_f1_threshold};
 use vigie_model::{AlgorithmParams, Matrix, TreeEnsemble};
+use vigie_synthetic::MarginalSampler;
 
 use crate::Result;
 use crate::dataset::{self, LabelledData, LoadReport};
@@ -56,6 +58,8 @@ pub struct PreparedData {
     pub validation: LabelledData,
     pub holdout: LabelledData,
     pub imputation: Imputation,
+    /// The drift reference: every training row (before imputation) plus synthetic rows.
+    pub reference: Profile,
     pub train_report: LoadReport,
     pub holdout_report: LoadReport,
 }
@@ -80,6 +84,7 @@ pub struct TrainedModel {
     pub spec: ModelSpec,
     pub algorithm: AlgorithmParams,
     pub imputation: Imputation,
+    pub reference: Profile,
     pub ensemble: TreeEnsemble,
     pub threshold: f64,
     pub validation: BinaryMetrics,
@@ -119,6 +124,7 @@ impl PreparedData {
             (Err(e), _) | (_, Err(e)) => return Err(e),
         };
 
+        let reference = build_reference(spec, &schema, &train.x);
         let (fit_rows, validation_rows) = stratified_split(
             &train.y,
             spec.training.validation_fraction,
@@ -138,8 +144,22 @@ impl PreparedData {
             holdout_report: holdout.report.clone(),
             holdout,
             imputation,
+            reference,
         })
     }
+}
+
+/// The reference profile of the training rows mixed with synthetic rows, as the spec says.
+fn build_reference(spec: &ModelSpec, schema: &Schema, x: &Matrix) -> Profile {
+    let share = spec.reference.synthetic_share;
+    let n_synthetic = (x.rows() as f64 * share / (1.0 - share)).round() as usize;
+    let synthetic = match MarginalSampler::fit(x) {
+        Some(sampler) => sampler.sample(n_synthetic, spec.reference.seed),
+        None => Matrix::from_row_major(Vec::new(), 0, x.cols()).expect("an empty matrix"),
+    };
+    let names: Vec<&str> = schema.features().iter().map(|f| f.name()).collect();
+    let kinds: Vec<vigie_drift::Kind> = schema.features().iter().map(|f| f.drift_kind()).collect();
+    Profile::build(&names, &kinds, x, &synthetic, &spec.reference.binning())
 }
 
 fn subset(data: &LabelledData, rows: &[usize]) -> LabelledData {
@@ -223,6 +243,7 @@ pub fn fit_and_evaluate(
         spec: spec.clone(),
         algorithm: algorithm.clone(),
         imputation: data.imputation.clone(),
+        reference: data.reference.clone(),
         ensemble,
         threshold,
         validation,
