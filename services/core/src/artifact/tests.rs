@@ -86,7 +86,9 @@ fn a_payload_rewritten_with_a_valid_hash_must_still_be_consistent() {
     assert!(err.contains("embedded spec hashes to"), "{err}");
     let mut a = artifact();
     a.reference.features.swap(0, 1);
-    let err = Artifact::from_bytes(&a.to_bytes(), Path::new("m")).unwrap_err().to_string();
+    let err = Artifact::from_bytes(&a.to_bytes(), Path::new("m"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("drift reference"), "{err}");
     let mut a = artifact();
     a.threshold = 1.5;
