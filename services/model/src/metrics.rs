@@ -85,7 +85,7 @@ impl BinaryMetrics {
         let confusion = ConfusionMatrix::at(y, p, threshold);
         BinaryMetrics {
             rows: y.len() as u64,
-            positives: y.iter().filter(|&&t| t == 1.0).count() as u64,
+            positives: positives(y) as u64,
             threshold,
             roc_auc: roc_auc(y, p),
             pr_auc: average_precision(y, p),
@@ -100,65 +100,60 @@ impl BinaryMetrics {
     }
 }
 
-/// Indices of `p` sorted by decreasing probability.
-fn descending(p: &[f64]) -> Vec<usize> {
+/// Groups of tied probabilities, from the highest down: (the probability, positives in the group,
+/// negatives in the group). Every rank statistic below walks these.
+fn tied_groups<'a>(y: &'a [f64], p: &'a [f64]) -> impl Iterator<Item = (f64, f64, f64)> + 'a {
     let mut order: Vec<usize> = (0..p.len()).collect();
     order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-    order
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let first = *order.get(i)?;
+        let (mut positives, mut negatives) = (0.0, 0.0);
+        while let Some(&row) = order.get(i).filter(|&&row| p[row] == p[first]) {
+            if y[row] == 1.0 {
+                positives += 1.0
+            } else {
+                negatives += 1.0
+            }
+            i += 1;
+        }
+        Some((p[first], positives, negatives))
+    })
+}
+
+fn positives(y: &[f64]) -> f64 {
+    y.iter().filter(|&&t| t == 1.0).count() as f64
 }
 
 /// Area under the ROC curve (Mann-Whitney U with tied scores counted half); 0.5 when one class
 /// is absent.
 pub fn roc_auc(y: &[f64], p: &[f64]) -> f64 {
-    let order = descending(p);
-    let positives = y.iter().filter(|&&t| t == 1.0).count() as f64;
+    let positives = positives(y);
     let negatives = y.len() as f64 - positives;
     if positives == 0.0 || negatives == 0.0 {
         return 0.5;
     }
-    // Walk groups of tied scores from the top; every negative in a group counts the positives
-    // ranked above it, plus half of the positives tied with it: the correctly ordered pairs.
-    let mut area = 0.0;
-    let mut positives_above = 0.0;
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        let (mut pos, mut neg) = (0.0, 0.0);
-        while j < order.len() && p[order[j]] == p[order[i]] {
-            if y[order[j]] == 1.0 {
-                pos += 1.0
-            } else {
-                neg += 1.0
-            }
-            j += 1;
-        }
-        area += neg * (positives_above + pos / 2.0);
-        positives_above += pos;
-        i = j;
+    // Every negative counts the positives ranked above it, plus half of those tied with it: the
+    // correctly ordered pairs.
+    let (mut pairs, mut above) = (0.0, 0.0);
+    for (_, pos, neg) in tied_groups(y, p) {
+        pairs += neg * (above + pos / 2.0);
+        above += pos;
     }
-    area / (positives * negatives)
+    pairs / (positives * negatives)
 }
 
 /// Average precision: the sum over thresholds of precision times the recall gained.
 pub fn average_precision(y: &[f64], p: &[f64]) -> f64 {
-    let order = descending(p);
-    let positives = y.iter().filter(|&&t| t == 1.0).count() as f64;
+    let positives = positives(y);
     if positives == 0.0 {
         return 0.0;
     }
     let (mut tp, mut seen, mut ap) = (0.0, 0.0, 0.0);
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        let mut group_tp = 0.0;
-        while j < order.len() && p[order[j]] == p[order[i]] {
-            group_tp += y[order[j]];
-            j += 1;
-        }
-        seen += (j - i) as f64;
-        tp += group_tp;
-        ap += (tp / seen) * (group_tp / positives);
-        i = j;
+    for (_, pos, neg) in tied_groups(y, p) {
+        tp += pos;
+        seen += pos + neg;
+        ap += (tp / seen) * (pos / positives);
     }
     ap
 }
@@ -189,27 +184,17 @@ pub fn log_loss(y: &[f64], p: &[f64]) -> f64 {
 /// The threshold that maximises F1 on (`y`, `p`): one of the probabilities, so that deciding
 /// `p >= threshold` reproduces the best cut. Meant for a validation slice, never the holdout.
 pub fn best_f1_threshold(y: &[f64], p: &[f64]) -> f64 {
-    let order = descending(p);
-    let positives = y.iter().filter(|&&t| t == 1.0).count() as f64;
+    let positives = positives(y);
     let (mut tp, mut fp) = (0.0, 0.0);
     let (mut best_f1, mut best) = (-1.0, 0.5);
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j < order.len() && p[order[j]] == p[order[i]] {
-            if y[order[j]] == 1.0 {
-                tp += 1.0
-            } else {
-                fp += 1.0
-            }
-            j += 1;
-        }
+    for (probability, pos, neg) in tied_groups(y, p) {
+        tp += pos;
+        fp += neg;
         let f1 = 2.0 * tp / (2.0 * tp + fp + (positives - tp));
         if f1 > best_f1 {
             best_f1 = f1;
-            best = p[order[i]];
+            best = probability;
         }
-        i = j;
     }
     best
 }

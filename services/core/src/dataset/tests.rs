@@ -3,34 +3,11 @@ use std::path::PathBuf;
 use super::*;
 use crate::schema::Schema;
 
-const SPEC: &str = r#"
-name = "toy"
-task = "binary_classification"
-[target]
-column = "y"
-positive = "1"
-negative = "0"
-positive_label = "yes"
-negative_label = "no"
-[data]
-train_features = "x.csv"
-train_target = "y.csv"
-holdout_features = "x.csv"
-holdout_target = "y.csv"
-[algorithm]
-kind = "decision_tree"
-[[feature]]
-name = "colour"
-type = "categorical"
-missing = "reject"
-codes = { 1 = "red", 2 = "green" }
-[[feature]]
-name = "speed"
-type = "numerical"
-missing = "impute"
-min = 0
-max = 130
-out_of_range = "missing"
+/// The toy spec with out-of-range speeds treated as missing, and a third feature.
+fn spec() -> ModelSpec {
+    let text = crate::testing::TOY_SPEC
+        .replace("max = 130\n", "max = 130\nout_of_range = \"missing\"\n")
+        + r#"
 [[feature]]
 name = "count"
 type = "numerical"
@@ -39,6 +16,8 @@ integer = true
 min = 1
 max = 10
 "#;
+    ModelSpec::from_toml(&text).unwrap()
+}
 
 struct Files {
     dir: tempfile::TempDir,
@@ -57,7 +36,7 @@ impl Files {
     }
 
     fn load(&self) -> Result<LabelledData> {
-        let spec = ModelSpec::from_toml(SPEC).unwrap();
+        let spec = spec();
         load(
             &spec,
             &Schema::new(&spec),

@@ -1,33 +1,6 @@
 use super::*;
 
-const SMALL: &str = r#"
-name = "toy"
-task = "binary_classification"
-[target]
-column = "y"
-positive = "1"
-negative = "0"
-positive_label = "yes"
-negative_label = "no"
-[data]
-train_features = "x_train.csv"
-train_target = "y_train.csv"
-holdout_features = "x_test.csv"
-holdout_target = "y_test.csv"
-[algorithm]
-kind = "decision_tree"
-[[feature]]
-name = "colour"
-type = "categorical"
-missing = "reject"
-codes = { 1 = "red", 2 = "green" }
-[[feature]]
-name = "speed"
-type = "numerical"
-missing = "impute"
-min = 0
-max = 130
-"#;
+use crate::testing::TOY_SPEC as SMALL;
 
 fn error_of(text: &str) -> String {
     ModelSpec::from_toml(text).unwrap_err().to_string()
