@@ -310,7 +310,7 @@ impl ModelSpec {
                 self.target.column
             ));
         }
-        if self.target.positive == self.target.negative {
+        if normalise_token(&self.target.positive) == normalise_token(&self.target.negative) {
             return Err("target.positive and target.negative must differ".into());
         }
         let v = self.training.validation_fraction;
@@ -319,11 +319,43 @@ impl ModelSpec {
                 "training.validation_fraction must be in (0, 0.9), got {v}"
             ));
         }
+        self.check_reference()?;
         self.algorithm
             .clone()
             .check()
             .map_err(|e| format!("algorithm ({}): {e}", self.algorithm.kind()))?;
         Ok(())
+    }
+
+    fn check_reference(&self) -> std::result::Result<(), String> {
+        let r = &self.reference;
+        if !(0.0..=0.9).contains(&r.synthetic_share) {
+            return Err(format!(
+                "reference.synthetic_share must be in [0, 0.9], got {}",
+                r.synthetic_share
+            ));
+        }
+        if !(r.central_share > 0.0 && r.central_share <= 1.0) {
+            return Err(format!(
+                "reference.central_share must be in (0, 1], got {}",
+                r.central_share
+            ));
+        }
+        for (name, value) in [("bins", r.bins), ("max_categories", r.max_categories)] {
+            if !(1..=10_000).contains(&value) {
+                return Err(format!(
+                    "reference.{name} must be in 1..=10000, got {value}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a spec that was not read through [`ModelSpec::from_toml`] (one embedded in an
+    /// artifact, say).
+    pub fn validate(&self) -> Result<()> {
+        self.check()
+            .map_err(|message| spec_error(Path::new("<embedded spec>"), message))
     }
 
     /// A stable hash of what the spec means (not of its formatting): the sha256 of its JSON form,
@@ -379,7 +411,19 @@ fn check_feature(f: &FeatureSpec) -> std::result::Result<(), String> {
             }
             Ok(())
         }
-        FeatureSpec::Numerical { min, max, .. } => {
+        FeatureSpec::Numerical {
+            min,
+            max,
+            out_of_range,
+            missing,
+            ..
+        } => {
+            if *out_of_range == OutOfRangePolicy::Missing && *missing == MissingPolicy::Reject {
+                return Err(
+                    "out_of_range = \"missing\" needs missing = \"impute\": a value treated as missing must be imputed"
+                        .into(),
+                );
+            }
             if !(min.is_finite() && max.is_finite() && min <= max) {
                 return Err(format!(
                     "range [{min}, {max}] is not a finite, non-empty range"

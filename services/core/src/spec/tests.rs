@@ -80,6 +80,28 @@ fn mistakes_in_a_spec_are_named() {
             ),
             "listed twice",
         ),
+        (
+            SMALL.replace("negative = \"0\"", "negative = \"1.0\""),
+            "target.positive and target.negative must differ",
+        ),
+        (
+            SMALL
+                .replace("max = 130", "max = 130\nout_of_range = \"missing\"")
+                .replace("missing = \"impute\"", "missing = \"reject\""),
+            "needs missing = \"impute\"",
+        ),
+        (
+            format!("{SMALL}\n[reference]\nsynthetic_share = 1.0\n"),
+            "reference.synthetic_share must be in [0, 0.9]",
+        ),
+        (
+            format!("{SMALL}\n[reference]\ncentral_share = nan\n"),
+            "reference.central_share",
+        ),
+        (
+            format!("{SMALL}\n[reference]\nbins = 1000000000\n"),
+            "reference.bins must be in 1..=10000",
+        ),
     ] {
         let message = error_of(&broken);
         assert!(
