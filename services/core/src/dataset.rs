@@ -94,7 +94,7 @@ fn read_csv(
     path: &Path,
     separator: char,
     problems: &mut Vec<Problem>,
-) -> std::result::Result<DataFrame, ()> {
+) -> std::result::Result<(DataFrame, Vec<usize>), ()> {
     let whole_file = |message: String| Problem {
         file: path.to_path_buf(),
         line: None,
@@ -118,9 +118,14 @@ fn read_csv(
         return Err(());
     };
     let before = problems.len();
-    check_structure(path, &bytes, separator, problems);
+    let lines = check_structure(path, &bytes, separator, problems);
     if problems.len() > before {
         return Err(());
+    }
+    // polars reads trailing blank lines as rows of nulls: they end the file, they are not data.
+    let mut bytes = bytes;
+    while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+        bytes.pop();
     }
     let frame = CsvReadOptions::default()
         .with_has_header(true)
@@ -131,12 +136,28 @@ fn read_csv(
         .map_parse_options(|o| o.with_separator(separator))
         .into_reader_with_file_handle(std::io::Cursor::new(bytes))
         .finish();
-    frame.map_err(|e| problems.push(whole_file(format!("malformed CSV: {e}"))))
+    let frame = frame.map_err(|e| problems.push(whole_file(format!("malformed CSV: {e}"))))?;
+    if frame.height() + 1 != lines.len() {
+        problems.push(whole_file(format!(
+            "polars read {} rows where the file holds {} records",
+            frame.height(),
+            lines.len().saturating_sub(1)
+        )));
+        return Err(());
+    }
+    Ok((frame, lines))
 }
 
-/// Checks that the file is text and that every line has as many fields as the header (polars
-/// would silently fill a short line with nulls), honouring double-quoted fields.
-fn check_structure(path: &Path, bytes: &[u8], separator: u8, problems: &mut Vec<Problem>) {
+/// Checks that the file is text, that every record has as many fields as the header and that no
+/// blank line sits between records (polars would silently fill a short record with nulls, and
+/// read a blank line as an empty row), honouring double-quoted fields, which may span lines.
+/// Returns the line where each record starts, the header's first.
+fn check_structure(
+    path: &Path,
+    bytes: &[u8],
+    separator: u8,
+    problems: &mut Vec<Problem>,
+) -> Vec<usize> {
     let problem = |line: Option<usize>, message: String| Problem {
         file: path.to_path_buf(),
         line,
@@ -145,7 +166,7 @@ fn check_structure(path: &Path, bytes: &[u8], separator: u8, problems: &mut Vec<
     };
     if bytes.is_empty() {
         problems.push(problem(None, "the file is empty".into()));
-        return;
+        return Vec::new();
     }
     if let Err(e) = std::str::from_utf8(bytes) {
         let line = bytes[..e.valid_up_to()]
@@ -154,47 +175,62 @@ fn check_structure(path: &Path, bytes: &[u8], separator: u8, problems: &mut Vec<
             .count()
             + 1;
         problems.push(problem(Some(line), "not valid UTF-8 text".into()));
-        return;
+        return Vec::new();
     }
-    let mut expected = None;
-    let (mut fields, mut line, mut quoted, mut line_has_content) = (1usize, 1usize, false, false);
-    let mut finish_line =
-        |fields: usize, line: usize, has_content: bool, problems: &mut Vec<Problem>| {
+    // Records as (start line, field count), and the first blank line not yet followed by a record.
+    let mut records: Vec<(usize, usize)> = Vec::new();
+    let mut blank: Option<usize> = None;
+    let (mut fields, mut line, mut start, mut quoted, mut has_content) =
+        (1usize, 1usize, 1usize, false, false);
+    let mut finish =
+        |fields: usize, start: usize, has_content: bool, problems: &mut Vec<Problem>| {
             if !has_content {
+                blank.get_or_insert(start);
                 return;
             }
-            match expected {
-                None => expected = Some(fields),
-                Some(n) if n != fields => {
-                    problems.push(problem(
-                        Some(line),
-                        format!("{fields} fields where the header has {n}"),
-                    ));
-                }
-                Some(_) => {}
+            if let Some(at) = blank.take().filter(|_| !records.is_empty()) {
+                problems.push(problem(Some(at), "blank line between records".into()));
             }
+            records.push((start, fields));
         };
     for &b in bytes {
         match b {
             b'"' => quoted = !quoted,
-            b'\n' if !quoted => {
-                finish_line(fields, line, line_has_content, problems);
+            b'\n' if quoted => line += 1,
+            b'\n' => {
+                finish(fields, start, has_content, problems);
                 fields = 1;
                 line += 1;
-                line_has_content = false;
+                start = line;
+                has_content = false;
                 continue;
             }
             b if b == separator && !quoted => fields += 1,
             b'\r' => continue,
             _ => {}
         }
-        line_has_content = true;
+        has_content = true;
     }
     if quoted {
-        problems.push(problem(Some(line), "a quoted field is never closed".into()));
-    } else {
-        finish_line(fields, line, line_has_content, problems);
+        problems.push(problem(
+            Some(start),
+            "a quoted field is never closed".into(),
+        ));
+        return Vec::new();
     }
+    finish(fields, start, has_content, problems);
+    let Some(&(_, header_fields)) = records.first() else {
+        return Vec::new();
+    };
+    for &(at, n) in &records[1..] {
+        if n != header_fields {
+            problems.push(problem(
+                Some(at),
+                format!("{n} fields where the header has {header_fields}"),
+            ));
+        }
+    }
+    records.into_iter().map(|(at, _)| at).collect()
 }
 
 fn text_column<'a>(frame: &'a DataFrame, name: &str) -> Option<&'a StringChunked> {
@@ -207,7 +243,7 @@ fn read_features(
     path: &Path,
     problems: &mut Vec<Problem>,
 ) -> std::result::Result<(Matrix, LoadReport), ()> {
-    let frame = read_csv(path, spec.data.separator, problems)?;
+    let (frame, lines) = read_csv(path, spec.data.separator, problems)?;
     let header: Vec<String> = frame
         .get_column_names()
         .iter()
@@ -249,7 +285,7 @@ fn read_features(
                 Ok(Cell::OutOfRangeAsMissing) => report.out_of_range_as_missing[c] += 1,
                 Err(e) => problems.push(Problem {
                     file: path.to_path_buf(),
-                    line: Some(r + 2),
+                    line: Some(lines[r + 1]),
                     column: Some(feature.name().to_string()),
                     message: e.to_string(),
                 }),
@@ -268,7 +304,7 @@ fn read_target(
     path: &Path,
     problems: &mut Vec<Problem>,
 ) -> std::result::Result<Vec<f64>, ()> {
-    let frame = read_csv(path, spec.data.separator, problems)?;
+    let (frame, lines) = read_csv(path, spec.data.separator, problems)?;
     let target = &spec.target;
     let Some(column) = text_column(&frame, &target.column) else {
         problems.push(Problem {
@@ -296,7 +332,7 @@ fn read_target(
             } else {
                 problems.push(Problem {
                     file: path.to_path_buf(),
-                    line: Some(r + 2),
+                    line: Some(lines[r + 1]),
                     column: Some(target.column.clone()),
                     message: if token.is_empty() {
                         "missing target value".into()

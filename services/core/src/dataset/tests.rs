@@ -161,3 +161,35 @@ fn missing_and_empty_files_are_reported() {
     std::fs::remove_file(files.path("x.csv")).unwrap();
     assert!(files.problems()[0].contains("cannot read"));
 }
+
+#[test]
+fn blank_lines_between_records_are_refused_and_trailing_ones_ignored() {
+    let files = Files::new("colour,speed,count\n1,50,2\n\n2,40,3\n", "y\n1\n0\n");
+    let problems = files.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].ends_with("line 3: blank line between records"),
+        "{problems:?}"
+    );
+    let files = Files::new(
+        "colour,speed,count\r\n1,50,2\r\n2,40,3\r\n\r\n\n",
+        "y\n1\n0\n\n",
+    );
+    let data = files.load().unwrap();
+    assert_eq!(data.x.rows(), 2);
+    assert_eq!(data.y, vec![1.0, 0.0]);
+}
+
+#[test]
+fn line_numbers_follow_quoted_fields_that_span_lines() {
+    let files = Files::new(
+        "colour,speed,count,note\n1,50,2,\"two\nlines\"\n9,50,2,x\n",
+        "y\n1\n0\n",
+    );
+    let problems = files.problems();
+    let x = files.path("x.csv").display().to_string();
+    assert_eq!(
+        problems,
+        vec![format!("{x} line 4 column colour: unknown code \"9\"")]
+    );
+}
