@@ -216,7 +216,51 @@ fn edges(sorted: &[f64], params: &ProfileParams) -> Vec<f64> {
         .collect()
 }
 
+/// Why a profile read from outside is not usable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MalformedProfile(pub String);
+
+impl std::fmt::Display for MalformedProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed drift profile: {}", self.0)
+    }
+}
+
+impl std::error::Error for MalformedProfile {}
+
+impl FeatureProfile {
+    /// Checks what binning relies on: finite codes; at least two finite, ascending edges; one
+    /// count per bin.
+    pub fn validate(&self) -> Result<(), MalformedProfile> {
+        let bad = |what: &str| Err(MalformedProfile(format!("feature {}: {what}", self.name())));
+        match self {
+            FeatureProfile::Categorical { codes, .. } => {
+                if codes.iter().any(|c| !c.is_finite()) {
+                    return bad("a code is not a finite number");
+                }
+            }
+            FeatureProfile::Numerical { edges, .. } => {
+                if edges.len() < 2
+                    || edges.iter().any(|e| !e.is_finite())
+                    || edges.windows(2).any(|w| w[0] > w[1])
+                {
+                    return bad("edges must be at least two finite numbers in ascending order");
+                }
+            }
+        }
+        if self.counts().len() != self.bins() {
+            return bad("one count per bin expected");
+        }
+        Ok(())
+    }
+}
+
 impl Profile {
+    /// Checks every feature's binning (see [`FeatureProfile::validate`]).
+    pub fn validate(&self) -> Result<(), MalformedProfile> {
+        self.features.iter().try_for_each(FeatureProfile::validate)
+    }
+
     /// Builds the profile of `real` rows mixed with `synthetic` rows (model order, `NaN` =
     /// missing); `names` and `kinds` follow the columns.
     pub fn build(

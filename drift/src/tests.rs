@@ -164,3 +164,33 @@ fn profiles_mix_real_and_synthetic_rows() {
             .all(|f| f.counts().iter().sum::<u64>() == 3)
     );
 }
+
+#[test]
+fn malformed_profiles_are_refused() {
+    let good = numerical(&[1.0, 2.5, 7.0]);
+    good.validate().unwrap();
+    for broken in [
+        FeatureProfile::Numerical {
+            name: "x".into(),
+            edges: vec![],
+            counts: vec![0, 0],
+        },
+        FeatureProfile::Numerical {
+            name: "x".into(),
+            edges: vec![2.0, 1.0],
+            counts: vec![0; 4],
+        },
+        FeatureProfile::Numerical {
+            name: "x".into(),
+            edges: vec![1.0, 2.0],
+            counts: vec![0; 3],
+        },
+        FeatureProfile::Categorical {
+            name: "c".into(),
+            codes: vec![1.0],
+            counts: vec![0; 2],
+        },
+    ] {
+        assert!(broken.validate().is_err(), "{broken:?}");
+    }
+}

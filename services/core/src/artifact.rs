@@ -183,6 +183,8 @@ impl Artifact {
 
     /// Consistency of the payload with itself.
     fn check(&self) -> std::result::Result<(), String> {
+        self.spec.validate().map_err(|e| e.to_string())?;
+        self.reference.validate().map_err(|e| e.to_string())?;
         let hash = self.spec.hash();
         if hash != self.spec_hash {
             return Err(format!(
@@ -265,6 +267,14 @@ impl Artifact {
             path: target.clone(),
             source: e.error,
         })?;
+        // The rename is durable once the folder itself is flushed; if that fails, the file goes.
+        if let Err(source) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+            let _ = std::fs::remove_file(&target);
+            return Err(Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
         Ok(WrittenArtifact {
             path: target,
             sha256,

@@ -21,12 +21,14 @@ pub struct Prediction {
     pub probability: f64,
 }
 
-/// Why a row cannot be predicted: which feature and what is wrong with its value.
+/// Why a row cannot be predicted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("feature {feature}: {error}")]
-pub struct RowError {
-    pub feature: String,
-    pub error: ValueError,
+pub enum RowError {
+    #[error("{got} values given, the model reads {expected} features")]
+    Width { got: usize, expected: usize },
+    /// Which feature, and what is wrong with its value.
+    #[error("feature {feature}: {error}")]
+    Value { feature: String, error: ValueError },
 }
 
 impl Model {
@@ -66,14 +68,19 @@ impl Model {
 
     /// Parses one row of raw values (model order; `None` = missing) as a request and predicts.
     pub fn predict_raw(&self, values: &[Option<&str>]) -> Result<Prediction, RowError> {
-        assert_eq!(values.len(), self.schema.len(), "one value per feature");
+        if values.len() != self.schema.len() {
+            return Err(RowError::Width {
+                got: values.len(),
+                expected: self.schema.len(),
+            });
+        }
         let mut row = vec![f64::NAN; values.len()];
         for ((slot, raw), feature) in row.iter_mut().zip(values).zip(self.schema.features()) {
             match feature.parse(*raw, Origin::Request) {
                 Ok(Cell::Value(v)) => *slot = v,
                 Ok(Cell::Missing | Cell::OutOfRangeAsMissing) => {}
                 Err(error) => {
-                    return Err(RowError {
+                    return Err(RowError::Value {
                         feature: feature.name().to_string(),
                         error,
                     });
@@ -84,10 +91,12 @@ impl Model {
     }
 
     /// Predicts every row of a parsed matrix (model order, `NaN` = missing). Large batches are
-    /// split across the cores (rayon), in order.
+    /// split across the cores (rayon), in order. Panics when `x` does not have one column per
+    /// feature.
     pub fn predict_batch(&self, x: &Matrix) -> Vec<Prediction> {
         use rayon::prelude::*;
 
+        assert_eq!(x.cols(), self.schema.len(), "one column per feature");
         let predict_chunk = |rows: &[f64]| -> Vec<Prediction> {
             let mut row = vec![0.0; x.cols()];
             rows.chunks_exact(x.cols().max(1))
@@ -132,7 +141,15 @@ mod tests {
         let err = m.predict_raw(&[Some("3"), Some("60")]).unwrap_err();
         assert_eq!(err.to_string(), "feature colour: unknown code \"3\"");
         let err = m.predict_raw(&[None, Some("60")]).unwrap_err();
-        assert_eq!(err.feature, "colour");
+        assert!(
+            matches!(err, RowError::Value { ref feature, .. } if feature == "colour"),
+            "{err}"
+        );
+        let err = m.predict_raw(&[Some("1")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "1 values given, the model reads 2 features"
+        );
         let err = m.predict_raw(&[Some("1"), Some("131")]).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -232,11 +232,16 @@ impl ValidParams {
         if positives == 0 || positives == y.len() {
             return Err(Error::SingleClass(y[0]));
         }
-        match &self.0 {
+        let ensemble = match &self.0 {
             AlgorithmParams::GradientBoosting(p) => fit_gradient_boosting(p, x, y),
             AlgorithmParams::RandomForest(p) => fit_forest(p, x, y),
             AlgorithmParams::DecisionTree(p) => fit_tree(p, x, y),
-        }
+        }?;
+        // What is registered must load again: the same checks a loaded artifact goes through.
+        ensemble
+            .validate()
+            .map_err(|e| Error::Unusable(e.to_string()))?;
+        Ok(ensemble)
     }
 }
 

@@ -211,7 +211,8 @@ impl TreeEnsemble {
 
     /// The sum of the leaves one row reaches.
     fn raw(&self, row: &[f64]) -> f64 {
-        debug_assert_eq!(row.len(), self.n_features);
+        // A row of another width would read the NaN slot as a feature: refuse it loudly.
+        assert_eq!(row.len(), self.n_features, "one value per feature");
         // The row, plus the NaN slot that leaves read.
         let mut stack = [f64::NAN; 64];
         let heap: Vec<f64>;

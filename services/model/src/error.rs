@@ -15,6 +15,10 @@ pub enum Error {
     GradientBoosting(String),
     #[error("linfa failed: {0}")]
     Linfa(String),
+    #[error(
+        "the fitted model is unusable ({0}); check the hyperparameters (l2 and min_leaf_weight of 0 can give infinite leaves)"
+    )]
+    Unusable(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

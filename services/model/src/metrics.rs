@@ -109,7 +109,11 @@ fn tied_groups<'a>(y: &'a [f64], p: &'a [f64]) -> impl Iterator<Item = (f64, f64
     std::iter::from_fn(move || {
         let first = *order.get(i)?;
         let (mut positives, mut negatives) = (0.0, 0.0);
-        while let Some(&row) = order.get(i).filter(|&&row| p[row] == p[first]) {
+        // `total_cmp`, not `==`: a NaN probability forms its own group instead of stalling.
+        while let Some(&row) = order
+            .get(i)
+            .filter(|&&row| p[row].total_cmp(&p[first]).is_eq())
+        {
             if y[row] == 1.0 {
                 positives += 1.0
             } else {
@@ -245,6 +249,15 @@ mod tests {
         close(m.f1, 2.0 / 3.0);
         close(m.accuracy, 0.6);
         close(m.brier, (0.01 + 0.36 + 0.36 + 0.01 + 0.09) / 5.0);
+    }
+
+    #[test]
+    fn nan_probabilities_do_not_stall_rank_statistics() {
+        let y = [1.0, 0.0, 1.0];
+        let p = [f64::NAN, 0.2, 0.9];
+        assert!(roc_auc(&y, &p).is_finite());
+        assert!(average_precision(&y, &p).is_finite());
+        let _ = best_f1_threshold(&y, &p);
     }
 
     #[test]

@@ -91,6 +91,14 @@ fn a_payload_rewritten_with_a_valid_hash_must_still_be_consistent() {
         .to_string();
     assert!(err.contains("drift reference"), "{err}");
     let mut a = artifact();
+    if let vigie_drift::FeatureProfile::Numerical { edges, .. } = &mut a.reference.features[1] {
+        edges.clear();
+    }
+    let err = Artifact::from_bytes(&a.to_bytes(), Path::new("m"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("malformed drift profile"), "{err}");
+    let mut a = artifact();
     a.threshold = 1.5;
     let err = Artifact::from_bytes(&a.to_bytes(), Path::new("m"))
         .unwrap_err()
