@@ -8,6 +8,7 @@ CREATE TABLE model_versions (
     task TEXT NOT NULL,
     algorithm TEXT NOT NULL,
     spec_hash TEXT NOT NULL,
+    -- File name inside the registry's artifact folder.
     artifact_path TEXT NOT NULL,
     artifact_sha256 TEXT NOT NULL,
     artifact_bytes BIGINT NOT NULL,

@@ -180,8 +180,8 @@ impl Registry {
     }
 
     /// Gives a trained model the next version number of its name, writes its artifact and
-    /// records it. The first version of a name goes to production; later ones are candidates
-    /// until promoted.
+    /// records it. A version goes to production when its model has none there (its first
+    /// version, in practice); otherwise it is a candidate until promoted.
     pub async fn register(
         &self,
         model: TrainedModel,
@@ -225,7 +225,7 @@ impl Registry {
         .bind(artifact.task.as_str())
         .bind(&artifact.algorithm)
         .bind(&artifact.spec_hash)
-        .bind(written.path.to_string_lossy().into_owned())
+        .bind(file_name(&written.path))
         .bind(&written.sha256)
         .bind(written.bytes as i64)
         .bind(artifact.threshold)
@@ -252,14 +252,21 @@ impl Registry {
 
     /// Every version of every model, by name then version.
     pub async fn list(&self) -> Result<Vec<ModelVersion>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM model_versions ORDER BY name, version"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(from_row).collect()
+        let rows = sqlx::query(concat!("SELECT ", columns!(), " FROM model_versions"))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut versions = rows
+            .iter()
+            .map(|r| self.version_of_row(r))
+            .collect::<Result<Vec<_>>>()?;
+        // Sorted here, not in SQL: PostgreSQL's collation and SQLite's byte order differ.
+        versions.sort_by(|a, b| {
+            a.name
+                .as_bytes()
+                .cmp(b.name.as_bytes())
+                .then(a.version.cmp(&b.version))
+        });
+        Ok(versions)
     }
 
     /// One version of a model.
@@ -274,7 +281,7 @@ impl Registry {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => from_row(&row),
+            Some(row) => self.version_of_row(&row),
             None if self.has_model(name).await? => Err(Error::UnknownVersion {
                 name: name.to_string(),
                 version,
@@ -308,7 +315,7 @@ impl Registry {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => from_row(&row),
+            Some(row) => self.version_of_row(&row),
             None => Err(Error::UnknownModel(reference.name.clone())),
         }
     }
@@ -340,34 +347,42 @@ impl Registry {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    fn version_of_row(&self, row: &AnyRow) -> Result<ModelVersion> {
+        let corrupt =
+            |what: &str, e: &dyn std::fmt::Display| Error::Corrupt(format!("{what}: {e}"));
+        let version: i64 = row.try_get("version")?;
+        let bytes: i64 = row.try_get("artifact_bytes")?;
+        let status: String = row.try_get("status")?;
+        let metrics: String = row.try_get("metrics")?;
+        let created_at: String = row.try_get("created_at")?;
+        let artifact_path: String = row.try_get("artifact_path")?;
+        Ok(ModelVersion {
+            name: row.try_get("name")?,
+            version: u32::try_from(version).map_err(|e| corrupt("version", &e))?,
+            status: status.parse()?,
+            task: row.try_get("task")?,
+            algorithm: row.try_get("algorithm")?,
+            spec_hash: row.try_get("spec_hash")?,
+            // The row holds the file name: the folder is this registry's, wherever it runs.
+            artifact_path: self.artifacts.join(artifact_path),
+            artifact_sha256: row.try_get("artifact_sha256")?,
+            artifact_bytes: u64::try_from(bytes).map_err(|e| corrupt("artifact_bytes", &e))?,
+            threshold: row.try_get("threshold")?,
+            metrics: serde_json::from_str(&metrics).map_err(|e| corrupt("metrics", &e))?,
+            fit_seconds: row.try_get("fit_seconds")?,
+            triggered_by: row.try_get("triggered_by")?,
+            created_at: DateTime::parse_from_rfc3339(&created_at)
+                .map_err(|e| corrupt("created_at", &e))?
+                .with_timezone(&Utc),
+        })
+    }
 }
 
-fn from_row(row: &AnyRow) -> Result<ModelVersion> {
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| Error::Corrupt(format!("{what}: {e}"));
-    let version: i64 = row.try_get("version")?;
-    let bytes: i64 = row.try_get("artifact_bytes")?;
-    let status: String = row.try_get("status")?;
-    let metrics: String = row.try_get("metrics")?;
-    let created_at: String = row.try_get("created_at")?;
-    let artifact_path: String = row.try_get("artifact_path")?;
-    Ok(ModelVersion {
-        name: row.try_get("name")?,
-        version: u32::try_from(version).map_err(|e| corrupt("version", &e))?,
-        status: status.parse()?,
-        task: row.try_get("task")?,
-        algorithm: row.try_get("algorithm")?,
-        spec_hash: row.try_get("spec_hash")?,
-        artifact_path: PathBuf::from(artifact_path),
-        artifact_sha256: row.try_get("artifact_sha256")?,
-        artifact_bytes: u64::try_from(bytes).map_err(|e| corrupt("artifact_bytes", &e))?,
-        threshold: row.try_get("threshold")?,
-        metrics: serde_json::from_str(&metrics).map_err(|e| corrupt("metrics", &e))?,
-        fit_seconds: row.try_get("fit_seconds")?,
-        triggered_by: row.try_get("triggered_by")?,
-        created_at: DateTime::parse_from_rfc3339(&created_at)
-            .map_err(|e| corrupt("created_at", &e))?
-            .with_timezone(&Utc),
-    })
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The file behind a `sqlite:` URL, if it is one (not `:memory:`).
