@@ -170,7 +170,7 @@ impl Feature {
             }
             Domain::CodeRange { min, max } => {
                 let v = parse_number(text)?;
-                if v.fract() != 0.0 || v < *min as f64 || v > *max as f64 {
+                if !in_code_range(v, *min, *max) {
                     return Err(ValueError::UnknownCode(text.to_string()));
                 }
                 Ok(Cell::Value(v))
@@ -184,20 +184,14 @@ impl Feature {
         match &self.domain {
             Domain::Numerical { .. } => self.check_number(v, origin),
             Domain::CodeRange { min, max } => {
-                if v.fract() != 0.0 || v < *min as f64 || v > *max as f64 {
-                    Err(ValueError::UnknownCode(v.to_string()))
-                } else {
+                if in_code_range(v, *min, *max) {
                     Ok(Cell::Value(v))
+                } else {
+                    Err(ValueError::UnknownCode(v.to_string()))
                 }
             }
-            Domain::Codes(_) => {
-                let text = if v.fract() == 0.0 && v.abs() < 1e15 {
-                    format!("{}", v as i64)
-                } else {
-                    v.to_string()
-                };
-                self.parse(Some(&text), origin)
-            }
+            // Text parsing normalises numeric spellings of codes ("2.0" is "2").
+            Domain::Codes(_) => self.parse(Some(&v.to_string()), origin),
         }
     }
 
@@ -229,6 +223,11 @@ impl Feature {
         }
         Ok(Cell::Value(v))
     }
+}
+
+/// A whole number within `[min, max]`.
+fn in_code_range(v: f64, min: i64, max: i64) -> bool {
+    v.fract() == 0.0 && v >= min as f64 && v <= max as f64
 }
 
 fn parse_number(text: &str) -> Result<f64, ValueError> {
