@@ -60,8 +60,8 @@ pub struct PreparedData {
     pub imputation: Imputation,
     /// The drift reference: every training row (before imputation) plus synthetic rows.
     pub reference: Profile,
+    /// What loading the training file found (the holdout's is `holdout.report`).
     pub train_report: LoadReport,
-    pub holdout_report: LoadReport,
 }
 
 /// Sizes, timings and data findings of one training run.
@@ -141,7 +141,6 @@ impl PreparedData {
             fit,
             validation,
             train_report: train.report,
-            holdout_report: holdout.report.clone(),
             holdout,
             imputation,
             reference,
@@ -174,12 +173,9 @@ fn subset(data: &LabelledData, rows: &[usize]) -> LabelledData {
 }
 
 fn impute(imputation: &Imputation, x: &mut Matrix) {
-    let (rows, cols) = (x.rows(), x.cols());
-    let mut data = x.as_slice().to_vec();
-    for row in data.chunks_exact_mut(cols.max(1)) {
+    for row in x.iter_rows_mut() {
         imputation.apply(row);
     }
-    *x = Matrix::from_row_major(data, rows, cols).expect("same shape");
 }
 
 /// Splits row indices into (fit, validation), drawing `fraction` of each class for validation.
@@ -255,7 +251,7 @@ pub fn fit_and_evaluate(
             refit_on_all_rows: refit,
             fit_seconds,
             train_report: data.train_report.clone(),
-            holdout_report: data.holdout_report.clone(),
+            holdout_report: data.holdout.report.clone(),
         },
     })
 }

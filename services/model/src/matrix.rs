@@ -34,6 +34,11 @@ impl Matrix {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
 
+    /// The rows, mutable in place.
+    pub fn iter_rows_mut(&mut self) -> impl Iterator<Item = &mut [f64]> + '_ {
+        self.data.chunks_exact_mut(self.cols.max(1)).take(self.rows)
+    }
+
     pub fn iter_rows(&self) -> impl ExactSizeIterator<Item = &[f64]> + '_ {
         // `chunks_exact(0)` panics, and a matrix with no column has no meaningful rows anyway.
         self.data.chunks_exact(self.cols.max(1)).take(self.rows)
