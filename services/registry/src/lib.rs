@@ -16,6 +16,9 @@ use vigie_core::train::TrainedModel;
 
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod users;
+
+pub use users::{Role, User};
 
 /// Lifecycle of a model version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,6 +130,14 @@ pub enum Error {
     Corrupt(String),
     #[error(transparent)]
     Artifact(#[from] vigie_core::Error),
+    #[error("a user named {0:?} already exists")]
+    UserExists(String),
+    #[error("no user named {0:?}")]
+    UnknownUser(String),
+    #[error("{0:?} is the last admin: create another admin before deleting this one")]
+    LastAdmin(String),
+    #[error("invalid user name: {0}")]
+    BadUserName(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -342,6 +353,48 @@ impl Registry {
             .into());
         }
         Ok(artifact)
+    }
+
+    /// Makes `version` the production version of its model; the version it replaces is
+    /// archived. Promoting the production version again changes nothing.
+    pub async fn promote(&self, name: &str, version: u32) -> Result<ModelVersion> {
+        let target = self.version(name, version).await?;
+        if target.status == Status::Production {
+            return Ok(target);
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE model_versions SET status = 'archived' \
+             WHERE name = $1 AND status = 'production'",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE model_versions SET status = 'production' WHERE name = $1 AND version = $2",
+        )
+        .bind(name)
+        .bind(i64::from(version))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.version(name, version).await
+    }
+
+    /// The production version of every model, by name.
+    pub async fn production(&self) -> Result<Vec<ModelVersion>> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|v| v.status == Status::Production)
+            .collect())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
     }
 
     pub async fn close(&self) {

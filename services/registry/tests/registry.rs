@@ -161,3 +161,99 @@ async fn a_failed_registration_leaves_table_and_folder_as_they_were() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn promotion_archives_the_previous_production_version() {
+    on_each_backend(|backend, url, artifacts| async move {
+        let registry = Registry::open(&url, &artifacts).await.unwrap();
+        registry.register(toy_model(), "test").await.unwrap();
+        registry.register(toy_model(), "test").await.unwrap();
+        let promoted = registry.promote("toy", 2).await.unwrap();
+        assert_eq!(promoted.status, Status::Production, "{backend:?}");
+        let statuses: Vec<(u32, Status)> = registry
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| (v.version, v.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![(1, Status::Archived), (2, Status::Production)],
+            "{backend:?}"
+        );
+        let production = registry.production().await.unwrap();
+        assert_eq!(production.len(), 1);
+        assert_eq!(production[0].version, 2);
+        // Rolling back is promoting the older version again.
+        registry.promote("toy", 1).await.unwrap();
+        assert_eq!(registry.production().await.unwrap()[0].version, 1);
+        assert_eq!(
+            registry.promote("toy", 1).await.unwrap().status,
+            Status::Production,
+            "promoting the production version is a no-op"
+        );
+        let err = registry.promote("toy", 7).await.unwrap_err();
+        assert!(matches!(err, Error::UnknownVersion { .. }), "{err}");
+        let err = registry.promote("nope", 1).await.unwrap_err();
+        assert!(matches!(err, Error::UnknownModel(_)), "{err}");
+        registry.ping().await.unwrap();
+        registry.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn users_are_added_listed_and_deleted_but_never_the_last_admin() {
+    use vigie_registry::{Role, User};
+    let user = |name: &str, role| User {
+        name: name.into(),
+        role,
+        password_hash: format!("hash-of-{name}"),
+        created_at: 1_700_000_000,
+        created_by: "cli".into(),
+    };
+    on_each_backend(|backend, url, artifacts| async move {
+        let registry = Registry::open(&url, &artifacts).await.unwrap();
+        assert!(registry.users().await.unwrap().is_empty());
+        registry.add_user(&user("root", Role::Admin)).await.unwrap();
+        registry.add_user(&user("amy", Role::User)).await.unwrap();
+        let err = registry
+            .add_user(&user("amy", Role::Admin))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::UserExists(_)), "{backend:?}: {err}");
+        let err = registry
+            .add_user(&user("a b", Role::User))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::BadUserName(_)), "{err}");
+
+        let names: Vec<String> = registry
+            .users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        assert_eq!(names, ["amy", "root"], "{backend:?}");
+        assert_eq!(
+            registry.user("amy").await.unwrap(),
+            Some(user("amy", Role::User))
+        );
+        assert_eq!(registry.user("zed").await.unwrap(), None);
+
+        let err = registry.delete_user("root").await.unwrap_err();
+        assert!(matches!(err, Error::LastAdmin(_)), "{backend:?}: {err}");
+        registry.add_user(&user("ops", Role::Admin)).await.unwrap();
+        assert_eq!(
+            registry.delete_user("root").await.unwrap().role,
+            Role::Admin
+        );
+        registry.delete_user("amy").await.unwrap();
+        let err = registry.delete_user("amy").await.unwrap_err();
+        assert!(matches!(err, Error::UnknownUser(_)), "{err}");
+        registry.close().await;
+    })
+    .await;
+}
