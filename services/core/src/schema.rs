@@ -64,6 +64,8 @@ pub struct Feature {
     name: String,
     domain: Domain,
     missing: MissingPolicy,
+    /// Codes spelled as text (not all integers): the model sees their position.
+    text_codes: bool,
 }
 
 /// All features of a spec, in model order.
@@ -116,10 +118,19 @@ impl Feature {
                 out_of_range: *out_of_range,
             },
         };
+        let text_codes = match spec {
+            FeatureSpec::Categorical {
+                codes: Some(codes), ..
+            } => code_tokens(codes)
+                .iter()
+                .any(|t| normalise_token(t).parse::<i64>().is_err()),
+            _ => false,
+        };
         Feature {
             name: spec.name().to_string(),
             domain,
             missing: spec.missing(),
+            text_codes,
         }
     }
 
@@ -129,6 +140,17 @@ impl Feature {
 
     pub fn is_categorical(&self) -> bool {
         !matches!(self.domain, Domain::Numerical { .. })
+    }
+
+    /// Whether values are numbers (a numerical feature, or whole-number codes) rather than
+    /// text codes.
+    pub fn is_numeric(&self) -> bool {
+        !self.text_codes
+    }
+
+    /// A numerical feature (not a code of any kind).
+    pub fn is_numerical(&self) -> bool {
+        matches!(self.domain, Domain::Numerical { .. })
     }
 
     pub fn missing_policy(&self) -> MissingPolicy {

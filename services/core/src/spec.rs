@@ -435,7 +435,7 @@ fn check_feature(f: &FeatureSpec) -> std::result::Result<(), String> {
 }
 
 /// The codes of a categorical feature as strings, in declaration order.
-pub(crate) fn code_tokens(codes: &Codes) -> Vec<String> {
+pub fn code_tokens(codes: &Codes) -> Vec<String> {
     match codes {
         Codes::Named(map) => map.keys().cloned().collect(),
         Codes::Listed(list) => list
