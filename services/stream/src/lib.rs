@@ -1,0 +1,45 @@
+//! Vigie's Kafka contracts and the plumbing around them.
+//!
+//! - [`event`]: the messages on `vigie.predictions` (one per prediction, each batch row too),
+//!   `vigie.labels` and `vigie.models`, as producers write them and consumers read them.
+//! - [`producer`]: [`EventProducer`], which queues events in librdkafka and returns at once: a
+//!   request never waits for the broker, and an outage delays events without losing them.
+//! - [`embedded`]: an in-process Kafka-protocol broker (librdkafka's mock cluster) for
+//!   `vigie up` and tests; the same producer and consumer code talks to it over TCP.
+//! - [`read`]: reading a topic from the beginning, for tests and tools.
+
+pub mod embedded;
+pub mod event;
+pub mod producer;
+pub mod read;
+
+pub use embedded::EmbeddedBroker;
+pub use event::{ModelEvent, PredictionEvent, Source};
+pub use producer::{EventProducer, ProducerConfig};
+
+/// One JSON message per prediction. Key: the request id.
+pub const PREDICTIONS_TOPIC: &str = "vigie.predictions";
+/// Ground truth arriving after the prediction.
+pub const LABELS_TOPIC: &str = "vigie.labels";
+/// Model lifecycle events (promotions, rollbacks).
+pub const MODELS_TOPIC: &str = "vigie.models";
+/// Every topic Vigie writes, for brokers that do not create topics on first use.
+pub const TOPICS: [&str; 3] = [PREDICTIONS_TOPIC, LABELS_TOPIC, MODELS_TOPIC];
+
+/// Errors of the Kafka plumbing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("invalid producer configuration: {0}")]
+    Config(String),
+    #[error("bad event on {topic} at partition {partition} offset {offset}: {message}")]
+    BadEvent {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        message: String,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
