@@ -1,0 +1,27 @@
+//! What Vigie's HTTP services (`predict`, `drift`, `trainer`) share.
+//!
+//! - [`error`]: the JSON error every 4xx and 5xx carries: `{"error", "message", "field"}`.
+//! - [`auth`]: accounts (argon2 password hashes in the registry database), `/auth/token`
+//!   issuing JWTs with a role, the extractors that guard routes, and the account routes.
+//! - [`layers`]: request ids, timeouts, and HTTP metrics per route and status.
+//! - [`docs`]: the interactive API docs page, served from the binary (no CDN).
+//! - [`shutdown`]: the signal that starts a graceful shutdown.
+
+pub mod auth;
+pub mod docs;
+pub mod error;
+pub mod layers;
+pub mod shutdown;
+
+pub use auth::{AdminUser, Auth, CurrentUser, HasAuth};
+pub use error::ApiError;
+pub use layers::{HttpMetrics, RequestId};
+
+/// Encodes every metric of `registry` in Prometheus' text format.
+pub fn encode_metrics(registry: &prometheus::Registry) -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    // Encoding plain counters and histograms into a Vec cannot fail.
+    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
