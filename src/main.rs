@@ -27,9 +27,20 @@ enum Command {
     Train(commands::train::Args),
     /// Train several algorithms on one spec's data and print their holdout figures side by side.
     Compare(commands::compare::Args),
-    /// List and inspect registered model versions.
+    /// List, inspect and promote registered model versions.
     #[command(subcommand)]
     Models(commands::models::Command),
+    /// Run the prediction service (needs KAFKA_BROKERS and VIGIE_JWT_SECRET).
+    Predict(commands::serve::PredictArgs),
+    /// Run the platform on embedded defaults: SQLite, an in-process broker, a model trained
+    /// from models/ if the registry has none, a first admin account.
+    Up(commands::up::Args),
+    /// Manage the accounts of the HTTP services.
+    #[command(subcommand)]
+    Users(commands::users::Command),
+    /// Look at Vigie's Kafka topics.
+    #[command(subcommand)]
+    Events(commands::events::Command),
 }
 
 impl Cli {
@@ -48,7 +59,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,vigie=info,vigie_predict=info,vigie_api=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -67,6 +79,10 @@ fn main() -> ExitCode {
             Command::Train(args) => commands::train::run(&cli, args).await,
             Command::Compare(args) => commands::compare::run(args),
             Command::Models(cmd) => commands::models::run(&cli, cmd).await,
+            Command::Predict(args) => commands::predict::run(&cli, args).await,
+            Command::Up(args) => commands::up::run(&cli, args).await,
+            Command::Users(cmd) => commands::users::run(&cli, cmd).await,
+            Command::Events(cmd) => commands::events::run(cmd).await,
         }
     });
     match result {

@@ -1,8 +1,13 @@
 //! The subcommands of `vigie`, one module each.
 
 pub mod compare;
+pub mod events;
 pub mod models;
+pub mod predict;
+pub mod serve;
 pub mod train;
+pub mod up;
+pub mod users;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use vigie_core::train::Stage;

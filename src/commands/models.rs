@@ -22,6 +22,10 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Make NAME@VERSION the production version (the current one is archived). Running
+    /// prediction services switch to it on their next registry poll; promoting an older
+    /// version is a rollback.
+    Promote { reference: String },
 }
 
 pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
@@ -53,6 +57,31 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                         v.created_at.format("%Y-%m-%d %H:%M:%S")
                     );
                 }
+            }
+        }
+        Command::Promote { reference } => {
+            let reference: ModelRef = reference.parse()?;
+            let Some(version) = reference.version else {
+                anyhow::bail!(
+                    "say which version to promote: {}@VERSION (`vigie models list` shows them)",
+                    reference.name
+                );
+            };
+            let target = registry.version(&reference.name, version).await?;
+            // Refuse an artifact that does not verify: it would never serve.
+            registry.load(&target)?;
+            let before = registry.production().await?;
+            let promoted = registry.promote(&reference.name, version).await?;
+            match before.iter().find(|v| v.name == promoted.name) {
+                Some(old) if old.version == promoted.version => {
+                    println!("{} is already in production", promoted.id())
+                }
+                Some(old) => println!(
+                    "{} is now in production; {} is archived",
+                    promoted.id(),
+                    old.id()
+                ),
+                None => println!("{} is now in production", promoted.id()),
             }
         }
         Command::Show {

@@ -1,0 +1,574 @@
+//! `POST /v1/models/{name}/predict/csv`: a CSV upload answered as CSV, streamed both ways.
+//!
+//! The header is read and checked before anything is answered (a bad header is a 422 like
+//! any JSON request). Then rows are read, checked and predicted in chunks of
+//! [`CHUNK_ROWS`], and each chunk's answer is sent as soon as it is ready; the channel to the
+//! client holds at most [`CHANNEL_CHUNKS`] chunks, so a slow reader slows the upload rather
+//! than filling memory. Memory stays bounded by the chunk size, whatever the file's length.
+//!
+//! The answer has one line per data row, in order: `row,class,label,probability,error,field`.
+//! A row the spec refuses gets its error and the field at fault instead of a prediction; the
+//! other rows are predicted (a status code cannot change once rows are streaming). Every
+//! predicted row is published like any prediction, with `source` `batch` and its row index.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use csv_core::{ReadRecordResult, Reader};
+use futures_util::{Stream, StreamExt};
+use vigie_api::{ApiError, CurrentUser, RequestId};
+use vigie_core::schema::{Cell, Origin};
+use vigie_model::Matrix;
+use vigie_stream::Source;
+use vigie_stream::event::Value as EventValue;
+
+use crate::models::Served;
+use crate::predict::{publish, source_of, value_error};
+use crate::state::AppState;
+
+/// Rows predicted together (one blocking task, one write to the client).
+pub const CHUNK_ROWS: usize = 1024;
+/// Chunks waiting for a slow client before reading pauses.
+pub const CHANNEL_CHUNKS: usize = 4;
+/// The answer's header line.
+pub const ANSWER_HEADER: &str = "row,class,label,probability,error,field\n";
+
+/// One CSV record: its text and where each field ends.
+#[derive(Debug, Clone)]
+pub struct Record {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Record {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn field(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    /// A line with nothing on it.
+    fn is_blank(&self) -> bool {
+        self.ends.len() == 1 && self.text.trim().is_empty()
+    }
+}
+
+/// Why reading stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadError {
+    /// The body could not be read (the client went away, or the connection broke).
+    Body(String),
+    /// A line longer than the limit: the rest of the file cannot be split reliably.
+    LineTooLong(usize),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Body(e) => write!(f, "the upload broke off: {e}"),
+            ReadError::LineTooLong(max) => {
+                write!(
+                    f,
+                    "a line is longer than {max} bytes; reading stopped there"
+                )
+            }
+        }
+    }
+}
+
+/// Splits a body stream into CSV records as its chunks arrive (quotes, escaped quotes and
+/// CRLF handled by `csv-core`). Holds at most one line and one chunk of input.
+pub struct Records<S> {
+    stream: S,
+    reader: Reader,
+    input: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    out: Vec<u8>,
+    out_len: usize,
+    ends: Vec<usize>,
+    ends_len: usize,
+    max_line: usize,
+}
+
+impl<S> std::fmt::Debug for Records<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records").field("eof", &self.eof).finish()
+    }
+}
+
+impl<S, E> Records<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    pub fn new(stream: S, max_line: usize) -> Self {
+        Records {
+            stream,
+            reader: Reader::new(),
+            input: Vec::new(),
+            pos: 0,
+            eof: false,
+            out: vec![0; max_line.clamp(1, 1024)],
+            out_len: 0,
+            ends: vec![0; 64],
+            ends_len: 0,
+            max_line,
+        }
+    }
+
+    /// The next record (`Err` inside for a record that is not UTF-8), or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Result<Record, String>>, ReadError> {
+        loop {
+            // csv-core reads an empty input as the end of the data: fetch before asking.
+            if self.pos == self.input.len() && !self.eof {
+                self.input.clear();
+                self.pos = 0;
+                match self.stream.next().await {
+                    Some(Ok(chunk)) => self.input.extend_from_slice(&chunk),
+                    Some(Err(e)) => return Err(ReadError::Body(e.to_string())),
+                    None => self.eof = true,
+                }
+                continue;
+            }
+            let (result, nin, nout, nend) = self.reader.read_record(
+                &self.input[self.pos..],
+                &mut self.out[self.out_len..],
+                &mut self.ends[self.ends_len..],
+            );
+            self.pos += nin;
+            self.out_len += nout;
+            self.ends_len += nend;
+            match result {
+                ReadRecordResult::InputEmpty => {
+                    if self.eof {
+                        return Ok(None);
+                    }
+                }
+                ReadRecordResult::OutputFull => {
+                    if self.out.len() >= self.max_line {
+                        return Err(ReadError::LineTooLong(self.max_line));
+                    }
+                    let grown = (self.out.len() * 2).min(self.max_line);
+                    self.out.resize(grown, 0);
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    let grown = self.ends.len() * 2;
+                    self.ends.resize(grown, 0);
+                }
+                ReadRecordResult::Record => {
+                    let bytes = self.out[..self.out_len].to_vec();
+                    let ends = self.ends[..self.ends_len].to_vec();
+                    self.out_len = 0;
+                    self.ends_len = 0;
+                    return Ok(Some(
+                        String::from_utf8(bytes)
+                            .map(|text| Record { text, ends })
+                            .map_err(|_| "the row is not valid UTF-8".to_string()),
+                    ));
+                }
+                ReadRecordResult::End => return Ok(None),
+            }
+        }
+    }
+}
+
+/// For each feature in model order, its column in the upload.
+fn columns_of(served: &Served, header: &Record) -> Result<Vec<usize>, ApiError> {
+    let schema = served.model.schema();
+    let mut order = vec![usize::MAX; schema.len()];
+    for col in 0..header.len() {
+        let name = header.field(col).trim().trim_start_matches('\u{feff}');
+        match schema.position(name) {
+            Some(i) if order[i] != usize::MAX => {
+                return Err(ApiError::invalid(
+                    "duplicate_field",
+                    format!("the header names {name} twice"),
+                )
+                .with_field(name));
+            }
+            Some(i) => order[i] = col,
+            None => {
+                return Err(ApiError::invalid(
+                    "unknown_field",
+                    format!(
+                        "the header names {name:?}, which is not a feature of {}",
+                        served.name()
+                    ),
+                )
+                .with_field(name));
+            }
+        }
+    }
+    if let Some(i) = order.iter().position(|&c| c == usize::MAX) {
+        let name = schema.features()[i].name();
+        return Err(ApiError::invalid(
+            "missing_field",
+            format!("the header has no column {name}; every feature needs one (empty cells for unknown values)"),
+        )
+        .with_field(name));
+    }
+    Ok(order)
+}
+
+/// `POST /v1/models/{name}/predict/csv`
+pub async fn predict_csv(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(name): Path<String>,
+    Extension(request): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let served = state.models.get_or_404(&name)?;
+    let source = source_of(&headers, Source::Batch)?;
+    let is_csv = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/csv"));
+    if !is_csv {
+        return Err(ApiError::unsupported_media_type("text/csv"));
+    }
+    let mut records = Records::new(body.into_data_stream(), state.config.max_csv_line_bytes);
+    let header_record = match records.next().await {
+        Ok(Some(Ok(record))) if !record.is_blank() => record,
+        Ok(Some(Ok(_))) | Ok(None) => {
+            return Err(ApiError::invalid(
+                "empty_csv",
+                "the upload has no header line",
+            ));
+        }
+        Ok(Some(Err(message))) => return Err(ApiError::bad_request("invalid_csv", message)),
+        Err(ReadError::LineTooLong(max)) => {
+            return Err(ApiError::too_large(
+                "line_too_long",
+                format!("the header line is longer than {max} bytes"),
+            ));
+        }
+        Err(e) => return Err(ApiError::bad_request("invalid_csv", e.to_string())),
+    };
+    let columns = columns_of(&served, &header_record)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_CHUNKS);
+    let width = header_record.len();
+    let model_version = served.version_label.clone();
+    let threshold = served.model.artifact().threshold.to_string();
+    tokio::spawn(answer_rows(
+        state, served, records, columns, width, request, source, tx,
+    ));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = StatusCode::OK;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        h.insert("x-model", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&model_version) {
+        h.insert("x-model-version", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&threshold) {
+        h.insert("x-threshold", v);
+    }
+    Ok(response)
+}
+
+/// Reads, predicts and answers the data rows, chunk by chunk, until the end of the upload,
+/// the row limit, a fatal reading error, or the client leaving.
+#[allow(clippy::too_many_arguments)]
+async fn answer_rows<S, E>(
+    state: AppState,
+    served: Arc<Served>,
+    mut records: Records<S>,
+    columns: Vec<usize>,
+    width: usize,
+    request: RequestId,
+    source: Source,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    if tx
+        .send(Ok(Bytes::from_static(ANSWER_HEADER.as_bytes())))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let columns = Arc::new(columns);
+    let request = Arc::new(request);
+    let max_rows = state.config.max_csv_rows;
+    let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+    let mut first = 0usize;
+    let mut next_index = 0usize;
+    let mut closing: Option<String> = None;
+    loop {
+        let item = records.next().await;
+        let done = match item {
+            Ok(Some(record)) => {
+                if record.as_ref().is_ok_and(Record::is_blank) {
+                    continue;
+                }
+                if next_index >= max_rows {
+                    closing = Some(format!(
+                        "the upload has more than {max_rows} rows; the rows after row {} were not read",
+                        max_rows - 1
+                    ));
+                    true
+                } else {
+                    chunk.push(record);
+                    next_index += 1;
+                    false
+                }
+            }
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(request_id = %request.id, error = %e, "CSV upload stopped");
+                closing = Some(e.to_string());
+                true
+            }
+        };
+        if chunk.len() == CHUNK_ROWS || (done && !chunk.is_empty()) {
+            let rows = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
+            let (st, sv, cols, req) = (
+                state.clone(),
+                served.clone(),
+                columns.clone(),
+                request.clone(),
+            );
+            let answer = tokio::task::spawn_blocking(move || {
+                answer_chunk(&st, &sv, &rows, first, &cols, width, &req, source)
+            })
+            .await;
+            first = next_index;
+            let answer = match answer {
+                Ok(text) => text,
+                Err(e) => {
+                    tracing::error!(error = %e, "CSV chunk failed");
+                    closing = Some("the service failed on a chunk; its log has the details".into());
+                    break;
+                }
+            };
+            if tx.send(Ok(Bytes::from(answer))).await.is_err() {
+                tracing::info!(request_id = %request.id, "client left during a CSV answer");
+                return;
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    if let Some(message) = closing {
+        let line = format!(",,,,{},\n", quote(&message));
+        let _ = tx.send(Ok(Bytes::from(line))).await;
+    }
+}
+
+/// Quotes a CSV field when it needs it.
+fn quote(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// Checks, predicts and publishes one chunk; returns its answer lines.
+#[allow(clippy::too_many_arguments)]
+fn answer_chunk(
+    state: &AppState,
+    served: &Served,
+    rows: &[Result<Record, String>],
+    first: usize,
+    columns: &[usize],
+    width: usize,
+    request: &RequestId,
+    source: Source,
+) -> String {
+    let schema = served.model.schema();
+    let cols = schema.len();
+    let mut data: Vec<f64> = Vec::with_capacity(rows.len() * cols);
+    let mut values: Vec<Vec<EventValue<'_>>> = Vec::with_capacity(rows.len());
+    // Per row: Ok(position among the predicted rows) or the error and its field.
+    let mut outcome: Vec<Result<usize, (String, String, &'static str)>> =
+        Vec::with_capacity(rows.len());
+    for record in rows {
+        let record = match record {
+            Ok(r) if r.len() != width => {
+                outcome.push(Err((
+                    format!("the row has {} fields, the header has {width}", r.len()),
+                    String::new(),
+                    "wrong_width",
+                )));
+                continue;
+            }
+            Ok(r) => r,
+            Err(message) => {
+                outcome.push(Err((message.clone(), String::new(), "invalid_csv")));
+                continue;
+            }
+        };
+        let start = data.len();
+        let mut row_values = Vec::with_capacity(cols);
+        let mut failed = None;
+        for (feature, &col) in schema.features().iter().zip(columns) {
+            let text = record.field(col);
+            match feature.parse(Some(text), Origin::Request) {
+                Ok(Cell::Value(v)) => {
+                    data.push(v);
+                    row_values.push(if feature.is_numeric() {
+                        EventValue::Number(v)
+                    } else {
+                        EventValue::Text(text.trim())
+                    });
+                }
+                Ok(Cell::Missing | Cell::OutOfRangeAsMissing) => {
+                    data.push(f64::NAN);
+                    row_values.push(EventValue::Missing);
+                }
+                Err(e) => {
+                    let err = value_error(feature.name(), &e);
+                    failed = Some((err.message, feature.name().to_string(), err.error));
+                    break;
+                }
+            }
+        }
+        match failed {
+            Some(f) => {
+                data.truncate(start);
+                outcome.push(Err(f));
+            }
+            None => {
+                outcome.push(Ok(values.len()));
+                values.push(row_values);
+            }
+        }
+    }
+    let predicted = values.len();
+    let predictions = match Matrix::from_row_major(data, predicted, cols) {
+        Ok(x) => served.model.predict_batch(&x),
+        Err(e) => {
+            tracing::error!(error = %e, "CSV chunk matrix");
+            Vec::new()
+        }
+    };
+    let mut out = String::with_capacity(rows.len() * 48);
+    for (i, result) in outcome.iter().enumerate() {
+        let index = first + i;
+        match result {
+            Ok(k) if *k < predictions.len() => {
+                let p = predictions[*k];
+                publish(
+                    state,
+                    served,
+                    request,
+                    source,
+                    Some(index as u64),
+                    &values[*k],
+                    p,
+                );
+                out.push_str(&format!(
+                    "{index},{},{},{},,\n",
+                    p.class,
+                    quote(served.model.label(p.class)),
+                    p.probability
+                ));
+            }
+            Ok(_) => out.push_str(&format!("{index},,,,prediction failed,\n")),
+            Err((message, field, code)) => {
+                state
+                    .metrics
+                    .rejected
+                    .with_label_values(&[served.name(), code])
+                    .inc();
+                out.push_str(&format!("{index},,,,{},{}\n", quote(message), quote(field)));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(
+        chunks: Vec<&'static str>,
+        max_line: usize,
+    ) -> Vec<Result<Vec<String>, String>> {
+        let stream = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::convert::Infallible>(Bytes::from_static(c.as_bytes()))),
+        );
+        let mut records = Records::new(stream, max_line);
+        let mut out = Vec::new();
+        loop {
+            match records.next().await {
+                Ok(Some(Ok(r))) => {
+                    out.push(Ok((0..r.len()).map(|i| r.field(i).to_string()).collect()))
+                }
+                Ok(Some(Err(e))) => out.push(Err(e)),
+                Ok(None) => break,
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn records_split_across_chunks_with_quotes_and_crlf() {
+        let got = read_all(
+            vec!["a,b\r\n1,\"x,", "y\"\r\n2,\"say \"\"hi\"\"\"", "\n3,4"],
+            1024,
+        )
+        .await;
+        let want: Vec<Result<Vec<String>, String>> = vec![
+            Ok(vec!["a".into(), "b".into()]),
+            Ok(vec!["1".into(), "x,y".into()]),
+            Ok(vec!["2".into(), "say \"hi\"".into()]),
+            Ok(vec!["3".into(), "4".into()]),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_line_past_the_limit_stops_reading() {
+        let got = read_all(vec!["a,b\n", "1,22222222222222222222222222\n", "3,4\n"], 16).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], Ok(vec!["a".to_string(), "b".to_string()]));
+        assert!(
+            got[1]
+                .as_ref()
+                .unwrap_err()
+                .contains("longer than 16 bytes")
+        );
+    }
+
+    #[test]
+    fn fields_are_quoted_only_when_needed() {
+        assert_eq!(quote("plain"), "plain");
+        assert_eq!(quote("a,b"), "\"a,b\"");
+        assert_eq!(quote("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+}

@@ -1,0 +1,22 @@
+//! The prediction service (`vigie predict`).
+//!
+//! Dispatchers send the first facts of an accident and get the probability that someone is
+//! hospitalised or killed, in well under a millisecond of service time. Every prediction, each
+//! batch row too, is queued for `vigie.predictions` without waiting for the broker. The
+//! service serves the production version of every model in the registry and follows it: a
+//! promotion is picked up on the next poll and swapped in atomically, each request keeping
+//! the version it started with.
+//!
+//! - [`state`]: configuration, shared state, metrics, and the router.
+//! - [`models`]: the served models and the registry follower.
+//! - [`predict`]: single and JSON batch predictions, and request checking against the spec.
+//! - [`csv`]: CSV uploads answered as CSV, streamed both ways.
+//! - [`openapi`]: the OpenAPI document, with each model's features described from its spec.
+
+pub mod csv;
+pub mod models;
+pub mod openapi;
+pub mod predict;
+pub mod state;
+
+pub use state::{AppState, Config, Metrics, router, serve};

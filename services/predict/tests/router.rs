@@ -1,0 +1,995 @@
+//! The prediction service's router, called without sockets (tower's `oneshot`), on a real
+//! SQLite registry and the embedded Kafka-protocol broker: auth, every kind of bad input,
+//! JSON and CSV predictions, the events they publish, model switching, the operations routes.
+
+#![allow(clippy::unwrap_used)] // Test helpers: a failed setup should panic loudly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use vigie_api::Auth;
+use vigie_api::auth::hash_password;
+use vigie_core::testing::toy_model;
+use vigie_model::{Link, NodeSpec, TreeEnsemble};
+use vigie_predict::{AppState, Config, Metrics, router};
+use vigie_registry::{Registry, Role, User};
+use vigie_stream::{EmbeddedBroker, EventProducer, PredictionEvent, ProducerConfig};
+
+const SECRET: &[u8] = b"a test secret that is long enough for HS256";
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    broker: EmbeddedBroker,
+    registry: Registry,
+    state: AppState,
+    app: Router,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).unwrap()
+    }
+    /// Asserts an error answer and returns its body.
+    fn error(&self, status: StatusCode, code: &str) -> Value {
+        let body = self.json();
+        assert_eq!(self.status, status, "{body}");
+        assert_eq!(body["error"], code, "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        body
+    }
+}
+
+/// A model like the toy one, with other leaf values: tells versions apart by their answers.
+fn toy_model_with_leaves(low: f64, high: f64) -> vigie_core::train::TrainedModel {
+    let mut model = toy_model();
+    let mut ensemble = TreeEnsemble::new(2, Link::Mean, 0.0);
+    ensemble.push_tree(&[
+        NodeSpec::Split {
+            feature: 1,
+            threshold: 50.0,
+            left: 1,
+            right: 2,
+            missing: 2,
+        },
+        NodeSpec::Leaf(low),
+        NodeSpec::Leaf(high),
+    ]);
+    model.ensemble = ensemble;
+    model
+}
+
+impl Harness {
+    async fn new(config: Config) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(
+            &format!("sqlite://{}", dir.path().join("registry.db").display()),
+            &dir.path().join("artifacts"),
+        )
+        .await
+        .unwrap();
+        registry.register(toy_model(), "test").await.unwrap();
+        for (name, role) in [("root", Role::Admin), ("amy", Role::User)] {
+            registry
+                .add_user(&User {
+                    name: name.into(),
+                    role,
+                    password_hash: hash_password(&format!("{name}-password")).unwrap(),
+                    created_at: chrono::Utc::now().timestamp() - 10,
+                    created_by: "test".into(),
+                })
+                .await
+                .unwrap();
+        }
+        let broker = EmbeddedBroker::start().unwrap();
+        let metrics = Metrics::new().unwrap();
+        let producer = EventProducer::new(
+            &ProducerConfig::new(broker.bootstrap_servers()),
+            metrics.producer.clone(),
+        )
+        .unwrap();
+        let auth = Auth::new(SECRET, Duration::from_secs(600), registry.clone())
+            .await
+            .unwrap();
+        let state =
+            AppState::new(config, registry.clone(), auth, Arc::new(producer), metrics).await;
+        let app = router(state.clone());
+        Harness {
+            _dir: dir,
+            broker,
+            registry,
+            state,
+            app,
+        }
+    }
+
+    async fn call(&self, request: Request<Body>) -> Answer {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, uri: &str, token: Option<&str>) -> Answer {
+        let mut request = Request::get(uri);
+        if let Some(t) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        self.call(request.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(
+        &self,
+        uri: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> Answer {
+        let mut request = Request::post(uri).header(header::CONTENT_TYPE, content_type);
+        if let Some(t) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        self.call(request.body(body.into()).unwrap()).await
+    }
+
+    async fn post_json(&self, uri: &str, token: &str, body: &Value) -> Answer {
+        self.post(uri, Some(token), "application/json", body.to_string())
+            .await
+    }
+
+    async fn token(&self, name: &str, password: &str) -> Answer {
+        self.post(
+            "/auth/token",
+            None,
+            "application/x-www-form-urlencoded",
+            format!("grant_type=password&username={name}&password={password}"),
+        )
+        .await
+    }
+
+    async fn login(&self, name: &str) -> String {
+        let answer = self.token(name, &format!("{name}-password")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        answer.json()["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Every event on the predictions topic, once the producer has delivered them.
+    async fn events(&self, want: usize) -> Vec<PredictionEvent> {
+        let producer = self.state.producer.clone();
+        let brokers = self.broker.bootstrap_servers();
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(
+                producer.flush(Duration::from_secs(30)),
+                0,
+                "events left undelivered"
+            );
+            vigie_stream::read::read_topic(
+                &brokers,
+                vigie_stream::PREDICTIONS_TOPIC,
+                want,
+                Duration::from_secs(30),
+            )
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let event: PredictionEvent = r.json(vigie_stream::PREDICTIONS_TOPIC).unwrap();
+                assert_eq!(r.key.as_deref(), Some(event.request_id.as_bytes()));
+                assert_eq!(r.header("model"), Some(event.model.as_bytes()));
+                assert_eq!(
+                    r.header("model_version"),
+                    Some(event.model_version.to_string().as_bytes())
+                );
+                event
+            })
+            .collect()
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn config() -> Config {
+    Config {
+        max_body_bytes: 4096,
+        max_batch_rows: 5,
+        max_csv_rows: 10,
+        ..Config::default()
+    }
+}
+
+const PREDICT: &str = "/v1/models/toy/predict";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_roles_and_accounts() {
+    let h = Harness::new(config()).await;
+    let body = json!({"features": {"colour": 1, "speed": 60}});
+
+    // No token, a malformed header, a forged token.
+    let a = h
+        .post(PREDICT, None, "application/json", body.to_string())
+        .await;
+    a.error(StatusCode::UNAUTHORIZED, "missing_token");
+    assert_eq!(a.headers[header::WWW_AUTHENTICATE], "Bearer");
+    let a = h
+        .call(
+            Request::post(PREDICT)
+                .header(header::AUTHORIZATION, "Basic abc")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    a.error(StatusCode::UNAUTHORIZED, "invalid_token");
+    h.post_json(PREDICT, "not.a.jwt", &body)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_token");
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "root", "role": "admin", "iat": 2_000_000_000i64, "exp": 4_000_000_000i64, "iss": "vigie"}),
+        &jsonwebtoken::EncodingKey::from_secret(b"another secret, also long enough......"),
+    )
+    .unwrap();
+    h.post_json(PREDICT, &forged, &body)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_token");
+
+    // Wrong passwords and unknown users look the same; bad forms say what is wrong.
+    h.token("amy", "wrong-password")
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    h.token("nobody", "whatever-pass")
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let a = h
+        .post(
+            "/auth/token",
+            None,
+            "application/x-www-form-urlencoded",
+            "username=amy",
+        )
+        .await;
+    assert_eq!(
+        a.error(StatusCode::UNPROCESSABLE_ENTITY, "missing_field")["field"],
+        "password"
+    );
+    let a = h
+        .post(
+            "/auth/token",
+            None,
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&username=amy&password=x",
+        )
+        .await;
+    a.error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+
+    // A user predicts but cannot manage accounts.
+    let amy = h.login("amy").await;
+    let t = h.token("amy", "amy-password").await.json();
+    assert_eq!(
+        (
+            t["token_type"].as_str(),
+            t["role"].as_str(),
+            t["expires_in"].as_u64()
+        ),
+        (Some("bearer"), Some("user"), Some(600))
+    );
+    assert_eq!(
+        h.post_json(PREDICT, &amy, &body).await.status,
+        StatusCode::OK
+    );
+    h.get("/v1/users", Some(&amy))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+
+    // An admin creates, lists and deletes accounts.
+    let root = h.login("root").await;
+    let new = |name: &str, password: &str, role: &str| json!({"name": name, "password": password, "role": role});
+    let a = h
+        .post_json("/v1/users", &root, &new("bob", "bob-password", "user"))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    assert_eq!(a.json()["created_by"], "root");
+    assert_eq!(
+        h.post_json("/v1/users", &root, &new("ops", "ops-password", "admin"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    h.post_json("/v1/users", &root, &new("bob", "bob-password", "user"))
+        .await
+        .error(StatusCode::CONFLICT, "user_exists");
+    let a = h
+        .post_json("/v1/users", &root, &new("carl", "short", "user"))
+        .await;
+    assert_eq!(
+        a.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value")["field"],
+        "password"
+    );
+    let a = h
+        .post_json(
+            "/v1/users",
+            &root,
+            &new("carl smith", "long-enough", "user"),
+        )
+        .await;
+    assert_eq!(
+        a.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value")["field"],
+        "name"
+    );
+    h.post_json("/v1/users", &root, &new("carl", "long-enough", "king"))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    h.post_json("/v1/users", &amy, &new("eve", "long-enough", "admin"))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    let names: Vec<String> = h
+        .get("/v1/users", Some(&root))
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["amy", "bob", "ops", "root"]);
+    let bob = h.login("bob").await;
+    assert_eq!(
+        h.post_json(PREDICT, &bob, &body).await.status,
+        StatusCode::OK
+    );
+
+    let delete = |name: &str, token: &str| {
+        Request::delete(format!("/v1/users/{name}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        h.call(delete("bob", &root)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // A deleted account's token stops working at once on the instance that deleted it.
+    h.post_json(PREDICT, &bob, &body)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_token");
+    h.call(delete("bob", &root))
+        .await
+        .error(StatusCode::NOT_FOUND, "unknown_user");
+    assert_eq!(
+        h.call(delete("ops", &root)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    h.call(delete("root", &root))
+        .await
+        .error(StatusCode::CONFLICT, "last_admin");
+
+    // An account deleted behind this instance's back (another replica, the CLI) is noticed
+    // on the next poll.
+    h.registry.delete_user("amy").await.unwrap();
+    assert_eq!(
+        h.post_json(PREDICT, &amy, &body).await.status,
+        StatusCode::OK
+    );
+    h.state.poll().await;
+    h.post_json(PREDICT, &amy, &body)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_predictions_answer_check_and_publish() {
+    let h = Harness::new(config()).await;
+    let token = h.login("amy").await;
+    let request = Request::post(PREDICT)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", "cad-42")
+        .body(Body::from(
+            json!({"features": {"colour": 1, "speed": 60}}).to_string(),
+        ))
+        .unwrap();
+    let a = h.call(request).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.headers["x-request-id"], "cad-42");
+    assert_eq!(
+        a.json(),
+        json!({"request_id": "cad-42", "model": "toy", "model_version": 1, "class": 1, "label": "yes", "probability": 0.8, "threshold": 0.5})
+    );
+    // Missing speed is imputed (30: below the split); a code may come as a string.
+    let a = h
+        .post_json(
+            PREDICT,
+            &token,
+            &json!({"features": {"colour": "2", "speed": null}}),
+        )
+        .await;
+    assert_eq!(
+        (a.json()["class"].clone(), a.json()["probability"].clone()),
+        (json!(0), json!(0.2))
+    );
+    let generated_id = a.json()["request_id"].as_str().unwrap().to_string();
+    assert_eq!(a.headers["x-request-id"].to_str().unwrap(), generated_id);
+
+    // Every kind of bad input: 4xx with the error code and the field.
+    let cases = [
+        (
+            json!({"features": {"colour": 1, "speed": 60, "mood": 3}}),
+            "unknown_field",
+            Some("mood"),
+        ),
+        (
+            json!({"features": {"colour": 1}}),
+            "missing_field",
+            Some("speed"),
+        ),
+        (
+            json!({"features": {"colour": 1, "speed": "fast"}}),
+            "wrong_type",
+            Some("speed"),
+        ),
+        (
+            json!({"features": {"colour": true, "speed": 60}}),
+            "wrong_type",
+            Some("colour"),
+        ),
+        (
+            json!({"features": {"colour": [1], "speed": 60}}),
+            "wrong_type",
+            Some("colour"),
+        ),
+        (
+            json!({"features": {"colour": 3, "speed": 60}}),
+            "unknown_code",
+            Some("colour"),
+        ),
+        (
+            json!({"features": {"colour": "blue", "speed": 60}}),
+            "unknown_code",
+            Some("colour"),
+        ),
+        (
+            json!({"features": {"colour": 1, "speed": 131}}),
+            "out_of_range",
+            Some("speed"),
+        ),
+        (
+            json!({"features": {"colour": 1, "speed": -1}}),
+            "out_of_range",
+            Some("speed"),
+        ),
+        (
+            json!({"features": {"colour": null, "speed": 60}}),
+            "missing_value",
+            Some("colour"),
+        ),
+        (json!({"features": [1, 60]}), "invalid_body", None),
+        (json!({"colour": 1, "speed": 60}), "invalid_body", None),
+        (
+            json!({"features": {"colour": 1, "speed": 60}, "extra": 1}),
+            "invalid_body",
+            None,
+        ),
+    ];
+    for (body, code, field) in cases {
+        let a = h.post_json(PREDICT, &token, &body).await;
+        let e = a.error(StatusCode::UNPROCESSABLE_ENTITY, code);
+        assert_eq!(e["field"].as_str(), field, "{body} -> {e}");
+    }
+    h.post(
+        PREDICT,
+        Some(&token),
+        "application/json",
+        "{\"features\": {",
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "invalid_json");
+    h.post(PREDICT, Some(&token), "text/plain", "{}")
+        .await
+        .error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    let huge = json!({"features": {"colour": 1, "speed": 60, "pad": "x".repeat(5000)}});
+    h.post_json(PREDICT, &token, &huge)
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    let a = h
+        .post_json("/v1/models/nope/predict", &token, &json!({"features": {}}))
+        .await;
+    assert!(
+        a.error(StatusCode::NOT_FOUND, "unknown_model")["message"]
+            .as_str()
+            .unwrap()
+            .contains("toy")
+    );
+    let a = h
+        .call(
+            Request::post(PREDICT)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("x-vigie-source", "mars")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        a.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value")["field"],
+        "x-vigie-source"
+    );
+    h.get("/v1/nothing-here", Some(&token))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+
+    // Exactly the two predictions made, with every field as answered.
+    let events = h.events(2).await;
+    assert_eq!(events.len(), 2);
+    let first = &events.iter().find(|e| e.request_id == "cad-42").unwrap();
+    assert_eq!(first.model, "toy");
+    assert_eq!(first.model_version, 1);
+    assert_eq!(
+        first.schema_hash,
+        h.state
+            .models
+            .get("toy")
+            .unwrap()
+            .model
+            .artifact()
+            .spec_hash
+    );
+    assert_eq!(
+        Value::Object(first.features.clone()),
+        json!({"colour": 1, "speed": 60})
+    );
+    assert_eq!(
+        (
+            first.prediction.class,
+            first.prediction.label.as_str(),
+            first.prediction.probability,
+            first.prediction.threshold
+        ),
+        (1, "yes", 0.8, 0.5)
+    );
+    assert_eq!(first.source, vigie_stream::Source::Api);
+    assert_eq!(first.row, None);
+    assert!(first.latency_us > 0 && first.latency_us < 60_000_000);
+    assert!((chrono::Utc::now() - first.ts).num_seconds().abs() < 600);
+    let second = events
+        .iter()
+        .find(|e| e.request_id == generated_id)
+        .unwrap();
+    assert_eq!(
+        Value::Object(second.features.clone()),
+        json!({"colour": 2, "speed": null}),
+        "features as received, before imputation"
+    );
+    assert_ne!(first.event_id, second.event_id);
+
+    // The metrics saw all of it.
+    let metrics = h.get("/metrics", None).await.text();
+    for line in [
+        r#"vigie_predictions_total{class="1",model="toy",version="1"} 1"#,
+        r#"vigie_predictions_total{class="0",model="toy",version="1"} 1"#,
+        r#"vigie_prediction_rejections_total{error="unknown_field",model="toy"} 1"#,
+        r#"http_requests_total{method="POST",route="/v1/models/{name}/predict",status="200"} 2"#,
+        r#"http_requests_total{method="POST",route="/v1/models/{name}/predict",status="422"}"#,
+        r#"vigie_events_enqueued_total{topic="vigie.predictions"} 2"#,
+        r#"vigie_events_delivered_total{topic="vigie.predictions"} 2"#,
+        r#"vigie_events_queue_depth 0"#,
+        r#"vigie_model_info{model="toy",version="1"} 1"#,
+        r#"http_request_duration_seconds_bucket{method="POST",route="/v1/models/{name}/predict",status="200",le="#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_checked_whole_then_answered_in_order() {
+    let h = Harness::new(config()).await;
+    let token = h.login("amy").await;
+    let url = "/v1/models/toy/predict/batch";
+    let rows = json!({"rows": [
+        {"colour": 1, "speed": 60}, {"colour": 2, "speed": 10}, {"colour": 1, "speed": null}
+    ]});
+    let a = h.post_json(url, &token, &rows).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let body = a.json();
+    assert_eq!(
+        (
+            body["model"].as_str(),
+            body["model_version"].as_u64(),
+            body["threshold"].as_f64()
+        ),
+        (Some("toy"), Some(1), Some(0.5))
+    );
+    let p: Vec<(u64, f64)> = body["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["class"].as_u64().unwrap(),
+                p["probability"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(p, [(1, 0.8), (0, 0.2), (0, 0.2)]);
+
+    let bad = json!({"rows": [{"colour": 1, "speed": 60}, {"colour": 1, "speed": 999}]});
+    let e = h
+        .post_json(url, &token, &bad)
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "out_of_range");
+    assert_eq!(
+        (e["row"].as_u64(), e["field"].as_str()),
+        (Some(1), Some("speed"))
+    );
+    let six = json!({"rows": vec![json!({"colour": 1, "speed": 1}); 6]});
+    h.post_json(url, &token, &six)
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large");
+    let a = h.post_json(url, &token, &json!({"rows": []})).await;
+    assert_eq!(a.json()["predictions"], json!([]));
+
+    // Only the good batch published, one event per row, with its row index.
+    let events = h.events(3).await;
+    let mut rows: Vec<(Option<u64>, f64)> = events
+        .iter()
+        .map(|e| (e.row, e.prediction.probability))
+        .collect();
+    rows.sort_by_key(|r| r.0);
+    assert_eq!(rows, [(Some(0), 0.8), (Some(1), 0.2), (Some(2), 0.2)]);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.source == vigie_stream::Source::Batch && e.request_id == body["request_id"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_uploads_stream_answers_and_errors_by_row() {
+    let h = Harness::new(config()).await;
+    let token = h.login("amy").await;
+    let url = "/v1/models/toy/predict/csv";
+    // Columns in another order, CRLF, a quoted value, a blank line, an empty (imputed) cell.
+    let upload = "speed,colour\r\n60,1\r\n\"10\",2\r\n\r\n,1\r\n200,1\r\n5,7\r\n1\r\n";
+    let a = h.post(url, Some(&token), "text/csv", upload).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert_eq!(
+        (
+            a.headers["x-model"].to_str().unwrap(),
+            a.headers["x-model-version"].to_str().unwrap(),
+            a.headers["x-threshold"].to_str().unwrap()
+        ),
+        ("toy", "1", "0.5")
+    );
+    let lines: Vec<String> = a.text().lines().map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "row,class,label,probability,error,field",
+            "0,1,yes,0.8,,",
+            "1,0,no,0.2,,",
+            "2,0,no,0.2,,",
+            "3,,,,\"feature speed: 200 is outside the valid range [0, 130]\",speed",
+            "4,,,,\"feature colour: unknown code \"\"7\"\"\",colour",
+            "5,,,,\"the row has 1 fields, the header has 2\",",
+        ]
+    );
+    let first_id = a.headers["x-request-id"].to_str().unwrap().to_string();
+
+    // Header problems are refused before any row: 422 with the column.
+    for (upload, code, field) in [
+        ("colour,speed,mood\n1,2,3\n", "unknown_field", "mood"),
+        ("colour\n1\n", "missing_field", "speed"),
+        ("colour,speed,colour\n1,2,1\n", "duplicate_field", "colour"),
+    ] {
+        let e = h
+            .post(url, Some(&token), "text/csv", upload)
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY, code);
+        assert_eq!(e["field"], field);
+    }
+    h.post(url, Some(&token), "text/csv", "")
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "empty_csv");
+    h.post(url, Some(&token), "application/json", "colour,speed\n")
+        .await
+        .error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    h.post(url, None, "text/csv", "colour,speed\n")
+        .await
+        .error(StatusCode::UNAUTHORIZED, "missing_token");
+
+    // Past the row limit (10 here), the answer stops with a line that says so.
+    let mut many = String::from("colour,speed\n");
+    for i in 0..12 {
+        many.push_str(&format!("1,{i}\n"));
+    }
+    let a = h.post(url, Some(&token), "text/csv", many).await;
+    let text = a.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 10 + 1, "{text}");
+    assert!(
+        lines[11].starts_with(",,,,the upload has more than 10 rows"),
+        "{}",
+        lines[11]
+    );
+    let second_id = a.headers["x-request-id"].to_str().unwrap().to_string();
+
+    // Events: rows 0-2 of the first upload, rows 0-9 of the last, every one marked batch.
+    let events = h.events(13).await;
+    assert_eq!(events.len(), 13);
+    let mut rows = std::collections::BTreeMap::<String, Vec<u64>>::new();
+    for e in &events {
+        assert_eq!(e.source, vigie_stream::Source::Batch);
+        rows.entry(e.request_id.clone())
+            .or_default()
+            .push(e.row.unwrap());
+    }
+    for r in rows.values_mut() {
+        r.sort();
+    }
+    assert_eq!(rows[&first_id], [0, 1, 2]);
+    assert_eq!(rows[&second_id], (0..10).collect::<Vec<u64>>());
+    let imputed = events
+        .iter()
+        .find(|e| e.request_id == first_id && e.row == Some(2))
+        .unwrap();
+    assert_eq!(
+        Value::Object(imputed.features.clone()),
+        json!({"colour": 1, "speed": null})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_switches_versions_without_a_failed_or_mixed_request() {
+    let h = Harness::new(config()).await;
+    let token = h.login("amy").await;
+    // Version 2 answers 0.3 / 0.9 where version 1 answers 0.2 / 0.8.
+    h.registry
+        .register(toy_model_with_leaves(0.3, 0.9), "test")
+        .await
+        .unwrap();
+    let expected = |version: u64| match version {
+        1 => [0.8, 0.2],
+        2 => [0.9, 0.3],
+        v => panic!("unexpected version {v}"),
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (app, token, stop) = (h.app.clone(), token.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut seen = std::collections::BTreeMap::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = json!({"rows": [{"colour": 1, "speed": 60}, {"colour": 1, "speed": 10}, {"colour": 2, "speed": 99}, {"colour": 2, "speed": 0}]});
+                let response = app
+                    .clone()
+                    .oneshot(
+                        Request::post("/v1/models/toy/predict/batch")
+                            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                            .header(header::CONTENT_TYPE, "application/json")
+                            .body(Body::from(body.to_string()))
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let status = response.status();
+                let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+                assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
+                let body: Value = serde_json::from_slice(&bytes).unwrap();
+                let version = body["model_version"].as_u64().unwrap();
+                let [high, low] = expected(version);
+                let got: Vec<f64> = body["predictions"].as_array().unwrap().iter().map(|p| p["probability"].as_f64().unwrap()).collect();
+                assert_eq!(got, [high, low, high, low], "version {version} answered with another version's numbers");
+                *seen.entry(version).or_insert(0usize) += 1;
+                // The router answers without waiting on anything: give the other tasks a turn.
+                tokio::task::yield_now().await;
+            }
+            seen
+        }));
+    }
+    // Switch back and forth while the clients run.
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let version = if round % 2 == 0 { 2 } else { 1 };
+        h.registry.promote("toy", version).await.unwrap();
+        h.state.poll().await;
+        let ready = h.get("/ready", None).await.json();
+        assert_eq!(ready["models"][0]["version"], version, "{ready}");
+    }
+    h.registry.promote("toy", 2).await.unwrap();
+    h.state.poll().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = std::collections::BTreeMap::new();
+    for c in clients {
+        for (v, n) in c.await.unwrap() {
+            *total.entry(v).or_insert(0) += n;
+        }
+    }
+    assert!(total.values().sum::<usize>() > 0);
+    let a = h
+        .post_json(
+            PREDICT,
+            &token,
+            &json!({"features": {"colour": 1, "speed": 60}}),
+        )
+        .await;
+    assert_eq!(
+        (
+            a.json()["model_version"].as_u64(),
+            a.json()["probability"].as_f64()
+        ),
+        (Some(2), Some(0.9))
+    );
+    let metrics = h.get("/metrics", None).await.text();
+    assert!(
+        metrics.contains(r#"vigie_model_info{model="toy",version="2"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"vigie_model_info{model="toy",version="1"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"vigie_model_switches_total{model="toy"} 7"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_routes_and_offline_docs() {
+    let h = Harness::new(config()).await;
+    assert_eq!(h.get("/health", None).await.json(), json!({"status": "ok"}));
+    h.state.poll().await;
+    let ready = h.get("/ready", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let ready = ready.json();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["models"][0]["name"], "toy");
+    assert_eq!(ready["dependencies"]["database"], "ok");
+    assert_eq!(ready["dependencies"]["broker"], "ok", "{ready}");
+
+    let token = h.login("amy").await;
+    let models = h.get("/v1/models", Some(&token)).await.json();
+    assert_eq!(
+        (
+            models[0]["name"].as_str(),
+            models[0]["version"].as_u64(),
+            models[0]["features"].as_u64()
+        ),
+        (Some("toy"), Some(1), Some(2))
+    );
+    let detail = h.get("/v1/models/toy", Some(&token)).await.json();
+    assert_eq!(detail["features"][0]["name"], "colour");
+    h.get("/v1/models", None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "missing_token");
+
+    // The OpenAPI document describes each served model's features from its spec.
+    let doc = h.get("/openapi.json", None).await.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/auth/token",
+        "/v1/users",
+        "/v1/users/{name}",
+        "/v1/models",
+        "/v1/models/toy",
+        "/v1/models/toy/predict",
+        "/v1/models/toy/predict/batch",
+        "/v1/models/toy/predict/csv",
+        "/health",
+        "/ready",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} undocumented");
+    }
+    let features = &doc["components"]["schemas"]["Features.toy"];
+    assert_eq!(features["properties"]["colour"]["enum"], json!([1, 2]));
+    assert_eq!(
+        features["properties"]["speed"]["type"],
+        json!(["number", "null"])
+    );
+    assert_eq!(features["properties"]["speed"]["maximum"], json!(130.0));
+    // Its example is a valid request.
+    let example = doc["paths"]["/v1/models/toy/predict"]["post"]["requestBody"]["content"]["application/json"]["example"].clone();
+    assert_eq!(
+        h.post_json(PREDICT, &token, &example).await.status,
+        StatusCode::OK
+    );
+
+    // The docs page and its assets come from the binary: nothing is fetched from elsewhere.
+    let page = h.get("/docs/", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(
+        !html.contains("https://") && !html.contains("http://"),
+        "the page loads something from the network:\n{html}"
+    );
+    for asset in [
+        "/docs/swagger-ui.css",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-initializer.js",
+    ] {
+        let a = h.get(asset, None).await;
+        assert_eq!(a.status, StatusCode::OK, "{asset}");
+        assert!(a.body.len() > 100, "{asset}");
+    }
+    assert!(
+        h.get("/docs/swagger-initializer.js", None)
+            .await
+            .text()
+            .contains("/openapi.json")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_without_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(
+        &format!("sqlite://{}", dir.path().join("r.db").display()),
+        &dir.path().join("a"),
+    )
+    .await
+    .unwrap();
+    let broker = EmbeddedBroker::start().unwrap();
+    let metrics = Metrics::new().unwrap();
+    let producer = EventProducer::new(
+        &ProducerConfig::new(broker.bootstrap_servers()),
+        metrics.producer.clone(),
+    )
+    .unwrap();
+    let auth = Auth::new(SECRET, Duration::from_secs(60), registry.clone())
+        .await
+        .unwrap();
+    let short = Auth::new(b"short", Duration::from_secs(60), registry.clone())
+        .await
+        .unwrap_err();
+    assert!(short.contains("at least 32 bytes"), "{short}");
+    let state = AppState::new(
+        Config::default(),
+        registry.clone(),
+        auth,
+        Arc::new(producer),
+        metrics,
+    )
+    .await;
+    let app = router(state.clone());
+    let response = app
+        .clone()
+        .oneshot(Request::get("/ready").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // A model registered later is picked up by the next poll.
+    registry.register(toy_model(), "test").await.unwrap();
+    state.poll().await;
+    let response = app
+        .oneshot(Request::get("/ready").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

@@ -1,0 +1,50 @@
+//! `vigie predict`: the prediction service, against a Kafka broker and the registry.
+
+use anyhow::Context;
+use vigie_registry::Registry;
+
+use crate::Cli;
+use crate::commands::serve::{PredictArgs, PredictService};
+
+pub async fn run(cli: &Cli, args: &PredictArgs) -> anyhow::Result<()> {
+    let Some(brokers) = args
+        .kafka_brokers
+        .as_deref()
+        .filter(|b| !b.trim().is_empty())
+    else {
+        anyhow::bail!(
+            "KAFKA_BROKERS (or --kafka-brokers) is not set: `vigie predict` publishes every prediction to Kafka; `vigie up` runs an embedded broker for local use"
+        );
+    };
+    let Some(secret) = args.jwt_secret.as_deref().filter(|s| !s.is_empty()) else {
+        anyhow::bail!(
+            "VIGIE_JWT_SECRET (or --jwt-secret) is not set: tokens need a secret of at least 32 bytes, e.g. `openssl rand -hex 32`; only `vigie up` makes a throwaway one"
+        );
+    };
+    let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir())
+        .await
+        .context("Failed to open the model registry")?;
+    let service = PredictService::start(args, registry, brokers, secret.as_bytes()).await?;
+    let models: Vec<String> = service
+        .state
+        .models
+        .all()
+        .iter()
+        .map(|s| s.version.id())
+        .collect();
+    if models.is_empty() {
+        tracing::warn!(
+            "no production model in the registry: /ready answers 503 until one is registered"
+        );
+    }
+    println!(
+        "vigie predict: listening on {} (models: {}; kafka: {brokers})",
+        service.url(),
+        if models.is_empty() {
+            "none yet".to_string()
+        } else {
+            models.join(", ")
+        }
+    );
+    service.run().await
+}

@@ -1,0 +1,172 @@
+//! `vigie up`: the platform on embedded defaults, in one process. SQLite under VIGIE_HOME,
+//! an in-process Kafka-protocol broker unless KAFKA_BROKERS is set, a model trained from
+//! models/ when the registry has none, a first admin account, a throwaway JWT secret unless
+//! VIGIE_JWT_SECRET is set.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+use vigie_core::spec::ModelSpec;
+use vigie_registry::{Registry, Role, User};
+use vigie_stream::EmbeddedBroker;
+
+use crate::Cli;
+use crate::commands::serve::{PredictArgs, PredictService};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Model specs to train when the registry has no production version of them.
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+    #[command(flatten)]
+    predict: PredictArgs,
+}
+
+fn random_text(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+fn specs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut specs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the model specs in {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    specs.sort();
+    Ok(specs)
+}
+
+/// Trains every spec whose model has no production version yet.
+async fn ensure_models(registry: &Registry, dir: &Path) -> anyhow::Result<()> {
+    let production = registry.production().await?;
+    for path in specs_in(dir)? {
+        let spec = ModelSpec::from_file(&path)?;
+        if production.iter().any(|v| v.name == spec.name) {
+            continue;
+        }
+        println!(
+            "Training {} from {} (first start; a few seconds)...",
+            spec.name,
+            path.display()
+        );
+        let trained =
+            tokio::task::spawn_blocking(move || vigie_core::train::train(&spec, &mut |_| {}))
+                .await
+                .context("training panicked")??;
+        let (version, _) = registry.register(trained, "vigie-up").await?;
+        println!(
+            "  registered {}: holdout ROC AUC {:.4}, F1 {:.4}",
+            version.id(),
+            version.metrics.holdout.roc_auc,
+            version.metrics.holdout.f1
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
+    let database_url = cli.database_url();
+    let registry = Registry::open(&database_url, &cli.artifacts_dir())
+        .await
+        .context("Failed to open the model registry")?;
+    ensure_models(&registry, &args.models_dir).await?;
+
+    let mut admin_line = None;
+    if registry.users().await?.is_empty() {
+        let password = random_text(20);
+        let hash = {
+            let p = password.clone();
+            tokio::task::spawn_blocking(move || vigie_api::auth::hash_password(&p))
+                .await?
+                .map_err(anyhow::Error::msg)?
+        };
+        registry
+            .add_user(&User {
+                name: "admin".into(),
+                role: Role::Admin,
+                password_hash: hash,
+                created_at: chrono::Utc::now().timestamp(),
+                created_by: "vigie-up".into(),
+            })
+            .await?;
+        admin_line = Some(format!(
+            "admin / {password} (created now, shown once; `vigie users add NAME` adds more)"
+        ));
+    }
+
+    // The broker: the configured one, or an embedded one that lives as long as this process.
+    let embedded;
+    let (brokers, broker_line) = match args
+        .predict
+        .kafka_brokers
+        .as_deref()
+        .filter(|b| !b.is_empty())
+    {
+        Some(b) => (b.to_string(), format!("{b} (KAFKA_BROKERS)")),
+        None => {
+            embedded = EmbeddedBroker::start().context("cannot start the embedded broker")?;
+            let b = embedded.bootstrap_servers();
+            let line = format!(
+                "embedded broker at {b} (in memory: its events are gone when vigie up stops)"
+            );
+            (b, line)
+        }
+    };
+    let (secret, secret_line) = match args.predict.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => (s.to_string(), "from VIGIE_JWT_SECRET".to_string()),
+        None => (
+            random_text(48),
+            "generated for this run: tokens stop working when vigie up stops (set VIGIE_JWT_SECRET to keep them)".to_string(),
+        ),
+    };
+
+    let service =
+        PredictService::start(&args.predict, registry, &brokers, secret.as_bytes()).await?;
+    let url = service.url();
+    let models: Vec<String> = service
+        .state
+        .models
+        .all()
+        .iter()
+        .map(|s| s.version.id())
+        .collect();
+    let example_model = service
+        .state
+        .models
+        .all()
+        .first()
+        .map(|s| s.name().to_string())
+        .unwrap_or_else(|| "MODEL".into());
+    println!("Vigie is up.");
+    println!("  prediction service  {url}  (docs: {url}/docs, metrics: {url}/metrics)");
+    println!(
+        "  models              {}",
+        if models.is_empty() {
+            "none".into()
+        } else {
+            models.join(", ")
+        }
+    );
+    println!("  registry            {database_url}");
+    println!("  kafka               {broker_line}");
+    println!("  jwt secret          {secret_line}");
+    if let Some(line) = &admin_line {
+        println!("  admin account       {line}");
+    }
+    println!("Get a token:");
+    println!(
+        "  TOKEN=$(curl -s {url}/auth/token -d username=admin -d password=PASSWORD | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')"
+    );
+    println!("Predict:");
+    println!(
+        "  curl -s {url}/v1/models/{example_model}/predict -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d @benchmarks/baac-request.json"
+    );
+    println!("Stop with Ctrl-C.");
+    service.run().await
+}

@@ -1,0 +1,316 @@
+//! End to end against a real Kafka-protocol broker (tansu, a separate process with its data
+//! in SQLite): every field of the events checked against what the service answered, and a
+//! broker outage under traffic (the broker killed, then restarted on the same storage) that
+//! must neither fail a prediction nor lose an event.
+//!
+//! Needs the `tansu` binary: CI installs it. Without it the test says so and passes, unless
+//! VIGIE_REQUIRE_TANSU=1 (as CI sets), which makes its absence a failure.
+
+#![allow(clippy::unwrap_used)] // Test helpers: a failed setup should panic loudly.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use vigie_stream::PredictionEvent;
+
+fn tansu() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("TANSU").map(PathBuf::from),
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu")),
+        Some(PathBuf::from("/usr/local/bin/tansu")),
+    ];
+    let found = candidates.into_iter().flatten().find(|p| p.is_file());
+    if found.is_none() && std::env::var("VIGIE_REQUIRE_TANSU").as_deref() == Ok("1") {
+        panic!(
+            "VIGIE_REQUIRE_TANSU=1 but no tansu binary (set TANSU or install it in ~/.cargo/bin)"
+        );
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Broker {
+    bin: PathBuf,
+    port: u16,
+    storage: PathBuf,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        let url = format!("tcp://{}", self.address());
+        let child = Command::new(&self.bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+            ])
+            // tansu reads the path of a sqlite:// URL relative to its working directory.
+            .arg(format!(
+                "sqlite://{}",
+                self.storage.file_name().unwrap().to_string_lossy()
+            ))
+            .current_dir(self.storage.parent().unwrap())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        // Ready when it accepts connections.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(self.address()).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn create_topic(&self, topic: &str) {
+        let status = Command::new(&self.bin)
+            .args([
+                "topic",
+                "create",
+                topic,
+                "--broker",
+                &format!("tcp://{}", self.address()),
+                "--partitions",
+                "3",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "tansu topic create {topic}");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What the service answered to one request, with the features it was sent.
+struct Served {
+    sent: Value,
+    answer: Value,
+}
+
+async fn predict_rows(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    header: &[String],
+    rows: &[Vec<String>],
+) -> (Vec<Served>, Vec<Duration>) {
+    let mut served = Vec::new();
+    let mut latencies = Vec::new();
+    for row in rows {
+        let sent = Value::Object(features(header, row));
+        let start = Instant::now();
+        let response = client
+            .post(format!("{url}/v1/models/baac-severity/predict"))
+            .bearer_auth(token)
+            .json(&json!({"features": sent}))
+            .send()
+            .await
+            .unwrap();
+        latencies.push(start.elapsed());
+        assert_eq!(response.status(), 200, "a prediction failed");
+        served.push(Served {
+            sent,
+            answer: response.json().await.unwrap(),
+        });
+    }
+    (served, latencies)
+}
+
+fn p99(mut d: Vec<Duration>) -> Duration {
+    d.sort();
+    d[(d.len() * 99 / 100).min(d.len() - 1)]
+}
+
+async fn metrics(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_under_traffic_fails_no_prediction_and_loses_no_event() {
+    let Some(bin) = tansu() else {
+        eprintln!(
+            "skipped: no tansu binary (cargo install tansu --locked --features dynostore,libsql)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let spec = quick_spec(&dir.path().join("models"));
+    vigie_ok(&home, &["train", "--spec", spec.to_str().unwrap()], &[]);
+    vigie_ok(
+        &home,
+        &["users", "add", "dispatch"],
+        &[("VIGIE_PASSWORD", "dispatch-password")],
+    );
+
+    let mut broker = Broker {
+        bin,
+        port: free_port(),
+        storage: dir.path().join("tansu.db"),
+        child: None,
+    };
+    broker.start();
+    broker.create_topic(vigie_stream::PREDICTIONS_TOPIC);
+
+    let mut command = Command::new(VIGIE);
+    command
+        .args(["predict", "--listen", "127.0.0.1:0", "--poll-ms", "200"])
+        .env("VIGIE_HOME", &home)
+        .env("KAFKA_BROKERS", broker.address())
+        .env(
+            "VIGIE_JWT_SECRET",
+            "an end-to-end secret of at least 32 bytes",
+        )
+        .env_remove("DATABASE_URL");
+    let mut service = Service::spawn(command);
+    let line = service.wait_for("listening on", Duration::from_secs(120));
+    let url = after(&line, "listening on").to_string();
+    let client = reqwest::Client::new();
+    let token = token(&client, &url, "dispatch", "dispatch-password").await;
+    let (header, rows) = holdout();
+    let rows = &rows[..900];
+
+    // Before, during and after the outage: 300 predictions each.
+    let (mut served, before) = predict_rows(&client, &url, &token, &header, &rows[..300]).await;
+    broker.kill();
+    let (during_served, during) =
+        predict_rows(&client, &url, &token, &header, &rows[300..600]).await;
+    served.extend(during_served);
+    let queued = metric(&metrics(&client, &url).await, "vigie_events_queue_depth");
+    broker.start();
+    let (after_served, after_) = predict_rows(&client, &url, &token, &header, &rows[600..]).await;
+    served.extend(after_served);
+    eprintln!(
+        "p99 latency: before {:?}, broker down {:?}, after restart {:?}; {queued} events queued during the outage",
+        p99(before),
+        p99(during),
+        p99(after_)
+    );
+    assert!(
+        queued > 0.0,
+        "the outage should have held events in the queue"
+    );
+
+    // Wait for the producer to deliver what it held (bounded, so a bug cannot hang CI).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let m = metrics(&client, &url).await;
+        let delivered = metric(&m, "vigie_events_delivered_total{");
+        if delivered >= 900.0 {
+            assert_eq!(metric(&m, "vigie_events_dropped_total{"), 0.0);
+            assert_eq!(metric(&m, "vigie_events_delivery_failures_total{"), 0.0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events not delivered after the restart:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Every prediction served is on the topic, with every field as answered.
+    let brokers = broker.address();
+    let records = tokio::task::spawn_blocking(move || {
+        vigie_stream::read::read_topic(
+            &brokers,
+            vigie_stream::PREDICTIONS_TOPIC,
+            usize::MAX,
+            Duration::from_secs(20),
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let mut events: HashMap<String, PredictionEvent> = HashMap::new();
+    let mut duplicates = 0;
+    for r in &records {
+        let event: PredictionEvent = r.json(vigie_stream::PREDICTIONS_TOPIC).unwrap();
+        assert_eq!(r.key.as_deref(), Some(event.request_id.as_bytes()));
+        assert_eq!(r.header("model"), Some(b"baac-severity".as_slice()));
+        assert_eq!(r.header("model_version"), Some(b"1".as_slice()));
+        if let Some(previous) = events.insert(event.event_id.clone(), event.clone()) {
+            // A retry after the broker died between storing a batch and acknowledging it:
+            // at-least-once delivery. The copy must be exact.
+            assert_eq!(previous, event);
+            duplicates += 1;
+        }
+    }
+    eprintln!(
+        "{} messages on the topic, {} distinct events, {duplicates} redelivered copies",
+        records.len(),
+        events.len()
+    );
+    assert_eq!(events.len(), 900, "an event is missing, or one too many");
+    let spec_hash = vigie_ok(&home, &["models", "show", "baac-severity", "--json"], &[]);
+    let spec_hash: Value = serde_json::from_str(&spec_hash).unwrap();
+    let by_request: HashMap<&str, &PredictionEvent> = events
+        .values()
+        .map(|e| (e.request_id.as_str(), e))
+        .collect();
+    for s in &served {
+        let a = &s.answer;
+        let e = by_request[a["request_id"].as_str().unwrap()];
+        assert_eq!(e.model, "baac-severity");
+        assert_eq!(e.model_version, 1);
+        assert_eq!(e.schema_hash, spec_hash["spec_hash"].as_str().unwrap());
+        assert_eq!(Value::Object(e.features.clone()), s.sent);
+        assert_eq!(e.prediction.class as u64, a["class"].as_u64().unwrap());
+        assert_eq!(e.prediction.label, a["label"].as_str().unwrap());
+        assert_eq!(e.prediction.probability, a["probability"].as_f64().unwrap());
+        assert_eq!(e.prediction.threshold, a["threshold"].as_f64().unwrap());
+        assert_eq!(e.source, vigie_stream::Source::Api);
+        assert_eq!(e.row, None);
+        assert!(e.latency_us > 0);
+        assert!((chrono::Utc::now() - e.ts).num_seconds().abs() < 3600);
+        assert!(uuid_like(&e.event_id), "{}", e.event_id);
+    }
+
+    let status = service.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
+}
