@@ -13,7 +13,7 @@ training mode (categorical) or median (numerical), as Vigie does; there are none
     GET  /health   -> {"status": "ok"}
     POST /predict  {"features": {"place": 1, ...}} -> {"class": 0|1, "probability": float}
 
-In benchmarks/run the serving benchmark trains a model with `train`, starts `serve`, then loads
+In benchmarks/predict-load the serving benchmark trains a model with `train`, starts `serve`, then loads
 /predict with wrk, posting benchmarks/baac-request.json (the first X_test row) through
 benchmarks/wrk-post.lua, exactly as it loads Vigie's service. Needs Python 3 with fastapi, uvicorn,
 scikit-learn, pandas and joblib:
