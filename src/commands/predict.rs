@@ -25,13 +25,7 @@ pub async fn run(cli: &Cli, args: &PredictArgs) -> anyhow::Result<()> {
         .await
         .context("Failed to open the model registry")?;
     let service = PredictService::start(args, registry, brokers, secret.as_bytes()).await?;
-    let models: Vec<String> = service
-        .state
-        .models
-        .all()
-        .iter()
-        .map(|s| s.version.id())
-        .collect();
+    let models = service.model_ids();
     if models.is_empty() {
         tracing::warn!(
             "no production model in the registry: /ready answers 503 until one is registered"

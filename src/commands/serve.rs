@@ -110,6 +110,16 @@ impl PredictService {
         })
     }
 
+    /// The versions being served, as `NAME@VERSION`.
+    pub fn model_ids(&self) -> Vec<String> {
+        self.state
+            .models
+            .all()
+            .iter()
+            .map(|s| s.version.id())
+            .collect()
+    }
+
     pub fn url(&self) -> String {
         match self.listener.local_addr() {
             Ok(addr) => format!("http://{addr}"),

@@ -129,20 +129,11 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let service =
         PredictService::start(&args.predict, registry, &brokers, secret.as_bytes()).await?;
     let url = service.url();
-    let models: Vec<String> = service
-        .state
-        .models
-        .all()
-        .iter()
-        .map(|s| s.version.id())
-        .collect();
-    let example_model = service
-        .state
-        .models
-        .all()
+    let models = service.model_ids();
+    let example_model = models
         .first()
-        .map(|s| s.name().to_string())
-        .unwrap_or_else(|| "MODEL".into());
+        .and_then(|id| id.split('@').next())
+        .unwrap_or("MODEL");
     println!("Vigie is up.");
     println!("  prediction service  {url}  (docs: {url}/docs, metrics: {url}/metrics)");
     println!(

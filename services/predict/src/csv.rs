@@ -21,13 +21,13 @@ use bytes::Bytes;
 use csv_core::{ReadRecordResult, Reader};
 use futures_util::{Stream, StreamExt};
 use vigie_api::{ApiError, CurrentUser, RequestId};
-use vigie_core::schema::{Cell, Origin};
+use vigie_core::schema::Origin;
 use vigie_model::Matrix;
 use vigie_stream::Source;
 use vigie_stream::event::Value as EventValue;
 
 use crate::models::Served;
-use crate::predict::{publish, source_of, value_error};
+use crate::predict::{accepted, media_type, publish, source_of, value_error};
 use crate::state::AppState;
 
 /// Rows predicted together (one blocking task, one write to the client).
@@ -233,12 +233,7 @@ pub async fn predict_csv(
 ) -> Result<Response, ApiError> {
     let served = state.models.get_or_404(&name)?;
     let source = source_of(&headers, Source::Batch)?;
-    let is_csv = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/csv"));
-    if !is_csv {
+    if !media_type(&headers).is_some_and(|m| m.eq_ignore_ascii_case("text/csv")) {
         return Err(ApiError::unsupported_media_type("text/csv"));
     }
     let mut records = Records::new(body.into_data_stream(), state.config.max_csv_line_bytes);
@@ -431,17 +426,10 @@ fn answer_chunk(
         for (feature, &col) in schema.features().iter().zip(columns) {
             let text = record.field(col);
             match feature.parse(Some(text), Origin::Request) {
-                Ok(Cell::Value(v)) => {
-                    data.push(v);
-                    row_values.push(if feature.is_numeric() {
-                        EventValue::Number(v)
-                    } else {
-                        EventValue::Text(text.trim())
-                    });
-                }
-                Ok(Cell::Missing | Cell::OutOfRangeAsMissing) => {
-                    data.push(f64::NAN);
-                    row_values.push(EventValue::Missing);
+                Ok(cell) => {
+                    let (input, event_value) = accepted(feature, cell, Some(text));
+                    data.push(input);
+                    row_values.push(event_value);
                 }
                 Err(e) => {
                     let err = value_error(feature.name(), &e);

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use vigie_api::{ApiError, CurrentUser, RequestId};
 use vigie_core::inference::Prediction;
-use vigie_core::schema::{Cell, Origin, ValueError};
+use vigie_core::schema::{Cell, Feature, Origin, ValueError};
 use vigie_model::Matrix;
 use vigie_stream::Source;
 use vigie_stream::event::{Features, OutcomeRef, PredictionEventRef, Value as EventValue};
@@ -66,20 +66,38 @@ struct BatchResponse<'a> {
     predictions: Vec<RowPrediction<'a>>,
 }
 
+/// The request's media type, without its parameters (`text/csv` of `text/csv; charset=utf-8`).
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+}
+
+/// The model input and the event value of a value the schema accepted. `text` is the value as
+/// sent, when it was sent as text: a text code is recorded as spelled, a number as parsed.
+pub(crate) fn accepted<'a>(
+    feature: &Feature,
+    cell: Cell,
+    text: Option<&'a str>,
+) -> (f64, EventValue<'a>) {
+    match cell {
+        Cell::Value(v) => match text {
+            Some(t) if !feature.is_numeric() => (v, EventValue::Text(t.trim())),
+            _ => (v, EventValue::Number(v)),
+        },
+        Cell::Missing | Cell::OutOfRangeAsMissing => (f64::NAN, EventValue::Missing),
+    }
+}
+
 /// The body of a JSON endpoint: the right content type, within the size limit.
 pub(crate) fn json_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Bytes, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|m| {
-            let m = m.trim();
-            m.eq_ignore_ascii_case("application/json") || m.ends_with("+json")
-        })
-        .unwrap_or(false);
+    let is_json = media_type(headers)
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/json") || m.ends_with("+json"));
     if !is_json {
         return Err(ApiError::unsupported_media_type("application/json"));
     }
@@ -191,19 +209,9 @@ pub(crate) fn parse_features<'a>(
             _ => return Err(wrong_type("a text code (string)")),
         }
         .map_err(|e| value_error(name, &e))?;
-        match cell {
-            Cell::Value(v) => {
-                *slot = v;
-                values.push(match value {
-                    Value::String(s) if !feature.is_numeric() => EventValue::Text(s.trim()),
-                    _ => EventValue::Number(v),
-                });
-            }
-            Cell::Missing | Cell::OutOfRangeAsMissing => {
-                *slot = f64::NAN;
-                values.push(EventValue::Missing);
-            }
-        }
+        let (input, event_value) = accepted(feature, cell, value.as_str());
+        *slot = input;
+        values.push(event_value);
     }
     Ok(())
 }
