@@ -266,11 +266,16 @@ impl Registry {
         let rows = sqlx::query(concat!("SELECT ", columns!(), " FROM model_versions"))
             .fetch_all(&self.pool)
             .await?;
+        self.sorted_versions(&rows)
+    }
+
+    /// Rows as versions, by name then version; sorted here, not in SQL: PostgreSQL's collation
+    /// and SQLite's byte order differ.
+    fn sorted_versions(&self, rows: &[AnyRow]) -> Result<Vec<ModelVersion>> {
         let mut versions = rows
             .iter()
             .map(|r| self.version_of_row(r))
             .collect::<Result<Vec<_>>>()?;
-        // Sorted here, not in SQL: PostgreSQL's collation and SQLite's byte order differ.
         versions.sort_by(|a, b| {
             a.name
                 .as_bytes()
@@ -381,14 +386,17 @@ impl Registry {
         self.version(name, version).await
     }
 
-    /// The production version of every model, by name.
+    /// The production version of every model, by name. The services poll it: only those rows
+    /// are read.
     pub async fn production(&self) -> Result<Vec<ModelVersion>> {
-        Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|v| v.status == Status::Production)
-            .collect())
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM model_versions WHERE status = 'production'"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        self.sorted_versions(&rows)
     }
 
     /// Checks that the database answers.
