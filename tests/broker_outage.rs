@@ -156,17 +156,6 @@ fn p99(mut d: Vec<Duration>) -> Duration {
     d[(d.len() * 99 / 100).min(d.len() - 1)]
 }
 
-async fn metrics(client: &reqwest::Client, url: &str) -> String {
-    client
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_under_traffic_fails_no_prediction_and_loses_no_event() {
     let Some(bin) = tansu() else {

@@ -166,14 +166,7 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
     }
 
     // Metrics agree; /ready names the version.
-    let metrics = client
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&client, &url).await;
     assert_eq!(metric(&metrics, "vigie_predictions_total{"), want as f64);
     assert_eq!(
         metric(&metrics, "vigie_events_delivered_total{"),

@@ -177,6 +177,18 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// The service's `/metrics` text.
+pub async fn metrics(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A token from `/auth/token`.
 pub async fn token(client: &reqwest::Client, url: &str, name: &str, password: &str) -> String {
     let answer: Value = client

@@ -40,6 +40,12 @@ max = 130
 
 /// A hand-made model of [`TOY_SPEC`]: probability 0.8 when speed >= 50, else 0.2 (one tree).
 pub fn toy_model() -> TrainedModel {
+    toy_model_with_leaves(0.2, 0.8)
+}
+
+/// The toy model answering `low` below speed 50 and `high` from 50 (and for a missing speed):
+/// two versions with different leaves are told apart by their answers.
+pub fn toy_model_with_leaves(low: f64, high: f64) -> TrainedModel {
     let spec = ModelSpec::from_toml(TOY_SPEC).expect("the toy spec is valid");
     let mut ensemble = TreeEnsemble::new(2, Link::Mean, 0.0);
     ensemble.push_tree(&[
@@ -50,8 +56,8 @@ pub fn toy_model() -> TrainedModel {
             right: 2,
             missing: 2,
         },
-        NodeSpec::Leaf(0.2),
-        NodeSpec::Leaf(0.8),
+        NodeSpec::Leaf(low),
+        NodeSpec::Leaf(high),
     ]);
     let y = [0.0, 1.0, 1.0, 0.0];
     let p = [0.2, 0.8, 0.8, 0.2];

@@ -14,8 +14,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use vigie_api::Auth;
 use vigie_api::auth::hash_password;
-use vigie_core::testing::toy_model;
-use vigie_model::{Link, NodeSpec, TreeEnsemble};
+use vigie_core::testing::{toy_model, toy_model_with_leaves};
 use vigie_predict::{AppState, Config, Metrics, router};
 use vigie_registry::{Registry, Role, User};
 use vigie_stream::{EmbeddedBroker, EventProducer, PredictionEvent, ProducerConfig};
@@ -57,27 +56,17 @@ impl Answer {
     }
 }
 
-/// A model like the toy one, with other leaf values: tells versions apart by their answers.
-fn toy_model_with_leaves(low: f64, high: f64) -> vigie_core::train::TrainedModel {
-    let mut model = toy_model();
-    let mut ensemble = TreeEnsemble::new(2, Link::Mean, 0.0);
-    ensemble.push_tree(&[
-        NodeSpec::Split {
-            feature: 1,
-            threshold: 50.0,
-            left: 1,
-            right: 2,
-            missing: 2,
-        },
-        NodeSpec::Leaf(low),
-        NodeSpec::Leaf(high),
-    ]);
-    model.ensemble = ensemble;
-    model
-}
-
 impl Harness {
+    /// The toy model registered, an admin `root` and a user `amy`.
     async fn new(config: Config) -> Self {
+        let h = Self::empty(config).await;
+        h.registry.register(toy_model(), "test").await.unwrap();
+        h.state.poll().await;
+        h
+    }
+
+    /// Accounts `root` (admin) and `amy` (user), no model.
+    async fn empty(config: Config) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(
             &format!("sqlite://{}", dir.path().join("registry.db").display()),
@@ -85,7 +74,6 @@ impl Harness {
         )
         .await
         .unwrap();
-        registry.register(toy_model(), "test").await.unwrap();
         for (name, role) in [("root", Role::Admin), ("amy", Role::User)] {
             registry
                 .add_user(&User {
@@ -948,36 +936,12 @@ async fn operations_routes_and_offline_docs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_without_a_model() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open(
-        &format!("sqlite://{}", dir.path().join("r.db").display()),
-        &dir.path().join("a"),
-    )
-    .await
-    .unwrap();
-    let broker = EmbeddedBroker::start().unwrap();
-    let metrics = Metrics::new().unwrap();
-    let producer = EventProducer::new(
-        &ProducerConfig::new(broker.bootstrap_servers()),
-        metrics.producer.clone(),
-    )
-    .unwrap();
-    let auth = Auth::new(SECRET, Duration::from_secs(60), registry.clone())
-        .await
-        .unwrap();
-    let short = Auth::new(b"short", Duration::from_secs(60), registry.clone())
+    let h = Harness::empty(Config::default()).await;
+    let short = Auth::new(b"short", Duration::from_secs(60), h.registry.clone())
         .await
         .unwrap_err();
     assert!(short.contains("at least 32 bytes"), "{short}");
-    let state = AppState::new(
-        Config::default(),
-        registry.clone(),
-        auth,
-        Arc::new(producer),
-        metrics,
-    )
-    .await;
-    let app = router(state.clone());
+    let (app, registry, state) = (h.app.clone(), h.registry.clone(), h.state.clone());
     let response = app
         .clone()
         .oneshot(Request::get("/ready").body(Body::empty()).unwrap())
