@@ -1,12 +1,14 @@
-//! Speed of drift binning and scoring: building a reference profile and binning a window of
-//! events, on synthetic samples of a seeded data set.
+//! Speed of the drift engine on a seeded data set shaped like BAAC's 28 features (22 coded, 6
+//! continuous): building a reference profile, the per-event window update, and a full
+//! comparison with every statistic.
 //! Run: `cargo bench -p vigie-drift`.
 
-use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use vigie_drift::{Kind, Profile, ProfileParams, histogram_correlation, total_variation};
+use vigie_drift::{
+    Binner, DriftRules, Histograms, Kind, Profile, ProfileParams, SlidingWindow, compare,
+};
 use vigie_model::Matrix;
-use vigie_synthetic::MarginalSampler;
 
 /// A seeded source of 28 columns: 22 coded ones (2 to 100 codes) and 6 continuous ones.
 fn source(rows: usize) -> (Matrix, Vec<Kind>) {
@@ -39,41 +41,51 @@ fn source(rows: usize) -> (Matrix, Vec<Kind>) {
 }
 
 fn drift(c: &mut Criterion) {
-    let (real, kinds) = source(38_288);
+    let (real, kinds) = source(76_576);
     let names: Vec<String> = (0..28).map(|i| format!("f{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let sampler = MarginalSampler::fit(&real).expect("a non-empty source");
-    let synthetic = sampler.sample(38_288, 1);
+    let empty = Matrix::from_row_major(vec![], 0, 28).expect("0 x 28");
     let params = ProfileParams::default();
 
-    c.bench_function("profile/build_38k_real_38k_synthetic", |b| {
-        b.iter(|| black_box(Profile::build(&names, &kinds, &real, &synthetic, &params)))
+    c.bench_function("profile/build_76k_rows", |b| {
+        b.iter(|| black_box(Profile::build(&names, &kinds, &real, &empty, &params)))
     });
 
-    let profile = Profile::build(&names, &kinds, &real, &synthetic, &params);
+    let profile = Profile::build(&names, &kinds, &real, &empty, &params);
+    let binner = Binner::new(&profile);
+    let (events, _) = source(10_000);
     let mut group = c.benchmark_group("window");
-    for n in [1_000usize, 10_000] {
-        let window = sampler.sample(n, 2);
-        group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(
-            BenchmarkId::new("bin_and_score", n),
-            &window,
-            |b, window| {
-                b.iter(|| {
-                    let mut score = 0.0;
-                    for (i, feature) in profile.features.iter().enumerate() {
-                        let counts = feature.histogram(window.iter_rows().map(|r| r[i]));
-                        score += match kinds[i] {
-                            Kind::Categorical { .. } => total_variation(feature.counts(), &counts),
-                            Kind::Numerical => histogram_correlation(feature.counts(), &counts),
-                        };
-                    }
-                    black_box(score)
-                })
-            },
-        );
-    }
+    group.throughput(Throughput::Elements(events.rows() as u64));
+    group.bench_function("sliding_push_10k_events", |b| {
+        // A full window of 5,000: every push also takes the oldest event out.
+        let mut window = SlidingWindow::new(&binner, 5_000);
+        for row in events.iter_rows() {
+            window.push(&binner, row);
+        }
+        b.iter(|| {
+            for row in events.iter_rows() {
+                window.push(&binner, black_box(row));
+            }
+        })
+    });
+    group.bench_function("histograms_add_10k_events", |b| {
+        let mut h = Histograms::new(&binner);
+        b.iter(|| {
+            for row in events.iter_rows() {
+                h.add_row(&binner, black_box(row));
+            }
+        })
+    });
     group.finish();
+
+    let mut current = Histograms::new(&binner);
+    for row in events.iter_rows() {
+        current.add_row(&binner, row);
+    }
+    let rules = DriftRules::default();
+    c.bench_function("compare/28_features_all_statistics", |b| {
+        b.iter(|| black_box(compare(&profile, black_box(&current), &rules)))
+    });
 }
 
 criterion_group! {

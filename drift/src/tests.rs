@@ -1,6 +1,8 @@
+use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::*;
+use vigie_model::Matrix;
 
 fn close(a: f64, b: f64) {
     assert!((a - b).abs() < 1e-9, "{a} != {b}");
@@ -174,16 +176,22 @@ fn malformed_profiles_are_refused() {
             name: "x".into(),
             edges: vec![],
             counts: vec![0, 0],
+            mean: 0.0,
+            std: 0.0,
         },
         FeatureProfile::Numerical {
             name: "x".into(),
             edges: vec![2.0, 1.0],
             counts: vec![0; 4],
+            mean: 0.0,
+            std: 0.0,
         },
         FeatureProfile::Numerical {
             name: "x".into(),
             edges: vec![1.0, 2.0],
             counts: vec![0; 3],
+            mean: 0.0,
+            std: 0.0,
         },
         FeatureProfile::Categorical {
             name: "c".into(),
@@ -193,4 +201,147 @@ fn malformed_profiles_are_refused() {
     ] {
         assert!(broken.validate().is_err(), "{broken:?}");
     }
+}
+
+#[test]
+fn profiles_record_their_version_and_moments_and_old_ones_still_load() {
+    let p = numerical(&[1.0, 2.0, 3.0, f64::NAN]);
+    let FeatureProfile::Numerical { mean, std, .. } = &p else {
+        panic!("numerical")
+    };
+    close(*mean, 2.0);
+    close(*std, (2.0f64 / 3.0).sqrt());
+    let version_1 = r#"{"rows": 1, "real_rows": 1, "synthetic_rows": 0, "features": [
+        {"kind": "numerical", "name": "x", "edges": [0.0, 1.0], "counts": [0, 1, 0, 0]}]}"#;
+    let old: Profile = serde_json::from_str(version_1).unwrap();
+    assert_eq!(old.version, 1);
+    old.validate().unwrap();
+    let future = Profile {
+        version: PROFILE_VERSION + 1,
+        ..old
+    };
+    assert!(future.validate().unwrap_err().to_string().contains("newer"));
+}
+
+#[test]
+fn degenerate_inputs_give_defined_answers() {
+    let empty = [0u64; 4];
+    let some = [3u64, 1, 0, 2];
+    for (a, b) in [(&empty, &some), (&some, &empty), (&empty, &empty)] {
+        close(total_variation(a, b), 0.0);
+        close(histogram_correlation(a, b), 1.0);
+        close(psi(a, b), 0.0);
+        close(jensen_shannon(a, b), 0.0);
+        close(chi_square_p(a, b), 1.0);
+        close(ks_p(a, b), 1.0);
+        close(wasserstein_normed(&[0.0, 1.0, 2.0, 3.0], a, b), 0.0);
+    }
+    // A constant feature (one bin), the same in both: no drift by any measure.
+    let constant = [0u64, 50, 0];
+    let current = [0u64, 7, 0];
+    close(total_variation(&constant, &current), 0.0);
+    close(histogram_correlation(&constant, &current), 1.0);
+    close(chi_square_p(&constant, &current), 1.0);
+    close(
+        wasserstein_normed(&[0.5, 1.0, 1.5], &constant, &current),
+        0.0,
+    );
+    // A constant reference and a moved current: the Wasserstein distance in bin widths.
+    close(
+        wasserstein_normed(&[0.5, 1.0, 1.5], &constant, &[0, 0, 4]),
+        1.0,
+    );
+    // All missing, on both sides and on one.
+    let all_missing = [0u64, 0, 0, 9];
+    close(total_variation(&all_missing, &all_missing), 0.0);
+    close(total_variation(&all_missing, &some), 1.0 - 2.0 / 6.0);
+    let profile = numerical(&[f64::NAN; 10]);
+    let s = Statistics::compute(&profile, &profile.counts().to_vec());
+    assert!(s.wasserstein.is_some_and(f64::is_finite));
+}
+
+fn histogram_pair() -> impl Strategy<Value = (Vec<u64>, Vec<u64>)> {
+    (1usize..30).prop_flat_map(|n| {
+        (
+            prop::collection::vec(0u64..1000, n),
+            prop::collection::vec(0u64..1000, n),
+        )
+    })
+}
+
+fn positions(n: usize) -> Vec<f64> {
+    (0..n).map(|i| i as f64 * 1.5 - 3.0).collect()
+}
+
+proptest! {
+    #[test]
+    fn identical_shares_show_no_drift((a, _) in histogram_pair(), k in 1u64..5) {
+        let scaled: Vec<u64> = a.iter().map(|c| c * k).collect();
+        prop_assert!(total_variation(&a, &scaled).abs() < 1e-12);
+        prop_assert!(psi(&a, &scaled).abs() < 1e-12);
+        prop_assert!(jensen_shannon(&a, &scaled) < 1e-6);
+        prop_assert!(wasserstein_normed(&positions(a.len()), &a, &scaled) < 1e-9);
+        prop_assert!((histogram_correlation(&a, &scaled) - 1.0).abs() < 1e-9);
+        prop_assert!(ks_p(&a, &scaled) > 0.999_999);
+        prop_assert!(chi_square_p(&a, &scaled) > 0.999_999);
+    }
+
+    #[test]
+    fn statistics_stay_in_their_bounds_and_are_symmetric((a, b) in histogram_pair()) {
+        let x = positions(a.len());
+        for (value, low, high) in [
+            (total_variation(&a, &b), 0.0, 1.0),
+            (histogram_correlation(&a, &b), -1.0, 1.0),
+            (jensen_shannon(&a, &b), 0.0, 1.0),
+            (chi_square_p(&a, &b), 0.0, 1.0),
+            (ks_p(&a, &b), 0.0, 1.0),
+            (psi(&a, &b), 0.0, f64::MAX),
+            (wasserstein_normed(&x, &a, &b), 0.0, f64::MAX),
+        ] {
+            prop_assert!(value.is_finite() && (low..=high).contains(&value), "{value}");
+        }
+        let same = |f: fn(&[u64], &[u64]) -> f64| (f(&a, &b) - f(&b, &a)).abs() < 1e-9;
+        prop_assert!(same(total_variation));
+        prop_assert!(same(histogram_correlation));
+        prop_assert!(same(jensen_shannon));
+        prop_assert!(same(psi));
+        prop_assert!(same(chi_square_p));
+        prop_assert!(same(ks_p));
+    }
+
+    #[test]
+    fn tvd_is_at_least_the_ks_distance_and_js_bounds_hold((a, b) in histogram_pair()) {
+        // On ordered bins, |F_p - F_q| <= the mass that moved, so KS D <= TVD.
+        prop_assert!(stats::ks_statistic(&a, &b) <= total_variation(&a, &b) + 1e-12);
+        // JS divergence <= TVD (base 2), so JS distance <= sqrt(TVD).
+        prop_assert!(jensen_shannon(&a, &b) <= total_variation(&a, &b).sqrt() + 1e-9);
+    }
+}
+
+#[test]
+fn the_ks_p_value_matches_statrs_on_the_binned_samples() {
+    use statrs::stats_tests::NaNPolicy;
+    use statrs::stats_tests::ks_test::{KSTwoSampleAlternativeMethod, ks_twosample};
+    let a = [40u64, 25, 12, 9, 4, 0, 1];
+    let b = [22u64, 30, 18, 10, 9, 5, 2];
+    let expand = |counts: &[u64]| -> Vec<f64> {
+        counts
+            .iter()
+            .enumerate()
+            .flat_map(|(bin, &c)| std::iter::repeat_n(bin as f64, c as usize))
+            .collect()
+    };
+    let (d, p) = ks_twosample(
+        expand(&a),
+        expand(&b),
+        KSTwoSampleAlternativeMethod::TwoSidedAsymptotic,
+        NaNPolicy::Error,
+    )
+    .unwrap();
+    close(stats::ks_statistic(&a, &b), d);
+    assert!(
+        (ks_p(&a, &b) - p).abs() < 1e-6,
+        "{} vs statrs {p}",
+        ks_p(&a, &b)
+    );
 }

@@ -1,0 +1,308 @@
+//! Decisions: which statistic decides that a feature drifted, at which threshold, and the
+//! dataset score (the share of features that drifted, exported as `ml_data_drift_score`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::profile::{FeatureProfile, Profile};
+use crate::stats::Statistics;
+use crate::window::Histograms;
+
+/// A statistic a rule can decide on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Statistic {
+    Tvd,
+    Correlation,
+    Psi,
+    JsDistance,
+    Wasserstein,
+    ChiSquareP,
+    KsP,
+}
+
+impl Statistic {
+    pub const ALL: [Statistic; 7] = [
+        Statistic::Tvd,
+        Statistic::Correlation,
+        Statistic::Psi,
+        Statistic::JsDistance,
+        Statistic::Wasserstein,
+        Statistic::ChiSquareP,
+        Statistic::KsP,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Statistic::Tvd => "tvd",
+            Statistic::Correlation => "correlation",
+            Statistic::Psi => "psi",
+            Statistic::JsDistance => "js_distance",
+            Statistic::Wasserstein => "wasserstein",
+            Statistic::ChiSquareP => "chi_square_p",
+            Statistic::KsP => "ks_p",
+        }
+    }
+
+    /// Whether a feature drifted when the statistic is below its threshold (a similarity or a
+    /// p-value) rather than above it (a distance).
+    pub fn drifts_below(self) -> bool {
+        matches!(
+            self,
+            Statistic::Correlation | Statistic::ChiSquareP | Statistic::KsP
+        )
+    }
+
+    /// Whether the statistic exists for numerical features only.
+    pub fn numerical_only(self) -> bool {
+        matches!(self, Statistic::Wasserstein | Statistic::KsP)
+    }
+
+    /// The statistic's value among computed ones.
+    pub fn of(self, s: &Statistics) -> Option<f64> {
+        match self {
+            Statistic::Tvd => Some(s.tvd),
+            Statistic::Correlation => Some(s.correlation),
+            Statistic::Psi => Some(s.psi),
+            Statistic::JsDistance => Some(s.js_distance),
+            Statistic::Wasserstein => s.wasserstein,
+            Statistic::ChiSquareP => Some(s.chi_square_p),
+            Statistic::KsP => s.ks_p,
+        }
+    }
+}
+
+/// "Drifted when `statistic` passes `threshold`" (above for distances, below for the
+/// correlation and p-values).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub statistic: Statistic,
+    pub threshold: f64,
+}
+
+impl Rule {
+    pub fn drifted(&self, value: f64) -> bool {
+        if self.statistic.drifts_below() {
+            value < self.threshold
+        } else {
+            value > self.threshold
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = if self.statistic.drifts_below() {
+            "<"
+        } else {
+            ">"
+        };
+        write!(f, "{} {op} {}", self.statistic.name(), self.threshold)
+    }
+}
+
+/// The decision rules of a model: a default per kind of feature, overrides per feature, the
+/// fewest events worth scoring, and the share of drifted features that makes the data set
+/// drifted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DriftRules {
+    pub categorical: Rule,
+    pub numerical: Rule,
+    /// Rules of named features, replacing their kind's default.
+    pub features: BTreeMap<String, Rule>,
+    /// Below this many events no score is given.
+    pub min_rows: u64,
+    /// The data set drifted when at least this share of its features did.
+    pub dataset_share: f64,
+}
+
+impl Default for DriftRules {
+    fn default() -> Self {
+        DriftRules {
+            categorical: Rule {
+                statistic: Statistic::Tvd,
+                threshold: 0.1,
+            },
+            numerical: Rule {
+                statistic: Statistic::Correlation,
+                threshold: 0.95,
+            },
+            features: BTreeMap::new(),
+            min_rows: 500,
+            dataset_share: 0.5,
+        }
+    }
+}
+
+/// A rule that cannot apply, named by its feature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRule(pub String);
+
+impl std::fmt::Display for BadRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadRule {}
+
+impl DriftRules {
+    /// The rule of one feature.
+    pub fn rule(&self, feature: &FeatureProfile) -> Rule {
+        self.features
+            .get(feature.name())
+            .copied()
+            .unwrap_or(if feature.is_numerical() {
+                self.numerical
+            } else {
+                self.categorical
+            })
+    }
+
+    /// Checks thresholds and that every rule applies to its feature of `profile` (a named
+    /// feature must exist; Wasserstein and KS apply to numerical features only).
+    pub fn check(&self, profile: &Profile) -> Result<(), BadRule> {
+        let features: Vec<(&str, bool)> = profile
+            .features
+            .iter()
+            .map(|f| (f.name(), f.is_numerical()))
+            .collect();
+        self.check_features(&features)
+    }
+
+    /// [`DriftRules::check`] against (name, is numerical) pairs.
+    pub fn check_features(&self, features: &[(&str, bool)]) -> Result<(), BadRule> {
+        let bad = |m: String| Err(BadRule(m));
+        if self.categorical.statistic.numerical_only() {
+            return bad(format!(
+                "drift.categorical: {} applies to numerical features only",
+                self.categorical.statistic.name()
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.dataset_share) {
+            return bad(format!(
+                "drift.dataset_share must be in [0, 1], got {}",
+                self.dataset_share
+            ));
+        }
+        let rules = [
+            ("categorical", &self.categorical),
+            ("numerical", &self.numerical),
+        ]
+        .into_iter()
+        .map(|(n, r)| (n.to_string(), r))
+        .chain(
+            self.features
+                .iter()
+                .map(|(n, r)| (format!("features.{n}"), r)),
+        );
+        for (name, rule) in rules {
+            if !rule.threshold.is_finite() {
+                return bad(format!(
+                    "drift.{name}: the threshold must be a finite number"
+                ));
+            }
+        }
+        for (name, rule) in &self.features {
+            let Some(&(_, numerical)) = features.iter().find(|(n, _)| n == name) else {
+                return bad(format!(
+                    "drift.features.{name}: the model has no such feature"
+                ));
+            };
+            if rule.statistic.numerical_only() && !numerical {
+                return bad(format!(
+                    "drift.features.{name}: {} applies to numerical features only",
+                    rule.statistic.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One feature's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDrift {
+    pub name: String,
+    /// "categorical" or "numerical".
+    pub kind: String,
+    pub statistics: Statistics,
+    pub rule: Rule,
+    /// The rule's statistic.
+    pub score: f64,
+    /// `false` below the minimum number of events.
+    pub drifted: bool,
+}
+
+/// Current data against a reference profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftReport {
+    pub reference_rows: u64,
+    pub current_rows: u64,
+    pub min_rows: u64,
+    /// Whether there were enough events to decide.
+    pub scored: bool,
+    pub features: Vec<FeatureDrift>,
+    pub drifted_features: usize,
+    /// Share of features that drifted (0 when not scored): `ml_data_drift_score`.
+    pub score: f64,
+    pub dataset_share: f64,
+    /// `score >= dataset_share`, when scored.
+    pub dataset_drifted: bool,
+}
+
+/// Scores `current` (counted with `profile`'s bins) against the profile.
+///
+/// # Panics
+/// When `current` has another number of features than the profile (they come from the same
+/// [`crate::Binner`]).
+pub fn compare(profile: &Profile, current: &Histograms, rules: &DriftRules) -> DriftReport {
+    assert_eq!(
+        current.features(),
+        profile.features.len(),
+        "histograms binned with this profile"
+    );
+    let scored = current.rows() >= rules.min_rows.max(1);
+    let features: Vec<FeatureDrift> = profile
+        .features
+        .iter()
+        .enumerate()
+        .map(|(f, feature)| {
+            let statistics = Statistics::compute(feature, current.feature(f));
+            let mut rule = rules.rule(feature);
+            if rule.statistic.numerical_only() && !feature.is_numerical() {
+                // `check` refuses such rules; stay defined if it was skipped.
+                rule = rules.categorical;
+            }
+            let score = rule.statistic.of(&statistics).unwrap_or(statistics.tvd);
+            FeatureDrift {
+                name: feature.name().to_string(),
+                kind: feature.kind_name().to_string(),
+                drifted: scored && rule.drifted(score),
+                statistics,
+                rule,
+                score,
+            }
+        })
+        .collect();
+    let drifted_features = features.iter().filter(|f| f.drifted).count();
+    let score = if scored && !features.is_empty() {
+        drifted_features as f64 / features.len() as f64
+    } else {
+        0.0
+    };
+    DriftReport {
+        reference_rows: profile.rows,
+        current_rows: current.rows(),
+        min_rows: rules.min_rows,
+        scored,
+        drifted_features,
+        score,
+        dataset_share: rules.dataset_share,
+        dataset_drifted: scored && score >= rules.dataset_share,
+        features,
+    }
+}
