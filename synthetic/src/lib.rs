@@ -1,19 +1,32 @@
-//! Seeded synthetic samples: rows drawn from the per-feature (marginal) distributions of a data
-//! set. Pure computation, no IO.
+//! Synthetic data and noise for Vigie. Pure computation, no IO.
 //!
-//! The drift reference of a model mixes its training rows with such samples (the share is set in
-//! the model spec), and tests and benchmarks use them as realistic inputs that need no file.
-//!
-//! Each column is resampled on its own: every synthetic value is one that occurs in the source
-//! column (so codes stay valid and missing values keep their share), drawn with the source's
-//! frequencies. Correlations between features are not kept.
+//! - [`Generator`]: a seeded generator fitted on training rows that keeps the dependencies
+//!   between features and with the target (a tree-augmented Bayesian network over discretised
+//!   columns, numerical ones included; see [`generator`]). The drift reference of a model mixes
+//!   its training rows with such samples (the share is set in the model spec).
+//! - [`fidelity()`]: how close synthetic rows are to real ones, per column and per pair.
+//! - [`noise`]: seeded noise models applied to events, for testers.
+//! - [`MarginalSampler`]: each column resampled on its own; it destroys every dependency and is
+//!   kept as the baseline the generator is measured against.
+
+pub mod fidelity;
+pub mod generator;
+pub mod noise;
+pub mod states;
+
+pub use fidelity::{Fidelity, fidelity};
+pub use generator::{FitError, Generator, GeneratorParams, Sample};
+pub use noise::{Injector, NoiseError, NoiseMode, NoiseSpec};
+pub use states::{ColumnKind, StateParams};
 
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use vigie_model::Matrix;
 
-/// The per-feature distributions of a data set, ready to sample from.
+/// The per-feature (marginal) distributions of a data set, ready to sample from: every value
+/// drawn occurs in its source column, with the source's frequencies, independently of the
+/// other columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MarginalSampler {
     /// One column of source values per feature (`NaN` = missing).
