@@ -90,6 +90,20 @@ pub fn load(
     }
 }
 
+/// Loads a features file alone (drift reports compare two such files) and checks it against
+/// the spec.
+pub fn load_features(
+    spec: &ModelSpec,
+    schema: &Schema,
+    features: &Path,
+) -> Result<(Matrix, LoadReport)> {
+    let mut problems = Vec::new();
+    match read_features(spec, schema, features, &mut problems) {
+        Ok(loaded) if problems.is_empty() => Ok(loaded),
+        _ => Err(Error::Data { problems }),
+    }
+}
+
 fn read_csv(
     path: &Path,
     separator: char,

@@ -170,6 +170,15 @@ impl Feature {
         }
     }
 
+    /// How the synthetic generator treats this feature.
+    pub fn synthetic_kind(&self) -> vigie_synthetic::ColumnKind {
+        if self.is_numerical() {
+            vigie_synthetic::ColumnKind::Numerical
+        } else {
+            vigie_synthetic::ColumnKind::Categorical
+        }
+    }
+
     /// Parses a raw textual value; `None` or blank text is a missing value.
     pub fn parse(&self, raw: Option<&str>, origin: Origin) -> Result<Cell, ValueError> {
         let text = raw.map(str::trim).unwrap_or("");
@@ -275,6 +284,11 @@ impl Schema {
 
     pub fn features(&self) -> &[Feature] {
         &self.features
+    }
+
+    /// Each feature's kind for the synthetic generator, in model order.
+    pub fn synthetic_kinds(&self) -> Vec<vigie_synthetic::ColumnKind> {
+        self.features.iter().map(Feature::synthetic_kind).collect()
     }
 
     pub fn len(&self) -> usize {

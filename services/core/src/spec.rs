@@ -44,10 +44,19 @@ pub struct ModelSpec {
     /// How the drift reference is built when the model is trained.
     #[serde(default)]
     pub reference: ReferenceSpec,
+    /// Drift decisions: the statistic and threshold per kind of feature or per feature, the
+    /// fewest events worth scoring (defaults: TVD > 0.1, correlation < 0.95, 500 events).
+    /// Left out of the serialised spec when default, so specs written before it hash the same.
+    #[serde(default, skip_serializing_if = "is_default_drift")]
+    pub drift: vigie_drift::DriftRules,
     pub algorithm: AlgorithmParams,
     /// The features, in the order the model sees them.
     #[serde(rename = "feature")]
     pub features: Vec<FeatureSpec>,
+}
+
+fn is_default_drift(rules: &vigie_drift::DriftRules) -> bool {
+    *rules == vigie_drift::DriftRules::default()
 }
 
 /// The target column and its two classes.
@@ -106,8 +115,9 @@ impl Default for TrainingSpec {
     }
 }
 
-/// The drift reference: the training rows mixed with synthetic rows drawn from their
-/// per-feature distributions, binned as `vigie-drift` describes.
+/// The drift reference: the training rows mixed with synthetic rows drawn from a generator
+/// fitted on them (`vigie-synthetic`: dependencies between features kept), binned as
+/// `vigie-drift` describes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReferenceSpec {
@@ -320,6 +330,14 @@ impl ModelSpec {
             ));
         }
         self.check_reference()?;
+        let features: Vec<(&str, bool)> = self
+            .features
+            .iter()
+            .map(|f| (f.name(), !f.is_categorical()))
+            .collect();
+        self.drift
+            .check_features(&features)
+            .map_err(|e| e.to_string())?;
         self.algorithm
             .clone()
             .check()

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use vigie_drift::Profile;
 use vigie_model::metrics::{BinaryMetrics, best_f1_threshold};
 use vigie_model::{AlgorithmParams, Matrix, TreeEnsemble};
-use vigie_synthetic::MarginalSampler;
+use vigie_synthetic::{Generator, GeneratorParams};
 
 use crate::Result;
 use crate::dataset::{self, LabelledData, LoadReport};
@@ -124,7 +124,7 @@ impl PreparedData {
             (Err(e), _) | (_, Err(e)) => return Err(e),
         };
 
-        let reference = build_reference(spec, &schema, &train.x);
+        let reference = build_reference(spec, &schema, &train.x, &train.y)?;
         let (fit_rows, validation_rows) = stratified_split(
             &train.y,
             spec.training.validation_fraction,
@@ -148,17 +148,31 @@ impl PreparedData {
     }
 }
 
-/// The reference profile of the training rows mixed with synthetic rows, as the spec says.
-fn build_reference(spec: &ModelSpec, schema: &Schema, x: &Matrix) -> Profile {
+/// The reference profile of the training rows mixed with synthetic rows, as the spec says:
+/// the synthetic rows come from a generator fitted on the training rows and their targets.
+fn build_reference(spec: &ModelSpec, schema: &Schema, x: &Matrix, y: &[f64]) -> Result<Profile> {
     let share = spec.reference.synthetic_share;
     let n_synthetic = (x.rows() as f64 * share / (1.0 - share)).round() as usize;
-    let synthetic = match MarginalSampler::fit(x) {
-        Some(sampler) => sampler.sample(n_synthetic, spec.reference.seed),
-        None => Matrix::from_row_major(Vec::new(), 0, x.cols()).expect("an empty matrix"),
+    let synthetic = if n_synthetic == 0 || x.rows() == 0 {
+        Matrix::from_row_major(Vec::new(), 0, x.cols()).expect("an empty matrix")
+    } else {
+        let generator = Generator::fit(
+            x,
+            &schema.synthetic_kinds(),
+            Some(y),
+            &GeneratorParams::default(),
+        )?;
+        generator.sample(n_synthetic, spec.reference.seed).x
     };
     let names: Vec<&str> = schema.features().iter().map(|f| f.name()).collect();
     let kinds: Vec<vigie_drift::Kind> = schema.features().iter().map(|f| f.drift_kind()).collect();
-    Profile::build(&names, &kinds, x, &synthetic, &spec.reference.binning())
+    Ok(Profile::build(
+        &names,
+        &kinds,
+        x,
+        &synthetic,
+        &spec.reference.binning(),
+    ))
 }
 
 fn subset(data: &LabelledData, rows: &[usize]) -> LabelledData {
@@ -254,6 +268,39 @@ pub fn fit_and_evaluate(
             holdout_report: data.holdout.report.clone(),
         },
     })
+}
+
+/// Train-on-synthetic: fits the spec's algorithm on rows drawn by a generator fitted on the fit
+/// slice (as many synthetic rows as the fit and validation slices hold, the threshold chosen on
+/// the synthetic validation rows) and evaluates it on the real holdout, to set beside the model
+/// trained on the real rows.
+pub fn train_on_synthetic(
+    spec: &ModelSpec,
+    data: &PreparedData,
+    seed: u64,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<TrainedModel> {
+    let generator = Generator::fit(
+        &data.fit.x,
+        &data.schema.synthetic_kinds(),
+        Some(&data.fit.y),
+        &GeneratorParams::default(),
+    )?;
+    let synthetic = |rows: usize, seed: u64| -> LabelledData {
+        let sample = generator.sample(rows, seed);
+        LabelledData {
+            y: sample.y.unwrap_or_default(),
+            x: sample.x,
+            report: LoadReport {
+                rows,
+                ..data.fit.report.clone()
+            },
+        }
+    };
+    let mut on_synthetic = data.clone();
+    on_synthetic.fit = synthetic(data.fit.x.rows(), seed);
+    on_synthetic.validation = synthetic(data.validation.x.rows(), seed.wrapping_add(1));
+    fit_and_evaluate(spec, &on_synthetic, &spec.algorithm, progress)
 }
 
 /// Loads the data and trains the spec's own algorithm.

@@ -102,6 +102,38 @@ fn mistakes_in_a_spec_are_named() {
             format!("{SMALL}\n[reference]\nbins = 1000000000\n"),
             "reference.bins must be in 1..=10000",
         ),
+        (
+            format!(
+                "{SMALL}\n[drift]\nfeatures.nope = {{ statistic = \"tvd\", threshold = 0.2 }}\n"
+            ),
+            "drift.features.nope: the model has no such feature",
+        ),
+        (
+            format!(
+                "{SMALL}\n[drift]\nfeatures.colour = {{ statistic = \"ks_p\", threshold = 0.01 }}\n"
+            ),
+            "drift.features.colour: ks_p applies to numerical features only",
+        ),
+        (
+            format!(
+                "{SMALL}\n[drift]\ncategorical = {{ statistic = \"wasserstein\", threshold = 0.1 }}\n"
+            ),
+            "drift.categorical: wasserstein applies to numerical features only",
+        ),
+        (
+            format!(
+                "{SMALL}\n[drift]\nnumerical = {{ statistic = \"correlation\", threshold = nan }}\n"
+            ),
+            "drift.numerical: the threshold must be a finite number",
+        ),
+        (
+            format!("{SMALL}\n[drift]\ndataset_share = 2.0\n"),
+            "drift.dataset_share must be in [0, 1]",
+        ),
+        (
+            format!("{SMALL}\n[drift]\nnumerical = {{ statistic = \"kl\", threshold = 0.1 }}\n"),
+            "unknown variant `kl`",
+        ),
     ] {
         let message = error_of(&broken);
         assert!(
@@ -117,4 +149,19 @@ fn numeric_codes_are_spelled_one_way() {
     assert_eq!(normalise_token(" 02 "), "2");
     assert_eq!(normalise_token("2.5"), "2.5");
     assert_eq!(normalise_token("RAIN"), "RAIN");
+}
+
+#[test]
+fn drift_rules_come_from_the_spec_with_defaults() {
+    let spec = ModelSpec::from_toml(SMALL).unwrap();
+    assert_eq!(spec.drift, vigie_drift::DriftRules::default());
+    let text = format!(
+        "{SMALL}\n[drift]\nmin_rows = 1000\nfeatures.speed = {{ statistic = \"wasserstein\", threshold = 0.1 }}\n"
+    );
+    let spec = ModelSpec::from_toml(&text).unwrap();
+    assert_eq!(spec.drift.min_rows, 1000);
+    let rule = spec.drift.features["speed"];
+    assert_eq!(rule.statistic, vigie_drift::Statistic::Wasserstein);
+    assert!(rule.drifted(0.2) && !rule.drifted(0.05));
+    assert_eq!(spec.drift.categorical.threshold, 0.1, "the default stays");
 }
