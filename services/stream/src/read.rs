@@ -45,6 +45,37 @@ pub fn read_topic(
     want: usize,
     timeout: Duration,
 ) -> Result<Vec<Record>> {
+    let mut records = Vec::new();
+    scan_topic(brokers, topic, timeout, timeout, |record| {
+        records.push(record);
+        if records.len() < want {
+            Scan::Continue
+        } else {
+            Scan::Stop
+        }
+    })?;
+    Ok(records)
+}
+
+/// What [`scan_topic`] does after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    Continue,
+    Stop,
+}
+
+/// Hands every message of every partition of `topic`, from offset 0, to `on_record`, until it
+/// says stop, no message came for `idle` (the first one included), or `limit` passed. Reading
+/// until the topic goes quiet, rather than to the partitions' high watermarks, counts what a
+/// consumer really receives. Blocks: call from a blocking thread.
+pub fn scan_topic(
+    brokers: &str,
+    topic: &str,
+    idle: Duration,
+    limit: Duration,
+    mut on_record: impl FnMut(Record) -> Scan,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "vigie-read")
@@ -53,7 +84,7 @@ pub fn read_topic(
         .create()?;
     let metadata = consumer
         .client()
-        .fetch_metadata(Some(topic), rdkafka::util::Timeout::After(timeout))?;
+        .fetch_metadata(Some(topic), rdkafka::util::Timeout::After(idle))?;
     let mut assignment = TopicPartitionList::new();
     for t in metadata.topics().iter().filter(|t| t.name() == topic) {
         for p in t.partitions() {
@@ -61,13 +92,13 @@ pub fn read_topic(
         }
     }
     consumer.assign(&assignment)?;
-    let deadline = Instant::now() + timeout;
-    let mut records = Vec::new();
-    while records.len() < want && Instant::now() < deadline {
+    let mut last = Instant::now();
+    while last.elapsed() < idle && Instant::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
         let message = message?;
+        last = Instant::now();
         let headers = message
             .headers()
             .map(|h| {
@@ -76,15 +107,55 @@ pub fn read_topic(
                     .collect()
             })
             .unwrap_or_default();
-        records.push(Record {
+        let record = Record {
             partition: message.partition(),
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().unwrap_or_default().to_vec(),
             headers,
-        });
+        };
+        if on_record(record) == Scan::Stop {
+            break;
+        }
     }
-    Ok(records)
+    Ok(())
+}
+
+/// What [`audit`] found on a prediction topic.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Audit {
+    pub records: u64,
+    pub distinct: u64,
+    pub duplicates: u64,
+    pub unreadable: u64,
+}
+
+/// Reads `topic` until it has been quiet for `idle` and counts its events by `event_id`:
+/// how many records, how many distinct events, how many repeats, how many payloads without an
+/// id. Blocks.
+pub fn audit(brokers: &str, topic: &str, idle: Duration) -> Result<Audit> {
+    /// The id is all the audit compares.
+    #[derive(serde::Deserialize)]
+    struct Id {
+        event_id: String,
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut audit = Audit::default();
+    scan_topic(brokers, topic, idle, Duration::from_secs(3600), |record| {
+        audit.records += 1;
+        match serde_json::from_slice::<Id>(&record.payload) {
+            Ok(id) => {
+                if seen.insert(id.event_id) {
+                    audit.distinct += 1;
+                } else {
+                    audit.duplicates += 1;
+                }
+            }
+            Err(_) => audit.unreadable += 1,
+        }
+        Scan::Continue
+    })?;
+    Ok(audit)
 }
 
 /// Messages per partition of `topic` (high minus low watermark). Blocks.
