@@ -38,6 +38,12 @@ enum Command {
     /// Manage the accounts of the HTTP services.
     #[command(subcommand)]
     Users(commands::users::Command),
+    /// Compare a current features file with a reference one: per-feature drift statistics and
+    /// decisions, written as an HTML page and JSON.
+    DriftReport(commands::drift_report::Args),
+    /// Draw synthetic rows from a generator fitted on a spec's training data and measure their
+    /// fidelity.
+    Synthetic(commands::synthetic::Args),
     /// Look at Vigie's Kafka topics.
     #[command(subcommand)]
     Events(commands::events::Command),
@@ -83,6 +89,12 @@ fn main() -> ExitCode {
             Command::Up(args) => commands::up::run(&cli, args).await,
             Command::Users(cmd) => commands::users::run(&cli, cmd).await,
             Command::Events(cmd) => commands::events::run(cmd).await,
+            Command::DriftReport(args) => {
+                tokio::task::block_in_place(|| commands::drift_report::run(args))
+            }
+            Command::Synthetic(args) => {
+                tokio::task::block_in_place(|| commands::synthetic::run(args))
+            }
         }
     });
     match result {

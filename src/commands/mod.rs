@@ -1,10 +1,12 @@
 //! The subcommands of `vigie`, one module each.
 
 pub mod compare;
+pub mod drift_report;
 pub mod events;
 pub mod models;
 pub mod predict;
 pub mod serve;
+pub mod synthetic;
 pub mod train;
 pub mod up;
 pub mod users;
