@@ -256,7 +256,7 @@ fn degenerate_inputs_give_defined_answers() {
     close(total_variation(&all_missing, &all_missing), 0.0);
     close(total_variation(&all_missing, &some), 1.0 - 2.0 / 6.0);
     let profile = numerical(&[f64::NAN; 10]);
-    let s = Statistics::compute(&profile, &profile.counts().to_vec());
+    let s = Statistics::compute(&profile, profile.counts());
     assert!(s.wasserstein.is_some_and(f64::is_finite));
 }
 
