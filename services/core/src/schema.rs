@@ -45,7 +45,7 @@ pub enum ValueError {
 #[derive(Debug, Clone, PartialEq)]
 enum Domain {
     /// Normalised code -> the number the model sees.
-    Codes(HashMap<String, f64>),
+    Codes(CodeTable),
     CodeRange {
         min: i64,
         max: i64,
@@ -77,6 +77,50 @@ pub struct Schema {
 
 /// How a categorical code becomes a number: integer codes keep their value (codes often carry
 /// an order, and trees split on it); text codes take their position in the declaration.
+/// The codes of a categorical feature: normalised token -> the number the model sees, with the
+/// whole-number tokens also sorted by value (data files spell most codes as numbers, "2" or
+/// "2.0": a binary search finds them without building the normalised string).
+#[derive(Debug, Clone, PartialEq)]
+struct CodeTable {
+    by_token: HashMap<String, f64>,
+    by_integer: Vec<(i64, f64)>,
+}
+
+impl CodeTable {
+    fn new(by_token: HashMap<String, f64>) -> Self {
+        let mut by_integer: Vec<(i64, f64)> = by_token
+            .iter()
+            .filter_map(|(t, &v)| t.parse::<i64>().ok().map(|i| (i, v)))
+            .collect();
+        by_integer.sort_unstable_by_key(|&(i, _)| i);
+        CodeTable {
+            by_token,
+            by_integer,
+        }
+    }
+
+    /// The value of a trimmed, non-empty text: what looking up `normalise_token(text)` gives.
+    fn get(&self, text: &str) -> Option<f64> {
+        match text.parse::<f64>() {
+            // `normalise_token` spells such a number as the integer; those tokens are here.
+            Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 => self
+                .by_integer
+                .binary_search_by_key(&(v as i64), |&(i, _)| i)
+                .ok()
+                .map(|k| self.by_integer[k].1),
+            _ => self
+                .by_token
+                .get(text)
+                .or_else(|| self.by_token.get(&normalise_token(text)))
+                .copied(),
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.by_token.values().copied()
+    }
+}
+
 fn encode_codes(tokens: &[String]) -> HashMap<String, f64> {
     let normalised: Vec<String> = tokens.iter().map(|t| normalise_token(t)).collect();
     let all_integers = normalised.iter().all(|t| t.parse::<i64>().is_ok());
@@ -99,7 +143,7 @@ impl Feature {
         let domain = match spec {
             FeatureSpec::Categorical {
                 codes: Some(codes), ..
-            } => Domain::Codes(encode_codes(&code_tokens(codes))),
+            } => Domain::Codes(CodeTable::new(encode_codes(&code_tokens(codes)))),
             FeatureSpec::Categorical { code_range, .. } => {
                 // `ModelSpec::check` guarantees one of `codes` or `code_range`.
                 let [min, max] = code_range.unwrap_or([i64::MIN, i64::MAX]);
@@ -161,7 +205,7 @@ impl Feature {
     pub fn drift_kind(&self) -> vigie_drift::Kind {
         match &self.domain {
             Domain::Codes(lookup) => {
-                let mut codes: Vec<f64> = lookup.values().copied().collect();
+                let mut codes: Vec<f64> = lookup.values().collect();
                 codes.sort_by(f64::total_cmp);
                 vigie_drift::Kind::Categorical { codes: Some(codes) }
             }
@@ -189,16 +233,10 @@ impl Feature {
             };
         }
         match &self.domain {
-            Domain::Codes(lookup) => {
-                if let Some(v) = lookup.get(text) {
-                    return Ok(Cell::Value(*v));
-                }
-                let normalised = normalise_token(text);
-                lookup
-                    .get(&normalised)
-                    .map(|v| Cell::Value(*v))
-                    .ok_or_else(|| ValueError::UnknownCode(text.to_string()))
-            }
+            Domain::Codes(lookup) => lookup
+                .get(text)
+                .map(Cell::Value)
+                .ok_or_else(|| ValueError::UnknownCode(text.to_string())),
             Domain::CodeRange { min, max } => {
                 let v = parse_number(text)?;
                 if !in_code_range(v, *min, *max) {
