@@ -19,7 +19,7 @@ pub struct Binner {
 }
 
 #[derive(Debug, Clone)]
-enum FeatureBinner {
+pub(crate) enum FeatureBinner {
     /// Whole-number codes in `[min, min + table.len())`.
     Table {
         min: i64,
@@ -39,7 +39,7 @@ enum FeatureBinner {
 }
 
 impl FeatureBinner {
-    fn new(profile: &FeatureProfile) -> Self {
+    pub(crate) fn new(profile: &FeatureProfile) -> Self {
         match profile {
             FeatureProfile::Categorical { codes, .. } => {
                 let other = codes.len() as u16;
@@ -82,7 +82,7 @@ impl FeatureBinner {
     }
 
     #[inline]
-    fn bin(&self, value: f64) -> u16 {
+    pub(crate) fn bin(&self, value: f64) -> u16 {
         match self {
             FeatureBinner::Table {
                 min,

@@ -345,3 +345,37 @@ fn the_ks_p_value_matches_statrs_on_the_binned_samples() {
         ks_p(&a, &b)
     );
 }
+
+#[test]
+fn profiles_from_columns_equal_profiles_from_rows() {
+    let rows = Matrix::from_row_major(
+        (0..300)
+            .flat_map(|i| {
+                [
+                    (i % 4) as f64,
+                    i as f64 * 0.7,
+                    if i % 9 == 0 { f64::NAN } else { 1.0 },
+                ]
+            })
+            .collect(),
+        300,
+        3,
+    )
+    .unwrap();
+    let columns: Vec<Vec<f64>> = (0..3)
+        .map(|c| rows.iter_rows().map(|r| r[c]).collect())
+        .collect();
+    let kinds = [
+        Kind::Categorical { codes: None },
+        Kind::Numerical,
+        Kind::Categorical {
+            codes: Some(vec![1.0]),
+        },
+    ];
+    let empty = Matrix::from_row_major(vec![], 0, 3).unwrap();
+    let params = ProfileParams::default();
+    assert_eq!(
+        Profile::from_columns(&["a", "b", "c"], &kinds, &columns, &params),
+        Profile::build(&["a", "b", "c"], &kinds, &rows, &empty, &params)
+    );
+}

@@ -83,6 +83,21 @@ impl Histograms {
         self.rows += 1;
     }
 
+    /// Counts events given column by column (one column per feature, model order, all of the
+    /// same length): the same counts as adding each row.
+    pub fn add_columns(&mut self, binner: &Binner, columns: &[Vec<f64>]) {
+        assert_eq!(columns.len(), self.features(), "one column per feature");
+        let rows = columns.first().map_or(0, Vec::len);
+        for (f, column) in columns.iter().enumerate() {
+            assert_eq!(column.len(), rows, "columns of the same length");
+            let counts = &mut self.counts[self.offsets[f]..self.offsets[f + 1]];
+            for &value in column {
+                counts[binner.bin(f, value) as usize] += 1;
+            }
+        }
+        self.rows += rows as u64;
+    }
+
     /// Un-counts one binned event that was counted before.
     #[inline]
     fn remove(&mut self, bins: &[u16]) {

@@ -54,6 +54,18 @@ proptest! {
     }
 
     #[test]
+    fn counting_columns_equals_counting_rows(rows in events(80)) {
+        let binner = binner();
+        let columns = vec![
+            rows.iter().map(|r| r[0]).collect::<Vec<f64>>(),
+            rows.iter().map(|r| r[1]).collect(),
+        ];
+        let mut h = Histograms::new(&binner);
+        h.add_columns(&binner, &columns);
+        prop_assert_eq!(h, counted(&binner, &rows));
+    }
+
+    #[test]
     fn a_sliding_window_holds_exactly_the_last_n_events(
         rows in events(120),
         capacity in 1usize..40,
