@@ -49,8 +49,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let spec = ModelSpec::from_file(&args.spec)?;
     let schema = Schema::new(&spec);
     let (reference_x, current_x) = std::thread::scope(|s| {
-        let reference = s.spawn(|| dataset::load_features(&spec, &schema, &args.reference));
-        let current = dataset::load_features(&spec, &schema, &args.current);
+        let reference = s.spawn(|| dataset::load_feature_columns(&spec, &schema, &args.reference));
+        let current = dataset::load_feature_columns(&spec, &schema, &args.current);
         (reference.join().expect("the loading thread ends"), current)
     });
     let (reference_x, _) = reference_x?;
@@ -59,19 +59,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     let names: Vec<&str> = schema.features().iter().map(|f| f.name()).collect();
     let kinds: Vec<vigie_drift::Kind> = schema.features().iter().map(|f| f.drift_kind()).collect();
-    let empty = vigie_model::Matrix::from_row_major(Vec::new(), 0, names.len())?;
-    let profile = Profile::build(
-        &names,
-        &kinds,
-        &reference_x,
-        &empty,
-        &spec.reference.binning(),
-    );
+    let profile = Profile::from_columns(&names, &kinds, &reference_x, &spec.reference.binning());
     let binner = Binner::new(&profile);
     let mut current = Histograms::new(&binner);
-    for row in current_x.iter_rows() {
-        current.add_row(&binner, row);
-    }
+    current.add_columns(&binner, &current_x);
     let drift = compare(&profile, &current, &spec.drift);
     let seconds = start.elapsed().as_secs_f64();
 

@@ -90,8 +90,21 @@ pub fn load(
     }
 }
 
-/// Loads a features file alone (drift reports compare two such files) and checks it against
-/// the spec.
+/// Loads a features file alone, column by column (one per feature, model order, `NaN` =
+/// missing), checked against the spec: what drift reports compare.
+pub fn load_feature_columns(
+    spec: &ModelSpec,
+    schema: &Schema,
+    features: &Path,
+) -> Result<(Vec<Vec<f64>>, LoadReport)> {
+    let mut problems = Vec::new();
+    match read_feature_columns(spec, schema, features, &mut problems) {
+        Ok(loaded) if problems.is_empty() => Ok(loaded),
+        _ => Err(Error::Data { problems }),
+    }
+}
+
+/// Loads a features file alone and checks it against the spec.
 pub fn load_features(
     spec: &ModelSpec,
     schema: &Schema,
@@ -247,6 +260,60 @@ fn check_structure(
     records.into_iter().map(|(at, _)| at).collect()
 }
 
+/// The fields of a file that passed [`check_structure`], unescaped by csv-core: record `r`'s
+/// field `c` is `text[start..ends[r * width + c]]`, where `start` is the previous field's end.
+struct Records {
+    text: Vec<u8>,
+    ends: Vec<u32>,
+    width: usize,
+}
+
+impl Records {
+    /// Reads every record (csv-core: quoted fields, `\r\n`, blank lines skipped); `fields` is
+    /// how many fields to expect in all.
+    fn read(bytes: &[u8], separator: u8, fields: usize) -> Self {
+        let mut reader = csv_core::ReaderBuilder::new().delimiter(separator).build();
+        // Unescaping never lengthens a field, so the output always fits.
+        let mut text = vec![0u8; bytes.len() + 1];
+        let (mut input, mut out) = (bytes, 0);
+        let mut ends = Vec::with_capacity(fields);
+        let mut width = 0;
+        loop {
+            let (result, read, written) = reader.read_field(input, &mut text[out..]);
+            input = &input[read..];
+            out += written;
+            match result {
+                csv_core::ReadFieldResult::InputEmpty | csv_core::ReadFieldResult::OutputFull => {
+                    if result == csv_core::ReadFieldResult::OutputFull {
+                        text.resize(text.len() * 2, 0);
+                    }
+                }
+                csv_core::ReadFieldResult::Field { record_end } => {
+                    // `load` refuses files of 4 GiB or more before reading them.
+                    ends.push(out as u32);
+                    if record_end && width == 0 {
+                        width = ends.len();
+                    }
+                }
+                csv_core::ReadFieldResult::End => break,
+            }
+        }
+        text.truncate(out);
+        Records { text, ends, width }
+    }
+
+    /// Records, the header included.
+    fn len(&self) -> usize {
+        self.ends.len().checked_div(self.width).unwrap_or(0)
+    }
+
+    fn field(&self, record: usize, column: usize) -> &[u8] {
+        let i = record * self.width + column;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+}
+
 fn text_column<'a>(frame: &'a DataFrame, name: &str) -> Option<&'a StringChunked> {
     frame.column(name).ok().and_then(|c| c.str().ok())
 }
@@ -257,15 +324,82 @@ fn read_features(
     path: &Path,
     problems: &mut Vec<Problem>,
 ) -> std::result::Result<(Matrix, LoadReport), ()> {
-    let (frame, lines) = read_csv(path, spec.data.separator, problems)?;
-    let header: Vec<String> = frame
-        .get_column_names()
-        .iter()
-        .map(|s| s.to_string())
+    let (columns, report) = read_feature_columns(spec, schema, path, problems)?;
+    let (rows, width) = (report.rows, columns.len());
+    let mut data = vec![f64::NAN; rows * width];
+    for (c, values) in columns.into_iter().enumerate() {
+        for (r, v) in values.into_iter().enumerate() {
+            data[r * width + c] = v;
+        }
+    }
+    let matrix = Matrix::from_row_major(data, rows, width).map_err(|_| ())?;
+    Ok((matrix, report))
+}
+
+/// Reads a features file: every value checked against its feature, in parallel per column.
+/// (csv-core rather than polars here: checking values straight from the bytes saves building
+/// polars text columns first; see benchmarks/README.md.) One column per feature, model order.
+fn read_feature_columns(
+    spec: &ModelSpec,
+    schema: &Schema,
+    path: &Path,
+    problems: &mut Vec<Problem>,
+) -> std::result::Result<(Vec<Vec<f64>>, LoadReport), ()> {
+    let whole_file = |message: String| Problem {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        message,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) if b.len() >= u32::MAX as usize => {
+            problems.push(whole_file("larger than 4 GiB: split it".into()));
+            return Err(());
+        }
+        Ok(b) => b,
+        Err(e) => {
+            problems.push(whole_file(format!("cannot read: {e}")));
+            return Err(());
+        }
+    };
+    let separator = match u8::try_from(spec.data.separator) {
+        Ok(s) if s.is_ascii() => s,
+        _ => {
+            problems.push(whole_file(format!(
+                "separator {:?} is not an ASCII character",
+                spec.data.separator
+            )));
+            return Err(());
+        }
+    };
+    let before = problems.len();
+    let lines = check_structure(path, &bytes, separator, problems);
+    if problems.len() > before {
+        return Err(());
+    }
+    let header_fields = bytes
+        .split(|&b| b == b'\n')
+        .next()
+        .map_or(1, |h| h.iter().filter(|&&b| b == separator).count() + 1);
+    let records = Records::read(&bytes, separator, lines.len() * header_fields);
+    if records.len() != lines.len() || records.len() == 0 {
+        problems.push(whole_file(format!(
+            "read {} records where the file holds {}",
+            records.len(),
+            lines.len()
+        )));
+        return Err(());
+    }
+    let header: Vec<String> = (0..records.width)
+        .map(|c| {
+            String::from_utf8_lossy(records.field(0, c))
+                .trim()
+                .to_string()
+        })
         .collect();
     let mut columns = Vec::with_capacity(schema.len());
     for feature in schema.features() {
-        match text_column(&frame, feature.name()) {
+        match header.iter().position(|h| h == feature.name()) {
             Some(c) => columns.push(c),
             None => problems.push(Problem {
                 file: path.to_path_buf(),
@@ -278,7 +412,7 @@ fn read_features(
     if columns.len() != schema.len() {
         return Err(());
     }
-    let rows = frame.height();
+    let rows = records.len() - 1;
     let mut report = LoadReport {
         rows,
         ignored_columns: header
@@ -289,28 +423,47 @@ fn read_features(
         missing: vec![0; schema.len()],
         out_of_range_as_missing: vec![0; schema.len()],
     };
-    let mut data = vec![f64::NAN; rows * schema.len()];
-    let before = problems.len();
-    for (c, (feature, column)) in schema.features().iter().zip(columns).enumerate() {
-        for (r, raw) in column.iter().enumerate() {
-            match feature.parse(raw, Origin::Data) {
-                Ok(Cell::Value(v)) => data[r * schema.len() + c] = v,
-                Ok(Cell::Missing) => report.missing[c] += 1,
-                Ok(Cell::OutOfRangeAsMissing) => report.out_of_range_as_missing[c] += 1,
-                Err(e) => problems.push(Problem {
+    // Columns are checked in parallel (rayon), then laid out row-major.
+    use rayon::prelude::*;
+    let checked: Vec<(Vec<f64>, usize, usize, Vec<Problem>)> = schema
+        .features()
+        .par_iter()
+        .zip(columns.par_iter())
+        .map(|(feature, &column)| {
+            let mut values = vec![f64::NAN; rows];
+            let (mut missing, mut out_of_range, mut found) = (0, 0, Vec::new());
+            for (r, value) in values.iter_mut().enumerate() {
+                let problem = |message: String| Problem {
                     file: path.to_path_buf(),
                     line: Some(lines[r + 1]),
                     column: Some(feature.name().to_string()),
-                    message: e.to_string(),
-                }),
+                    message,
+                };
+                let Ok(raw) = std::str::from_utf8(records.field(r + 1, column)) else {
+                    found.push(problem("not valid UTF-8 text".into()));
+                    continue;
+                };
+                match feature.parse(Some(raw), Origin::Data) {
+                    Ok(Cell::Value(v)) => *value = v,
+                    Ok(Cell::Missing) => missing += 1,
+                    Ok(Cell::OutOfRangeAsMissing) => out_of_range += 1,
+                    Err(e) => found.push(problem(e.to_string())),
+                }
             }
-        }
+            (values, missing, out_of_range, found)
+        })
+        .collect();
+    let mut columns = Vec::with_capacity(schema.len());
+    for (c, (values, missing, out_of_range, found)) in checked.into_iter().enumerate() {
+        report.missing[c] = missing;
+        report.out_of_range_as_missing[c] = out_of_range;
+        problems.extend(found);
+        columns.push(values);
     }
     if problems.len() > before {
         return Err(());
     }
-    let matrix = Matrix::from_row_major(data, rows, schema.len()).map_err(|_| ())?;
-    Ok((matrix, report))
+    Ok((columns, report))
 }
 
 fn read_target(

@@ -193,3 +193,16 @@ fn line_numbers_follow_quoted_fields_that_span_lines() {
         vec![format!("{x} line 4 column colour: unknown code \"9\"")]
     );
 }
+
+#[test]
+fn records_unescape_quoted_fields_and_any_line_ending() {
+    let text = b"a,b,c\r\n1,\"x, \"\"y\"\"\",\r\n\"2\",,3";
+    let records = Records::read(text, b',', 9);
+    assert_eq!((records.len(), records.width), (3, 3));
+    let field = |r, c| String::from_utf8(records.field(r, c).to_vec()).unwrap();
+    assert_eq!(field(0, 2), "c");
+    assert_eq!(field(1, 1), "x, \"y\"");
+    assert_eq!(field(1, 2), "");
+    assert_eq!(field(2, 0), "2");
+    assert_eq!(field(2, 2), "3", "the last record needs no line ending");
+}
