@@ -83,7 +83,7 @@ pub fn html(title: &str, profile: &Profile, current: &Histograms, report: &Drift
          <h1>{title}</h1><p class=\"sub\">{verdict}</p><div class=\"cards\">\
          <div class=\"card\">drift score<b>{score:.3}</b>share of features drifted</div>\
          <div class=\"card\">drifted features<b>{drifted} / {features}</b>data set drifts at {share:.0}%</div>\
-         <div class=\"card\">reference rows<b>{reference}</b>training + synthetic</div>\
+         <div class=\"card\">reference rows<b>{reference}</b>{reference_kind}</div>\
          <div class=\"card\">current rows<b>{current_rows}</b>minimum {min_rows}</div></div>",
         title = escape(title),
         score = report.score,
@@ -91,6 +91,14 @@ pub fn html(title: &str, profile: &Profile, current: &Histograms, report: &Drift
         features = report.features.len(),
         share = report.dataset_share * 100.0,
         reference = report.reference_rows,
+        reference_kind = if profile.synthetic_rows > 0 {
+            format!(
+                "{} real + {} synthetic",
+                profile.real_rows, profile.synthetic_rows
+            )
+        } else {
+            "as given".to_string()
+        },
         current_rows = report.current_rows,
         min_rows = report.min_rows,
     );
