@@ -24,6 +24,18 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem of the whole file, not of one line.
+    fn whole_file(path: &Path, message: String) -> Self {
+        Problem {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            message,
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
@@ -117,17 +129,14 @@ pub fn load_features(
     }
 }
 
-fn read_csv(
+/// Reads a file and runs [`check_structure`] on it with the spec's separator: the bytes and the
+/// line where each record starts, the header's first.
+fn read_checked(
     path: &Path,
     separator: char,
     problems: &mut Vec<Problem>,
-) -> std::result::Result<(DataFrame, Vec<usize>), ()> {
-    let whole_file = |message: String| Problem {
-        file: path.to_path_buf(),
-        line: None,
-        column: None,
-        message,
-    };
+) -> std::result::Result<(Vec<u8>, u8, Vec<usize>), ()> {
+    let whole_file = |message: String| Problem::whole_file(path, message);
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
@@ -149,6 +158,16 @@ fn read_csv(
     if problems.len() > before {
         return Err(());
     }
+    Ok((bytes, separator, lines))
+}
+
+fn read_csv(
+    path: &Path,
+    separator: char,
+    problems: &mut Vec<Problem>,
+) -> std::result::Result<(DataFrame, Vec<usize>), ()> {
+    let whole_file = |message: String| Problem::whole_file(path, message);
+    let (bytes, separator, lines) = read_checked(path, separator, problems)?;
     // polars reads trailing blank lines as rows of nulls: they end the file, they are not data.
     let mut bytes = bytes;
     while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
@@ -345,38 +364,13 @@ fn read_feature_columns(
     path: &Path,
     problems: &mut Vec<Problem>,
 ) -> std::result::Result<(Vec<Vec<f64>>, LoadReport), ()> {
-    let whole_file = |message: String| Problem {
-        file: path.to_path_buf(),
-        line: None,
-        column: None,
-        message,
-    };
-    let bytes = match std::fs::read(path) {
-        Ok(b) if b.len() >= u32::MAX as usize => {
-            problems.push(whole_file("larger than 4 GiB: split it".into()));
-            return Err(());
-        }
-        Ok(b) => b,
-        Err(e) => {
-            problems.push(whole_file(format!("cannot read: {e}")));
-            return Err(());
-        }
-    };
-    let separator = match u8::try_from(spec.data.separator) {
-        Ok(s) if s.is_ascii() => s,
-        _ => {
-            problems.push(whole_file(format!(
-                "separator {:?} is not an ASCII character",
-                spec.data.separator
-            )));
-            return Err(());
-        }
-    };
-    let before = problems.len();
-    let lines = check_structure(path, &bytes, separator, problems);
-    if problems.len() > before {
+    let whole_file = |message: String| Problem::whole_file(path, message);
+    let (bytes, separator, lines) = read_checked(path, spec.data.separator, problems)?;
+    if bytes.len() >= u32::MAX as usize {
+        problems.push(whole_file("larger than 4 GiB: split it".into()));
         return Err(());
     }
+    let before = problems.len();
     let header_fields = bytes
         .split(|&b| b == b'\n')
         .next()
