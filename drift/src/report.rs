@@ -24,18 +24,9 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// Shares of each bin, all 0 for an empty histogram.
 fn shares(counts: &[u64]) -> Vec<f64> {
-    let total: u64 = counts.iter().sum();
-    counts
-        .iter()
-        .map(|&c| {
-            if total == 0 {
-                0.0
-            } else {
-                c as f64 / total as f64
-            }
-        })
-        .collect()
+    crate::stats::shares(counts).unwrap_or_else(|| vec![0.0; counts.len()])
 }
 
 fn number(v: Option<f64>) -> String {

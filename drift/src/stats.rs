@@ -17,7 +17,7 @@ use crate::profile::FeatureProfile;
 pub const PSI_EMPTY_SHARE: f64 = 1e-4;
 
 /// Shares of each bin; `None` for an empty histogram.
-fn shares(counts: &[u64]) -> Option<Vec<f64>> {
+pub(crate) fn shares(counts: &[u64]) -> Option<Vec<f64>> {
     let total: u64 = counts.iter().sum();
     (total > 0).then(|| counts.iter().map(|&c| c as f64 / total as f64).collect())
 }

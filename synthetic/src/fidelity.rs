@@ -70,7 +70,10 @@ pub fn fidelity(
         .iter()
         .map(|(name, column, r, s)| ColumnFidelity {
             name: name.clone(),
-            tvd: tvd(&counts(r, column.len() + 1), &counts(s, column.len() + 1)),
+            tvd: vigie_drift::total_variation(
+                &counts(r, column.len() + 1),
+                &counts(s, column.len() + 1),
+            ),
         })
         .collect();
     let mut pairs = Vec::new();
@@ -135,18 +138,6 @@ fn counts(states: &[u16], n: usize) -> Vec<u64> {
         c[s as usize] += 1;
     }
     c
-}
-
-fn tvd(a: &[u64], b: &[u64]) -> f64 {
-    let (ta, tb) = (a.iter().sum::<u64>() as f64, b.iter().sum::<u64>() as f64);
-    if ta == 0.0 || tb == 0.0 {
-        return 0.0;
-    }
-    0.5 * a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 / ta - y as f64 / tb).abs())
-        .sum::<f64>()
 }
 
 /// Cramér's V of two paired state sequences: sqrt(chi2 / (n (min(r, c) - 1))), over the
