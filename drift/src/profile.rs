@@ -381,6 +381,7 @@ impl Profile {
         assert_eq!(names.len(), columns.len(), "one name per column");
         assert_eq!(kinds.len(), columns.len(), "one kind per column");
         let rows = columns.first().map_or(0, Vec::len);
+        // Features are independent: one task each on rayon's pool.
         let features = columns
             .par_iter()
             .enumerate()
@@ -404,27 +405,21 @@ impl Profile {
         synthetic: &Matrix,
         params: &ProfileParams,
     ) -> Self {
-        assert_eq!(names.len(), real.cols(), "one name per column");
-        assert_eq!(kinds.len(), real.cols(), "one kind per column");
         use rayon::prelude::*;
-        // Features are independent: one task each on rayon's pool.
-        let features = (0..real.cols())
+        let columns: Vec<Vec<f64>> = (0..real.cols())
             .into_par_iter()
             .map(|c| {
-                let values: Vec<f64> = real
-                    .iter_rows()
+                real.iter_rows()
                     .chain(synthetic.iter_rows())
                     .map(|row| row[c])
-                    .collect();
-                FeatureProfile::build(names[c], &kinds[c], &values, params)
+                    .collect()
             })
             .collect();
         Profile {
-            version: PROFILE_VERSION,
             rows: (real.rows() + synthetic.rows()) as u64,
             real_rows: real.rows() as u64,
             synthetic_rows: synthetic.rows() as u64,
-            features,
+            ..Profile::from_columns(names, kinds, &columns, params)
         }
     }
 }
