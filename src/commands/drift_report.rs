@@ -57,8 +57,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (current_x, _) = current_x?;
     let loaded = start.elapsed().as_secs_f64();
 
-    let names: Vec<&str> = schema.features().iter().map(|f| f.name()).collect();
-    let kinds: Vec<vigie_drift::Kind> = schema.features().iter().map(|f| f.drift_kind()).collect();
+    let (names, kinds) = (schema.names(), schema.drift_kinds());
     let profile = Profile::from_columns(&names, &kinds, &reference_x, &spec.reference.binning());
     let binner = Binner::new(&profile);
     let mut current = Histograms::new(&binner);

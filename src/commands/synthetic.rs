@@ -50,7 +50,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let spec = ModelSpec::from_file(&args.spec)?;
     let data = PreparedData::load(&spec, &mut |_| {})?;
     let schema = &data.schema;
-    let names: Vec<&str> = schema.features().iter().map(|f| f.name()).collect();
+    let names = schema.names();
     let kinds = schema.synthetic_kinds();
     let real = &data.fit;
     let rows = args.rows.unwrap_or(real.x.rows());

@@ -324,6 +324,16 @@ impl Schema {
         &self.features
     }
 
+    /// The feature names, in model order.
+    pub fn names(&self) -> Vec<&str> {
+        self.features.iter().map(Feature::name).collect()
+    }
+
+    /// Each feature's kind for drift binning, in model order.
+    pub fn drift_kinds(&self) -> Vec<vigie_drift::Kind> {
+        self.features.iter().map(Feature::drift_kind).collect()
+    }
+
     /// Each feature's kind for the synthetic generator, in model order.
     pub fn synthetic_kinds(&self) -> Vec<vigie_synthetic::ColumnKind> {
         self.features.iter().map(Feature::synthetic_kind).collect()

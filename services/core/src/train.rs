@@ -164,8 +164,7 @@ fn build_reference(spec: &ModelSpec, schema: &Schema, x: &Matrix, y: &[f64]) -> 
         )?;
         generator.sample(n_synthetic, spec.reference.seed).x
     };
-    let names: Vec<&str> = schema.features().iter().map(|f| f.name()).collect();
-    let kinds: Vec<vigie_drift::Kind> = schema.features().iter().map(|f| f.drift_kind()).collect();
+    let (names, kinds) = (schema.names(), schema.drift_kinds());
     Ok(Profile::build(
         &names,
         &kinds,
