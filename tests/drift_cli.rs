@@ -19,24 +19,29 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-#[test]
-fn drift_report_writes_html_and_json_and_flags_a_shift() {
-    let dir = tempfile::tempdir().unwrap();
+/// `vigie drift-report` of `current` against the BAAC training features, written to `out`.
+fn drift_report(current: &Path, out: &Path) -> Output {
     let spec = repo().join("models/baac-severity.toml");
     let train = repo().join("data/baac/X_train.csv");
-    let test = repo().join("data/baac/X_test.csv");
-    let out = dir.path().join("same");
-    let run = vigie(&[
+    vigie(&[
         "drift-report",
         "--spec",
         path(&spec),
         "--reference",
         path(&train),
         "--current",
-        path(&test),
+        path(current),
         "--out",
-        path(&out),
-    ]);
+        path(out),
+    ])
+}
+
+#[test]
+fn drift_report_writes_html_and_json_and_flags_a_shift() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = repo().join("data/baac/X_test.csv");
+    let out = dir.path().join("same");
+    let run = drift_report(&test, &out);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success(),
@@ -62,17 +67,7 @@ fn drift_report_writes_html_and_json_and_flags_a_shift() {
     let night_file = dir.path().join("night.csv");
     std::fs::write(&night_file, night).unwrap();
     let out = dir.path().join("night");
-    let run = vigie(&[
-        "drift-report",
-        "--spec",
-        path(&spec),
-        "--reference",
-        path(&train),
-        "--current",
-        path(&night_file),
-        "--out",
-        path(&out),
-    ]);
+    let run = drift_report(&night_file, &out);
     assert!(run.status.success());
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("drift-report.json")).unwrap()).unwrap();
@@ -91,17 +86,7 @@ fn drift_report_writes_html_and_json_and_flags_a_shift() {
     text.push_str("10,3,2,0.0,2021,19.0,2.0,1.0,1.0,4,2.0,1.0,1.0,30.0,4,11,5,59,59350,2,2,0.0,6.0,50.6,3.05,25,4,1\n");
     std::fs::write(&bad, text).unwrap();
     let out = dir.path().join("bad");
-    let run = vigie(&[
-        "drift-report",
-        "--spec",
-        path(&spec),
-        "--reference",
-        path(&train),
-        "--current",
-        path(&bad),
-        "--out",
-        path(&out),
-    ]);
+    let run = drift_report(&bad, &out);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1));
     assert!(

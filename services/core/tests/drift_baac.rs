@@ -77,16 +77,18 @@ fn the_holdout_does_not_drift_and_real_shifts_do() {
     );
     assert_eq!(same.score, 0.0);
 
+    // The report of the holdout rows that `keep` keeps.
+    let subset = |keep: &dyn Fn(&[f64]) -> bool| {
+        report(
+            profile,
+            &spec,
+            x_test.iter_rows().filter(|r| keep(r)).map(<[f64]>::to_vec),
+        )
+    };
+
     // Night-time accidents only (lum 1 is daylight): lighting and hour moved.
     let lum = column(&spec, "lum");
-    let night = report(
-        profile,
-        &spec,
-        x_test
-            .iter_rows()
-            .filter(|r| r[lum] != 1.0)
-            .map(<[f64]>::to_vec),
-    );
+    let night = subset(&|r| r[lum] != 1.0);
     let moved = drifted(&night);
     assert!(
         moved.contains(&"lum") && moved.contains(&"hour"),
@@ -95,14 +97,7 @@ fn the_holdout_does_not_drift_and_real_shifts_do() {
 
     // Outside built-up areas only (agg_ 1): the area and the speed limit moved.
     let agg = column(&spec, "agg_");
-    let rural = report(
-        profile,
-        &spec,
-        x_test
-            .iter_rows()
-            .filter(|r| r[agg] == 1.0)
-            .map(<[f64]>::to_vec),
-    );
+    let rural = subset(&|r| r[agg] == 1.0);
     let moved = drifted(&rural);
     assert!(
         moved.contains(&"agg_") && moved.contains(&"vma"),
