@@ -41,7 +41,9 @@ pub use stats::{
     Statistics, chi_square_p, histogram_correlation, jensen_shannon, ks_p, psi, total_variation,
     wasserstein_normed,
 };
-pub use window::{BinsMismatch, ClosedWindow, Histograms, SlidingWindow, TumblingWindows};
+pub use window::{
+    BinsMismatch, ClosedWindow, Histograms, SlidingState, SlidingWindow, TumblingWindows,
+};
 
 #[cfg(test)]
 mod tests;

@@ -119,11 +119,30 @@ impl Histograms {
         Ok(())
     }
 
+    /// Whether these histograms are over `binner`'s bins with one count per bin, and their
+    /// rows agree with the counts (histograms read back from a checkpoint are checked so).
+    pub fn fits(&self, binner: &Binner) -> bool {
+        self.offsets == binner.offsets()
+            && self.counts.len() == self.offsets.last().copied().unwrap_or(0)
+            && self
+                .offsets
+                .windows(2)
+                .all(|w| self.counts[w[0]..w[1]].iter().sum::<u64>() == self.rows)
+    }
+
     /// Forgets every event.
     pub fn clear(&mut self) {
         self.counts.fill(0);
         self.rows = 0;
     }
+}
+
+/// A sliding window's events, oldest first, for checkpoints: `bins` holds each event's bins
+/// (one per feature) one event after the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlidingState {
+    pub capacity: usize,
+    pub bins: Vec<u16>,
 }
 
 /// The last `capacity` events.
@@ -169,21 +188,75 @@ impl SlidingWindow {
     }
 
     /// Adds an event (model order, `NaN` = missing); the oldest one leaves a full window.
+    /// Returns the event's bins (other accumulators count them without binning again).
     #[inline]
-    pub fn push(&mut self, binner: &Binner, row: &[f64]) {
+    pub fn push(&mut self, binner: &Binner, row: &[f64]) -> &[u16] {
         let f = self.features;
         if self.ring.len() < self.capacity * f {
             let start = self.ring.len();
             self.ring.resize(start + f, 0);
             binner.bin_row(row, &mut self.ring[start..]);
             self.histograms.add(&self.ring[start..]);
+            &self.ring[start..]
         } else {
-            let slot = &mut self.ring[self.next * f..(self.next + 1) * f];
+            let at = self.next * f;
+            let slot = &mut self.ring[at..at + f];
             self.histograms.remove(slot);
             binner.bin_row(row, slot);
             self.histograms.add(slot);
             self.next = (self.next + 1) % self.capacity;
+            &self.ring[at..at + f]
         }
+    }
+
+    /// The window's events, oldest first, as a value that can be stored and restored.
+    pub fn state(&self) -> SlidingState {
+        let f = self.features;
+        let mut ring = Vec::with_capacity(self.ring.len());
+        if self.ring.len() == self.capacity * f {
+            ring.extend_from_slice(&self.ring[self.next * f..]);
+            ring.extend_from_slice(&self.ring[..self.next * f]);
+        } else {
+            ring.extend_from_slice(&self.ring);
+        }
+        SlidingState {
+            capacity: self.capacity,
+            bins: ring,
+        }
+    }
+
+    /// The window a [`SlidingWindow::state`] describes, over `binner`'s bins. The counts are
+    /// recomputed from the events' bins; a state that does not fit the bins (another
+    /// reference, a damaged checkpoint) is refused. A state larger than `capacity` keeps its
+    /// newest events.
+    pub fn restore(
+        binner: &Binner,
+        capacity: usize,
+        state: &SlidingState,
+    ) -> Result<Self, BinsMismatch> {
+        let f = binner.features();
+        if f == 0 || !state.bins.len().is_multiple_of(f) {
+            return Err(BinsMismatch);
+        }
+        let sizes: Vec<usize> = binner.offsets().windows(2).map(|w| w[1] - w[0]).collect();
+        let mut window = SlidingWindow::new(binner, capacity);
+        let events = state.bins.len() / f;
+        let skip = events.saturating_sub(window.capacity);
+        for event in state.bins.chunks_exact(f).skip(skip) {
+            if event
+                .iter()
+                .zip(&sizes)
+                .any(|(&bin, &size)| bin as usize >= size)
+            {
+                return Err(BinsMismatch);
+            }
+            window.ring.extend_from_slice(event);
+            window.histograms.add(event);
+        }
+        if window.ring.len() == window.capacity * f {
+            window.next = 0;
+        }
+        Ok(window)
     }
 
     /// Empties the window (the reference changed, say).
@@ -205,7 +278,7 @@ pub struct ClosedWindow {
 }
 
 /// Tumbling event-time windows of a fixed width.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TumblingWindows {
     width_ms: i64,
     lateness_ms: i64,
@@ -304,6 +377,14 @@ impl TumblingWindows {
     /// Events that arrived after their window had closed.
     pub fn late(&self) -> u64 {
         self.late
+    }
+
+    /// Whether every window is over `binner`'s bins (windows read back from a checkpoint are
+    /// checked before use).
+    pub fn fits(&self, binner: &Binner) -> bool {
+        self.offsets == binner.offsets()
+            && self.open.values().all(|h| h.fits(binner))
+            && self.closed.iter().all(|c| c.histograms.fits(binner))
     }
 }
 

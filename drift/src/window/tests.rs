@@ -79,6 +79,54 @@ proptest! {
             prop_assert_eq!(window.len(), i + 1 - start);
         }
     }
+
+    #[test]
+    fn a_restored_sliding_window_goes_on_as_the_original(
+        before in events(90),
+        after in events(60),
+        capacity in 1usize..40,
+    ) {
+        let binner = binner();
+        let mut window = SlidingWindow::new(&binner, capacity);
+        for row in &before {
+            window.push(&binner, row);
+        }
+        let state = window.state();
+        prop_assert_eq!(state.bins.len(), window.len() * 2);
+        let mut restored = SlidingWindow::restore(&binner, capacity, &state).unwrap();
+        prop_assert_eq!(restored.histograms(), window.histograms());
+        prop_assert!(restored.histograms().fits(&binner));
+        for row in &after {
+            let a = window.push(&binner, row).to_vec();
+            let b = restored.push(&binner, row).to_vec();
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(a, bins(&binner, *row));
+            prop_assert_eq!(restored.histograms(), window.histograms());
+        }
+    }
+}
+
+#[test]
+fn a_sliding_state_that_does_not_fit_the_bins_is_refused() {
+    let binner = binner();
+    let mut window = SlidingWindow::new(&binner, 4);
+    window.push(&binner, &[1.0, 2.0]);
+    let mut state = window.state();
+    state.bins.push(0);
+    assert_eq!(
+        SlidingWindow::restore(&binner, 4, &state).err(),
+        Some(BinsMismatch)
+    );
+    let mut state = window.state();
+    state.bins[0] = u16::MAX;
+    assert_eq!(
+        SlidingWindow::restore(&binner, 4, &state).err(),
+        Some(BinsMismatch)
+    );
+    // A smaller capacity keeps the newest events.
+    window.push(&binner, &[2.0, 5.0]);
+    let smaller = SlidingWindow::restore(&binner, 1, &window.state()).unwrap();
+    assert_eq!(smaller.histograms(), &counted(&binner, &[[2.0, 5.0]]));
 }
 
 #[test]

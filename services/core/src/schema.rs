@@ -182,6 +182,11 @@ impl Feature {
         &self.name
     }
 
+    /// Codes spelled as text: the model sees their position in the spec, not their value.
+    pub fn has_text_codes(&self) -> bool {
+        self.text_codes
+    }
+
     pub fn is_categorical(&self) -> bool {
         !matches!(self.domain, Domain::Numerical { .. })
     }

@@ -14,10 +14,12 @@ use sqlx::{AnyPool, Row};
 use vigie_core::artifact::{Artifact, Metrics};
 use vigie_core::train::TrainedModel;
 
+pub mod checkpoints;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod users;
 
+pub use checkpoints::Checkpoint;
 pub use users::{Role, User};
 
 /// Lifecycle of a model version.

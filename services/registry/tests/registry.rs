@@ -257,3 +257,38 @@ async fn users_are_added_listed_and_deleted_but_never_the_last_admin() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_checkpoint_is_saved_replaced_read_and_deleted_per_group() {
+    on_each_backend(|backend, url, artifacts| async move {
+        let registry = Registry::open(&url, &artifacts).await.unwrap();
+        assert_eq!(registry.checkpoint("g").await.unwrap(), None, "{backend:?}");
+        registry
+            .save_checkpoint("g", r#"{"a":1}"#, 10)
+            .await
+            .unwrap();
+        registry
+            .save_checkpoint("h", r#"{"b":2}"#, 11)
+            .await
+            .unwrap();
+        let big = "x".repeat(3_000_000);
+        registry.save_checkpoint("g", &big, 12).await.unwrap();
+        let g = registry.checkpoint("g").await.unwrap().unwrap();
+        assert_eq!(
+            (g.state.len(), g.updated_at),
+            (big.len(), 12),
+            "{backend:?}"
+        );
+        let h = registry.checkpoint("h").await.unwrap().unwrap();
+        assert_eq!(
+            (h.state.as_str(), h.updated_at),
+            (r#"{"b":2}"#, 11),
+            "{backend:?}"
+        );
+        assert!(registry.delete_checkpoint("g").await.unwrap());
+        assert!(!registry.delete_checkpoint("g").await.unwrap());
+        assert_eq!(registry.checkpoint("g").await.unwrap(), None, "{backend:?}");
+        assert!(registry.checkpoint("h").await.unwrap().is_some());
+    })
+    .await;
+}
