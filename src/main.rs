@@ -32,6 +32,9 @@ enum Command {
     Models(commands::models::Command),
     /// Run the prediction service (needs KAFKA_BROKERS and VIGIE_JWT_SECRET).
     Predict(commands::serve::PredictArgs),
+    /// Run the drift service: consumes the predictions topic, scores each model's traffic
+    /// against its reference (needs KAFKA_BROKERS and VIGIE_JWT_SECRET).
+    Drift(commands::drift::Args),
     /// Run the platform on embedded defaults: SQLite, an in-process broker, a model trained
     /// from models/ if the registry has none, a first admin account.
     Up(commands::up::Args),
@@ -65,8 +68,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,vigie=info,vigie_predict=info,vigie_api=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "warn,vigie=info,vigie_predict=info,vigie_drift_service=info,vigie_api=info".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -86,9 +90,10 @@ fn main() -> ExitCode {
             Command::Compare(args) => commands::compare::run(args),
             Command::Models(cmd) => commands::models::run(&cli, cmd).await,
             Command::Predict(args) => commands::predict::run(&cli, args).await,
+            Command::Drift(args) => commands::drift::run(&cli, args).await,
             Command::Up(args) => commands::up::run(&cli, args).await,
             Command::Users(cmd) => commands::users::run(&cli, cmd).await,
-            Command::Events(cmd) => commands::events::run(cmd).await,
+            Command::Events(cmd) => commands::events::run(&cli, cmd).await,
             Command::DriftReport(args) => {
                 tokio::task::block_in_place(|| commands::drift_report::run(args))
             }

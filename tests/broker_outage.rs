@@ -11,110 +11,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
 use vigie_stream::PredictionEvent;
-
-fn tansu() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("TANSU").map(PathBuf::from),
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu")),
-        Some(PathBuf::from("/usr/local/bin/tansu")),
-    ];
-    let found = candidates.into_iter().flatten().find(|p| p.is_file());
-    if found.is_none() && std::env::var("VIGIE_REQUIRE_TANSU").as_deref() == Ok("1") {
-        panic!(
-            "VIGIE_REQUIRE_TANSU=1 but no tansu binary (set TANSU or install it in ~/.cargo/bin)"
-        );
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Broker {
-    bin: PathBuf,
-    port: u16,
-    storage: PathBuf,
-    child: Option<Child>,
-}
-
-impl Broker {
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn start(&mut self) {
-        let url = format!("tcp://{}", self.address());
-        let child = Command::new(&self.bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-            ])
-            // tansu reads the path of a sqlite:// URL relative to its working directory.
-            .arg(format!(
-                "sqlite://{}",
-                self.storage.file_name().unwrap().to_string_lossy()
-            ))
-            .current_dir(self.storage.parent().unwrap())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        // Ready when it accepts connections.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(self.address()).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn create_topic(&self, topic: &str) {
-        let status = Command::new(&self.bin)
-            .args([
-                "topic",
-                "create",
-                topic,
-                "--broker",
-                &format!("tcp://{}", self.address()),
-                "--partitions",
-                "3",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "tansu topic create {topic}");
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// What the service answered to one request, with the features it was sent.
 struct Served {

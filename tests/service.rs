@@ -20,7 +20,14 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
     quick_spec(&specs);
     let mut command = Command::new(VIGIE);
     command
-        .args(["up", "--listen", "127.0.0.1:0", "--models-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--drift-listen",
+            "127.0.0.1:0",
+            "--models-dir",
+        ])
         .arg(&specs)
         .env("VIGIE_HOME", home.path())
         .env("VIGIE_POLL_MS", "200")

@@ -1,6 +1,18 @@
-//! `vigie events`: look at what is on Vigie's topics.
+//! `vigie events`: look at what is on Vigie's topics, and replay a features file as
+//! prediction events.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use vigie_core::inference::Model;
+use vigie_core::schema::Schema;
+use vigie_core::spec::{FeatureSpec, code_tokens};
+use vigie_registry::{ModelRef, Registry};
+use vigie_stream::event::{Features, OutcomeRef, PredictionEventRef, Value};
+use vigie_stream::{EventProducer, ProducerConfig, Source};
+
+use crate::Cli;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -22,10 +34,35 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         idle_secs: u64,
     },
+    /// Publish the rows of a features file as prediction events of a registered model, as the
+    /// prediction service would (real predictions, source `replay`), without the HTTP path:
+    /// traffic for the drift service, load for benchmarks.
+    Replay(ReplayArgs),
 }
 
-pub async fn run(command: &Command) -> anyhow::Result<()> {
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    #[arg(long, env = "KAFKA_BROKERS")]
+    kafka_brokers: String,
+    #[arg(long, default_value = vigie_stream::PREDICTIONS_TOPIC)]
+    topic: String,
+    /// The model: NAME (its production version) or NAME@VERSION.
+    #[arg(long)]
+    model: String,
+    /// A features file with the spec's columns (as X_test.csv); its rows are cycled through.
+    #[arg(long)]
+    features: PathBuf,
+    /// Events to publish (default: each row once).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Events per second (default: as fast as the producer takes them).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rate: Option<u64>,
+}
+
+pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
     match command {
+        Command::Replay(args) => replay(cli, args).await?,
         Command::Count {
             kafka_brokers,
             topic,
@@ -60,5 +97,123 @@ pub async fn run(command: &Command) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// An event value as a request would carry it: text codes as their token.
+fn value<'a>(v: f64, tokens: Option<&'a [String]>) -> Value<'a> {
+    if v.is_nan() {
+        return Value::Missing;
+    }
+    match tokens.and_then(|t| t.get(v as usize)) {
+        Some(token) => Value::Text(token),
+        None => Value::Number(v),
+    }
+}
+
+async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
+    let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir())
+        .await
+        .context("Failed to open the model registry")?;
+    let reference: ModelRef = args.model.parse()?;
+    let version = registry.resolve(&reference).await?;
+    let r = registry.clone();
+    let v = version.clone();
+    let artifact = tokio::task::spawn_blocking(move || r.load(&v)).await??;
+    let model = Model::new(artifact);
+    let artifact = model.artifact();
+    let spec = &artifact.spec;
+    let schema = Schema::new(spec);
+    let (x, report) = vigie_core::dataset::load_features(spec, &schema, &args.features)
+        .with_context(|| format!("cannot read {}", args.features.display()))?;
+    anyhow::ensure!(report.rows > 0, "{} has no rows", args.features.display());
+    let predictions = model.predict_batch(&x);
+    let tokens: Vec<Option<Vec<String>>> = spec
+        .features
+        .iter()
+        .zip(schema.features())
+        .map(|(f, compiled)| match f {
+            FeatureSpec::Categorical {
+                codes: Some(codes), ..
+            } if compiled.has_text_codes() => Some(code_tokens(codes)),
+            _ => None,
+        })
+        .collect();
+    let count = args.count.unwrap_or(x.rows() as u64);
+    let producer = EventProducer::new(
+        &ProducerConfig::new(args.kafka_brokers.clone()),
+        vigie_stream::producer::ProducerMetrics::register(&prometheus::Registry::new())?,
+    )?;
+    let version_label = version.version.to_string();
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let names = &artifact.feature_order;
+    let started = Instant::now();
+    let mut values = Vec::with_capacity(names.len());
+    for i in 0..count {
+        let row = (i % x.rows() as u64) as usize;
+        values.clear();
+        values.extend(
+            x.row(row)
+                .iter()
+                .zip(&tokens)
+                .map(|(&v, t)| value(v, t.as_deref())),
+        );
+        let p = predictions[row];
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let ts = chrono::Utc::now();
+        let event = PredictionEventRef {
+            event_id: &event_id,
+            request_id: &request_id,
+            ts: &ts,
+            model: &version.name,
+            model_version: version.version,
+            schema_hash: &artifact.spec_hash,
+            features: Features {
+                names,
+                values: &values,
+            },
+            prediction: OutcomeRef {
+                class: p.class,
+                label: model.label(p.class),
+                probability: p.probability,
+                threshold: artifact.threshold,
+            },
+            latency_us: 0,
+            source: Source::Replay,
+            row: Some(i),
+        };
+        let headers = [
+            ("model", version.name.as_str()),
+            ("model_version", &version_label),
+        ];
+        while producer
+            .publish(&args.topic, &request_id, &event.to_json(), &headers)
+            .is_err()
+        {
+            // A full queue: let the producer deliver some.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(rate) = args.rate
+            && i % 100 == 99
+        {
+            let due = Duration::from_secs_f64((i + 1) as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    let queued = started.elapsed();
+    let left =
+        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(120))).await?;
+    let total = started.elapsed();
+    println!(
+        "replayed {count} events of {} on {} in {:.2} s ({:.0} events/s; queued in {:.2} s)",
+        version.id(),
+        args.topic,
+        total.as_secs_f64(),
+        count as f64 / total.as_secs_f64(),
+        queued.as_secs_f64()
+    );
+    anyhow::ensure!(left == 0, "{left} events not delivered within 120 s");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The subcommands of `vigie`, one module each.
 
 pub mod compare;
+pub mod drift;
 pub mod drift_report;
 pub mod events;
 pub mod models;

@@ -13,6 +13,7 @@ use vigie_registry::{Registry, Role, User};
 use vigie_stream::EmbeddedBroker;
 
 use crate::Cli;
+use crate::commands::drift::DriftArgs;
 use crate::commands::serve::{PredictArgs, PredictService};
 
 #[derive(Debug, clap::Args)]
@@ -22,6 +23,8 @@ pub struct Args {
     models_dir: PathBuf,
     #[command(flatten)]
     predict: PredictArgs,
+    #[command(flatten)]
+    drift: DriftArgs,
 }
 
 fn random_text(len: usize) -> String {
@@ -127,7 +130,19 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     };
 
     let service =
-        PredictService::start(&args.predict, registry, &brokers, secret.as_bytes()).await?;
+        PredictService::start(&args.predict, registry.clone(), &brokers, secret.as_bytes()).await?;
+    let drift = args
+        .drift
+        .start(
+            registry,
+            &brokers,
+            secret.as_bytes(),
+            std::time::Duration::from_secs(args.predict.token_ttl_secs),
+            &args.predict.topic,
+            std::time::Duration::from_millis(args.predict.poll_ms),
+        )
+        .await?;
+    let drift_url = drift.url();
     let url = service.url();
     let models = service.model_ids();
     let example_model = models
@@ -136,6 +151,9 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         .unwrap_or("MODEL");
     println!("Vigie is up.");
     println!("  prediction service  {url}  (docs: {url}/docs, metrics: {url}/metrics)");
+    println!(
+        "  drift service       {drift_url}  (state: {drift_url}/v1/drift, report: {drift_url}/v1/drift/report, metrics: {drift_url}/metrics)"
+    );
     println!(
         "  models              {}",
         if models.is_empty() {
@@ -158,6 +176,17 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     println!(
         "  curl -s {url}/v1/models/{example_model}/predict -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d @benchmarks/baac-request.json"
     );
+    println!("Watch drift, and inject noise (admin) to see it react:");
+    println!("  curl -s {drift_url}/v1/drift -H \"Authorization: Bearer $TOKEN\"");
+    println!(
+        "  curl -s {drift_url}/config/noise -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"mode\": \"category_swap\", \"rate\": 1.0, \"ttl_seconds\": 600}}'"
+    );
     println!("Stop with Ctrl-C.");
-    service.run().await
+    let drift = async {
+        drift
+            .run(vigie_api::shutdown::signal())
+            .await
+            .context("the drift service's HTTP server failed")
+    };
+    tokio::try_join!(service.run(), drift).map(|_| ())
 }

@@ -3,10 +3,11 @@
 #![allow(dead_code)] // Each test file uses a part.
 
 use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -204,4 +205,103 @@ pub async fn token(client: &reqwest::Client, url: &str, name: &str, password: &s
         .as_str()
         .unwrap_or_else(|| panic!("no token: {answer}"))
         .to_string()
+}
+
+/// The tansu binary (a real Kafka-protocol broker), or `None` when it is not installed;
+/// a failure instead when VIGIE_REQUIRE_TANSU=1 (as CI sets).
+pub fn tansu() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("TANSU").map(PathBuf::from),
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu")),
+        Some(PathBuf::from("/usr/local/bin/tansu")),
+    ];
+    let found = candidates.into_iter().flatten().find(|p| p.is_file());
+    if found.is_none() && std::env::var("VIGIE_REQUIRE_TANSU").as_deref() == Ok("1") {
+        panic!(
+            "VIGIE_REQUIRE_TANSU=1 but no tansu binary (set TANSU or install it in ~/.cargo/bin)"
+        );
+    }
+    found
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A tansu broker storing its data in an SQLite file (so a restart keeps the messages).
+pub struct Broker {
+    pub bin: PathBuf,
+    pub port: u16,
+    pub storage: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Broker {
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn start(&mut self) {
+        let url = format!("tcp://{}", self.address());
+        let child = Command::new(&self.bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+            ])
+            // tansu reads the path of a sqlite:// URL relative to its working directory.
+            .arg(format!(
+                "sqlite://{}",
+                self.storage.file_name().unwrap().to_string_lossy()
+            ))
+            .current_dir(self.storage.parent().unwrap())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        // Ready when it accepts connections.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(self.address()).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn create_topic(&self, topic: &str) {
+        let status = Command::new(&self.bin)
+            .args([
+                "topic",
+                "create",
+                topic,
+                "--broker",
+                &format!("tcp://{}", self.address()),
+                "--partitions",
+                "3",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "tansu topic create {topic}");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

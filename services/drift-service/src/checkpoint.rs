@@ -1,0 +1,154 @@
+//! Checkpoints: the drift state (every model's windows) and the consumer's position, saved
+//! together in the registry database.
+//!
+//! The consumer commits to Kafka the offsets of the checkpoint it has just saved, so the
+//! group's committed offsets never pass the saved state. After a restart or a crash the state
+//! is read back and consumption resumes at the committed offsets; events between those and the
+//! state's own position are already in the windows and are skipped by offset. Events counted
+//! after the last checkpoint were lost with the process's memory, and are counted again from
+//! the topic: none is lost, none is counted twice.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use vigie_drift::{Histograms, SlidingState, SlidingWindow, TumblingWindows};
+
+use crate::watch::State;
+
+/// Version of the checkpoint format.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub format: u32,
+    pub topic: String,
+    pub written_at: DateTime<Utc>,
+    /// Next offset to count, per partition.
+    pub offsets: BTreeMap<i32, i64>,
+    pub models: BTreeMap<String, ModelCheckpoint>,
+}
+
+/// One model's windows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelCheckpoint {
+    /// The reference version the windows are binned for.
+    pub version: u32,
+    pub spec_hash: String,
+    pub since: DateTime<Utc>,
+    pub events: u64,
+    pub late: u64,
+    pub sliding: SlidingState,
+    pub tumbling: TumblingWindows,
+    pub total: Histograms,
+    pub tumbling_scored_until_ms: i64,
+}
+
+/// What a restore did per model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    /// Windows back as they were.
+    Windows { model: String, events: u64 },
+    /// The checkpoint's windows are for another reference (a promotion in between) or do
+    /// not fit its bins: the model starts from empty windows.
+    Discarded { model: String, reason: String },
+}
+
+impl State {
+    /// The state as a checkpoint of `topic`.
+    pub fn checkpoint(&self, topic: &str) -> Checkpoint {
+        Checkpoint {
+            format: FORMAT,
+            topic: topic.to_string(),
+            written_at: Utc::now(),
+            offsets: self.offsets.clone(),
+            models: self
+                .models
+                .iter()
+                .map(|(name, w)| {
+                    (
+                        name.clone(),
+                        ModelCheckpoint {
+                            version: w.reference.version,
+                            spec_hash: w.reference.spec_hash.clone(),
+                            since: w.since,
+                            events: w.events,
+                            late: w.late,
+                            sliding: w.sliding.state(),
+                            tumbling: w.tumbling.clone(),
+                            total: w.total.clone(),
+                            tumbling_scored_until_ms: w.tumbling_scored_until_ms,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes the position of `checkpoint`, and the windows of each model whose reference is
+    /// the one the windows were binned for. Models the checkpoint lacks start empty.
+    pub fn restore(&mut self, checkpoint: Checkpoint) -> Result<Vec<Restored>, String> {
+        if checkpoint.format != FORMAT {
+            return Err(format!(
+                "checkpoint format {} (this build reads {FORMAT})",
+                checkpoint.format
+            ));
+        }
+        self.offsets = checkpoint.offsets;
+        let mut done = Vec::new();
+        for (model, saved) in checkpoint.models {
+            let Some(watch) = self.models.get_mut(&model) else {
+                done.push(Restored::Discarded {
+                    model,
+                    reason: "no reference is loaded for it".into(),
+                });
+                continue;
+            };
+            let reference = watch.reference.clone();
+            if saved.version != reference.version || saved.spec_hash != reference.spec_hash {
+                done.push(Restored::Discarded {
+                    model,
+                    reason: format!(
+                        "windows of version {}, reference now version {}",
+                        saved.version, reference.version
+                    ),
+                });
+                continue;
+            }
+            let binner = &reference.binner;
+            let sliding =
+                match SlidingWindow::restore(binner, self.config.sliding_events, &saved.sliding) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        done.push(Restored::Discarded {
+                            model,
+                            reason: format!("sliding window: {e}"),
+                        });
+                        continue;
+                    }
+                };
+            if !saved.tumbling.fits(binner) || !saved.total.fits(binner) {
+                done.push(Restored::Discarded {
+                    model,
+                    reason: "tumbling windows or totals over other bins".into(),
+                });
+                continue;
+            }
+            watch.sliding = sliding;
+            // Tumbling windows of another width (the configuration changed) start over.
+            if saved.tumbling.width_ms() == self.config.tumbling_ms {
+                watch.tumbling = saved.tumbling;
+                watch.tumbling_scored_until_ms = saved.tumbling_scored_until_ms;
+            }
+            watch.total = saved.total;
+            watch.events = saved.events;
+            watch.late = saved.late;
+            watch.since = saved.since;
+            done.push(Restored::Windows {
+                model,
+                events: saved.events,
+            });
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,276 @@
+//! The consumer: one thread that reads every partition of `vigie.predictions`, counts each
+//! event into the state, and checkpoints the state with the offsets it stops at.
+//!
+//! It commits its offsets to its consumer group, but takes its partitions itself (`assign`,
+//! every partition of the topic) instead of joining the group's rebalancing: a model's
+//! sliding window is the last N events of all partitions, so one member holds them all, and a
+//! restarted instance resumes at once instead of waiting for the dead member's session to
+//! expire. It starts each partition at the checkpoint's position, else at the group's
+//! committed offset, else at the beginning; new partitions are picked up within
+//! `PARTITION_CHECK`.
+//!
+//! Offsets are never committed before the events before them are in a saved checkpoint
+//! (`enable.auto.commit` is off): at-least-once delivery, made exact by the checkpoint's own
+//! offsets (see [`crate::checkpoint`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use vigie_registry::Registry;
+
+use crate::checkpoint::Checkpoint;
+use crate::metrics::Metrics;
+use crate::score::lock;
+use crate::watch::{Applied, Skip, State};
+
+/// Where and how the consumer reads.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub brokers: String,
+    pub group: String,
+    pub topic: String,
+    /// How often the state is saved and the offsets committed.
+    pub checkpoint_interval: Duration,
+}
+
+/// Reads librdkafka's statistics for the consumer lag (no extra request to the broker).
+#[derive(Debug)]
+pub struct Context {
+    topic: String,
+    lag: prometheus::IntGauge,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let lag: i64 = topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.hi_offset >= 0)
+            .map(|p| {
+                let position = [p.app_offset, p.committed_offset, p.lo_offset]
+                    .into_iter()
+                    .find(|&o| o >= 0)
+                    .unwrap_or(0);
+                (p.hi_offset - position).max(0)
+            })
+            .sum();
+        self.lag.set(lag);
+    }
+}
+
+impl ConsumerContext for Context {}
+
+pub type DriftConsumer = BaseConsumer<Context>;
+
+/// How often the topic's partitions are listed again.
+pub const PARTITION_CHECK: Duration = Duration::from_secs(10);
+
+/// Creates the consumer; partitions are assigned by [`Runner::run`].
+pub fn create(
+    config: &ConsumerConfig,
+    metrics: &Metrics,
+) -> rdkafka::error::KafkaResult<DriftConsumer> {
+    let consumer: DriftConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group)
+        .set("client.id", "vigie-drift")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A new group starts at the beginning: events published before the first start count.
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
+        .set("statistics.interval.ms", "1000")
+        .create_with_context(Context {
+            topic: config.topic.clone(),
+            lag: metrics.consumer_lag.clone(),
+        })?;
+    Ok(consumer)
+}
+
+/// The consumer thread's loop and what it needs.
+pub struct Runner {
+    pub consumer: Arc<DriftConsumer>,
+    pub state: Arc<Mutex<State>>,
+    pub registry: Registry,
+    /// The async runtime the database calls run on (the thread itself is not async).
+    pub runtime: tokio::runtime::Handle,
+    pub config: ConsumerConfig,
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// Polls and counts until `stop` is set, checkpointing every interval and once more at
+    /// the end. Blocks: run it on its own thread.
+    pub fn run(self, stop: &AtomicBool) {
+        let skipped: Vec<prometheus::IntCounter> = Skip::ALL
+            .iter()
+            .map(|s| self.metrics.skipped.with_label_values(&[s.as_str()]))
+            .collect();
+        let mut last_checkpoint = Instant::now();
+        let mut dirty = false;
+        let mut partitions = 0;
+        let mut last_partition_check: Option<Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            if last_partition_check.is_none_or(|t| t.elapsed() >= PARTITION_CHECK) {
+                last_partition_check = Some(Instant::now());
+                match self.assign(partitions) {
+                    Ok(n) => partitions = n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list the topic's partitions; retrying")
+                    }
+                }
+                if partitions == 0 {
+                    // No topic yet (or no broker): look again soon.
+                    last_partition_check =
+                        Some(Instant::now() - PARTITION_CHECK + Duration::from_secs(1));
+                }
+            }
+            if let Some(message) = self.consumer.poll(Duration::from_millis(100)) {
+                match message {
+                    Ok(m) => {
+                        let now_ms = chrono::Utc::now().timestamp_millis();
+                        let payload = m.payload().unwrap_or_default();
+                        let applied =
+                            lock(&self.state).apply(m.partition(), m.offset(), payload, now_ms);
+                        if let Applied::Skipped(skip) = applied {
+                            let at = Skip::ALL.iter().position(|s| *s == skip).unwrap_or(0);
+                            skipped[at].inc();
+                        }
+                        dirty = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error; retrying");
+                    }
+                }
+            }
+            if dirty && last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+                self.checkpoint(CommitMode::Async);
+                last_checkpoint = Instant::now();
+                dirty = false;
+            }
+        }
+        if dirty {
+            self.checkpoint(CommitMode::Async);
+        }
+        tracing::info!("drift consumer stopped");
+    }
+
+    /// Assigns every partition of the topic when their number is not `current`; returns the
+    /// number assigned.
+    fn assign(&self, current: usize) -> rdkafka::error::KafkaResult<usize> {
+        let topic = &self.config.topic;
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.len() == current || partitions.is_empty() {
+            return Ok(current);
+        }
+        let positions = lock(&self.state).offsets.clone();
+        let mut query = TopicPartitionList::new();
+        for &p in &partitions {
+            query.add_partition(topic, p);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(query, Duration::from_secs(5))
+            .ok();
+        let mut assignment = TopicPartitionList::new();
+        for &p in &partitions {
+            let offset = match positions.get(&p) {
+                Some(&next) => Offset::Offset(next),
+                None => committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(topic, p))
+                    .map(|e| e.offset())
+                    .filter(|o| matches!(o, Offset::Offset(_)))
+                    .unwrap_or(Offset::Beginning),
+            };
+            tracing::info!(topic, partition = p, ?offset, "reading partition");
+            assignment.add_partition_offset(topic, p, offset)?;
+        }
+        self.consumer.assign(&assignment)?;
+        Ok(partitions.len())
+    }
+
+    /// Saves the state with its offsets, then commits those offsets to the group. A failed
+    /// save commits nothing: the next checkpoint carries everything.
+    pub fn checkpoint(&self, mode: CommitMode) -> bool {
+        let checkpoint = lock(&self.state).checkpoint(&self.config.topic);
+        let text = match serde_json::to_string(&checkpoint) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialise the checkpoint");
+                self.metrics
+                    .checkpoints
+                    .with_label_values(&["failed"])
+                    .inc();
+                return false;
+            }
+        };
+        let now = chrono::Utc::now();
+        let saved = self.runtime.block_on(self.registry.save_checkpoint(
+            &self.config.group,
+            &text,
+            now.timestamp_millis(),
+        ));
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "cannot save the checkpoint; offsets not committed");
+            self.metrics
+                .checkpoints
+                .with_label_values(&["failed"])
+                .inc();
+            self.metrics.database_up.set(0);
+            return false;
+        }
+        self.metrics.database_up.set(1);
+        self.metrics.checkpoints.with_label_values(&["saved"]).inc();
+        self.metrics.checkpoint_bytes.set(text.len() as i64);
+        self.metrics
+            .checkpoint_time
+            .set(now.timestamp_millis() as f64 / 1000.0);
+        if let Err(e) = commit(&self.consumer, &self.config.topic, &checkpoint, mode) {
+            // The saved checkpoint still holds the position: the next commit catches up.
+            tracing::warn!(error = %e, "cannot commit the offsets");
+        }
+        true
+    }
+}
+
+/// Commits the offsets of `checkpoint` for the partitions it has a position on.
+fn commit(
+    consumer: &DriftConsumer,
+    topic: &str,
+    checkpoint: &Checkpoint,
+    mode: CommitMode,
+) -> rdkafka::error::KafkaResult<()> {
+    let mut offsets = TopicPartitionList::new();
+    for (&partition, &next) in &checkpoint.offsets {
+        offsets.add_partition_offset(topic, partition, Offset::Offset(next))?;
+    }
+    if offsets.count() == 0 {
+        return Ok(());
+    }
+    consumer.commit(&offsets, mode)
+}

@@ -1,0 +1,251 @@
+//! Decoding prediction events on the hot path: the envelope (model, version, schema, event
+//! time) borrowed from the message, then the features written straight into the model's row
+//! (model order, `NaN` = missing), without a JSON map or a string per value.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use vigie_core::schema::{Cell, Feature, Origin, Schema};
+
+/// Why an event cannot be counted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a prediction event: {0}")]
+    Envelope(String),
+    #[error("feature {feature}: {message}")]
+    Feature { feature: String, message: String },
+    #[error("unknown feature {0:?}")]
+    UnknownFeature(String),
+}
+
+/// The fields of an event the drift service routes on; the rest is skipped unread.
+#[derive(Debug, Deserialize)]
+pub struct Envelope<'a> {
+    #[serde(borrow)]
+    pub model: &'a str,
+    pub model_version: u32,
+    #[serde(borrow)]
+    pub schema_hash: &'a str,
+    /// Event time.
+    pub ts: chrono::DateTime<chrono::Utc>,
+    #[serde(borrow)]
+    pub features: &'a RawValue,
+}
+
+impl<'a> Envelope<'a> {
+    /// Reads the envelope of a `vigie.predictions` message. Model names and hashes are plain
+    /// text (no escapes), so they are borrowed from the message.
+    pub fn parse(payload: &'a [u8]) -> Result<Self, DecodeError> {
+        serde_json::from_slice(payload).map_err(|e| DecodeError::Envelope(e.to_string()))
+    }
+
+    /// Event time in milliseconds since the epoch.
+    pub fn time_ms(&self) -> i64 {
+        self.ts.timestamp_millis()
+    }
+}
+
+/// A model's features, ready to decode events' feature objects.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    features: Vec<Feature>,
+    positions: HashMap<String, usize>,
+}
+
+impl Decoder {
+    pub fn new(schema: &Schema) -> Self {
+        let features = schema.features().to_vec();
+        let positions = features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name().to_string(), i))
+            .collect();
+        Decoder {
+            features,
+            positions,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.features.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.features.is_empty()
+    }
+
+    /// Writes the features of `raw` (a JSON object) into `row` (one slot per feature, model
+    /// order): numbers as the model sees them, `NaN` for `null` and for features the event
+    /// lacks. Codes are not checked against the spec: a code the reference never saw lands in
+    /// its "other" bin, which is what drift should see.
+    pub fn decode(&self, raw: &RawValue, row: &mut [f64]) -> Result<(), DecodeError> {
+        debug_assert_eq!(row.len(), self.features.len());
+        row.fill(f64::NAN);
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        FeaturesSeed { decoder: self, row }
+            .deserialize(&mut de)
+            .map_err(|e| classify(e.to_string()))
+    }
+}
+
+/// serde_json's errors are text: the seeds below prefix theirs so they come back typed.
+fn classify(message: String) -> DecodeError {
+    if let Some(name) = message.strip_prefix("unknown feature ") {
+        let name = name.split(" at line").next().unwrap_or(name);
+        return DecodeError::UnknownFeature(name.trim_matches('"').to_string());
+    }
+    if let Some(rest) = message.strip_prefix("feature ")
+        && let Some((feature, msg)) = rest.split_once(": ")
+    {
+        let msg = msg.split(" at line").next().unwrap_or(msg);
+        return DecodeError::Feature {
+            feature: feature.to_string(),
+            message: msg.to_string(),
+        };
+    }
+    DecodeError::Envelope(format!("features: {message}"))
+}
+
+struct FeaturesSeed<'d, 'r> {
+    decoder: &'d Decoder,
+    row: &'r mut [f64],
+}
+
+impl<'de> DeserializeSeed<'de> for FeaturesSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FeaturesSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of feature values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // Producers write features in model order: the expected position is tried first.
+        let mut expected = 0;
+        while let Some(i) = map.next_key_seed(KeySeed {
+            decoder: self.decoder,
+            expected,
+        })? {
+            self.row[i] = map.next_value_seed(ValueSeed(&self.decoder.features[i]))?;
+            expected = i + 1;
+        }
+        Ok(())
+    }
+}
+
+struct KeySeed<'d> {
+    decoder: &'d Decoder,
+    expected: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = usize;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<usize, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeySeed<'_> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a feature name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<usize, E> {
+        let features = &self.decoder.features;
+        if features
+            .get(self.expected)
+            .is_some_and(|f| f.name() == name)
+        {
+            return Ok(self.expected);
+        }
+        self.decoder
+            .positions
+            .get(name)
+            .copied()
+            .ok_or_else(|| E::custom(format!("unknown feature {name:?}")))
+    }
+}
+
+struct ValueSeed<'f>(&'f Feature);
+
+impl ValueSeed<'_> {
+    fn number<E: de::Error>(&self, v: f64) -> Result<f64, E> {
+        let feature = self.0;
+        if !feature.has_text_codes() {
+            return Ok(v);
+        }
+        // Text codes: the model sees the code's position.
+        match feature.parse_number(v, Origin::Data) {
+            Ok(Cell::Value(x)) => Ok(x),
+            Ok(_) => Ok(f64::NAN),
+            Err(e) => Err(E::custom(format!("feature {}: {e}", feature.name()))),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = f64;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<f64, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Visitor<'_> for ValueSeed<'_> {
+    type Value = f64;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a value of feature {}", self.0.name())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<f64, E> {
+        Ok(f64::NAN)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<f64, E> {
+        Ok(f64::NAN)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+        self.number(v as f64)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+        self.number(v as f64)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+        self.number(v)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<f64, E> {
+        match self.0.parse(Some(text), Origin::Data) {
+            Ok(Cell::Value(v)) => Ok(v),
+            Ok(_) => Ok(f64::NAN),
+            Err(e) => Err(E::custom(format!("feature {}: {e}", self.0.name()))),
+        }
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<f64, E> {
+        Err(E::custom(format!(
+            "feature {}: a boolean is not a value",
+            self.0.name()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests;

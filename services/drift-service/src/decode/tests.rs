@@ -1,0 +1,145 @@
+use vigie_core::schema::Schema;
+use vigie_core::spec::ModelSpec;
+use vigie_core::testing::TOY_SPEC;
+
+use super::*;
+
+fn toy() -> Decoder {
+    Decoder::new(&Schema::new(&ModelSpec::from_toml(TOY_SPEC).unwrap()))
+}
+
+/// The toy spec with a text-coded third feature.
+fn with_text_codes() -> Decoder {
+    let text = format!(
+        "{TOY_SPEC}\n[[feature]]\nname = \"road\"\ntype = \"categorical\"\nmissing = \"impute\"\ncodes = [\"urban\", \"rural\", \"motorway\"]\n"
+    );
+    Decoder::new(&Schema::new(&ModelSpec::from_toml(&text).unwrap()))
+}
+
+fn raw(json: &str) -> Box<RawValue> {
+    RawValue::from_string(json.to_string()).unwrap()
+}
+
+fn decode(decoder: &Decoder, json: &str) -> Result<Vec<f64>, DecodeError> {
+    let mut row = vec![-1.0; decoder.len()];
+    decoder.decode(&raw(json), &mut row).map(|()| row)
+}
+
+fn same(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+}
+
+#[test]
+fn features_land_in_model_order_whatever_their_order_in_the_event() {
+    let d = toy();
+    let row = decode(&d, r#"{"colour": 2, "speed": 47.5}"#).unwrap();
+    assert!(same(&row, &[2.0, 47.5]));
+    let row = decode(&d, r#"{"speed": 130, "colour": 1}"#).unwrap();
+    assert!(same(&row, &[1.0, 130.0]));
+}
+
+#[test]
+fn null_and_absent_features_are_missing() {
+    let d = toy();
+    let row = decode(&d, r#"{"colour": 1, "speed": null}"#).unwrap();
+    assert!(same(&row, &[1.0, f64::NAN]));
+    let row = decode(&d, r#"{"speed": 3}"#).unwrap();
+    assert!(same(&row, &[f64::NAN, 3.0]), "{row:?}");
+}
+
+#[test]
+fn codes_outside_the_spec_are_kept_for_the_other_bin() {
+    let d = toy();
+    // Noise and newer producers may send codes the reference never saw: drift must see them.
+    let row = decode(&d, r#"{"colour": 9, "speed": 400}"#).unwrap();
+    assert!(same(&row, &[9.0, 400.0]));
+}
+
+#[test]
+fn text_codes_become_their_position_as_in_training() {
+    let d = with_text_codes();
+    let row = decode(&d, r#"{"colour": "2", "speed": "12", "road": "motorway"}"#).unwrap();
+    assert!(same(&row, &[2.0, 12.0, 2.0]), "{row:?}");
+    let row = decode(&d, r#"{"colour": 1, "speed": 1, "road": ""}"#).unwrap();
+    assert!(same(&row, &[1.0, 1.0, f64::NAN]), "{row:?}");
+    assert_eq!(
+        decode(&d, r#"{"colour": 1, "speed": 1, "road": "canal"}"#),
+        Err(DecodeError::Feature {
+            feature: "road".into(),
+            message: "unknown code \"canal\"".into()
+        })
+    );
+}
+
+#[test]
+fn foreign_features_and_malformed_objects_are_refused_with_a_reason() {
+    let d = toy();
+    assert_eq!(
+        decode(&d, r#"{"colour": 1, "altitude": 3}"#),
+        Err(DecodeError::UnknownFeature("altitude".into()))
+    );
+    assert!(matches!(
+        decode(&d, r#"{"colour": true}"#),
+        Err(DecodeError::Feature { feature, .. }) if feature == "colour"
+    ));
+    assert!(matches!(
+        decode(&d, "[1, 2]"),
+        Err(DecodeError::Envelope(_))
+    ));
+    assert!(matches!(
+        decode(&d, r#"{"colour": {"a": 1}}"#),
+        Err(DecodeError::Envelope(_))
+    ));
+}
+
+#[test]
+fn the_envelope_of_a_published_event_is_read_without_copies() {
+    let ts = chrono::Utc::now();
+    let names = vec!["colour".to_string(), "speed".to_string()];
+    let values = [
+        vigie_stream::event::Value::Number(2.0),
+        vigie_stream::event::Value::Missing,
+    ];
+    let event = vigie_stream::event::PredictionEventRef {
+        event_id: "e",
+        request_id: "r",
+        ts: &ts,
+        model: "toy",
+        model_version: 7,
+        schema_hash: "abc",
+        features: vigie_stream::event::Features {
+            names: &names,
+            values: &values,
+        },
+        prediction: vigie_stream::event::OutcomeRef {
+            class: 1,
+            label: "yes",
+            probability: 0.8,
+            threshold: 0.5,
+        },
+        latency_us: 12,
+        source: vigie_stream::Source::Api,
+        row: None,
+    };
+    let bytes = event.to_json();
+    let envelope = Envelope::parse(&bytes).unwrap();
+    assert_eq!(
+        (envelope.model, envelope.model_version, envelope.schema_hash),
+        ("toy", 7, "abc")
+    );
+    assert_eq!(envelope.time_ms(), ts.timestamp_millis());
+    let mut row = vec![0.0; 2];
+    toy().decode(envelope.features, &mut row).unwrap();
+    assert!(same(&row, &[2.0, f64::NAN]));
+    assert!(matches!(
+        Envelope::parse(br#"{"model": "toy"}"#),
+        Err(DecodeError::Envelope(_))
+    ));
+    assert!(matches!(
+        Envelope::parse(b"\xff"),
+        Err(DecodeError::Envelope(_))
+    ));
+}

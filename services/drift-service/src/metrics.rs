@@ -1,0 +1,224 @@
+//! Everything `/metrics` exports. Names follow Prometheus' conventions (base units, `_total`
+//! counters); `ml_data_drift_score` is the mission's name and is kept as is.
+
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry as MetricsRegistry,
+};
+use vigie_api::HttpMetrics;
+
+use crate::watch::Skip;
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: MetricsRegistry,
+    pub http: HttpMetrics,
+    /// Share of the features that drifted in the sliding window (absent below the minimum
+    /// sample size).
+    pub score: GaugeVec,
+    /// 1 when the share reached the model's alert threshold.
+    pub dataset_drifted: IntGaugeVec,
+    /// The share of drifted features at which the data set counts as drifted.
+    pub threshold: GaugeVec,
+    /// The deciding statistic of each feature (TVD or correlation, per the rules).
+    pub feature_score: GaugeVec,
+    pub feature_drifted: IntGaugeVec,
+    /// The score of the last closed tumbling window.
+    pub tumbling_score: GaugeVec,
+    /// Events in each model's windows.
+    pub window_events: IntGaugeVec,
+    pub window_capacity: IntGaugeVec,
+    pub events: IntCounterVec,
+    pub skipped: IntCounterVec,
+    pub late: IntCounterVec,
+    pub noised: IntCounterVec,
+    pub noise_active: IntGaugeVec,
+    pub consumer_lag: IntGauge,
+    /// From an event's time to its counting.
+    pub delay: Histogram,
+    pub scoring_seconds: Histogram,
+    pub last_scored: GaugeVec,
+    pub checkpoints: IntCounterVec,
+    pub checkpoint_bytes: IntGauge,
+    pub checkpoint_time: Gauge,
+    pub reference_info: IntGaugeVec,
+    pub reference_switches: IntCounterVec,
+    pub database_up: IntGauge,
+    pub broker_up: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = MetricsRegistry::new();
+        macro_rules! register {
+            ($metric:expr) => {{
+                let m = $metric;
+                registry.register(Box::new(m.clone()))?;
+                m
+            }};
+        }
+        let model = &["model"];
+        let seconds = |name: &str, help: &str, buckets: Vec<f64>| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        };
+        let skipped = register!(IntCounterVec::new(
+            Opts::new(
+                "vigie_drift_events_skipped_total",
+                "Events of the predictions topic not counted in a window, by reason"
+            ),
+            &["reason"]
+        )?);
+        for skip in Skip::ALL {
+            skipped.with_label_values(&[skip.as_str()]);
+        }
+        Ok(Metrics {
+            http: HttpMetrics::register(&registry)?,
+            score: register!(GaugeVec::new(
+                Opts::new(
+                    "ml_data_drift_score",
+                    "Share of a model's features whose live window drifted from the reference"
+                ),
+                model
+            )?),
+            dataset_drifted: register!(IntGaugeVec::new(
+                Opts::new(
+                    "vigie_drift_dataset_drifted",
+                    "1 when ml_data_drift_score reached the model's alert threshold"
+                ),
+                model
+            )?),
+            threshold: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_drift_alert_threshold",
+                    "The share of drifted features at which a model's data counts as drifted"
+                ),
+                model
+            )?),
+            feature_score: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_drift_feature_score",
+                    "Each feature's deciding statistic on the sliding window (tvd or correlation)"
+                ),
+                &["model", "feature", "statistic"]
+            )?),
+            feature_drifted: register!(IntGaugeVec::new(
+                Opts::new(
+                    "vigie_drift_feature_drifted",
+                    "1 when the feature's statistic crossed its threshold"
+                ),
+                &["model", "feature"]
+            )?),
+            tumbling_score: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_drift_tumbling_score",
+                    "Share of drifted features in the last closed tumbling window"
+                ),
+                model
+            )?),
+            window_events: register!(IntGaugeVec::new(
+                Opts::new("vigie_drift_window_events", "Events in a model's windows"),
+                &["model", "window"]
+            )?),
+            window_capacity: register!(IntGaugeVec::new(
+                Opts::new(
+                    "vigie_drift_window_capacity_events",
+                    "Size of a model's sliding window"
+                ),
+                model
+            )?),
+            events: register!(IntCounterVec::new(
+                Opts::new(
+                    "vigie_drift_events_total",
+                    "Prediction events counted in a model's windows"
+                ),
+                model
+            )?),
+            skipped,
+            late: register!(IntCounterVec::new(
+                Opts::new(
+                    "vigie_drift_events_late_total",
+                    "Events that arrived after their tumbling window closed (still in the sliding window)"
+                ),
+                model
+            )?),
+            noised: register!(IntCounterVec::new(
+                Opts::new(
+                    "vigie_drift_events_noised_total",
+                    "Events changed by an injected noise before entering the windows"
+                ),
+                model
+            )?),
+            noise_active: register!(IntGaugeVec::new(
+                Opts::new(
+                    "vigie_drift_noise_active",
+                    "1 while a noise injection changes a model's events"
+                ),
+                model
+            )?),
+            consumer_lag: register!(IntGauge::new(
+                "vigie_drift_consumer_lag_events",
+                "Events on the predictions topic not consumed yet (all assigned partitions)"
+            )?),
+            delay: register!(seconds(
+                "vigie_drift_event_delay_seconds",
+                "From an event's time (the prediction) to its counting in the windows",
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0
+                ]
+            )?),
+            scoring_seconds: register!(seconds(
+                "vigie_drift_scoring_duration_seconds",
+                "Time to score one model's windows",
+                vec![
+                    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1
+                ]
+            )?),
+            last_scored: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_drift_last_scored_timestamp_seconds",
+                    "When a model's sliding window was last scored (Unix time)"
+                ),
+                model
+            )?),
+            checkpoints: register!(IntCounterVec::new(
+                Opts::new(
+                    "vigie_drift_checkpoints_total",
+                    "State checkpoints written to the database, by outcome"
+                ),
+                &["outcome"]
+            )?),
+            checkpoint_bytes: register!(IntGauge::new(
+                "vigie_drift_checkpoint_bytes",
+                "Size of the last checkpoint written"
+            )?),
+            checkpoint_time: register!(Gauge::new(
+                "vigie_drift_checkpoint_timestamp_seconds",
+                "When the last checkpoint was written (Unix time)"
+            )?),
+            reference_info: register!(IntGaugeVec::new(
+                Opts::new(
+                    "vigie_drift_reference_info",
+                    "The model version whose reference each model's events are scored against (value 1)"
+                ),
+                &["model", "version"]
+            )?),
+            reference_switches: register!(IntCounterVec::new(
+                Opts::new(
+                    "vigie_drift_reference_switches_total",
+                    "Times a model's reference changed (a promotion)"
+                ),
+                model
+            )?),
+            database_up: register!(IntGauge::new(
+                "vigie_database_up",
+                "1 when the registry database answered the last check"
+            )?),
+            broker_up: register!(IntGauge::new(
+                "vigie_broker_up",
+                "1 when the Kafka broker answered the last check and knows the predictions topic"
+            )?),
+            registry,
+        })
+    }
+}

@@ -1,0 +1,211 @@
+//! Scoring on a schedule, not per scrape: every period, each model's sliding window is copied
+//! (under the lock: a few kilobytes of counts) and compared with its reference outside it;
+//! tumbling windows are scored once, when they close. Results go to the metrics and to the
+//! model's state, where `/v1/drift` reads them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+use vigie_drift::{ClosedWindow, DriftReport, Histograms, compare};
+
+use crate::metrics::Metrics;
+use crate::watch::{Reference, State, WindowScore};
+
+/// The last score of a model's sliding window.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Scored {
+    pub at: DateTime<Utc>,
+    /// The reference version scored against.
+    pub version: u32,
+    pub noise_active: bool,
+    pub report: DriftReport,
+}
+
+struct Snapshot {
+    reference: Arc<Reference>,
+    sliding: Histograms,
+    closed: Vec<ClosedWindow>,
+    noise_active: bool,
+    capacity: usize,
+    open_events: u64,
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Scores every model once.
+pub fn score_all(state: &Mutex<State>, metrics: &Metrics) {
+    let now = Utc::now();
+    let snapshots: Vec<Snapshot> = {
+        let mut state = lock(state);
+        state.expire_noise(now);
+        let lateness = state.config.lateness_ms;
+        state
+            .models
+            .values_mut()
+            .map(|w| {
+                // Windows whose end passed by the lateness close on the wall clock too, so a
+                // model whose traffic stopped still gets its last window scored.
+                w.tumbling
+                    .close_until(now.timestamp_millis().saturating_sub(lateness));
+                let closed: Vec<ClosedWindow> = w
+                    .tumbling
+                    .closed()
+                    .iter()
+                    .filter(|c| c.end_ms > w.tumbling_scored_until_ms)
+                    .cloned()
+                    .collect();
+                if let Some(last) = closed.last() {
+                    w.tumbling_scored_until_ms = last.end_ms;
+                }
+                Snapshot {
+                    reference: w.reference.clone(),
+                    sliding: w.sliding.histograms().clone(),
+                    closed,
+                    noise_active: w.noise.is_some(),
+                    capacity: w.sliding.capacity(),
+                    open_events: w.tumbling.open().map(|(_, h)| h.rows()).sum(),
+                }
+            })
+            .collect()
+    };
+    let mut results = Vec::with_capacity(snapshots.len());
+    for snap in snapshots {
+        let started = Instant::now();
+        let reference = &snap.reference;
+        let report = compare(&reference.profile, &snap.sliding, &reference.rules);
+        metrics
+            .scoring_seconds
+            .observe(started.elapsed().as_secs_f64());
+        publish(metrics, reference, &report, &snap);
+        let windows: Vec<WindowScore> = snap
+            .closed
+            .iter()
+            .map(|c| WindowScore {
+                start: time(c.start_ms),
+                end: time(c.end_ms),
+                events: c.histograms.rows(),
+                report: compare(&reference.profile, &c.histograms, &reference.rules),
+            })
+            .collect();
+        if let Some(last) = windows.iter().rev().find(|w| w.report.scored) {
+            metrics
+                .tumbling_score
+                .with_label_values(&[&reference.model])
+                .set(last.report.score);
+        }
+        let scored = Scored {
+            at: now,
+            version: reference.version,
+            noise_active: snap.noise_active,
+            report,
+        };
+        results.push((snap.reference, scored, windows));
+    }
+    let mut state = lock(state);
+    let retain = state.config.retain;
+    for (reference, scored, windows) in results {
+        // A promotion between the copy and now replaced the windows: the result is stale.
+        let Some(watch) = state
+            .models
+            .get_mut(&reference.model)
+            .filter(|w| Arc::ptr_eq(&w.reference, &reference))
+        else {
+            continue;
+        };
+        watch.last = Some(Arc::new(scored));
+        watch.tumbling_scores.extend(windows);
+        while watch.tumbling_scores.len() > retain {
+            watch.tumbling_scores.pop_front();
+        }
+    }
+}
+
+fn publish(metrics: &Metrics, reference: &Reference, report: &DriftReport, snap: &Snapshot) {
+    let model = reference.model.as_str();
+    metrics
+        .window_events
+        .with_label_values(&[model, "sliding"])
+        .set(snap.sliding.rows() as i64);
+    metrics
+        .window_events
+        .with_label_values(&[model, "tumbling_open"])
+        .set(snap.open_events as i64);
+    metrics
+        .window_capacity
+        .with_label_values(&[model])
+        .set(snap.capacity as i64);
+    metrics
+        .threshold
+        .with_label_values(&[model])
+        .set(report.dataset_share);
+    metrics
+        .noise_active
+        .with_label_values(&[model])
+        .set(i64::from(snap.noise_active));
+    metrics
+        .last_scored
+        .with_label_values(&[model])
+        .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+    if !report.scored {
+        // Below the minimum sample size nothing is published: no score is better than a
+        // score of noise.
+        let _ = metrics.score.remove_label_values(&[model]);
+        let _ = metrics.dataset_drifted.remove_label_values(&[model]);
+        for f in &report.features {
+            let _ = metrics.feature_score.remove_label_values(&[
+                model,
+                &f.name,
+                f.rule.statistic.name(),
+            ]);
+            let _ = metrics
+                .feature_drifted
+                .remove_label_values(&[model, &f.name]);
+        }
+        return;
+    }
+    metrics.score.with_label_values(&[model]).set(report.score);
+    metrics
+        .dataset_drifted
+        .with_label_values(&[model])
+        .set(i64::from(report.dataset_drifted));
+    for f in &report.features {
+        metrics
+            .feature_score
+            .with_label_values(&[model, &f.name, f.rule.statistic.name()])
+            .set(f.score);
+        metrics
+            .feature_drifted
+            .with_label_values(&[model, &f.name])
+            .set(i64::from(f.drifted));
+    }
+}
+
+/// Forgets a model's published series (its reference changed: the old features may differ).
+pub fn unpublish(metrics: &Metrics, reference: &Reference) {
+    let model = reference.model.as_str();
+    let _ = metrics.score.remove_label_values(&[model]);
+    let _ = metrics.dataset_drifted.remove_label_values(&[model]);
+    let _ = metrics.tumbling_score.remove_label_values(&[model]);
+    for f in &reference.profile.features {
+        let rule = reference.rules.rule(f);
+        let _ =
+            metrics
+                .feature_score
+                .remove_label_values(&[model, f.name(), rule.statistic.name()]);
+        let _ = metrics
+            .feature_drifted
+            .remove_label_values(&[model, f.name()]);
+    }
+}
+
+/// The state's lock. A thread that panicked while holding it cannot have left the counts
+/// half-updated in a way that matters more than stopping the service would: go on.
+pub fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,351 @@
+//! The drift state: per model, its reference and the windows its events fill, and the next
+//! offset of every partition. The consumer thread applies events to it; the scorer, the HTTP
+//! handlers and the checkpoints read it. It sits behind one mutex, held per event (about
+//! 0.3 µs) or per copy of a window's counts.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use prometheus::{Histogram, IntCounter};
+use serde::Serialize;
+use vigie_core::artifact::Artifact;
+use vigie_core::schema::Schema;
+use vigie_core::spec::ModelSpec;
+use vigie_drift::{
+    Binner, DriftReport, DriftRules, Histograms, Profile, SlidingWindow, TumblingWindows,
+};
+use vigie_synthetic::{Injector, NoiseSpec};
+
+use crate::decode::{Decoder, Envelope};
+use crate::metrics::Metrics;
+
+/// What a model's events are scored against: the production version's reference profile.
+#[derive(Debug)]
+pub struct Reference {
+    pub model: String,
+    pub version: u32,
+    pub spec_hash: String,
+    pub profile: Profile,
+    pub binner: Binner,
+    pub rules: DriftRules,
+    pub decoder: Decoder,
+    pub loaded_at: DateTime<Utc>,
+}
+
+impl Reference {
+    pub fn new(spec: &ModelSpec, spec_hash: &str, version: u32, profile: Profile) -> Self {
+        Reference {
+            model: spec.name.clone(),
+            version,
+            spec_hash: spec_hash.to_string(),
+            binner: Binner::new(&profile),
+            profile,
+            rules: spec.drift.clone(),
+            decoder: Decoder::new(&Schema::new(spec)),
+            loaded_at: Utc::now(),
+        }
+    }
+
+    pub fn of_artifact(artifact: &Artifact) -> Self {
+        Reference::new(
+            &artifact.spec,
+            &artifact.spec_hash,
+            artifact.version,
+            artifact.reference.clone(),
+        )
+    }
+}
+
+/// The shape of every model's windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowConfig {
+    /// Events in the sliding window.
+    pub sliding_events: usize,
+    /// Width of the tumbling event-time windows, in milliseconds.
+    pub tumbling_ms: i64,
+    /// How long after its end a tumbling window still takes events, in milliseconds.
+    pub lateness_ms: i64,
+    /// Closed tumbling windows kept.
+    pub retain: usize,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig {
+            sliding_events: 5_000,
+            tumbling_ms: 60_000,
+            lateness_ms: 10_000,
+            retain: 10,
+        }
+    }
+}
+
+/// Noise a tester injected into one model's events.
+#[derive(Debug)]
+pub struct ActiveNoise {
+    pub injector: Injector,
+    pub started_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub by: String,
+    /// Events this injection changed.
+    pub events_noised: u64,
+    /// Events that went through while it was active.
+    pub events_seen: u64,
+}
+
+/// What `GET /config/noise` shows of an injection.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NoiseView {
+    pub model: String,
+    #[serde(flatten)]
+    pub spec: NoiseSpec,
+    pub started_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub by: String,
+    pub events_seen: u64,
+    pub events_noised: u64,
+}
+
+/// The drift score of a closed tumbling window.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WindowScore {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub events: u64,
+    pub report: DriftReport,
+}
+
+/// One model's windows.
+#[derive(Debug)]
+pub struct ModelWatch {
+    pub reference: Arc<Reference>,
+    pub sliding: SlidingWindow,
+    pub tumbling: TumblingWindows,
+    /// Every event counted against this reference (it only grows: merged across restarts).
+    pub total: Histograms,
+    /// Events counted in the windows since this reference was loaded.
+    pub events: u64,
+    /// Events late for their tumbling window (still in the sliding window and the total).
+    pub late: u64,
+    pub noise: Option<ActiveNoise>,
+    /// Closed tumbling windows already scored end before this time.
+    pub tumbling_scored_until_ms: i64,
+    pub tumbling_scores: VecDeque<WindowScore>,
+    /// The last score of the sliding window.
+    pub last: Option<Arc<crate::score::Scored>>,
+    pub since: DateTime<Utc>,
+    row: Vec<f64>,
+    counted: IntCounter,
+    noised: IntCounter,
+    late_events: IntCounter,
+}
+
+impl ModelWatch {
+    pub fn new(reference: Arc<Reference>, config: &WindowConfig, metrics: &Metrics) -> Self {
+        let binner = &reference.binner;
+        let model = reference.model.as_str();
+        ModelWatch {
+            sliding: SlidingWindow::new(binner, config.sliding_events),
+            tumbling: TumblingWindows::new(
+                binner,
+                config.tumbling_ms,
+                config.lateness_ms,
+                config.retain,
+            ),
+            total: Histograms::new(binner),
+            events: 0,
+            late: 0,
+            noise: None,
+            tumbling_scored_until_ms: i64::MIN,
+            tumbling_scores: VecDeque::new(),
+            last: None,
+            since: Utc::now(),
+            row: vec![f64::NAN; binner.features()],
+            counted: metrics.events.with_label_values(&[model]),
+            noised: metrics.noised.with_label_values(&[model]),
+            late_events: metrics.late.with_label_values(&[model]),
+            reference,
+        }
+    }
+
+    pub fn noise_view(&self) -> Option<NoiseView> {
+        self.noise.as_ref().map(|n| NoiseView {
+            model: self.reference.model.clone(),
+            spec: n.injector.spec().clone(),
+            started_at: n.started_at,
+            expires_at: n.expires_at,
+            by: n.by.clone(),
+            events_seen: n.events_seen,
+            events_noised: n.events_noised,
+        })
+    }
+}
+
+/// Why an event was not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Not a prediction event (bad JSON, missing fields).
+    Unreadable,
+    /// Its model has no reference here (not in production, or not watched by this instance).
+    UnknownModel,
+    /// It follows another spec than the reference's (`schema_hash` differs).
+    OtherSchema,
+    /// Its features do not decode with the reference's spec.
+    BadFeatures,
+    /// Its offset is before the state's position: it is already in the windows (a replay
+    /// after a restart).
+    AlreadyCounted,
+}
+
+impl Skip {
+    pub const ALL: [Skip; 5] = [
+        Skip::Unreadable,
+        Skip::UnknownModel,
+        Skip::OtherSchema,
+        Skip::BadFeatures,
+        Skip::AlreadyCounted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Unreadable => "unreadable",
+            Skip::UnknownModel => "unknown_model",
+            Skip::OtherSchema => "other_schema",
+            Skip::BadFeatures => "bad_features",
+            Skip::AlreadyCounted => "already_counted",
+        }
+    }
+}
+
+/// What [`State::apply`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Counted { noised: bool },
+    Skipped(Skip),
+}
+
+/// Every model's windows and the consumer's position.
+#[derive(Debug)]
+pub struct State {
+    pub config: WindowConfig,
+    pub models: BTreeMap<String, ModelWatch>,
+    /// Next offset to count, per partition: every event before it is in the windows (or was
+    /// skipped for a reason counted in the metrics).
+    pub offsets: BTreeMap<i32, i64>,
+    pub metrics: Metrics,
+    delay: Histogram,
+}
+
+impl State {
+    pub fn new(config: WindowConfig, metrics: Metrics) -> Self {
+        State {
+            config,
+            models: BTreeMap::new(),
+            offsets: BTreeMap::new(),
+            delay: metrics.delay.clone(),
+            metrics,
+        }
+    }
+
+    /// Watches `reference`'s model from now on with empty windows (a first reference, or a
+    /// promotion: windows binned with the old reference's edges cannot be rebinned). An active
+    /// noise injection carries over when it fits the new reference's features.
+    pub fn set_reference(&mut self, reference: Arc<Reference>) {
+        let model = reference.model.clone();
+        let mut watch = ModelWatch::new(reference, &self.config, &self.metrics);
+        if let Some(old) = self.models.remove(&model)
+            && let Some(noise) = old.noise
+        {
+            match Injector::new(noise.injector.spec().clone(), &watch.reference.profile) {
+                Ok(injector) => {
+                    watch.noise = Some(ActiveNoise { injector, ..noise });
+                }
+                Err(e) => {
+                    tracing::warn!(%model, error = %e, "the noise injection does not fit the new reference; it stops");
+                    self.metrics
+                        .noise_active
+                        .with_label_values(&[&model])
+                        .set(0);
+                }
+            }
+        }
+        self.models.insert(model, watch);
+    }
+
+    /// Counts one message of the predictions topic: decodes it, applies the model's noise,
+    /// adds it to the model's windows, and moves the partition's position past it.
+    /// `now_ms` is the wall clock (noise expiry, the delay metric).
+    pub fn apply(&mut self, partition: i32, offset: i64, payload: &[u8], now_ms: i64) -> Applied {
+        let next = self.offsets.entry(partition).or_insert(0);
+        if offset < *next {
+            return Applied::Skipped(Skip::AlreadyCounted);
+        }
+        *next = offset + 1;
+        let Ok(envelope) = Envelope::parse(payload) else {
+            return Applied::Skipped(Skip::Unreadable);
+        };
+        let Some(watch) = self.models.get_mut(envelope.model) else {
+            return Applied::Skipped(Skip::UnknownModel);
+        };
+        let reference = &*watch.reference;
+        if envelope.schema_hash != reference.spec_hash {
+            return Applied::Skipped(Skip::OtherSchema);
+        }
+        if reference
+            .decoder
+            .decode(envelope.features, &mut watch.row)
+            .is_err()
+        {
+            return Applied::Skipped(Skip::BadFeatures);
+        }
+        let mut noised = false;
+        if let Some(noise) = &mut watch.noise {
+            if noise.expires_at.timestamp_millis() <= now_ms {
+                tracing::info!(model = %reference.model, "noise injection expired");
+                self.metrics
+                    .noise_active
+                    .with_label_values(&[&reference.model])
+                    .set(0);
+                watch.noise = None;
+            } else {
+                noised = noise.injector.apply(&mut watch.row);
+                noise.events_seen += 1;
+                noise.events_noised += u64::from(noised);
+            }
+        }
+        let time_ms = envelope.time_ms();
+        let bins = watch.sliding.push(&reference.binner, &watch.row);
+        watch.total.add(bins);
+        if !watch.tumbling.add(time_ms, bins) {
+            watch.late += 1;
+            watch.late_events.inc();
+        }
+        watch.events += 1;
+        watch.counted.inc();
+        if noised {
+            watch.noised.inc();
+        }
+        self.delay
+            .observe((now_ms - time_ms).max(0) as f64 / 1000.0);
+        Applied::Counted { noised }
+    }
+
+    /// Removes expired noise injections (the consumer also does it as events arrive; this
+    /// covers a model with no traffic).
+    pub fn expire_noise(&mut self, now: DateTime<Utc>) {
+        for watch in self.models.values_mut() {
+            if watch.noise.as_ref().is_some_and(|n| n.expires_at <= now) {
+                tracing::info!(model = %watch.reference.model, "noise injection expired");
+                self.metrics
+                    .noise_active
+                    .with_label_values(&[&watch.reference.model])
+                    .set(0);
+                watch.noise = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,292 @@
+use std::sync::Mutex;
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use vigie_core::spec::ModelSpec;
+use vigie_core::testing::TOY_SPEC;
+use vigie_drift::{Kind, ProfileParams};
+use vigie_stream::event::{Features, OutcomeRef, PredictionEventRef, Value};
+
+use super::*;
+use crate::checkpoint::{Checkpoint, Restored};
+use crate::score::score_all;
+
+/// A speed peaked at 50 km/h, from 20 to 80. (Histogram correlation suits peaked
+/// distributions: on a flat one every bin's share is the same and the correlation of two
+/// samples is mostly noise.)
+fn speed(rng: &mut StdRng) -> f64 {
+    20.0 + (rng.gen_range(0.0..20.0) + rng.gen_range(0.0..20.0) + rng.gen_range(0.0..20.0))
+}
+
+/// The toy model (colour 1|2, speed 0..130) with a reference of 4,000 rows: colours even,
+/// speeds peaked.
+pub(crate) fn reference(version: u32) -> Arc<Reference> {
+    let spec = ModelSpec::from_toml(TOY_SPEC).unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut values = Vec::new();
+    for _ in 0..4000 {
+        values.push(f64::from(rng.gen_range(1..=2)));
+        values.push(speed(&mut rng));
+    }
+    let x = vigie_model::Matrix::from_row_major(values, 4000, 2).unwrap();
+    let none = vigie_model::Matrix::from_row_major(Vec::new(), 0, 2).unwrap();
+    let kinds = [
+        Kind::Categorical {
+            codes: Some(vec![1.0, 2.0]),
+        },
+        Kind::Numerical,
+    ];
+    let profile = Profile::build(
+        &["colour", "speed"],
+        &kinds,
+        &x,
+        &none,
+        &ProfileParams::default(),
+    );
+    Arc::new(Reference::new(&spec, "toy-hash", version, profile))
+}
+
+pub(crate) fn event(model: &str, hash: &str, colour: f64, speed: f64, ts_ms: i64) -> Vec<u8> {
+    let ts = chrono::DateTime::from_timestamp_millis(ts_ms).unwrap();
+    let names = vec!["colour".to_string(), "speed".to_string()];
+    let values = [Value::Number(colour), Value::Number(speed)];
+    PredictionEventRef {
+        event_id: "e",
+        request_id: "r",
+        ts: &ts,
+        model,
+        model_version: 1,
+        schema_hash: hash,
+        features: Features {
+            names: &names,
+            values: &values,
+        },
+        prediction: OutcomeRef {
+            class: 0,
+            label: "no",
+            probability: 0.2,
+            threshold: 0.5,
+        },
+        latency_us: 5,
+        source: vigie_stream::Source::Replay,
+        row: None,
+    }
+    .to_json()
+}
+
+fn config() -> WindowConfig {
+    WindowConfig {
+        sliding_events: 1000,
+        tumbling_ms: 60_000,
+        lateness_ms: 5_000,
+        retain: 4,
+    }
+}
+
+fn state(version: u32) -> State {
+    let mut state = State::new(config(), Metrics::new().unwrap());
+    state.set_reference(reference(version));
+    state
+}
+
+/// `n` events like the reference's, on `partitions` partitions in turn, from offset `from`.
+fn feed(state: &mut State, n: usize, seed: u64, from: i64) -> Vec<Applied> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let payload = event(
+                "toy",
+                "toy-hash",
+                f64::from(rng.gen_range(1..=2)),
+                speed(&mut rng),
+                1_000_000 + i as i64,
+            );
+            let (partition, offset) = ((i % 3) as i32, from + (i / 3) as i64);
+            state.apply(partition, offset, &payload, 2_000_000)
+        })
+        .collect()
+}
+
+#[test]
+fn events_fill_the_windows_and_move_the_position() {
+    let mut s = state(1);
+    let applied = feed(&mut s, 1500, 2, 0);
+    assert!(
+        applied
+            .iter()
+            .all(|a| *a == Applied::Counted { noised: false })
+    );
+    let w = &s.models["toy"];
+    assert_eq!(
+        w.sliding.len(),
+        1000,
+        "the sliding window holds the last 1,000"
+    );
+    assert_eq!(w.total.rows(), 1500);
+    assert_eq!(w.events, 1500);
+    assert_eq!(s.offsets, BTreeMap::from([(0, 500), (1, 500), (2, 500)]));
+    // Offsets already counted are skipped: a replay after a restart counts nothing twice.
+    let again = feed(&mut s, 30, 2, 490);
+    assert!(
+        again
+            .iter()
+            .all(|a| *a == Applied::Skipped(Skip::AlreadyCounted))
+    );
+    assert_eq!(s.models["toy"].total.rows(), 1500);
+}
+
+#[test]
+fn events_that_cannot_be_counted_are_skipped_with_their_reason() {
+    let mut s = state(1);
+    let now = 0;
+    assert_eq!(
+        s.apply(0, 0, b"not json", now),
+        Applied::Skipped(Skip::Unreadable)
+    );
+    let other = event("other", "toy-hash", 1.0, 3.0, 0);
+    assert_eq!(
+        s.apply(0, 1, &other, now),
+        Applied::Skipped(Skip::UnknownModel)
+    );
+    let foreign = event("toy", "another-spec", 1.0, 3.0, 0);
+    assert_eq!(
+        s.apply(0, 2, &foreign, now),
+        Applied::Skipped(Skip::OtherSchema)
+    );
+    let text = String::from_utf8(event("toy", "toy-hash", 1.0, 3.0, 0))
+        .unwrap()
+        .replace("\"speed\"", "\"altitude\"");
+    assert_eq!(
+        s.apply(0, 3, text.as_bytes(), now),
+        Applied::Skipped(Skip::BadFeatures)
+    );
+    assert_eq!(s.models["toy"].events, 0);
+    // Skipped events are passed: the position moves on.
+    assert_eq!(s.offsets[&0], 4);
+}
+
+#[test]
+fn noise_changes_the_events_that_enter_and_expires() {
+    let mut s = state(1);
+    let spec: NoiseSpec = serde_json::from_value(serde_json::json!({
+        "mode": "category_swap", "features": ["colour"], "rate": 1.0, "seed": 3
+    }))
+    .unwrap();
+    let injector = Injector::new(spec, &s.models["toy"].reference.profile).unwrap();
+    let now = Utc::now();
+    s.models.get_mut("toy").unwrap().noise = Some(ActiveNoise {
+        injector,
+        started_at: now,
+        expires_at: now + chrono::Duration::seconds(60),
+        by: "admin".into(),
+        events_noised: 0,
+        events_seen: 0,
+    });
+    let at = now.timestamp_millis();
+    let payload = event("toy", "toy-hash", 1.0, 50.0, at);
+    assert_eq!(
+        s.apply(0, 0, &payload, at),
+        Applied::Counted { noised: true }
+    );
+    // Colour 1 was swapped to 2 before counting.
+    let w = &s.models["toy"];
+    let binner = &w.reference.binner;
+    assert_eq!(w.total.feature(0)[binner.bin(0, 2.0) as usize], 1);
+    assert_eq!(w.noise_view().unwrap().events_noised, 1);
+    // Past its time to live the noise stops at the next event.
+    let later = at + 61_000;
+    assert_eq!(
+        s.apply(0, 1, &payload, later),
+        Applied::Counted { noised: false }
+    );
+    assert!(s.models["toy"].noise.is_none());
+}
+
+#[test]
+fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
+    let mut s = state(1);
+    feed(&mut s, 1300, 4, 0);
+    let saved: Checkpoint =
+        serde_json::from_str(&serde_json::to_string(&s.checkpoint("t")).unwrap()).unwrap();
+    let mut restored = state(1);
+    assert_eq!(
+        restored.restore(saved.clone()).unwrap(),
+        vec![Restored::Windows {
+            model: "toy".into(),
+            events: 1300
+        }]
+    );
+    assert_eq!(restored.offsets, s.offsets);
+    let (a, b) = (&s.models["toy"], &restored.models["toy"]);
+    assert_eq!(a.sliding.histograms(), b.sliding.histograms());
+    assert_eq!(a.total, b.total);
+    // Both go on identically: replays are skipped, new events counted alike.
+    let more_a = feed(&mut s, 600, 5, 400);
+    let more_b = feed(&mut restored, 600, 5, 400);
+    assert_eq!(more_a, more_b);
+    assert_eq!(
+        s.models["toy"].sliding.histograms(),
+        restored.models["toy"].sliding.histograms()
+    );
+    assert_eq!(s.models["toy"].total, restored.models["toy"].total);
+
+    // Windows binned for another version are not reused; the position is.
+    let mut promoted = state(2);
+    let done = promoted.restore(saved).unwrap();
+    assert!(matches!(&done[0], Restored::Discarded { model, .. } if model == "toy"));
+    assert_eq!(promoted.models["toy"].events, 0);
+    assert_eq!(
+        promoted.offsets,
+        BTreeMap::from([(0, 434), (1, 433), (2, 433)])
+    );
+}
+
+#[test]
+fn scores_are_published_only_from_the_minimum_sample_size() {
+    let metrics = Metrics::new().unwrap();
+    let mut s = State::new(config(), metrics.clone());
+    s.set_reference(reference(1));
+    let state = Mutex::new(s);
+    let text = || vigie_api::encode_metrics(&metrics.registry);
+    feed(&mut state.lock().unwrap(), 300, 6, 0);
+    score_all(&state, &metrics);
+    assert!(!text().contains("ml_data_drift_score{"), "{}", text());
+    let last = state.lock().unwrap().models["toy"].last.clone().unwrap();
+    assert!(!last.report.scored);
+
+    feed(&mut state.lock().unwrap(), 900, 7, 100);
+    score_all(&state, &metrics);
+    assert!(
+        text().contains("ml_data_drift_score{model=\"toy\"} 0\n"),
+        "{}",
+        text()
+    );
+    assert!(text().contains("vigie_drift_window_events{model=\"toy\",window=\"sliding\"} 1000"));
+
+    // Every colour swapped: the colour feature drifts, half the features.
+    {
+        let mut guard = state.lock().unwrap();
+        let spec: NoiseSpec = serde_json::from_value(serde_json::json!({
+            "mode": "prior_shift", "features": ["colour"], "rate": 1.0, "code": 2
+        }))
+        .unwrap();
+        let injector = Injector::new(spec, &guard.models["toy"].reference.profile).unwrap();
+        let now = Utc::now();
+        guard.models.get_mut("toy").unwrap().noise = Some(ActiveNoise {
+            injector,
+            started_at: now,
+            expires_at: now + chrono::Duration::seconds(600),
+            by: "t".into(),
+            events_noised: 0,
+            events_seen: 0,
+        });
+    }
+    feed(&mut state.lock().unwrap(), 3000, 8, 1000);
+    score_all(&state, &metrics);
+    assert!(
+        text().contains("ml_data_drift_score{model=\"toy\"} 0.5\n"),
+        "{}",
+        text()
+    );
+    assert!(text().contains("vigie_drift_feature_drifted{feature=\"colour\",model=\"toy\"} 1"));
+    assert!(text().contains("vigie_drift_noise_active{model=\"toy\"} 1"));
+}

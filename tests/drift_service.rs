@@ -1,0 +1,416 @@
+//! Black-box tests of the drift service: the BAAC holdout streamed through the prediction
+//! service must not look drifted; injected noise must be scored as drift and stop being so once
+//! removed; and a drift service killed mid-stream must, once restarted, have counted every
+//! event exactly once. Against the embedded broker (`vigie up`) and a real one (tansu).
+
+#![allow(clippy::unwrap_used)] // Test helpers: a failed setup should panic loudly.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Uploads holdout rows as one CSV and returns how many were predicted (rows the spec refuses,
+/// such as speed limits above 130, are answered with an error and publish nothing).
+async fn upload(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    header: &[String],
+    rows: &[Vec<String>],
+) -> u64 {
+    let mut body = header.join(",");
+    body.push('\n');
+    for row in rows {
+        body.push_str(&row.join(","));
+        body.push('\n');
+    }
+    let response = client
+        .post(format!("{url}/v1/models/baac-severity/predict/csv"))
+        .bearer_auth(token)
+        .header("content-type", "text/csv")
+        .header("x-vigie-source", "replay")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let predicted = text
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(1).is_some_and(|class| !class.is_empty()))
+        .count() as u64;
+    assert!(predicted > rows.len() as u64 * 9 / 10, "{text}");
+    predicted
+}
+
+async fn drift_state(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    let response = client
+        .get(format!("{url}/v1/drift?model=baac-severity"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Waits until the drift service has counted `events` events (failing if it counts more),
+/// then for a scoring of the window after that moment, and returns the model's state.
+async fn scored_after(client: &reqwest::Client, url: &str, token: &str, events: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let counted_at = loop {
+        let state = drift_state(client, url, token).await;
+        let counted = state["models"][0]["events"].as_u64().unwrap();
+        assert!(
+            counted <= events,
+            "counted {counted} events, {events} were published"
+        );
+        if counted == events {
+            break chrono::Utc::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {counted} of {events} events counted: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    loop {
+        let state = drift_state(client, url, token).await;
+        let model = state["models"][0].clone();
+        let at: Option<chrono::DateTime<chrono::Utc>> =
+            serde_json::from_value(model["sliding"]["at"].clone()).ok();
+        if at.is_some_and(|at| at > counted_at) {
+            assert_eq!(model["events"].as_u64().unwrap(), events, "{model}");
+            return model;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scoring after {counted_at}: {model}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn drifted(model: &Value) -> Vec<String> {
+    model["sliding"]["report"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["drifted"] == true)
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn score(model: &Value) -> (f64, f64) {
+    let report = &model["sliding"]["report"];
+    assert_eq!(report["scored"], true, "{report}");
+    (
+        report["score"].as_f64().unwrap(),
+        report["dataset_share"].as_f64().unwrap(),
+    )
+}
+
+const WINDOW: usize = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
+    let home = tempfile::tempdir().unwrap();
+    let specs = home.path().join("models");
+    quick_spec(&specs);
+    let mut command = Command::new(VIGIE);
+    command
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--drift-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--window-events", &WINDOW.to_string(), "--score-ms", "300"])
+        .args(["--checkpoint-ms", "300", "--models-dir"])
+        .arg(&specs)
+        .env("VIGIE_HOME", home.path())
+        .env("VIGIE_POLL_MS", "200")
+        .env_remove("DATABASE_URL")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("VIGIE_JWT_SECRET");
+    let mut up = Service::spawn(command);
+    let admin = up.wait_for("admin account", Duration::from_secs(600));
+    let password = after(&admin, "admin / ").to_string();
+    up.wait_for("Stop with Ctrl-C", Duration::from_secs(60));
+    let line = |label: &str| {
+        let l = up.seen.iter().find(|l| l.contains(label)).unwrap();
+        after(l, label).to_string()
+    };
+    let (url, drift_url) = (line("prediction service"), line("drift service"));
+
+    let client = reqwest::Client::new();
+    let token = token(&client, &url, "admin", &password).await;
+    let ready: Value = client
+        .get(format!("{drift_url}/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["models"][0]["model"], "baac-severity", "{ready}");
+    let (header, rows) = holdout();
+
+    // The whole holdout: like the training data, so no alarm.
+    let mut published = upload(&client, &url, &token, &header, &rows).await;
+    let model = scored_after(&client, &drift_url, &token, published).await;
+    let (clean, threshold) = score(&model);
+    eprintln!("holdout: score {clean}, drifted {:?}", drifted(&model));
+    assert!(
+        clean < threshold,
+        "the holdout scored {clean} >= {threshold}: {:?}",
+        drifted(&model)
+    );
+    let text = metrics(&client, &drift_url).await;
+    assert_eq!(
+        metric(&text, "ml_data_drift_score{model=\"baac-severity\"}"),
+        clean
+    );
+    assert_eq!(metric(&text, "vigie_drift_noise_active{"), 0.0);
+
+    // Gaussian noise on every numerical feature, two standard deviations: once a window of
+    // noised events is in, the score crosses the threshold.
+    let noise =
+        json!({"mode": "gaussian", "rate": 1.0, "scale": 2.0, "seed": 11, "ttl_seconds": 900});
+    let started = client
+        .post(format!("{drift_url}/config/noise"))
+        .bearer_auth(&token)
+        .json(&noise)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201, "{}", started.text().await.unwrap());
+    published += upload(&client, &url, &token, &header, &rows[..WINDOW + 200]).await;
+    let model = scored_after(&client, &drift_url, &token, published).await;
+    let (noisy, _) = score(&model);
+    let moved = drifted(&model);
+    eprintln!("gaussian noise: score {noisy}, drifted {moved:?}");
+    assert!(
+        noisy >= threshold,
+        "gaussian noise scored {noisy} < {threshold}: {moved:?}"
+    );
+    for name in ["victim_age", "lat", "long"] {
+        assert!(moved.iter().any(|m| m == name), "{name} not in {moved:?}");
+    }
+    assert!(model["noise"]["events_noised"].as_u64().unwrap() > WINDOW as u64);
+    let text = metrics(&client, &drift_url).await;
+    assert_eq!(
+        metric(&text, "vigie_drift_noise_active{model=\"baac-severity\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "vigie_drift_dataset_drifted{model=\"baac-severity\"}"
+        ),
+        1.0
+    );
+
+    // DELETE: the noise stops; a window of clean events later the score is back down.
+    let reset = client
+        .delete(format!("{drift_url}/config/noise"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200);
+    published += upload(
+        &client,
+        &url,
+        &token,
+        &header,
+        &rows[WINDOW..2 * WINDOW + 200],
+    )
+    .await;
+    let model = scored_after(&client, &drift_url, &token, published).await;
+    let (after_reset, _) = score(&model);
+    assert!(
+        after_reset < threshold,
+        "{after_reset}: {:?}",
+        drifted(&model)
+    );
+    assert!(model["noise"].is_null());
+
+    // A category swap on every categorical feature.
+    let swap = json!({"mode": "category_swap", "rate": 1.0, "seed": 5});
+    let started = client
+        .post(format!("{drift_url}/config/noise"))
+        .bearer_auth(&token)
+        .json(&swap)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201);
+    published += upload(&client, &url, &token, &header, &rows[..WINDOW + 200]).await;
+    let model = scored_after(&client, &drift_url, &token, published).await;
+    let (swapped, _) = score(&model);
+    eprintln!(
+        "category swap: score {swapped}, drifted {:?}",
+        drifted(&model)
+    );
+    assert!(swapped >= threshold, "{swapped}");
+
+    // The report page of the live window.
+    let page = client
+        .get(format!("{drift_url}/v1/drift/report"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("noise injection active"), "{}", &html[..300]);
+
+    // Events replayed without the HTTP path count like served ones.
+    let brokers = line("embedded broker at");
+    let replayed = vigie_ok(
+        home.path(),
+        &[
+            "events",
+            "replay",
+            "--kafka-brokers",
+            &brokers,
+            "--model",
+            "baac-severity",
+            "--features",
+            repo().join("data/baac/X_test.csv").to_str().unwrap(),
+            "--count",
+            "700",
+        ],
+        &[],
+    );
+    assert!(
+        replayed.contains("replayed 700 events of baac-severity@1"),
+        "{replayed}"
+    );
+    published += 700;
+    let model = scored_after(&client, &drift_url, &token, published).await;
+    assert_eq!(model["events"].as_u64().unwrap(), published);
+
+    let status = up.terminate();
+    assert!(status.success(), "vigie up stopped with {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_restart() {
+    let Some(bin) = tansu() else {
+        eprintln!(
+            "skipped: no tansu binary (cargo install tansu --locked --features dynostore,libsql)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let spec = quick_spec(&dir.path().join("models"));
+    vigie_ok(&home, &["train", "--spec", spec.to_str().unwrap()], &[]);
+    vigie_ok(
+        &home,
+        &["users", "add", "ops", "--admin"],
+        &[("VIGIE_PASSWORD", "ops-password-1")],
+    );
+    let mut broker = Broker {
+        bin,
+        port: free_port(),
+        storage: dir.path().join("tansu.db"),
+        child: None,
+    };
+    broker.start();
+    broker.create_topic(vigie_stream::PREDICTIONS_TOPIC);
+    let secret = "an end-to-end secret of at least 32 bytes";
+
+    let mut command = Command::new(VIGIE);
+    command
+        .args(["predict", "--listen", "127.0.0.1:0", "--poll-ms", "200"])
+        .env("VIGIE_HOME", &home)
+        .env("KAFKA_BROKERS", broker.address())
+        .env("VIGIE_JWT_SECRET", secret)
+        .env_remove("DATABASE_URL");
+    let mut predict = Service::spawn(command);
+    let line = predict.wait_for("listening on", Duration::from_secs(120));
+    let url = after(&line, "listening on").to_string();
+    let drift_port = free_port();
+    let start_drift = || {
+        let mut command = Command::new(VIGIE);
+        command
+            .args([
+                "drift",
+                "--drift-listen",
+                &format!("127.0.0.1:{drift_port}"),
+            ])
+            .args([
+                "--window-events",
+                "1000",
+                "--score-ms",
+                "200",
+                "--checkpoint-ms",
+                "200",
+            ])
+            .env("VIGIE_HOME", &home)
+            .env("KAFKA_BROKERS", broker.address())
+            .env("VIGIE_JWT_SECRET", secret)
+            .env("VIGIE_POLL_MS", "200")
+            .env_remove("DATABASE_URL");
+        let mut drift = Service::spawn(command);
+        drift.wait_for("listening on", Duration::from_secs(120));
+        drift
+    };
+    let drift_url = format!("http://127.0.0.1:{drift_port}");
+    let mut drift = start_drift();
+    let client = reqwest::Client::new();
+    let token = token(&client, &url, "ops", "ops-password-1").await;
+    let (header, rows) = holdout();
+
+    // A first part, and the drift service killed (SIGKILL: no last checkpoint) once it has
+    // counted some of it.
+    let mut published = upload(&client, &url, &token, &header, &rows[..4000]).await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let counted = drift_state(&client, &drift_url, &token).await["models"][0]["events"]
+            .as_u64()
+            .unwrap();
+        if counted >= 1500 {
+            eprintln!("killing the drift service at {counted} of {published} events counted");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drift service counts nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(drift.child.id(), "KILL");
+    drift.child.wait().unwrap();
+
+    // Traffic goes on while it is down; then it restarts, and more traffic comes.
+    published += upload(&client, &url, &token, &header, &rows[4000..6000]).await;
+    let mut drift = start_drift();
+    published += upload(&client, &url, &token, &header, &rows[6000..]).await;
+    let model = scored_after(&client, &drift_url, &token, published).await;
+    assert_eq!(model["windows"]["sliding_events"], 1000);
+    let text = metrics(&client, &drift_url).await;
+    eprintln!(
+        "after the restart: {} events counted of {published}, {} already counted and skipped",
+        model["events"],
+        metric(
+            &text,
+            "vigie_drift_events_skipped_total{reason=\"already_counted\"}"
+        )
+    );
+    // Every published event counted exactly once: none lost with the killed process, none
+    // counted twice on re-reading what followed its last checkpoint. (`scored_after` also
+    // fails as soon as the count passes what was published.)
+    assert_eq!(model["events"].as_u64().unwrap(), published);
+    let status = drift.terminate();
+    assert!(status.success());
+}
