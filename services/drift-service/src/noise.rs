@@ -182,7 +182,6 @@ pub async fn inject(
     }
     let (view, replaced) = {
         let mut guard = lock(&state.state);
-        let guard = &mut *guard;
         let model = pick_model(&guard.models, request.model.as_deref())?;
         let watch = guard
             .models
@@ -194,7 +193,7 @@ pub async fn inject(
         let expires_at = now
             + chrono::Duration::from_std(ttl)
                 .map_err(|_| invalid("ttl_seconds", "ttl_seconds is too large"))?;
-        let replaced = watch.noise.replace(ActiveNoise {
+        let replaced = watch.start_noise(ActiveNoise {
             injector,
             started_at: now,
             expires_at,
@@ -203,11 +202,6 @@ pub async fn inject(
             events_seen: 0,
         });
         let view = watch.noise_view();
-        guard
-            .metrics
-            .noise_active
-            .with_label_values(&[&model])
-            .set(1);
         (view, replaced.is_some())
     };
     tracing::info!(by = %admin.name, noise = ?view, replaced, "noise injection started");
@@ -226,7 +220,6 @@ pub async fn reset(
 ) -> Result<Json<Value>, ApiError> {
     let removed: Vec<NoiseView> = {
         let mut guard = lock(&state.state);
-        let guard = &mut *guard;
         let names: Vec<String> = match query.model.as_deref() {
             Some(name) => vec![pick_model(&guard.models, Some(name))?],
             None => guard.models.keys().cloned().collect(),
@@ -237,13 +230,8 @@ pub async fn reset(
                 if let Some(view) = watch.noise_view() {
                     removed.push(view);
                 }
-                watch.noise = None;
+                watch.stop_noise("reset by an admin");
             }
-            guard
-                .metrics
-                .noise_active
-                .with_label_values(&[&name])
-                .set(0);
         }
         removed
     };

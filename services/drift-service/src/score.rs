@@ -32,7 +32,8 @@ struct Snapshot {
     open_events: u64,
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
+/// A time in milliseconds since the epoch as a date (the epoch if out of range).
+pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
@@ -142,10 +143,6 @@ fn publish(metrics: &Metrics, reference: &Reference, report: &DriftReport, snap:
         .threshold
         .with_label_values(&[model])
         .set(report.dataset_share);
-    metrics
-        .noise_active
-        .with_label_values(&[model])
-        .set(i64::from(snap.noise_active));
     metrics
         .last_scored
         .with_label_values(&[model])

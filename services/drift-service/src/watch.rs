@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use prometheus::{Histogram, IntCounter};
+use prometheus::{Histogram, IntCounter, IntGauge};
 use serde::Serialize;
 use vigie_core::artifact::Artifact;
 use vigie_core::schema::Schema;
@@ -139,6 +139,7 @@ pub struct ModelWatch {
     counted: IntCounter,
     noised: IntCounter,
     late_events: IntCounter,
+    noise_active: IntGauge,
 }
 
 impl ModelWatch {
@@ -165,8 +166,29 @@ impl ModelWatch {
             counted: metrics.events.with_label_values(&[model]),
             noised: metrics.noised.with_label_values(&[model]),
             late_events: metrics.late.with_label_values(&[model]),
+            noise_active: {
+                let gauge = metrics.noise_active.with_label_values(&[model]);
+                gauge.set(0);
+                gauge
+            },
             reference,
         }
+    }
+
+    /// Starts `noise` (replacing the active one, returned) and marks it in the metrics.
+    pub fn start_noise(&mut self, noise: ActiveNoise) -> Option<ActiveNoise> {
+        self.noise_active.set(1);
+        self.noise.replace(noise)
+    }
+
+    /// Stops the active noise, if any (returned), and marks it in the metrics.
+    pub fn stop_noise(&mut self, why: &str) -> Option<ActiveNoise> {
+        self.noise_active.set(0);
+        let stopped = self.noise.take();
+        if stopped.is_some() {
+            tracing::info!(model = %self.reference.model, why, "noise injection stopped");
+        }
+        stopped
     }
 
     pub fn noise_view(&self) -> Option<NoiseView> {
@@ -259,14 +281,10 @@ impl State {
         {
             match Injector::new(noise.injector.spec().clone(), &watch.reference.profile) {
                 Ok(injector) => {
-                    watch.noise = Some(ActiveNoise { injector, ..noise });
+                    watch.start_noise(ActiveNoise { injector, ..noise });
                 }
                 Err(e) => {
                     tracing::warn!(%model, error = %e, "the noise injection does not fit the new reference; it stops");
-                    self.metrics
-                        .noise_active
-                        .with_label_values(&[&model])
-                        .set(0);
                 }
             }
         }
@@ -288,34 +306,32 @@ impl State {
         let Some(watch) = self.models.get_mut(envelope.model) else {
             return Applied::Skipped(Skip::UnknownModel);
         };
-        let reference = &*watch.reference;
-        if envelope.schema_hash != reference.spec_hash {
+        if envelope.schema_hash != watch.reference.spec_hash {
             return Applied::Skipped(Skip::OtherSchema);
         }
-        if reference
+        if watch
+            .reference
             .decoder
             .decode(envelope.features, &mut watch.row)
             .is_err()
         {
             return Applied::Skipped(Skip::BadFeatures);
         }
+        if watch
+            .noise
+            .as_ref()
+            .is_some_and(|n| n.expires_at.timestamp_millis() <= now_ms)
+        {
+            watch.stop_noise("expired");
+        }
         let mut noised = false;
         if let Some(noise) = &mut watch.noise {
-            if noise.expires_at.timestamp_millis() <= now_ms {
-                tracing::info!(model = %reference.model, "noise injection expired");
-                self.metrics
-                    .noise_active
-                    .with_label_values(&[&reference.model])
-                    .set(0);
-                watch.noise = None;
-            } else {
-                noised = noise.injector.apply(&mut watch.row);
-                noise.events_seen += 1;
-                noise.events_noised += u64::from(noised);
-            }
+            noised = noise.injector.apply(&mut watch.row);
+            noise.events_seen += 1;
+            noise.events_noised += u64::from(noised);
         }
         let time_ms = envelope.time_ms();
-        let bins = watch.sliding.push(&reference.binner, &watch.row);
+        let bins = watch.sliding.push(&watch.reference.binner, &watch.row);
         watch.total.add(bins);
         if !watch.tumbling.add(time_ms, bins) {
             watch.late += 1;
@@ -336,12 +352,7 @@ impl State {
     pub fn expire_noise(&mut self, now: DateTime<Utc>) {
         for watch in self.models.values_mut() {
             if watch.noise.as_ref().is_some_and(|n| n.expires_at <= now) {
-                tracing::info!(model = %watch.reference.model, "noise injection expired");
-                self.metrics
-                    .noise_active
-                    .with_label_values(&[&watch.reference.model])
-                    .set(0);
-                watch.noise = None;
+                watch.stop_noise("expired");
             }
         }
     }

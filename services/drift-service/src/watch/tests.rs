@@ -173,7 +173,7 @@ fn noise_changes_the_events_that_enter_and_expires() {
     .unwrap();
     let injector = Injector::new(spec, &s.models["toy"].reference.profile).unwrap();
     let now = Utc::now();
-    s.models.get_mut("toy").unwrap().noise = Some(ActiveNoise {
+    s.models.get_mut("toy").unwrap().start_noise(ActiveNoise {
         injector,
         started_at: now,
         expires_at: now + chrono::Duration::seconds(60),
@@ -271,14 +271,18 @@ fn scores_are_published_only_from_the_minimum_sample_size() {
         .unwrap();
         let injector = Injector::new(spec, &guard.models["toy"].reference.profile).unwrap();
         let now = Utc::now();
-        guard.models.get_mut("toy").unwrap().noise = Some(ActiveNoise {
-            injector,
-            started_at: now,
-            expires_at: now + chrono::Duration::seconds(600),
-            by: "t".into(),
-            events_noised: 0,
-            events_seen: 0,
-        });
+        guard
+            .models
+            .get_mut("toy")
+            .unwrap()
+            .start_noise(ActiveNoise {
+                injector,
+                started_at: now,
+                expires_at: now + chrono::Duration::seconds(600),
+                by: "t".into(),
+                events_noised: 0,
+                events_seen: 0,
+            });
     }
     feed(&mut state.lock().unwrap(), 3000, 8, 1000);
     score_all(&state, &metrics);
