@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use vigie_api::{ApiError, CurrentUser};
 use vigie_drift::compare;
 
-use crate::score::{Scored, lock};
+use crate::score::{Scored, lock, time};
 use crate::service::AppState;
 use crate::watch::{ModelWatch, NoiseView, WindowScore};
 
@@ -141,11 +141,6 @@ pub struct ModelView {
     /// Scores of the last closed tumbling windows, oldest first.
     tumbling: Vec<WindowScore>,
     noise: Option<NoiseView>,
-}
-
-fn time(ms: i64) -> DateTime<Utc> {
-    use chrono::TimeZone;
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
 fn view(w: &ModelWatch, lateness_ms: i64) -> ModelView {
