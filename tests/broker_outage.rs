@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -85,19 +84,11 @@ async fn a_broker_outage_under_traffic_fails_no_prediction_and_loses_no_event() 
     broker.start();
     broker.create_topic(vigie_stream::PREDICTIONS_TOPIC);
 
-    let mut command = Command::new(VIGIE);
-    command
-        .args(["predict", "--listen", "127.0.0.1:0", "--poll-ms", "200"])
-        .env("VIGIE_HOME", &home)
-        .env("KAFKA_BROKERS", broker.address())
-        .env(
-            "VIGIE_JWT_SECRET",
-            "an end-to-end secret of at least 32 bytes",
-        )
-        .env_remove("DATABASE_URL");
-    let mut service = Service::spawn(command);
-    let line = service.wait_for("listening on", Duration::from_secs(120));
-    let url = after(&line, "listening on").to_string();
+    let (mut service, url) = start_predict(
+        &home,
+        &broker.address(),
+        "an end-to-end secret of at least 32 bytes",
+    );
     let client = reqwest::Client::new();
     let token = token(&client, &url, "dispatch", "dispatch-password").await;
     let (header, rows) = holdout();

@@ -120,34 +120,22 @@ const WINDOW: usize = 2_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
     let home = tempfile::tempdir().unwrap();
-    let specs = home.path().join("models");
-    quick_spec(&specs);
-    let mut command = Command::new(VIGIE);
-    command
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--drift-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--window-events", &WINDOW.to_string(), "--score-ms", "300"])
-        .args(["--checkpoint-ms", "300", "--models-dir"])
-        .arg(&specs)
-        .env("VIGIE_HOME", home.path())
-        .env("VIGIE_POLL_MS", "200")
-        .env_remove("DATABASE_URL")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("VIGIE_JWT_SECRET");
-    let mut up = Service::spawn(command);
-    let admin = up.wait_for("admin account", Duration::from_secs(600));
-    let password = after(&admin, "admin / ").to_string();
-    up.wait_for("Stop with Ctrl-C", Duration::from_secs(60));
-    let line = |label: &str| {
-        let l = up.seen.iter().find(|l| l.contains(label)).unwrap();
-        after(l, label).to_string()
-    };
-    let (url, drift_url) = (line("prediction service"), line("drift service"));
+    let window = WINDOW.to_string();
+    let (mut up, password) = start_up(
+        home.path(),
+        &[
+            "--window-events",
+            &window,
+            "--score-ms",
+            "300",
+            "--checkpoint-ms",
+            "300",
+        ],
+    );
+    let (url, drift_url) = (
+        printed(&up, "prediction service"),
+        printed(&up, "drift service"),
+    );
 
     let client = reqwest::Client::new();
     let token = token(&client, &url, "admin", &password).await;
@@ -273,7 +261,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
     assert!(html.contains("noise injection active"), "{}", &html[..300]);
 
     // Events replayed without the HTTP path count like served ones.
-    let brokers = line("embedded broker at");
+    let brokers = printed(&up, "embedded broker at");
     let replayed = vigie_ok(
         home.path(),
         &[
@@ -329,16 +317,7 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
     broker.create_topic(vigie_stream::PREDICTIONS_TOPIC);
     let secret = "an end-to-end secret of at least 32 bytes";
 
-    let mut command = Command::new(VIGIE);
-    command
-        .args(["predict", "--listen", "127.0.0.1:0", "--poll-ms", "200"])
-        .env("VIGIE_HOME", &home)
-        .env("KAFKA_BROKERS", broker.address())
-        .env("VIGIE_JWT_SECRET", secret)
-        .env_remove("DATABASE_URL");
-    let mut predict = Service::spawn(command);
-    let line = predict.wait_for("listening on", Duration::from_secs(120));
-    let url = after(&line, "listening on").to_string();
+    let (_predict, url) = start_predict(&home, &broker.address(), secret);
     let drift_port = free_port();
     let start_drift = || {
         let mut command = Command::new(VIGIE);

@@ -16,42 +16,10 @@ use vigie_stream::PredictionEvent;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly() {
     let home = tempfile::tempdir().unwrap();
-    let specs = home.path().join("models");
-    quick_spec(&specs);
-    let mut command = Command::new(VIGIE);
-    command
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--drift-listen",
-            "127.0.0.1:0",
-            "--models-dir",
-        ])
-        .arg(&specs)
-        .env("VIGIE_HOME", home.path())
-        .env("VIGIE_POLL_MS", "200")
-        .env_remove("DATABASE_URL")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("VIGIE_JWT_SECRET");
-    let mut up = Service::spawn(command);
-    let admin = up.wait_for("admin account", Duration::from_secs(600));
-    let password = after(&admin, "admin / ").to_string();
-    up.wait_for("Stop with Ctrl-C", Duration::from_secs(60));
+    let (mut up, password) = start_up(home.path(), &[]);
     let seen = up.seen.join("\n");
-    let url = after(
-        up.seen
-            .iter()
-            .find(|l| l.contains("prediction service"))
-            .unwrap(),
-        "prediction service",
-    )
-    .to_string();
-    let brokers = after(
-        up.seen.iter().find(|l| l.contains("kafka ")).unwrap(),
-        "embedded broker at",
-    )
-    .to_string();
+    let url = printed(&up, "prediction service");
+    let brokers = printed(&up, "embedded broker at");
     assert!(seen.contains("in memory"), "{seen}");
     assert!(seen.contains("generated for this run"), "{seen}");
     assert!(seen.contains("baac-severity@1"), "{seen}");

@@ -305,3 +305,58 @@ impl Drop for Broker {
         self.kill();
     }
 }
+
+/// `vigie up` on embedded defaults in `home` (the quick spec, both services on ports the system
+/// chooses), with `extra` flags, started: the process (its first lines read) and the admin's
+/// password.
+pub fn start_up(home: &Path, extra: &[&str]) -> (Service, String) {
+    let specs = home.join("models");
+    quick_spec(&specs);
+    let mut command = Command::new(VIGIE);
+    command
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--drift-listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .arg("--models-dir")
+        .arg(&specs)
+        .env("VIGIE_HOME", home)
+        .env("VIGIE_POLL_MS", "200")
+        .env_remove("DATABASE_URL")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("VIGIE_JWT_SECRET");
+    let mut up = Service::spawn(command);
+    let admin = up.wait_for("admin account", Duration::from_secs(600));
+    let password = after(&admin, "admin / ").to_string();
+    up.wait_for("Stop with Ctrl-C", Duration::from_secs(60));
+    (up, password)
+}
+
+/// The first word after `label` on the first line `service` printed with it.
+pub fn printed(service: &Service, label: &str) -> String {
+    let line = service
+        .seen
+        .iter()
+        .find(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("no line with {label:?}: {:?}", service.seen));
+    after(line, label).to_string()
+}
+
+/// `vigie predict` on `brokers` with the registry in `home`, started: the process and its URL.
+pub fn start_predict(home: &Path, brokers: &str, secret: &str) -> (Service, String) {
+    let mut command = Command::new(VIGIE);
+    command
+        .args(["predict", "--listen", "127.0.0.1:0", "--poll-ms", "200"])
+        .env("VIGIE_HOME", home)
+        .env("KAFKA_BROKERS", brokers)
+        .env("VIGIE_JWT_SECRET", secret)
+        .env_remove("DATABASE_URL");
+    let mut service = Service::spawn(command);
+    let line = service.wait_for("listening on", Duration::from_secs(120));
+    let url = after(&line, "listening on").to_string();
+    (service, url)
+}
