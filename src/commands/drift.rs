@@ -8,6 +8,7 @@ use vigie_drift_service::{Config, DriftService, WindowConfig};
 use vigie_registry::Registry;
 
 use crate::Cli;
+use crate::commands::required;
 
 /// Settings of the drift service (flags, or the environment variables named).
 #[derive(Debug, Clone, clap::Args)]
@@ -121,20 +122,14 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
-    let Some(brokers) = args
-        .kafka_brokers
-        .as_deref()
-        .filter(|b| !b.trim().is_empty())
-    else {
-        anyhow::bail!(
-            "KAFKA_BROKERS (or --kafka-brokers) is not set: `vigie drift` consumes the predictions topic; `vigie up` runs an embedded broker for local use"
-        );
-    };
-    let Some(secret) = args.jwt_secret.as_deref().filter(|s| !s.is_empty()) else {
-        anyhow::bail!(
-            "VIGIE_JWT_SECRET (or --jwt-secret) is not set: the drift service checks the prediction service's tokens with the same secret"
-        );
-    };
+    let brokers = required(
+        args.kafka_brokers.as_deref(),
+        "KAFKA_BROKERS (or --kafka-brokers) is not set: `vigie drift` consumes the predictions topic; `vigie up` runs an embedded broker for local use",
+    )?;
+    let secret = required(
+        args.jwt_secret.as_deref(),
+        "VIGIE_JWT_SECRET (or --jwt-secret) is not set: the drift service checks the prediction service's tokens with the same secret",
+    )?;
     let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir())
         .await
         .context("Failed to open the model registry")?;

@@ -15,6 +15,13 @@ pub mod users;
 use indicatif::{ProgressBar, ProgressStyle};
 use vigie_core::train::Stage;
 
+/// A setting that must be given and not blank, or `missing` as the error.
+pub fn required<'a>(value: Option<&'a str>, missing: &str) -> anyhow::Result<&'a str> {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{missing}"))
+}
+
 /// A progress bar over the training stages (drawn only on a terminal).
 pub fn stage_bar(extra_steps: u64) -> ProgressBar {
     let bar = ProgressBar::new(Stage::ALL.len() as u64 + extra_steps);

@@ -4,23 +4,18 @@ use anyhow::Context;
 use vigie_registry::Registry;
 
 use crate::Cli;
+use crate::commands::required;
 use crate::commands::serve::{PredictArgs, PredictService};
 
 pub async fn run(cli: &Cli, args: &PredictArgs) -> anyhow::Result<()> {
-    let Some(brokers) = args
-        .kafka_brokers
-        .as_deref()
-        .filter(|b| !b.trim().is_empty())
-    else {
-        anyhow::bail!(
-            "KAFKA_BROKERS (or --kafka-brokers) is not set: `vigie predict` publishes every prediction to Kafka; `vigie up` runs an embedded broker for local use"
-        );
-    };
-    let Some(secret) = args.jwt_secret.as_deref().filter(|s| !s.is_empty()) else {
-        anyhow::bail!(
-            "VIGIE_JWT_SECRET (or --jwt-secret) is not set: tokens need a secret of at least 32 bytes, e.g. `openssl rand -hex 32`; only `vigie up` makes a throwaway one"
-        );
-    };
+    let brokers = required(
+        args.kafka_brokers.as_deref(),
+        "KAFKA_BROKERS (or --kafka-brokers) is not set: `vigie predict` publishes every prediction to Kafka; `vigie up` runs an embedded broker for local use",
+    )?;
+    let secret = required(
+        args.jwt_secret.as_deref(),
+        "VIGIE_JWT_SECRET (or --jwt-secret) is not set: tokens need a secret of at least 32 bytes, e.g. `openssl rand -hex 32`; only `vigie up` makes a throwaway one",
+    )?;
     let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir())
         .await
         .context("Failed to open the model registry")?;
