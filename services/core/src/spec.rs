@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vigie_model::AlgorithmParams;
+use vigie_model::bootstrap::{BootstrapParams, Metric};
 
 use crate::{Error, Result};
 
@@ -49,6 +50,11 @@ pub struct ModelSpec {
     /// Left out of the serialised spec when default, so specs written before it hash the same.
     #[serde(default, skip_serializing_if = "is_default_drift")]
     pub drift: vigie_drift::DriftRules,
+    /// How the trainer retrains the model and judges a candidate against production (defaults:
+    /// ROC AUC, a paired bootstrap of 1,000 resamples, 95% one-sided, no synthetic rows).
+    /// Left out of the serialised spec when default, so specs written before it hash the same.
+    #[serde(default, skip_serializing_if = "is_default_retraining")]
+    pub retraining: RetrainingSpec,
     pub algorithm: AlgorithmParams,
     /// The features, in the order the model sees them.
     #[serde(rename = "feature")]
@@ -57,6 +63,84 @@ pub struct ModelSpec {
 
 fn is_default_drift(rules: &vigie_drift::DriftRules) -> bool {
     *rules == vigie_drift::DriftRules::default()
+}
+
+fn is_default_retraining(retraining: &RetrainingSpec) -> bool {
+    *retraining == RetrainingSpec::default()
+}
+
+/// The `[retraining]` section: what a retraining adds to the training rows, and the rule that
+/// promotes a candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrainingSpec {
+    /// The primary metric, measured on the fixed holdout for candidate and production alike.
+    pub metric: Metric,
+    /// What the bootstrap's lower bound on the improvement must exceed (metric units, oriented
+    /// so that positive is better).
+    pub min_improvement: f64,
+    pub bootstrap_samples: usize,
+    /// One-sided confidence of that lower bound.
+    pub confidence: f64,
+    pub seed: u64,
+    /// Whether labelled traffic (vigie.labels joined to vigie.predictions) joins the fit rows.
+    pub labelled_traffic: bool,
+    /// Synthetic rows added to the fit rows, as a share of them (0 = none).
+    pub synthetic_share: f64,
+}
+
+impl Default for RetrainingSpec {
+    fn default() -> Self {
+        RetrainingSpec {
+            metric: Metric::RocAuc,
+            min_improvement: 0.0,
+            bootstrap_samples: 1000,
+            confidence: 0.95,
+            seed: 0,
+            labelled_traffic: true,
+            synthetic_share: 0.0,
+        }
+    }
+}
+
+impl RetrainingSpec {
+    pub fn bootstrap(&self) -> BootstrapParams {
+        BootstrapParams {
+            metric: self.metric,
+            samples: self.bootstrap_samples,
+            confidence: self.confidence,
+            min_improvement: self.min_improvement,
+            seed: self.seed,
+        }
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if !(100..=100_000).contains(&self.bootstrap_samples) {
+            return Err(format!(
+                "retraining.bootstrap_samples must be between 100 and 100000, not {}",
+                self.bootstrap_samples
+            ));
+        }
+        if !(self.confidence > 0.5 && self.confidence < 1.0) {
+            return Err(format!(
+                "retraining.confidence must be above 0.5 and below 1, not {}",
+                self.confidence
+            ));
+        }
+        if !(self.min_improvement.is_finite() && self.min_improvement >= 0.0) {
+            return Err(format!(
+                "retraining.min_improvement must be 0 or more, not {}",
+                self.min_improvement
+            ));
+        }
+        if !(0.0..=10.0).contains(&self.synthetic_share) {
+            return Err(format!(
+                "retraining.synthetic_share must be between 0 and 10, not {}",
+                self.synthetic_share
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The target column and its two classes.
@@ -330,6 +414,7 @@ impl ModelSpec {
             ));
         }
         self.check_reference()?;
+        self.retraining.check()?;
         let features: Vec<(&str, bool)> = self
             .features
             .iter()

@@ -57,6 +57,9 @@ pub struct PreparedData {
     pub fit: LabelledData,
     pub validation: LabelledData,
     pub holdout: LabelledData,
+    /// The holdout's features before imputation (`NaN` = missing): how requests reach a model,
+    /// so any version, with its own imputation, can be evaluated on it.
+    pub holdout_raw: Matrix,
     pub imputation: Imputation,
     /// The drift reference: every training row (before imputation) plus synthetic rows.
     pub reference: Profile,
@@ -133,6 +136,7 @@ impl PreparedData {
         let mut fit = subset(&train, &fit_rows);
         let mut validation = subset(&train, &validation_rows);
         let imputation = Imputation::fit(&schema, &fit.x);
+        let holdout_raw = holdout.x.clone();
         for data in [&mut fit, &mut validation, &mut holdout] {
             impute(&imputation, &mut data.x);
         }
@@ -142,9 +146,48 @@ impl PreparedData {
             validation,
             train_report: train.report,
             holdout,
+            holdout_raw,
             imputation,
             reference,
         })
+    }
+
+    /// Appends rows to the fit slice (model order, `NaN` = missing, imputed here with the fit
+    /// slice's fills). The validation slice, the imputation, the holdout and the drift reference
+    /// stay as they are.
+    pub fn add_fit_rows(&mut self, x: &Matrix, y: &[f64]) -> Result<()> {
+        if x.rows() == 0 {
+            return Ok(());
+        }
+        let mut extra = x.clone();
+        impute(&self.imputation, &mut extra);
+        let rows = self.fit.x.rows() + extra.rows();
+        let mut all = Vec::with_capacity(rows * self.fit.x.cols());
+        all.extend_from_slice(self.fit.x.as_slice());
+        all.extend_from_slice(extra.as_slice());
+        self.fit.x = Matrix::from_row_major(all, rows, self.fit.x.cols())?;
+        self.fit.y.extend_from_slice(y);
+        self.fit.report.rows = rows;
+        Ok(())
+    }
+
+    /// Appends `share` times as many synthetic rows as the fit slice holds, drawn with `seed`
+    /// by a generator fitted on the fit slice and its targets. Returns how many.
+    pub fn add_synthetic_fit_rows(&mut self, share: f64, seed: u64) -> Result<usize> {
+        let n = (self.fit.x.rows() as f64 * share).round() as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let generator = Generator::fit(
+            &self.fit.x,
+            &self.schema.synthetic_kinds(),
+            Some(&self.fit.y),
+            &GeneratorParams::default(),
+        )?;
+        let sample = generator.sample(n, seed);
+        let y = sample.y.unwrap_or_default();
+        self.add_fit_rows(&sample.x, &y)?;
+        Ok(n)
     }
 }
 

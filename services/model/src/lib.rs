@@ -9,8 +9,10 @@
 //!   that predicts one row in a few microseconds and serialises independently of the crate that
 //!   grew the trees.
 //! - [`metrics`]: binary classification metrics and the choice of a decision threshold.
+//! - [`bootstrap`]: paired bootstrap comparison of two models on the same rows.
 
 mod algorithm;
+pub mod bootstrap;
 mod ensemble;
 mod error;
 mod matrix;
