@@ -15,11 +15,13 @@ use vigie_core::artifact::{Artifact, Metrics};
 use vigie_core::train::TrainedModel;
 
 pub mod checkpoints;
+pub mod runs;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod users;
 
 pub use checkpoints::Checkpoint;
+pub use runs::{Promotion, Run, RunState, RunUpdate, SeenAlert, Started};
 pub use users::{Role, User};
 
 /// Lifecycle of a model version.
@@ -140,6 +142,14 @@ pub enum Error {
     LastAdmin(String),
     #[error("invalid user name: {0}")]
     BadUserName(String),
+    #[error("no retraining run {0:?}")]
+    UnknownRun(String),
+    #[error("run {run} cannot go from {from} to {to}")]
+    BadTransition {
+        run: String,
+        from: &'static str,
+        to: &'static str,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -363,29 +373,17 @@ impl Registry {
     }
 
     /// Makes `version` the production version of its model; the version it replaces is
-    /// archived. Promoting the production version again changes nothing.
-    pub async fn promote(&self, name: &str, version: u32) -> Result<ModelVersion> {
-        let target = self.version(name, version).await?;
-        if target.status == Status::Production {
-            return Ok(target);
-        }
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE model_versions SET status = 'archived' \
-             WHERE name = $1 AND status = 'production'",
+    /// archived, and the move recorded as done by `by`. Promoting the production version again
+    /// changes nothing.
+    pub async fn promote(&self, name: &str, version: u32, by: &str) -> Result<ModelVersion> {
+        self.promote_by(
+            name,
+            version,
+            "promoted",
+            by,
+            chrono::Utc::now().timestamp_millis(),
         )
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE model_versions SET status = 'production' WHERE name = $1 AND version = $2",
-        )
-        .bind(name)
-        .bind(i64::from(version))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.version(name, version).await
+        .await
     }
 
     /// The production version of every model, by name. The services poll it: only those rows

@@ -168,7 +168,7 @@ async fn promotion_archives_the_previous_production_version() {
         let registry = Registry::open(&url, &artifacts).await.unwrap();
         registry.register(toy_model(), "test").await.unwrap();
         registry.register(toy_model(), "test").await.unwrap();
-        let promoted = registry.promote("toy", 2).await.unwrap();
+        let promoted = registry.promote("toy", 2, "test").await.unwrap();
         assert_eq!(promoted.status, Status::Production, "{backend:?}");
         let statuses: Vec<(u32, Status)> = registry
             .list()
@@ -186,16 +186,16 @@ async fn promotion_archives_the_previous_production_version() {
         assert_eq!(production.len(), 1);
         assert_eq!(production[0].version, 2);
         // Rolling back is promoting the older version again.
-        registry.promote("toy", 1).await.unwrap();
+        registry.promote("toy", 1, "test").await.unwrap();
         assert_eq!(registry.production().await.unwrap()[0].version, 1);
         assert_eq!(
-            registry.promote("toy", 1).await.unwrap().status,
+            registry.promote("toy", 1, "test").await.unwrap().status,
             Status::Production,
             "promoting the production version is a no-op"
         );
-        let err = registry.promote("toy", 7).await.unwrap_err();
+        let err = registry.promote("toy", 7, "test").await.unwrap_err();
         assert!(matches!(err, Error::UnknownVersion { .. }), "{err}");
-        let err = registry.promote("nope", 1).await.unwrap_err();
+        let err = registry.promote("nope", 1, "test").await.unwrap_err();
         assert!(matches!(err, Error::UnknownModel(_)), "{err}");
         registry.ping().await.unwrap();
         registry.close().await;
