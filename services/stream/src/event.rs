@@ -158,6 +158,26 @@ pub struct ModelEvent {
     pub by: String,
 }
 
+/// Ground truth for a prediction, on `vigie.labels` (key: the request id). The trainer joins
+/// it to the prediction's event by request id and row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelEvent {
+    pub request_id: String,
+    /// The row of a batch the label is for; absent for a single prediction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<u64>,
+    pub model: String,
+    /// 1 for the positive class, 0 for the negative.
+    pub class: u8,
+    /// The class as the spec names it.
+    pub label: String,
+    /// When the label was given.
+    pub ts: DateTime<Utc>,
+    /// Who gave it (the account's name).
+    pub by: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,15 +6,18 @@
 //!   request never waits for the broker, and an outage delays events without losing them.
 //! - [`embedded`]: an in-process Kafka-protocol broker (librdkafka's mock cluster) for
 //!   `vigie up` and tests; the same producer and consumer code talks to it over TCP.
+//! - [`follow`]: a thread that hands every new model event on `vigie.models` to a callback,
+//!   so a service reloads a promoted version at once instead of at its next poll.
 //! - [`read`]: reading a topic from the beginning, for tests and tools.
 
 pub mod embedded;
 pub mod event;
+pub mod follow;
 pub mod producer;
 pub mod read;
 
 pub use embedded::EmbeddedBroker;
-pub use event::{ModelEvent, PredictionEvent, Source};
+pub use event::{LabelEvent, ModelAction, ModelEvent, PredictionEvent, Source};
 pub use producer::{EventProducer, ProducerConfig};
 
 /// One JSON message per prediction. Key: the request id.

@@ -121,6 +121,116 @@ pub fn scan_topic(
     Ok(())
 }
 
+/// Hands every message of `topic` published before the call to `on_record`, partition by
+/// partition from offset 0 up to the high watermark each partition had when the call started,
+/// unless `on_record` says stop or `limit` passes (an error then: the read is incomplete).
+/// It stops early when nothing arrived for `QUIET_END` (a broker whose watermarks run ahead of
+/// its last offset would otherwise keep it waiting to `limit`). Blocks: call from a blocking
+/// thread.
+pub fn scan_to_end(
+    brokers: &str,
+    topic: &str,
+    limit: Duration,
+    mut on_record: impl FnMut(Record) -> Scan,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "vigie-read")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let metadata = consumer
+        .client()
+        .fetch_metadata(Some(topic), rdkafka::util::Timeout::After(left()))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    // The next offset to read in each partition, and where it ends.
+    let mut ends = std::collections::HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, left())?;
+        if high > low.max(0) {
+            ends.insert(p, high);
+            assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+    }
+    if ends.is_empty() {
+        return Ok(());
+    }
+    consumer.assign(&assignment)?;
+    const QUIET_END: Duration = Duration::from_secs(5);
+    let mut last = Instant::now();
+    while !ends.is_empty() {
+        if last.elapsed() >= QUIET_END {
+            tracing::debug!(
+                topic,
+                partitions = ends.len(),
+                "quiet before the high watermarks; read ends"
+            );
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Config(format!(
+                "reading {topic} took longer than {limit:?}; {} partitions not read to their end",
+                ends.len()
+            )));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            // Offsets may skip (batches, control records): a partition whose next fetch
+            // position reached its end is read even when no message sat at end - 1.
+            if let Ok(positions) = consumer.position() {
+                for e in positions.elements() {
+                    if let (Offset::Offset(next), Some(&end)) =
+                        (e.offset(), ends.get(&e.partition()))
+                        && next >= end
+                    {
+                        ends.remove(&e.partition());
+                    }
+                }
+            }
+            continue;
+        };
+        let message = message?;
+        last = Instant::now();
+        let (partition, offset) = (message.partition(), message.offset());
+        let Some(&end) = ends.get(&partition) else {
+            continue;
+        };
+        if offset >= end {
+            ends.remove(&partition);
+            continue;
+        }
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let record = Record {
+            partition,
+            offset,
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        };
+        if offset + 1 >= end {
+            ends.remove(&partition);
+        }
+        if on_record(record) == Scan::Stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// What [`audit`] found on a prediction topic.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Audit {
