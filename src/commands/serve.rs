@@ -75,6 +75,8 @@ pub struct PredictService {
     pub listener: tokio::net::TcpListener,
     pub state: AppState,
     pub flush_timeout: Duration,
+    /// Follows `vigie.models`: a promotion wakes the registry poll at once.
+    pub model_events: vigie_stream::follow::Follower,
 }
 
 impl PredictService {
@@ -103,10 +105,19 @@ impl PredictService {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         // One check before answering, so /ready is accurate from the first request.
         state.poll().await;
+        let model_events = {
+            let state = state.clone();
+            vigie_stream::follow::follow(brokers, vigie_stream::MODELS_TOPIC, move |event| {
+                tracing::info!(model = %event.model, version = event.version, action = ?event.action, by = %event.by, "model event");
+                state.wake.notify_one();
+            })
+            .context("cannot follow the model events")?
+        };
         Ok(PredictService {
             listener,
             state,
             flush_timeout: Duration::from_secs(args.flush_timeout_secs),
+            model_events,
         })
     }
 
@@ -129,6 +140,7 @@ impl PredictService {
 
     /// Serves until Ctrl-C or SIGTERM; then drains and flushes.
     pub async fn run(self) -> anyhow::Result<()> {
+        let _model_events = self.model_events;
         let left = vigie_predict::serve(
             self.listener,
             self.state,

@@ -76,6 +76,8 @@ pub struct Inner {
     /// The consumer, once started (absent in router tests).
     pub consumer: Option<Arc<DriftConsumer>>,
     pub dependencies: ArcSwap<Dependencies>,
+    /// Wakes the registry follower before its next tick (a model event arrived).
+    pub wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Inner {
@@ -123,6 +125,7 @@ impl AppState {
                 broker: "not checked yet".into(),
                 checked_at: None,
             }),
+            wake: tokio::sync::Notify::new(),
         }));
         if let Err(e) = app.sync_references().await {
             tracing::warn!(error = %e, "cannot read the registry yet; retrying on every poll");
@@ -340,6 +343,7 @@ impl DriftService {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state;
+        let brokers = self.consumer_config.brokers.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let consumer_thread = match state.consumer.clone() {
             Some(consumer) => {
@@ -360,13 +364,31 @@ impl DriftService {
             }
             None => None,
         };
+        // A promotion's model event wakes the follower at once; the poll is the fallback.
+        let model_events = match &state.consumer {
+            Some(_) => {
+                let state = state.clone();
+                vigie_stream::follow::follow(&brokers, vigie_stream::MODELS_TOPIC, move |event| {
+                    tracing::info!(model = %event.model, version = event.version, "model event");
+                    state.wake.notify_one();
+                })
+                .map_err(
+                    |e| tracing::warn!(error = %e, "cannot follow the model events; polling only"),
+                )
+                .ok()
+            }
+            None => None,
+        };
         let follower = {
             let state = state.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(state.config.poll_interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    tick.tick().await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = state.wake.notified() => {}
+                    }
                     state.poll().await;
                 }
             })
@@ -388,6 +410,7 @@ impl DriftService {
             .await;
         follower.abort();
         scorer.abort();
+        drop(model_events);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(thread) = consumer_thread {
             let joined = tokio::task::spawn_blocking(move || thread.join()).await;

@@ -500,7 +500,7 @@ async fn a_promotion_switches_the_reference_and_restarts_the_windows() {
         .register(toy_model_with_leaves(0.1, 0.9), "test")
         .await
         .unwrap();
-    h.registry.promote("toy", v2.version).await.unwrap();
+    h.registry.promote("toy", v2.version, "test").await.unwrap();
     h.state.poll().await;
     let ready = h.send("GET", "/ready", None, None).await.json();
     assert_eq!(ready["models"][0]["reference_version"], 2);

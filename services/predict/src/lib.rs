@@ -4,16 +4,18 @@
 //! hospitalised or killed, in well under a millisecond of service time. Every prediction, each
 //! batch row too, is queued for `vigie.predictions` without waiting for the broker. The
 //! service serves the production version of every model in the registry and follows it: a
-//! promotion is picked up on the next poll and swapped in atomically, each request keeping
-//! the version it started with.
+//! promotion is picked up at once (a model event on `vigie.models` wakes the follower) or on
+//! the next poll, and swapped in atomically, each request keeping the version it started with.
 //!
 //! - [`state`]: configuration, shared state, metrics, and the router.
 //! - [`models`]: the served models and the registry follower.
 //! - [`predict`]: single and JSON batch predictions, and request checking against the spec.
 //! - [`csv`]: CSV uploads answered as CSV, streamed both ways.
+//! - [`feedback`]: ground truth for served predictions, published to `vigie.labels`.
 //! - [`openapi`]: the OpenAPI document, with each model's features described from its spec.
 
 pub mod csv;
+pub mod feedback;
 pub mod models;
 pub mod openapi;
 pub mod predict;

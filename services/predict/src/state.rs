@@ -40,6 +40,8 @@ pub struct Config {
     pub models: Vec<String>,
     /// The topic predictions go to.
     pub topic: String,
+    /// The topic feedback (ground truth) goes to.
+    pub labels_topic: String,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             poll_interval: Duration::from_secs(2),
             models: Vec::new(),
             topic: vigie_stream::PREDICTIONS_TOPIC.to_string(),
+            labels_topic: vigie_stream::LABELS_TOPIC.to_string(),
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct Metrics {
     pub predictions: IntCounterVec,
     /// Rows refused by model and error code (422s, and bad CSV rows).
     pub rejected: IntCounterVec,
+    /// Labels (ground truth) queued for `vigie.labels`, by model.
+    pub labels: IntCounterVec,
     /// 1 for each model version being served.
     pub model_info: IntGaugeVec,
     pub model_switches: IntCounterVec,
@@ -110,6 +115,11 @@ impl Metrics {
                 "vigie_prediction_rejections_total",
                 "Prediction rows refused, by error code",
                 &["model", "error"],
+            )?,
+            labels: counter(
+                "vigie_labels_total",
+                "Labels (ground truth) queued for vigie.labels",
+                &["model"],
             )?,
             model_info,
             model_switches: counter(
@@ -156,6 +166,8 @@ pub struct Inner {
     pub metrics: Metrics,
     pub registry: Registry,
     pub dependencies: ArcSwap<Dependencies>,
+    /// Wakes the follower before its next tick (a model event arrived).
+    pub wake: tokio::sync::Notify,
 }
 
 impl std::ops::Deref for AppState {
@@ -193,6 +205,7 @@ impl AppState {
                 broker: "not checked yet".into(),
                 checked_at: None,
             }),
+            wake: tokio::sync::Notify::new(),
         }));
         state.sync_models().await;
         state
@@ -238,12 +251,16 @@ impl AppState {
         }));
     }
 
-    /// Polls every `poll_interval` until the task is dropped.
+    /// Polls every `poll_interval`, and at once when [`Inner::wake`] is notified (a model
+    /// event), until the task is dropped.
     pub async fn follow(self) {
         let mut tick = tokio::time::interval(self.config.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.wake.notified() => tracing::info!("model event: reading the registry now"),
+            }
             self.poll().await;
         }
     }
@@ -263,6 +280,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/models/{name}/predict/batch",
             post(crate::predict::predict_batch),
+        )
+        .route(
+            "/v1/models/{name}/feedback",
+            post(crate::feedback::feedback),
         )
         .merge(vigie_api::auth::routes())
         .layer(DefaultBodyLimit::max(body_limit))

@@ -802,12 +802,12 @@ async fn a_promotion_switches_versions_without_a_failed_or_mixed_request() {
     for round in 0..6 {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let version = if round % 2 == 0 { 2 } else { 1 };
-        h.registry.promote("toy", version).await.unwrap();
+        h.registry.promote("toy", version, "test").await.unwrap();
         h.state.poll().await;
         let ready = h.get("/ready", None).await.json();
         assert_eq!(ready["models"][0]["version"], version, "{ready}");
     }
-    h.registry.promote("toy", 2).await.unwrap();
+    h.registry.promote("toy", 2, "test").await.unwrap();
     h.state.poll().await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

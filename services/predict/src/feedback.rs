@@ -1,0 +1,186 @@
+//! `POST /v1/models/{name}/feedback`: ground truth for predictions already served, published to
+//! `vigie.labels` for the trainer, which joins it to the predictions by request id and row.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, body::Bytes};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::Value;
+use vigie_api::{ApiError, CurrentUser};
+use vigie_stream::LabelEvent;
+
+use crate::models::Served;
+use crate::predict::{json_body, parse_json};
+use crate::state::AppState;
+
+/// The body: one label, or `{"labels": [...]}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FeedbackBody {
+    Many { labels: Vec<Value> },
+    One(Value),
+}
+
+/// Longest request id accepted (the service's own are UUIDs).
+const MAX_REQUEST_ID: usize = 128;
+
+/// Reads one label object; errors name the field (and the item, for a list).
+fn label_of(served: &Served, item: &Value, by: &str) -> Result<LabelEvent, ApiError> {
+    let Value::Object(map) = item else {
+        return Err(ApiError::invalid(
+            "invalid_label",
+            "a label is an object: {\"request_id\", \"row\" (batches), \"label\"}",
+        ));
+    };
+    if let Some(unknown) = map
+        .keys()
+        .find(|k| !matches!(k.as_str(), "request_id" | "row" | "label"))
+    {
+        return Err(ApiError::invalid(
+            "unknown_field",
+            format!("unknown field {unknown:?}: a label has request_id, row and label"),
+        )
+        .with_field(unknown.clone()));
+    }
+    let request_id = match map.get("request_id") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_REQUEST_ID => s.clone(),
+        Some(Value::String(_)) => {
+            return Err(ApiError::invalid(
+                "invalid_request_id",
+                format!("request_id must be 1 to {MAX_REQUEST_ID} characters"),
+            )
+            .with_field("request_id"));
+        }
+        Some(_) => {
+            return Err(
+                ApiError::invalid("invalid_request_id", "request_id must be a string")
+                    .with_field("request_id"),
+            );
+        }
+        None => {
+            return Err(ApiError::invalid(
+                "missing_field",
+                "request_id is required: the id the prediction's answer carried",
+            )
+            .with_field("request_id"));
+        }
+    };
+    let row = match map.get("row") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_row",
+                "row must be a non-negative integer: the row's index in its batch",
+            )
+            .with_field("row")
+        })?),
+    };
+    let target = &served.model.artifact().spec.target;
+    let class = match map.get("label") {
+        None => {
+            return Err(ApiError::invalid("missing_field", "label is required").with_field("label"));
+        }
+        Some(Value::Number(n)) if n.as_u64() == Some(1) => Some(1),
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => Some(0),
+        Some(Value::String(s)) if *s == target.positive || *s == target.positive_label => Some(1),
+        Some(Value::String(s)) if *s == target.negative || *s == target.negative_label => Some(0),
+        Some(_) => None,
+    };
+    let Some(class) = class else {
+        return Err(ApiError::invalid(
+            "invalid_label",
+            format!(
+                "label must be 1 or 0, {:?} or {:?}, or {:?} or {:?}",
+                target.positive, target.negative, target.positive_label, target.negative_label
+            ),
+        )
+        .with_field("label"));
+    };
+    Ok(LabelEvent {
+        request_id,
+        row,
+        model: served.name().to_string(),
+        class,
+        label: served.model.label(class).to_string(),
+        ts: Utc::now(),
+        by: by.to_string(),
+    })
+}
+
+/// `POST /v1/models/{name}/feedback`: checks every label first (the first bad one answers 422
+/// with its index), then publishes them all; answers 202 with how many.
+pub async fn feedback(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let served = state.models.get_or_404(&name)?;
+    let body = json_body(&headers, body)?;
+    let items = match parse_json::<FeedbackBody>(&body)? {
+        FeedbackBody::Many { labels } => labels,
+        FeedbackBody::One(one) => vec![one],
+    };
+    if items.is_empty() {
+        return Err(ApiError::invalid("no_labels", "labels is empty").with_field("labels"));
+    }
+    if items.len() > state.config.max_batch_rows {
+        return Err(ApiError::too_large(
+            "too_many_labels",
+            format!(
+                "{} labels; one request holds at most {}",
+                items.len(),
+                state.config.max_batch_rows
+            ),
+        ));
+    }
+    let many = items.len() > 1;
+    let labels = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            label_of(&served, item, &user.0.name).map_err(|e| if many { e.with_row(i) } else { e })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let topic = &state.config.labels_topic;
+    let mut queued = 0;
+    for label in &labels {
+        let payload = serde_json::to_vec(label).map_err(|e| ApiError::internal("label", &e))?;
+        let version = served.version.version.to_string();
+        let headers = [
+            ("model", served.name()),
+            ("model_version", version.as_str()),
+        ];
+        if state
+            .producer
+            .publish(topic, &label.request_id, &payload, &headers)
+            .is_ok()
+        {
+            queued += 1;
+        }
+    }
+    state
+        .metrics
+        .labels
+        .with_label_values(&[served.name()])
+        .inc_by(queued as u64);
+    if queued < labels.len() {
+        // Only a full producer queue refuses an event: say so rather than pretend.
+        return Err(ApiError::unavailable(
+            "queue_full",
+            format!(
+                "{queued} of {} labels queued; the event queue is full, send the rest again",
+                labels.len()
+            ),
+        ));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"accepted": queued, "topic": topic})),
+    )
+        .into_response())
+}
