@@ -35,9 +35,13 @@ enum Command {
     /// Run the drift service: consumes the predictions topic, scores each model's traffic
     /// against its reference (needs KAFKA_BROKERS and VIGIE_JWT_SECRET).
     Drift(commands::drift::Args),
+    /// Run the trainer: Alertmanager's webhook starts a retraining; the candidate is promoted
+    /// only when it beats production on the fixed holdout (needs KAFKA_BROKERS,
+    /// VIGIE_JWT_SECRET and VIGIE_WEBHOOK_TOKEN).
+    Trainer(commands::trainer::Args),
     /// Run the platform on embedded defaults: SQLite, an in-process broker, a model trained
     /// from models/ if the registry has none, a first admin account.
-    Up(commands::up::Args),
+    Up(Box<commands::up::Args>),
     /// Manage the accounts of the HTTP services.
     #[command(subcommand)]
     Users(commands::users::Command),
@@ -69,7 +73,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "warn,vigie=info,vigie_predict=info,vigie_drift_service=info,vigie_api=info".into()
+                "warn,vigie=info,vigie_predict=info,vigie_drift_service=info,vigie_trainer=info,vigie_api=info".into()
             }),
         )
         .with_writer(std::io::stderr)
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
             Command::Models(cmd) => commands::models::run(&cli, cmd).await,
             Command::Predict(args) => commands::predict::run(&cli, args).await,
             Command::Drift(args) => commands::drift::run(&cli, args).await,
+            Command::Trainer(args) => commands::trainer::run(&cli, args).await,
             Command::Up(args) => commands::up::run(&cli, args).await,
             Command::Users(cmd) => commands::users::run(&cli, cmd).await,
             Command::Events(cmd) => commands::events::run(&cli, cmd).await,

@@ -9,6 +9,7 @@ pub mod predict;
 pub mod serve;
 pub mod synthetic;
 pub mod train;
+pub mod trainer;
 pub mod up;
 pub mod users;
 

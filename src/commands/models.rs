@@ -71,7 +71,7 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
             // Refuse an artifact that does not verify: it would never serve.
             registry.load(&target)?;
             let before = registry.production().await?;
-            let promoted = registry.promote(&reference.name, version).await?;
+            let promoted = registry.promote(&reference.name, version, "cli").await?;
             match before.iter().find(|v| v.name == promoted.name) {
                 Some(old) if old.version == promoted.version => {
                     println!("{} is already in production", promoted.id())

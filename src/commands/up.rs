@@ -15,6 +15,7 @@ use vigie_stream::EmbeddedBroker;
 use crate::Cli;
 use crate::commands::drift::DriftArgs;
 use crate::commands::serve::{PredictArgs, PredictService};
+use crate::commands::trainer::TrainerArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,6 +26,8 @@ pub struct Args {
     predict: PredictArgs,
     #[command(flatten)]
     drift: DriftArgs,
+    #[command(flatten)]
+    trainer: TrainerArgs,
 }
 
 fn random_text(len: usize) -> String {
@@ -134,7 +137,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let drift = args
         .drift
         .start(
-            registry,
+            registry.clone(),
             &brokers,
             secret.as_bytes(),
             std::time::Duration::from_secs(args.predict.token_ttl_secs),
@@ -142,6 +145,31 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             std::time::Duration::from_millis(args.predict.poll_ms),
         )
         .await?;
+    let mut trainer_args = args.trainer.clone();
+    // The trainer retrains from the specs vigie up trained from.
+    trainer_args.trainer_models_dir = args.models_dir.clone();
+    let webhook_line = match trainer_args
+        .webhook_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    {
+        Some(_) => "from VIGIE_WEBHOOK_TOKEN".to_string(),
+        None => {
+            let token = random_text(32);
+            trainer_args.webhook_token = Some(token.clone());
+            format!("{token} (generated for this run; set VIGIE_WEBHOOK_TOKEN to keep one)")
+        }
+    };
+    let trainer = trainer_args
+        .start(
+            registry.clone(),
+            &brokers,
+            secret.as_bytes(),
+            std::time::Duration::from_secs(args.predict.token_ttl_secs),
+            std::time::Duration::from_millis(args.predict.poll_ms),
+        )
+        .await?;
+    let trainer_url = trainer.url();
     let drift_url = drift.url();
     let url = service.url();
     let models = service.model_ids();
@@ -155,6 +183,9 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         "  drift service       {drift_url}  (state: {drift_url}/v1/drift, report: {drift_url}/v1/drift/report, metrics: {drift_url}/metrics)"
     );
     println!(
+        "  trainer             {trainer_url}  (runs: {trainer_url}/v1/runs, Alertmanager webhook: {trainer_url}/v1/alerts)"
+    );
+    println!(
         "  models              {}",
         if models.is_empty() {
             "none".into()
@@ -165,6 +196,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     println!("  registry            {database_url}");
     println!("  kafka               {broker_line}");
     println!("  jwt secret          {secret_line}");
+    println!("  webhook token       {webhook_line}");
     if let Some(line) = &admin_line {
         println!("  admin account       {line}");
     }
@@ -181,6 +213,12 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     println!(
         "  curl -s {drift_url}/config/noise -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"mode\": \"category_swap\", \"rate\": 1.0, \"ttl_seconds\": 600}}'"
     );
+    println!(
+        "Retrain now (admin; without Prometheus and Alertmanager, drift alerts cannot call the trainer: scripts/alerting starts them beside vigie up):"
+    );
+    println!(
+        "  curl -s -X POST {trainer_url}/v1/models/{example_model}/retrain -H \"Authorization: Bearer $TOKEN\""
+    );
     println!("Stop with Ctrl-C.");
     let drift = async {
         drift
@@ -188,5 +226,11 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             .await
             .context("the drift service's HTTP server failed")
     };
-    tokio::try_join!(service.run(), drift).map(|_| ())
+    let trainer = async {
+        trainer
+            .run(vigie_api::shutdown::signal())
+            .await
+            .context("the trainer's HTTP server failed")
+    };
+    tokio::try_join!(service.run(), drift, trainer).map(|_| ())
 }

@@ -320,6 +320,8 @@ pub fn start_up(home: &Path, extra: &[&str]) -> (Service, String) {
             "127.0.0.1:0",
             "--drift-listen",
             "127.0.0.1:0",
+            "--trainer-listen",
+            "127.0.0.1:0",
         ])
         .args(extra)
         .arg("--models-dir")

@@ -1,0 +1,127 @@
+//! Everything the trainer's `/metrics` exports.
+
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry as MetricsRegistry,
+};
+use vigie_api::HttpMetrics;
+use vigie_stream::producer::ProducerMetrics;
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: MetricsRegistry,
+    pub http: HttpMetrics,
+    pub producer: ProducerMetrics,
+    /// Runs started, by model and trigger (alert, manual).
+    pub runs_started: IntCounterVec,
+    /// Runs finished, by model and outcome (promoted, rejected, failed).
+    pub runs: IntCounterVec,
+    pub run_seconds: HistogramVec,
+    /// 1 while a run of the model is in progress.
+    pub in_progress: IntGaugeVec,
+    /// Alerts received, by alert name and what the trainer did.
+    pub alerts: IntCounterVec,
+    /// Webhook calls refused (401, 422), by reason.
+    pub webhook_refused: IntCounterVec,
+    /// The last evaluated improvement of a candidate over production (primary metric,
+    /// oriented so that positive is better), and its bootstrap lower bound.
+    pub last_improvement: GaugeVec,
+    /// The production version of each model.
+    pub production_version: IntGaugeVec,
+    /// Holdout figures of each model's production version.
+    pub holdout_quality: GaugeVec,
+    pub promotions: IntCounterVec,
+    pub database_up: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = MetricsRegistry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let run_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "vigie_retraining_run_duration_seconds",
+                "Time from a run's trigger to its end, by outcome",
+            )
+            .buckets(vec![
+                1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+            ]),
+            &["model", "outcome"],
+        )?;
+        registry.register(Box::new(run_seconds.clone()))?;
+        let in_progress = IntGaugeVec::new(
+            Opts::new(
+                "vigie_retraining_in_progress",
+                "1 while a retraining of the model runs",
+            ),
+            &["model"],
+        )?;
+        registry.register(Box::new(in_progress.clone()))?;
+        let production_version = IntGaugeVec::new(
+            Opts::new(
+                "vigie_model_production_version",
+                "The production version of each model",
+            ),
+            &["model"],
+        )?;
+        registry.register(Box::new(production_version.clone()))?;
+        let database_up = IntGauge::new(
+            "vigie_database_up",
+            "1 when the registry database answered the last check",
+        )?;
+        registry.register(Box::new(database_up.clone()))?;
+        Ok(Metrics {
+            http: HttpMetrics::register(&registry)?,
+            producer: ProducerMetrics::register(&registry)?,
+            runs_started: counter(
+                "vigie_retraining_runs_started_total",
+                "Retraining runs started, by trigger",
+                &["model", "trigger"],
+            )?,
+            runs: counter(
+                "vigie_retraining_runs_total",
+                "Retraining runs finished, by outcome",
+                &["model", "outcome"],
+            )?,
+            run_seconds,
+            in_progress,
+            alerts: counter(
+                "vigie_retraining_alerts_total",
+                "Alerts received on the webhook, by what the trainer did (started, busy, cooldown, duplicate, resolved, ignored)",
+                &["alertname", "action"],
+            )?,
+            webhook_refused: counter(
+                "vigie_retraining_webhook_refused_total",
+                "Webhook calls refused, by reason",
+                &["reason"],
+            )?,
+            last_improvement: gauge(
+                "vigie_retraining_last_improvement",
+                "The last candidate's improvement over production on the primary metric (positive is better), and its bootstrap lower bound",
+                &["model", "metric", "bound"],
+            )?,
+            production_version,
+            holdout_quality: gauge(
+                "vigie_model_holdout_quality",
+                "Holdout figures of the production version",
+                &["model", "metric"],
+            )?,
+            promotions: counter(
+                "vigie_model_promotions_total",
+                "Versions moved to production, by action (promoted, rolled_back) and by whom (trainer, admin)",
+                &["model", "action", "by"],
+            )?,
+            database_up,
+            registry,
+        })
+    }
+}

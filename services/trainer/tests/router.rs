@@ -1,0 +1,716 @@
+//! The trainer's router, called without sockets (tower's `oneshot`), on a real SQLite registry
+//! and real training runs on small generated data sets of the toy spec: webhook auth and every
+//! malformed payload, duplicates, single flight and cooldown, promotion when the candidate is
+//! better, rejection when it is not, failure when training fails, and the manual promote and
+//! rollback endpoints (a corrupt artifact is never promoted).
+
+#![allow(clippy::unwrap_used)] // Test helpers: a failed setup should panic loudly.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use vigie_api::Auth;
+use vigie_api::auth::hash_password;
+use vigie_core::testing::{TOY_SPEC, toy_model};
+use vigie_registry::{Registry, Role, RunState, Status, User};
+use vigie_stream::EventProducer;
+use vigie_stream::producer::{ProducerConfig, ProducerMetrics};
+use vigie_trainer::http::router;
+use vigie_trainer::metrics::Metrics;
+use vigie_trainer::{AppState, Config};
+
+const SECRET: &[u8] = b"a test secret that is long enough for HS256";
+const WEBHOOK_TOKEN: &str = "webhook-token-of-the-tests";
+
+/// How the generated data's target depends on the features.
+#[derive(Debug, Clone, Copy)]
+enum Truth {
+    /// y follows colour (the toy production model reads only speed: a new model wins).
+    Colour,
+    /// y = speed >= 50, exactly what the toy production model says (nothing to win).
+    Speed,
+}
+
+/// Writes a spec named `toy` and its four data files into `dir`.
+fn write_data(dir: &Path, truth: Truth, retraining: &str) {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    for (prefix, rows) in [("train", 600), ("test", 400)] {
+        let (mut x, mut y) = (String::from("colour,speed\n"), String::from("y\n"));
+        for _ in 0..rows {
+            let colour = 1 + next() % 2;
+            let speed = next() % 131;
+            let noisy = next() % 10 == 0;
+            let label = match truth {
+                Truth::Colour => u64::from((colour == 2) != noisy),
+                Truth::Speed => u64::from(speed >= 50),
+            };
+            x.push_str(&format!("{colour},{speed}\n"));
+            y.push_str(&format!("{label}\n"));
+        }
+        std::fs::write(dir.join(format!("x_{prefix}.csv")), x).unwrap();
+        std::fs::write(dir.join(format!("y_{prefix}.csv")), y).unwrap();
+    }
+    let spec = TOY_SPEC
+        .replace(
+            "train_features = \"x.csv\"",
+            "train_features = \"x_train.csv\"",
+        )
+        .replace("train_target = \"y.csv\"", "train_target = \"y_train.csv\"")
+        .replace(
+            "holdout_features = \"x.csv\"",
+            "holdout_features = \"x_test.csv\"",
+        )
+        .replace(
+            "holdout_target = \"y.csv\"",
+            "holdout_target = \"y_test.csv\"",
+        )
+        .replace("[algorithm]", &format!("{retraining}\n[algorithm]"));
+    std::fs::write(dir.join("toy.toml"), spec).unwrap();
+}
+
+/// Labelled traffic off (no broker in these tests) and fewer resamples.
+const RETRAINING: &str = "[retraining]\nlabelled_traffic = false\nbootstrap_samples = 200\n";
+
+struct Harness {
+    dir: tempfile::TempDir,
+    registry: Registry,
+    app: Router,
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).unwrap()
+    }
+    fn error(&self, status: StatusCode, code: &str) -> Value {
+        let body = self.json();
+        assert_eq!(self.status, status, "{body}");
+        assert_eq!(body["error"], code, "{body}");
+        body
+    }
+}
+
+impl Harness {
+    async fn new(truth: Truth) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        write_data(&models, truth, RETRAINING);
+        let registry = Registry::open(
+            &format!("sqlite://{}", dir.path().join("registry.db").display()),
+            &dir.path().join("artifacts"),
+        )
+        .await
+        .unwrap();
+        for (name, role) in [("root", Role::Admin), ("amy", Role::User)] {
+            registry
+                .add_user(&User {
+                    name: name.into(),
+                    role,
+                    password_hash: hash_password(&format!("{name}-password")).unwrap(),
+                    created_at: chrono::Utc::now().timestamp() - 10,
+                    created_by: "test".into(),
+                })
+                .await
+                .unwrap();
+        }
+        // Production: the hand-made toy model (probability from speed alone).
+        registry.register(toy_model(), "test").await.unwrap();
+        let auth = Auth::new(SECRET, Duration::from_secs(600), registry.clone())
+            .await
+            .unwrap();
+        let metrics = Metrics::new().unwrap();
+        // Nothing listens there: model events stay queued, which is all these tests need.
+        let producer = EventProducer::new(
+            &ProducerConfig::new("127.0.0.1:9"),
+            ProducerMetrics::register(&prometheus::Registry::new()).unwrap(),
+        )
+        .unwrap();
+        let config = Config {
+            models_dir: models,
+            webhook_token: WEBHOOK_TOKEN.into(),
+            ..Config::default()
+        };
+        let state = AppState::new(
+            config,
+            registry.clone(),
+            auth,
+            metrics,
+            Arc::new(producer),
+            "127.0.0.1:9",
+        );
+        Harness {
+            app: router(state),
+            dir,
+            registry,
+        }
+    }
+
+    async fn call(&self, request: Request<Body>) -> Answer {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        Answer { status, body }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(b)
+            }
+            None => Body::empty(),
+        };
+        self.call(request.body(body).unwrap()).await
+    }
+
+    async fn login(&self, name: &str) -> String {
+        let request = Request::post("/auth/token")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "grant_type=password&username={name}&password={name}-password"
+            )))
+            .unwrap();
+        let answer = self.call(request).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        answer.json()["access_token"].as_str().unwrap().to_string()
+    }
+
+    async fn alert(&self, payload: &Value) -> Answer {
+        self.send(
+            "POST",
+            "/v1/alerts",
+            Some(WEBHOOK_TOKEN),
+            Some(payload.to_string()),
+        )
+        .await
+    }
+
+    /// Waits for a run to end (runs are real trainings; the cap only stops a hung test).
+    async fn finished(&self, id: &str) -> vigie_registry::Run {
+        for _ in 0..2400 {
+            let run = self.registry.run(id).await.unwrap().unwrap();
+            if run.state.is_final() {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("run {id} did not end within 120 s");
+    }
+
+    async fn production(&self) -> u32 {
+        self.registry
+            .production()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "toy")
+            .unwrap()
+            .version
+    }
+
+    async fn metrics(&self) -> String {
+        self.send("GET", "/metrics", None, None).await.text()
+    }
+}
+
+/// A drift alert for `model` as Alertmanager sends it.
+fn drift_alert(model: &str, fingerprint: &str, starts_at: &str) -> Value {
+    json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"VigieDataDrift\"}",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "vigie-trainer",
+        "groupLabels": {"alertname": "VigieDataDrift"},
+        "commonLabels": {"alertname": "VigieDataDrift", "model": model},
+        "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "VigieDataDrift", "model": model, "severity": "critical"},
+            "annotations": {"summary": "drift"},
+            "startsAt": starts_at,
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://127.0.0.1:9090/graph",
+            "fingerprint": fingerprint
+        }]
+    })
+}
+
+#[tokio::test]
+async fn unauthenticated_or_malformed_webhooks_are_refused_and_start_nothing() {
+    let h = Harness::new(Truth::Colour).await;
+    let payload = drift_alert("toy", "f1", "2026-11-22T10:00:00Z");
+    let body = payload.to_string();
+    h.send("POST", "/v1/alerts", None, Some(body.clone()))
+        .await
+        .error(StatusCode::UNAUTHORIZED, "missing_token");
+    h.send(
+        "POST",
+        "/v1/alerts",
+        Some("not-the-token"),
+        Some(body.clone()),
+    )
+    .await
+    .error(StatusCode::UNAUTHORIZED, "invalid_token");
+    let mut request = Request::post("/v1/alerts")
+        .header(header::AUTHORIZATION, format!("Basic {WEBHOOK_TOKEN}"))
+        .body(Body::from(body.clone()))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    h.call(request)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_token");
+    // A user's JWT is not the webhook token.
+    let amy = h.login("amy").await;
+    h.send("POST", "/v1/alerts", Some(&amy), Some(body))
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_token");
+
+    for (field, broken) in [
+        ("version", {
+            let mut p = payload.clone();
+            p["version"] = "3".into();
+            p
+        }),
+        ("alerts", {
+            let mut p = payload.clone();
+            p["alerts"] = json!([]);
+            p
+        }),
+        ("alerts[0].fingerprint", {
+            let mut p = payload.clone();
+            p["alerts"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("fingerprint");
+            p
+        }),
+        ("alerts[0].startsAt", {
+            let mut p = payload.clone();
+            p["alerts"][0]["startsAt"] = "soon".into();
+            p
+        }),
+    ] {
+        let body = h
+            .alert(&broken)
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook");
+        assert_eq!(body["field"], field, "{body}");
+    }
+    h.send(
+        "POST",
+        "/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        Some("{not json".into()),
+    )
+    .await
+    .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook");
+
+    assert!(h.registry.alerts_seen(10).await.unwrap().is_empty());
+    assert!(h.registry.runs(None, 10).await.unwrap().is_empty());
+    let metrics = h.metrics().await;
+    assert!(
+        metrics.contains("vigie_retraining_webhook_refused_total{reason=\"invalid_token\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vigie_retraining_webhook_refused_total{reason=\"invalid_payload\"} 5")
+    );
+}
+
+#[tokio::test]
+async fn repeated_alerts_start_one_run_which_promotes_a_better_candidate() {
+    let h = Harness::new(Truth::Colour).await;
+    let payload = drift_alert("toy", "f1", "2026-11-22T10:00:00.5Z");
+    // Alertmanager sends the same alert again (repeat_interval, group changes), even at once.
+    let answers = futures_util::future::join_all((0..5).map(|_| h.alert(&payload))).await;
+    let mut actions: Vec<String> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+            a.json()["alerts"][0]["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "started"
+        ]
+    );
+    let started = answers
+        .iter()
+        .map(Answer::json)
+        .find(|a| a["alerts"][0]["action"] == "started")
+        .unwrap();
+    let run_id = started["alerts"][0]["run_id"].as_str().unwrap().to_string();
+
+    let run = h.finished(&run_id).await;
+    assert_eq!(run.state, RunState::Promoted, "{run:?}");
+    assert_eq!(run.trigger, "alert");
+    assert_eq!(run.triggered_by, "alert VigieDataDrift f1");
+    assert_eq!(run.production_version, Some(1));
+    assert_eq!(run.candidate_version, Some(2));
+    let evaluation = &run.detail["evaluation"];
+    let (before, after) = (
+        evaluation["production"]["roc_auc"].as_f64().unwrap(),
+        evaluation["candidate"]["roc_auc"].as_f64().unwrap(),
+    );
+    assert!(after > before + 0.2, "{evaluation}");
+    assert_eq!(evaluation["production"]["rows"], 400, "the fixed holdout");
+    let comparison = &evaluation["comparison"];
+    assert_eq!(comparison["better"], true);
+    assert!(comparison["improvement_lower"].as_f64().unwrap() > 0.0);
+    assert_eq!(run.detail["data"]["training_rows"], 600);
+    assert_eq!(h.production().await, 2);
+    assert_eq!(
+        h.registry.version("toy", 1).await.unwrap().status,
+        Status::Archived
+    );
+
+    // Still firing after the run: the same alert is a duplicate; a new firing of it (a new
+    // startsAt) meets the cooldown.
+    let again = h.alert(&payload).await.json();
+    assert_eq!(again["alerts"][0]["action"], "duplicate");
+    let later = drift_alert("toy", "f1", "2026-11-22T11:00:00Z");
+    let cooled = h.alert(&later).await.json();
+    assert_eq!(cooled["alerts"][0]["action"], "cooldown", "{cooled}");
+    assert_eq!(h.registry.runs(Some("toy"), 10).await.unwrap().len(), 1);
+
+    let amy = h.login("amy").await;
+    let listed = h
+        .send("GET", "/v1/runs?model=toy", Some(&amy), None)
+        .await
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["state"], "promoted");
+    let shown = h
+        .send("GET", &format!("/v1/runs/{run_id}"), Some(&amy), None)
+        .await
+        .json();
+    assert_eq!(shown["candidate_version"], 2);
+    let history = h
+        .send("GET", "/v1/models/toy", Some(&amy), None)
+        .await
+        .json();
+    assert_eq!(history["production_version"], 2);
+    assert_eq!(history["promotions"][0]["by"], "trainer");
+    let alerts = h.send("GET", "/v1/alerts", Some(&amy), None).await.json();
+    assert_eq!(alerts.as_array().unwrap().len(), 2, "{alerts}");
+
+    let metrics = h.metrics().await;
+    for line in [
+        "vigie_retraining_runs_total{model=\"toy\",outcome=\"promoted\"} 1",
+        "vigie_retraining_runs_started_total{model=\"toy\",trigger=\"alert\"} 1",
+        "vigie_retraining_alerts_total{action=\"duplicate\",alertname=\"VigieDataDrift\"} 5",
+        "vigie_retraining_alerts_total{action=\"started\",alertname=\"VigieDataDrift\"} 1",
+        "vigie_retraining_alerts_total{action=\"cooldown\",alertname=\"VigieDataDrift\"} 1",
+        "vigie_model_production_version{model=\"toy\"} 2",
+        "vigie_model_promotions_total{action=\"promoted\",by=\"trainer\",model=\"toy\"} 1",
+        "vigie_retraining_in_progress{model=\"toy\"} 0",
+        "vigie_retraining_run_duration_seconds_count{model=\"toy\",outcome=\"promoted\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    assert!(metrics.contains("vigie_model_holdout_quality{metric=\"roc_auc\",model=\"toy\"}"));
+}
+
+#[tokio::test]
+async fn a_candidate_no_better_than_production_is_rejected() {
+    let h = Harness::new(Truth::Speed).await;
+    let root = h.login("root").await;
+    let started = h
+        .send("POST", "/v1/models/toy/retrain", Some(&root), None)
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
+    let run = h.finished(started.json()["id"].as_str().unwrap()).await;
+    assert_eq!(run.state, RunState::Rejected, "{run:?}");
+    assert_eq!(run.trigger, "manual");
+    assert_eq!(run.triggered_by, "admin root");
+    assert_eq!(
+        run.candidate_version,
+        Some(2),
+        "the candidate stays registered"
+    );
+    assert_eq!(run.detail["evaluation"]["comparison"]["better"], false);
+    assert!(
+        run.detail["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("not shown better")
+    );
+    assert_eq!(h.production().await, 1);
+    assert_eq!(
+        h.registry.version("toy", 2).await.unwrap().status,
+        Status::Candidate
+    );
+}
+
+#[tokio::test]
+async fn a_failed_training_leaves_production_serving_and_the_run_failed() {
+    let h = Harness::new(Truth::Colour).await;
+    // A training file the spec refuses.
+    std::fs::write(
+        h.dir.path().join("models/x_train.csv"),
+        "colour,speed\n1,20\n9,30\n",
+    )
+    .unwrap();
+    let root = h.login("root").await;
+    let started = h
+        .send("POST", "/v1/models/toy/retrain", Some(&root), None)
+        .await
+        .json();
+    let run = h.finished(started["id"].as_str().unwrap()).await;
+    assert_eq!(run.state, RunState::Failed, "{run:?}");
+    assert!(
+        run.error.as_deref().unwrap().contains("x_train.csv"),
+        "{:?}",
+        run.error
+    );
+    assert_eq!(run.candidate_version, None);
+    assert_eq!(h.production().await, 1);
+    assert_eq!(
+        h.registry.list().await.unwrap().len(),
+        1,
+        "no candidate registered"
+    );
+    assert!(
+        h.metrics()
+            .await
+            .contains("vigie_retraining_runs_total{model=\"toy\",outcome=\"failed\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn single_flight_holds_and_manual_runs_need_an_admin() {
+    let h = Harness::new(Truth::Colour).await;
+    // A run in progress (its row, as another trainer process would hold it).
+    h.registry
+        .start_run(
+            "held",
+            "toy",
+            "manual",
+            "admin root",
+            Some(1),
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .await
+        .unwrap();
+    let busy = h
+        .alert(&drift_alert("toy", "f9", "2026-11-22T10:00:00Z"))
+        .await
+        .json();
+    assert_eq!(busy["alerts"][0]["action"], "busy");
+    assert_eq!(busy["alerts"][0]["run_id"], "held");
+    let root = h.login("root").await;
+    h.send("POST", "/v1/models/toy/retrain", Some(&root), None)
+        .await
+        .error(StatusCode::CONFLICT, "run_in_progress");
+    let amy = h.login("amy").await;
+    h.send("POST", "/v1/models/toy/retrain", Some(&amy), None)
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    h.send("POST", "/v1/models/toy/retrain", None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "missing_token");
+    h.send("POST", "/v1/models/nope/retrain", Some(&root), None)
+        .await
+        .error(StatusCode::NOT_FOUND, "unknown_model");
+    assert_eq!(h.registry.runs(None, 10).await.unwrap().len(), 1);
+
+    // Alerts that are not for retraining are recorded and start nothing.
+    let mut resolved = drift_alert("toy", "f2", "2026-11-22T10:00:00Z");
+    resolved["alerts"][0]["status"] = "resolved".into();
+    assert_eq!(
+        h.alert(&resolved).await.json()["alerts"][0]["action"],
+        "resolved"
+    );
+    let mut other = drift_alert("toy", "f3", "2026-11-22T10:00:00Z");
+    other["alerts"][0]["labels"]["alertname"] = "VigieApiErrors".into();
+    assert_eq!(
+        h.alert(&other).await.json()["alerts"][0]["action"],
+        "ignored"
+    );
+    let mut no_model = drift_alert("toy", "f4", "2026-11-22T10:00:00Z");
+    no_model["alerts"][0]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("model");
+    assert_eq!(
+        h.alert(&no_model).await.json()["alerts"][0]["action"],
+        "ignored"
+    );
+    let unknown = drift_alert("nope", "f5", "2026-11-22T10:00:00Z");
+    assert_eq!(
+        h.alert(&unknown).await.json()["alerts"][0]["action"],
+        "ignored"
+    );
+    assert_eq!(h.registry.runs(None, 10).await.unwrap().len(), 1);
+
+    h.send("GET", "/v1/runs?limit=0", Some(&amy), None)
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
+    h.send("GET", "/v1/runs?colour=1", Some(&amy), None)
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
+    h.send("GET", "/v1/runs/nope", Some(&amy), None)
+        .await
+        .error(StatusCode::NOT_FOUND, "unknown_run");
+}
+
+#[tokio::test]
+async fn manual_promotion_checks_the_artifact_and_rollback_follows_the_history() {
+    let h = Harness::new(Truth::Colour).await;
+    let (v2, _) = h.registry.register(toy_model(), "test").await.unwrap();
+    let (v3, _) = h.registry.register(toy_model(), "test").await.unwrap();
+    let root = h.login("root").await;
+    let amy = h.login("amy").await;
+
+    h.send("POST", "/v1/models/toy/rollback", Some(&root), None)
+        .await
+        .error(StatusCode::CONFLICT, "nothing_to_roll_back");
+    h.send(
+        "POST",
+        "/v1/models/toy/promote",
+        Some(&amy),
+        Some(r#"{"version": 2}"#.into()),
+    )
+    .await
+    .error(StatusCode::FORBIDDEN, "forbidden");
+    for (body, code) in [
+        (r#"{"version": 0}"#, "invalid_version"),
+        (r#"{"version": "2"}"#, "invalid_version"),
+        (r#"{"version": 2, "force": true}"#, "unknown_field"),
+        (r#"[2]"#, "invalid_body"),
+    ] {
+        h.send(
+            "POST",
+            "/v1/models/toy/promote",
+            Some(&root),
+            Some(body.into()),
+        )
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+    h.send(
+        "POST",
+        "/v1/models/toy/promote",
+        Some(&root),
+        Some(r#"{"version": 9}"#.into()),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "unknown_version");
+
+    // A corrupt artifact is never promoted.
+    let path = h.registry.artifacts_dir().join(&v3.artifact_path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+    let refused = h
+        .send(
+            "POST",
+            "/v1/models/toy/promote",
+            Some(&root),
+            Some(r#"{"version": 3}"#.into()),
+        )
+        .await
+        .error(StatusCode::CONFLICT, "bad_artifact");
+    assert!(
+        refused["message"].as_str().unwrap().contains("toy@3"),
+        "{refused}"
+    );
+    assert_eq!(h.production().await, 1);
+
+    let promoted = h
+        .send(
+            "POST",
+            "/v1/models/toy/promote",
+            Some(&root),
+            Some(format!("{{\"version\": {}}}", v2.version)),
+        )
+        .await;
+    assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.text());
+    assert_eq!(promoted.json()["previous_version"], 1);
+    assert_eq!(h.production().await, 2);
+
+    let rolled = h
+        .send("POST", "/v1/models/toy/rollback", Some(&root), None)
+        .await;
+    assert_eq!(rolled.status, StatusCode::OK, "{}", rolled.text());
+    assert_eq!(rolled.json()["version"], 1);
+    assert_eq!(h.production().await, 1);
+    let history = h.registry.promotions("toy").await.unwrap();
+    assert_eq!(history[0].action, "rolled_back");
+    assert_eq!(history[0].by, "admin root");
+    let metrics = h.metrics().await;
+    assert!(metrics.contains(
+        "vigie_model_promotions_total{action=\"rolled_back\",by=\"admin\",model=\"toy\"} 1"
+    ));
+    assert!(metrics.contains("vigie_model_production_version{model=\"toy\"} 1"));
+}
+
+#[tokio::test]
+async fn health_ready_openapi_and_docs_answer() {
+    let h = Harness::new(Truth::Colour).await;
+    assert_eq!(
+        h.send("GET", "/health", None, None).await.status,
+        StatusCode::OK
+    );
+    let ready = h.send("GET", "/ready", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["production"][0]["version"], 1);
+    let doc = h.send("GET", "/openapi.json", None, None).await.json();
+    assert!(doc["paths"]["/v1/alerts"]["post"].is_object());
+    assert_eq!(
+        h.send("GET", "/docs/", None, None).await.status,
+        StatusCode::OK
+    );
+    h.send("GET", "/nope", None, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+}
