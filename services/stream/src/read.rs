@@ -19,6 +19,25 @@ pub struct Record {
 }
 
 impl Record {
+    /// Copies a message out of the consumer's buffer.
+    fn of(message: &rdkafka::message::BorrowedMessage<'_>) -> Self {
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Record {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
+    }
+
     pub fn header(&self, key: &str) -> Option<&[u8]> {
         self.headers
             .iter()
@@ -35,6 +54,16 @@ impl Record {
             message: e.to_string(),
         })
     }
+}
+
+/// A consumer that reads by assignment and commits nothing.
+fn reader(brokers: &str) -> Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "vigie-read")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?)
 }
 
 /// Reads every partition of `topic` from offset 0 until `want` messages arrived or `timeout`
@@ -76,12 +105,7 @@ pub fn scan_topic(
     mut on_record: impl FnMut(Record) -> Scan,
 ) -> Result<()> {
     let deadline = Instant::now() + limit;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "vigie-read")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
+    let consumer = reader(brokers)?;
     let metadata = consumer
         .client()
         .fetch_metadata(Some(topic), rdkafka::util::Timeout::After(idle))?;
@@ -99,21 +123,7 @@ pub fn scan_topic(
         };
         let message = message?;
         last = Instant::now();
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let record = Record {
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().unwrap_or_default().to_vec(),
-            headers,
-        };
+        let record = Record::of(&message);
         if on_record(record) == Scan::Stop {
             break;
         }
@@ -134,12 +144,7 @@ pub fn scan_to_end(
     mut on_record: impl FnMut(Record) -> Scan,
 ) -> Result<()> {
     let deadline = Instant::now() + limit;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "vigie-read")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
+    let consumer = reader(brokers)?;
     let left = || deadline.saturating_duration_since(Instant::now());
     let metadata = consumer
         .client()
@@ -206,21 +211,7 @@ pub fn scan_to_end(
             ends.remove(&partition);
             continue;
         }
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let record = Record {
-            partition,
-            offset,
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().unwrap_or_default().to_vec(),
-            headers,
-        };
+        let record = Record::of(&message);
         if offset + 1 >= end {
             ends.remove(&partition);
         }
