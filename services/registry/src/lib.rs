@@ -399,6 +399,19 @@ impl Registry {
         self.sorted_versions(&rows)
     }
 
+    /// The production version of `name`, if it has one.
+    pub async fn production_of(&self, name: &str) -> Result<Option<ModelVersion>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM model_versions WHERE name = $1 AND status = 'production'"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| self.version_of_row(r)).transpose()
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await?;

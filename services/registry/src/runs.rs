@@ -427,12 +427,7 @@ impl Registry {
         if target.status == Status::Production {
             return Ok(target);
         }
-        let previous = self
-            .production()
-            .await?
-            .into_iter()
-            .find(|v| v.name == name)
-            .map(|v| v.version);
+        let previous = self.production_of(name).await?.map(|v| v.version);
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE model_versions SET status = 'archived' \
@@ -490,12 +485,7 @@ impl Registry {
     /// The version a rollback of `name` returns to: the one the current production version
     /// replaced, by the latest promotion to it. None when the history does not say.
     pub async fn rollback_target(&self, name: &str) -> Result<Option<u32>> {
-        let Some(current) = self
-            .production()
-            .await?
-            .into_iter()
-            .find(|v| v.name == name)
-        else {
+        let Some(current) = self.production_of(name).await? else {
             return Err(Error::UnknownModel(name.to_string()));
         };
         Ok(self

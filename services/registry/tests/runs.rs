@@ -211,6 +211,16 @@ async fn promotions_are_recorded_and_a_rollback_returns_to_the_replaced_version(
             .unwrap();
         assert_eq!(rolled.status, Status::Production);
         assert_eq!(
+            registry
+                .production_of("toy")
+                .await
+                .unwrap()
+                .map(|v| v.version),
+            Some(3),
+            "{backend}"
+        );
+        assert!(registry.production_of("nope").await.unwrap().is_none());
+        assert_eq!(
             registry.version("toy", 2).await.unwrap().status,
             Status::Archived
         );

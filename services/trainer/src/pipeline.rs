@@ -310,11 +310,9 @@ async fn steps(state: &AppState, run: &Run) -> Result<RunState, StepError> {
 
     let production = state
         .registry
-        .production()
+        .production_of(&run.model)
         .await
         .map_err(|e| e.to_string())?
-        .into_iter()
-        .find(|v| v.name == run.model)
         .ok_or_else(|| format!("{} has no production version any more", run.model))?;
     let evaluation = {
         let (registry, spec, data) = (state.registry.clone(), spec.clone(), data.clone());
@@ -341,27 +339,20 @@ async fn steps(state: &AppState, run: &Run) -> Result<RunState, StepError> {
             .set(value);
     }
     let better = c.better;
-    let verdict = if better {
-        format!(
-            "{metric} {:.4} -> {:.4}: improvement {:+.4}, {:.0}% lower bound {:+.4} > {}",
-            c.production,
-            c.candidate,
-            c.improvement,
-            c.confidence * 100.0,
-            c.improvement_lower,
-            c.min_improvement
-        )
+    let (relation, ending) = if better {
+        (">", "")
     } else {
-        format!(
-            "{metric} {:.4} -> {:.4}: improvement {:+.4}, {:.0}% lower bound {:+.4} <= {}: not shown better",
-            c.production,
-            c.candidate,
-            c.improvement,
-            c.confidence * 100.0,
-            c.improvement_lower,
-            c.min_improvement
-        )
+        ("<=", ": not shown better")
     };
+    let verdict = format!(
+        "{metric} {:.4} -> {:.4}: improvement {:+.4}, {:.0}% lower bound {:+.4} {relation} {}{ending}",
+        c.production,
+        c.candidate,
+        c.improvement,
+        c.confidence * 100.0,
+        c.improvement_lower,
+        c.min_improvement
+    );
     let run = advance(
         state,
         run,

@@ -148,13 +148,7 @@ impl AppState {
         by: &str,
         cooldown: bool,
     ) -> Result<Asked, vigie_registry::Error> {
-        let production = self
-            .registry
-            .production()
-            .await?
-            .into_iter()
-            .find(|v| v.name == model);
-        let Some(production) = production else {
+        let Some(production) = self.registry.production_of(model).await? else {
             return Ok(Asked::UnknownModel);
         };
         if let Some(active) = self.registry.active_run(model).await? {

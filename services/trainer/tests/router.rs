@@ -233,11 +233,9 @@ impl Harness {
 
     async fn production(&self) -> u32 {
         self.registry
-            .production()
+            .production_of("toy")
             .await
             .unwrap()
-            .into_iter()
-            .find(|v| v.name == "toy")
             .unwrap()
             .version
     }
