@@ -111,22 +111,14 @@ fn webhook_auth(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             .inc();
         ApiError::unauthorized(reason, message.to_string())
     };
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(refuse(
-            "missing_token",
-            "send Authorization: Bearer TOKEN (alertmanager.yml: http_config.authorization)",
-        ));
-    };
-    let text = value.to_str().unwrap_or("");
-    let token = match text.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => {
-            return Err(refuse(
-                "invalid_token",
-                "the Authorization header must read: Bearer TOKEN",
-            ));
-        }
-    };
+    let token = vigie_api::auth::bearer_token(headers).map_err(|e| {
+        let message = if e.error == "missing_token" {
+            "send Authorization: Bearer TOKEN (alertmanager.yml: http_config.authorization)"
+        } else {
+            "the Authorization header must read: Bearer TOKEN"
+        };
+        refuse(e.error, message)
+    })?;
     if !same_secret(token.as_bytes(), state.config.webhook_token.as_bytes()) {
         return Err(refuse("invalid_token", "wrong webhook token"));
     }
@@ -469,11 +461,9 @@ async fn promote(
 async fn current_version(state: &AppState, name: &str) -> Result<Option<u32>, ApiError> {
     Ok(state
         .registry
-        .production()
+        .production_of(name)
         .await
         .map_err(|e| unavailable(&e))?
-        .into_iter()
-        .find(|v| v.name == name)
         .map(|v| v.version))
 }
 
