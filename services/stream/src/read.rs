@@ -63,6 +63,8 @@ fn reader(brokers: &str) -> Result<BaseConsumer> {
         .set("group.id", "vigie-read")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        // As the drift consumer: tansu answers short fetch waits promptly.
+        .set("fetch.wait.max.ms", "100")
         .create()?)
 }
 
@@ -134,8 +136,8 @@ pub fn scan_topic(
 /// Hands every message of `topic` published before the call to `on_record`, partition by
 /// partition from offset 0 up to the high watermark each partition had when the call started,
 /// unless `on_record` says stop or `limit` passes (an error then: the read is incomplete).
-/// It stops early when nothing arrived for `QUIET_END` (a broker whose watermarks run ahead of
-/// its last offset would otherwise keep it waiting to `limit`). Blocks: call from a blocking
+/// Once messages flow, it stops early when nothing more arrived for `QUIET_END` (a broker whose
+/// watermarks run ahead of its last offset would otherwise keep it waiting to `limit`). Blocks: call from a blocking
 /// thread.
 pub fn scan_to_end(
     brokers: &str,
@@ -170,9 +172,9 @@ pub fn scan_to_end(
     }
     consumer.assign(&assignment)?;
     const QUIET_END: Duration = Duration::from_secs(5);
-    let mut last = Instant::now();
+    let mut last: Option<Instant> = None;
     while !ends.is_empty() {
-        if last.elapsed() >= QUIET_END {
+        if last.is_some_and(|l| l.elapsed() >= QUIET_END) {
             tracing::debug!(
                 topic,
                 partitions = ends.len(),
@@ -202,7 +204,7 @@ pub fn scan_to_end(
             continue;
         };
         let message = message?;
-        last = Instant::now();
+        last = Some(Instant::now());
         let (partition, offset) = (message.partition(), message.offset());
         let Some(&end) = ends.get(&partition) else {
             continue;
