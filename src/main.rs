@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod logging;
 
 /// Serve emergency-dispatch models and watch them drift.
 #[derive(Debug, Parser)]
@@ -17,6 +18,13 @@ struct Cli {
     /// Registry database: `sqlite://FILE` or `postgres://...`; default `sqlite://HOME/registry.db`.
     #[arg(long, env = "DATABASE_URL", global = true)]
     database_url: Option<String>,
+    /// Log format: json (on stdout; the default of predict, drift and trainer) or text (on
+    /// stderr; the default of the other commands). RUST_LOG filters.
+    #[arg(long, env = "VIGIE_LOG_FORMAT", global = true, value_enum)]
+    log_format: Option<logging::LogFormat>,
+    /// Also ship the logs to this Loki server (http://HOST:3100), labelled service and level.
+    #[arg(long, env = "LOKI_URL", global = true)]
+    loki_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,6 +50,9 @@ enum Command {
     /// Run the platform on embedded defaults: SQLite, an in-process broker, a model trained
     /// from models/ if the registry has none, a first admin account.
     Up(Box<commands::up::Args>),
+    /// Prepare a registry for the services, idempotently: train the specs of models/ that have
+    /// no production version, create the first admin when there is no account.
+    Bootstrap(commands::bootstrap::Args),
     /// Manage the accounts of the HTTP services.
     #[command(subcommand)]
     Users(commands::users::Command),
@@ -54,6 +65,37 @@ enum Command {
     /// Look at Vigie's Kafka topics.
     #[command(subcommand)]
     Events(commands::events::Command),
+}
+
+impl Command {
+    /// The `service` label of the logs.
+    fn service(&self) -> &'static str {
+        match self {
+            Command::Predict(_) => "vigie-predict",
+            Command::Drift(_) => "vigie-drift",
+            Command::Trainer(_) => "vigie-trainer",
+            Command::Up(_) => "vigie-up",
+            _ => "vigie-cli",
+        }
+    }
+
+    fn is_service(&self) -> bool {
+        matches!(
+            self,
+            Command::Predict(_) | Command::Drift(_) | Command::Trainer(_) | Command::Up(_)
+        )
+    }
+
+    /// The long-running services log JSON to stdout unless told otherwise; the rest, whose
+    /// stdout is for people, log text to stderr.
+    fn default_log_format(&self) -> logging::LogFormat {
+        match self {
+            Command::Predict(_) | Command::Drift(_) | Command::Trainer(_) => {
+                logging::LogFormat::Json
+            }
+            _ => logging::LogFormat::Text,
+        }
+    }
 }
 
 impl Cli {
@@ -70,14 +112,16 @@ impl Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "warn,vigie=info,vigie_predict=info,vigie_drift_service=info,vigie_trainer=info,vigie_api=info".into()
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let format = cli
+        .log_format
+        .unwrap_or_else(|| cli.command.default_log_format());
+    let loki = match logging::init(format, cli.command.service(), cli.loki_url.as_deref()) {
+        Ok(loki) => loki,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,7 +133,11 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match &cli.command {
+        let mut loki = loki;
+        if let Some(shipper) = &mut loki {
+            shipper.start();
+        }
+        let result = match &cli.command {
             Command::Train(args) => commands::train::run(&cli, args).await,
             Command::Compare(args) => commands::compare::run(args),
             Command::Models(cmd) => commands::models::run(&cli, cmd).await,
@@ -98,6 +146,7 @@ fn main() -> ExitCode {
             Command::Trainer(args) => commands::trainer::run(&cli, args).await,
             Command::Up(args) => commands::up::run(&cli, args).await,
             Command::Users(cmd) => commands::users::run(&cli, cmd).await,
+            Command::Bootstrap(args) => commands::bootstrap::run(&cli, args).await,
             Command::Events(cmd) => commands::events::run(&cli, cmd).await,
             Command::DriftReport(args) => {
                 tokio::task::block_in_place(|| commands::drift_report::run(args))
@@ -105,7 +154,19 @@ fn main() -> ExitCode {
             Command::Synthetic(args) => {
                 tokio::task::block_in_place(|| commands::synthetic::run(args))
             }
+        };
+        // In text the error is printed below; JSON and Loki readers get it as a line of theirs.
+        if let Err(e) = &result
+            && (format == logging::LogFormat::Json || loki.is_some())
+        {
+            tracing::error!(error = format!("{e:#}"), "vigie failed");
+        } else if result.is_ok() && cli.command.is_service() {
+            tracing::info!(service = cli.command.service(), "stopped");
         }
+        if let Some(shipper) = loki {
+            shipper.flush(std::time::Duration::from_secs(5)).await;
+        }
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
