@@ -49,7 +49,7 @@ fn specs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Trains every spec whose model has no production version yet.
-async fn ensure_models(registry: &Registry, dir: &Path) -> anyhow::Result<()> {
+pub async fn ensure_models(registry: &Registry, dir: &Path) -> anyhow::Result<()> {
     let production = registry.production().await?;
     for path in specs_in(dir)? {
         let spec = ModelSpec::from_file(&path)?;
