@@ -260,6 +260,37 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
     let html = page.text().await.unwrap();
     assert!(html.contains("noise injection active"), "{}", &html[..300]);
 
+    // The same page as people see it: headless Chromium renders it, with no console error.
+    if let Some((chromium, chromedriver)) = common::browser::chromium() {
+        let page = common::browser::render(
+            &chromium,
+            &chromedriver,
+            &format!("{drift_url}/v1/drift/report?model=baac-severity"),
+            &token,
+        )
+        .await;
+        assert!(page.errors.is_empty(), "console errors: {:?}", page.errors);
+        assert!(page.title.contains("baac-severity"), "{}", page.title);
+        assert!(
+            page.text.contains("noise injection active"),
+            "{}",
+            page.text
+        );
+        assert!(page.text.contains("drifted features"), "{}", page.text);
+        let (ink, colours) = common::browser::ink(&page.png);
+        let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("drift-report.png");
+        std::fs::write(&shot, &page.png).unwrap();
+        eprintln!(
+            "drift report screenshot: {} ({} bytes, {:.1}% of pixels not background, {colours} colours)",
+            shot.display(),
+            page.png.len(),
+            ink * 100.0
+        );
+        assert!(ink > 0.02 && colours >= 8, "a blank page: {ink} {colours}");
+    } else {
+        eprintln!("browser check skipped: chromium and chromedriver are needed");
+    }
+
     // Events replayed without the HTTP path count like served ones.
     let brokers = printed(&up, "embedded broker at");
     let replayed = vigie_ok(

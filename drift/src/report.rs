@@ -70,6 +70,7 @@ pub fn html(title: &str, profile: &Profile, current: &Histograms, report: &Drift
         page,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <link rel=\"icon\" href=\"data:,\">\
          <title>{title}</title><style>{STYLE}</style></head><body>\
          <h1>{title}</h1><p class=\"sub\">{verdict}</p><div class=\"cards\">\
          <div class=\"card\">drift score<b>{score:.3}</b>share of features drifted</div>\
@@ -265,6 +266,13 @@ mod tests {
             let found = page.matches(outside).count();
             if outside == "http://" {
                 assert_eq!(found, allowed, "only the SVG namespace");
+            } else if outside == "<link" {
+                // An empty inline icon: browsers then ask the server for no favicon.
+                assert_eq!(
+                    page.matches("<link rel=\"icon\" href=\"data:,\">").count(),
+                    1
+                );
+                assert_eq!(found, 1, "no other link");
             } else {
                 assert_eq!(found, 0, "{outside}");
             }

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+pub mod browser;
+
 pub const VIGIE: &str = env!("CARGO_BIN_EXE_vigie");
 
 pub fn repo() -> PathBuf {
