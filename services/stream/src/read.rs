@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -56,13 +57,14 @@ impl Record {
     }
 }
 
-/// A consumer that reads by assignment and commits nothing.
-fn reader(brokers: &str) -> Result<BaseConsumer> {
+/// A consumer that reads by assignment and commits nothing; with `eof`, it reports reaching
+/// the end of each partition.
+fn reader(brokers: &str, eof: bool) -> Result<BaseConsumer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "vigie-read")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
+        .set("enable.partition.eof", if eof { "true" } else { "false" })
         // As the drift consumer: tansu answers short fetch waits promptly.
         .set("fetch.wait.max.ms", "100")
         .create()?)
@@ -107,7 +109,7 @@ pub fn scan_topic(
     mut on_record: impl FnMut(Record) -> Scan,
 ) -> Result<()> {
     let deadline = Instant::now() + limit;
-    let consumer = reader(brokers)?;
+    let consumer = reader(brokers, false)?;
     let metadata = consumer
         .client()
         .fetch_metadata(Some(topic), rdkafka::util::Timeout::After(idle))?;
@@ -133,94 +135,71 @@ pub fn scan_topic(
     Ok(())
 }
 
-/// Hands every message of `topic` published before the call to `on_record`, partition by
-/// partition from offset 0 up to the high watermark each partition had when the call started,
-/// unless `on_record` says stop or `limit` passes (an error then: the read is incomplete).
-/// Once messages flow, it stops early when nothing more arrived for `QUIET_END` (a broker whose
-/// watermarks run ahead of its last offset would otherwise keep it waiting to `limit`). Blocks: call from a blocking
-/// thread.
+/// Hands every message of `topic` to `on_record`, every partition from offset 0 until the
+/// consumer reaches its end, unless `on_record` says stop or `limit` passes (an error then: the
+/// read is incomplete). Messages published while it reads may be included.
+///
+/// The end is the consumer's partition EOF, which follows the fetch responses, not the high
+/// watermark from a ListOffsets request: tansu's can lag the log (its memory engine answers
+/// the last batch's base offset + 1, so a read bounded by it stopped after one message of a
+/// 300-message batch). Blocks: call from a blocking thread.
 pub fn scan_to_end(
     brokers: &str,
     topic: &str,
     limit: Duration,
     mut on_record: impl FnMut(Record) -> Scan,
 ) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    let consumer = reader(brokers)?;
+    let started = Instant::now();
+    let deadline = started + limit;
+    let consumer = reader(brokers, true)?;
     let left = || deadline.saturating_duration_since(Instant::now());
     let metadata = consumer
         .client()
         .fetch_metadata(Some(topic), rdkafka::util::Timeout::After(left()))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    // The next offset to read in each partition, and where it ends.
-    let mut ends = std::collections::HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, left())?;
-        if high > low.max(0) {
-            ends.insert(p, high);
-            assignment.add_partition_offset(topic, p, Offset::Beginning)?;
-        }
-    }
-    if ends.is_empty() {
-        return Ok(());
-    }
-    consumer.assign(&assignment)?;
-    const QUIET_END: Duration = Duration::from_secs(5);
-    let mut last: Option<Instant> = None;
-    while !ends.is_empty() {
-        if last.is_some_and(|l| l.elapsed() >= QUIET_END) {
-            tracing::debug!(
-                topic,
-                partitions = ends.len(),
-                "quiet before the high watermarks; read ends"
-            );
-            break;
-        }
-        if Instant::now() >= deadline {
+    let mut open = std::collections::BTreeSet::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        if let Some(e) = t.error() {
             return Err(Error::Config(format!(
-                "reading {topic} took longer than {limit:?}; {} partitions not read to their end",
-                ends.len()
+                "topic {topic}: {:?}",
+                rdkafka::types::RDKafkaRespErr::from(e)
             )));
         }
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            // Offsets may skip (batches, control records): a partition whose next fetch
-            // position reached its end is read even when no message sat at end - 1.
-            if let Ok(positions) = consumer.position() {
-                for e in positions.elements() {
-                    if let (Offset::Offset(next), Some(&end)) =
-                        (e.offset(), ends.get(&e.partition()))
-                        && next >= end
-                    {
-                        ends.remove(&e.partition());
-                    }
-                }
+        open.extend(t.partitions().iter().map(|p| p.id()));
+    }
+    if open.is_empty() {
+        return Err(Error::Config(format!("topic {topic} has no partitions")));
+    }
+    let mut assignment = TopicPartitionList::new();
+    for &p in &open {
+        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut read = 0u64;
+    while !open.is_empty() {
+        if Instant::now() >= deadline {
+            return Err(Error::Config(format!(
+                "reading {topic} took longer than {limit:?}; partitions {open:?} not read to their end ({read} messages read)"
+            )));
+        }
+        let message = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                open.remove(&partition);
+                continue;
             }
-            continue;
+            Some(message) => message?,
         };
-        let message = message?;
-        last = Some(Instant::now());
-        let (partition, offset) = (message.partition(), message.offset());
-        let Some(&end) = ends.get(&partition) else {
-            continue;
-        };
-        if offset >= end {
-            ends.remove(&partition);
-            continue;
-        }
-        let record = Record::of(&message);
-        if offset + 1 >= end {
-            ends.remove(&partition);
-        }
-        if on_record(record) == Scan::Stop {
+        read += 1;
+        if on_record(Record::of(&message)) == Scan::Stop {
             break;
         }
     }
+    tracing::info!(
+        topic,
+        read,
+        seconds = started.elapsed().as_secs_f64(),
+        "topic read to its end"
+    );
     Ok(())
 }
 
