@@ -185,6 +185,8 @@ impl AppState {
                 tracing::info!(%model, from = old.version, to = reference.version, "switching reference: the windows start over");
             } else {
                 tracing::info!(model = %version.id(), "watching model");
+                // 0 from the start, not "no data", on dashboards.
+                self.metrics.reference_switches.with_label_values(&[&model]);
             }
             self.metrics
                 .reference_info

@@ -136,6 +136,12 @@ impl ModelSet {
                 );
             } else {
                 tracing::info!(model = %served.version.id(), "serving model");
+                // The model's counters exist from the start: 0, not "no data", on dashboards.
+                metrics.model_switches.with_label_values(&[served.name()]);
+                metrics
+                    .model_load_failures
+                    .with_label_values(&[served.name()]);
+                metrics.labels.with_label_values(&[served.name()]);
             }
             metrics
                 .model_info

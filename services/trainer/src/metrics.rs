@@ -34,6 +34,10 @@ pub struct Metrics {
     pub database_up: IntGauge,
 }
 
+/// The reasons of `vigie_retraining_webhook_refused_total`: no token, a wrong one, a body
+/// that is not Alertmanager's payload.
+pub const WEBHOOK_REFUSALS: [&str; 3] = ["missing_token", "invalid_token", "invalid_payload"];
+
 impl Metrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = MetricsRegistry::new();
@@ -79,6 +83,15 @@ impl Metrics {
             "1 when the registry database answered the last check",
         )?;
         registry.register(Box::new(database_up.clone()))?;
+        let webhook_refused = counter(
+            "vigie_retraining_webhook_refused_total",
+            "Webhook calls refused, by reason",
+            &["reason"],
+        )?;
+        // Every reason from the start: a dashboard shows 0, not "no data", while all is well.
+        for reason in WEBHOOK_REFUSALS {
+            webhook_refused.with_label_values(&[reason]);
+        }
         Ok(Metrics {
             http: HttpMetrics::register(&registry)?,
             producer: ProducerMetrics::register(&registry)?,
@@ -99,11 +112,7 @@ impl Metrics {
                 "Alerts received on the webhook, by what the trainer did (started, busy, cooldown, duplicate, resolved, ignored)",
                 &["alertname", "action"],
             )?,
-            webhook_refused: counter(
-                "vigie_retraining_webhook_refused_total",
-                "Webhook calls refused, by reason",
-                &["reason"],
-            )?,
+            webhook_refused,
             last_improvement: gauge(
                 "vigie_retraining_last_improvement",
                 "The last candidate's improvement over production on the primary metric (positive is better), and its bootstrap lower bound",
