@@ -159,10 +159,7 @@ pub fn scan_to_end(
     let mut open = std::collections::BTreeSet::new();
     for t in metadata.topics().iter().filter(|t| t.name() == topic) {
         if let Some(e) = t.error() {
-            return Err(Error::Config(format!(
-                "topic {topic}: {:?}",
-                rdkafka::types::RDKafkaRespErr::from(e)
-            )));
+            return Err(Error::Config(format!("topic {topic}: {e:?}")));
         }
         open.extend(t.partitions().iter().map(|p| p.id()));
     }
