@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -57,9 +58,26 @@ impl Record {
     }
 }
 
+/// The readers' client context: librdkafka also reports a partition's end as a client error,
+/// which is how [`scan_to_end`] knows it is done, not a problem worth a log line.
+struct ReadContext;
+
+impl ClientContext for ReadContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::warn!(%error, reason, "kafka reader");
+        }
+    }
+}
+
+impl ConsumerContext for ReadContext {}
+
 /// A consumer that reads by assignment and commits nothing; with `eof`, it reports reaching
 /// the end of each partition.
-fn reader(brokers: &str, eof: bool) -> Result<BaseConsumer> {
+fn reader(brokers: &str, eof: bool) -> Result<BaseConsumer<ReadContext>> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "vigie-read")
@@ -67,7 +85,7 @@ fn reader(brokers: &str, eof: bool) -> Result<BaseConsumer> {
         .set("enable.partition.eof", if eof { "true" } else { "false" })
         // As the drift consumer: tansu answers short fetch waits promptly.
         .set("fetch.wait.max.ms", "100")
-        .create()?)
+        .create_with_context(ReadContext)?)
 }
 
 /// Reads every partition of `topic` from offset 0 until `want` messages arrived or `timeout`
