@@ -78,7 +78,7 @@ async fn a_broker_outage_under_traffic_fails_no_prediction_and_loses_no_event() 
     let mut broker = Broker {
         bin,
         port: free_port(),
-        storage: dir.path().join("tansu.db"),
+        storage: Some(dir.path().join("tansu.db")),
         child: None,
     };
     broker.start();

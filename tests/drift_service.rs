@@ -341,7 +341,7 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
     let mut broker = Broker {
         bin,
         port: free_port(),
-        storage: dir.path().join("tansu.db"),
+        storage: Some(dir.path().join("tansu.db")),
         child: None,
     };
     broker.start();

@@ -80,6 +80,11 @@ pub struct Service {
 
 impl Service {
     pub fn spawn(mut command: Command) -> Self {
+        // Logs as text on the inherited stderr (shown with --nocapture), unless the test
+        // chose otherwise; stdout carries the lines tests wait for.
+        if !command.get_envs().any(|(k, _)| k == "VIGIE_LOG_FORMAT") {
+            command.env("VIGIE_LOG_FORMAT", "text");
+        }
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -234,11 +239,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A tansu broker storing its data in an SQLite file (so a restart keeps the messages).
+/// A tansu broker storing its data in an SQLite file (so a restart keeps the messages), or in
+/// memory when `storage` is `None`.
 pub struct Broker {
     pub bin: PathBuf,
     pub port: u16,
-    pub storage: PathBuf,
+    pub storage: Option<PathBuf>,
     pub child: Option<Child>,
 }
 
@@ -249,21 +255,26 @@ impl Broker {
 
     pub fn start(&mut self) {
         let url = format!("tcp://{}", self.address());
-        let child = Command::new(&self.bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-            ])
+        let mut command = Command::new(&self.bin);
+        command.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+        ]);
+        match &self.storage {
             // tansu reads the path of a sqlite:// URL relative to its working directory.
-            .arg(format!(
-                "sqlite://{}",
-                self.storage.file_name().unwrap().to_string_lossy()
-            ))
-            .current_dir(self.storage.parent().unwrap())
+            Some(file) => command
+                .arg(format!(
+                    "sqlite://{}",
+                    file.file_name().unwrap().to_string_lossy()
+                ))
+                .current_dir(file.parent().unwrap()),
+            None => command.arg("memory://tansu/"),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
