@@ -329,3 +329,66 @@ fn a_corrupt_registry_database_url_is_refused_before_training() {
     let err = home.fails(&["train", "--spec", spec.to_str().unwrap()]);
     assert!(err.contains("Failed to open the model registry"), "{err}");
 }
+
+#[test]
+fn bootstrap_trains_what_has_no_production_version_and_makes_the_first_admin_once() {
+    let home = Home::new(None);
+    let specs = home.path().join("specs");
+    std::fs::create_dir_all(&specs).unwrap();
+    let spec = home.spec("baac-severity.toml", |t| t);
+    std::fs::rename(&spec, specs.join("baac-severity.toml")).unwrap();
+    let specs = specs.to_str().unwrap();
+    let run = |password: Option<&str>| {
+        let mut cmd = Command::new(VIGIE);
+        cmd.args(["bootstrap", "--models-dir", specs])
+            .env("VIGIE_HOME", home.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("VIGIE_ADMIN")
+            .env_remove("VIGIE_ADMIN_PASSWORD");
+        if let Some(p) = password {
+            cmd.env("VIGIE_ADMIN_PASSWORD", p);
+        }
+        cmd.output().unwrap()
+    };
+
+    // An empty registry and no password: refused, naming the variable, before any account.
+    let out = run(None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("VIGIE_ADMIN_PASSWORD"), "{stderr}");
+    // A password the accounts refuse: named too.
+    let out = run(Some("short"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VIGIE_ADMIN_PASSWORD refused"));
+
+    let out = run(Some("the first admin's password"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("production: baac-severity@1"), "{stdout}");
+    assert!(
+        stdout.contains("created the first admin: admin"),
+        "{stdout}"
+    );
+    let users = home.ok(&["users", "list"]);
+    assert!(
+        users.contains("admin") && users.contains("vigie-bootstrap"),
+        "{users}"
+    );
+
+    // Again, with no password: nothing to train, an account exists, nothing changes.
+    let before = home.state();
+    let out = run(None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("production: baac-severity@1"), "{stdout}");
+    assert!(stdout.contains("none created"), "{stdout}");
+    assert_eq!(home.state(), before, "a second bootstrap changes nothing");
+}
