@@ -351,6 +351,14 @@ fn bootstrap_trains_what_has_no_production_version_and_makes_the_first_admin_onc
         cmd.output().unwrap()
     };
 
+    // Runs it and returns its stdout, checking it succeeded.
+    let ok = |password: Option<&str>| {
+        let out = run(password);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+
     // An empty registry and no password: refused, naming the variable, before any account.
     let out = run(None);
     assert_eq!(out.status.code(), Some(1));
@@ -361,13 +369,7 @@ fn bootstrap_trains_what_has_no_production_version_and_makes_the_first_admin_onc
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("VIGIE_ADMIN_PASSWORD refused"));
 
-    let out = run(Some("the first admin's password"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = ok(Some("the first admin's password"));
     assert!(stdout.contains("production: baac-severity@1"), "{stdout}");
     assert!(
         stdout.contains("created the first admin: admin"),
@@ -381,13 +383,7 @@ fn bootstrap_trains_what_has_no_production_version_and_makes_the_first_admin_onc
 
     // Again, with no password: nothing to train, an account exists, nothing changes.
     let before = home.state();
-    let out = run(None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = ok(None);
     assert!(stdout.contains("production: baac-severity@1"), "{stdout}");
     assert!(stdout.contains("none created"), "{stdout}");
     assert_eq!(home.state(), before, "a second bootstrap changes nothing");

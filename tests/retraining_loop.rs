@@ -136,19 +136,26 @@ async fn dashboards_answer(client: &reqwest::Client, prom: &str) -> usize {
         .collect();
     files.sort();
     assert!(files.len() >= 4, "{files:?}");
-    let query = |expr: String| {
+    // Prometheus's HTTP API: a GET with query parameters, answered in JSON.
+    let api = |path: String, params: Vec<(&'static str, String)>| {
         let client = client.clone();
-        let url = format!("{prom}/api/v1/query");
         async move {
             let answer: Value = client
-                .get(&url)
-                .query(&[("query", expr.as_str())])
+                .get(format!("{prom}{path}"))
+                .query(&params)
                 .send()
                 .await
                 .unwrap()
                 .json()
                 .await
                 .unwrap();
+            answer
+        }
+    };
+    let query = |expr: String| {
+        let answer = api("/api/v1/query".into(), vec![("query", expr.clone())]);
+        async move {
+            let answer = answer.await;
             assert_eq!(answer["status"], "success", "{expr}: {answer}");
             answer["data"]["result"].as_array().unwrap().clone()
         }
@@ -197,15 +204,11 @@ async fn dashboards_answer(client: &reqwest::Client, prom: &str) -> usize {
                     .and_then(|d| d.strip_suffix(')'))
                     .unwrap_or_else(|| panic!("{name}: variable {definition}"));
                 let (metric, label) = inner.split_once(',').unwrap();
-                let values: Value = client
-                    .get(format!("{prom}/api/v1/label/{}/values", label.trim()))
-                    .query(&[("match[]", metric.trim())])
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let values = api(
+                    format!("/api/v1/label/{}/values", label.trim()),
+                    vec![("match[]", metric.trim().to_string())],
+                )
+                .await;
                 assert!(
                     !values["data"].as_array().unwrap().is_empty(),
                     "{name}: variable {} has no values: {definition}",

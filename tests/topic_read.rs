@@ -1,7 +1,8 @@
 //! Reading a topic to its end on a real broker (tansu), in memory and on SQLite: the trainer
-//! reads vigie.labels and vigie.predictions this way. tansu's ListOffsets high watermark lags
-//! its log (the memory engine answers the last batch's base offset + 1), so a read bounded by
-//! it stopped after one message; the read now ends on the consumer's partition EOF.
+//! reads vigie.labels and vigie.predictions this way, and `vigie events count` counts so.
+//! tansu's ListOffsets high watermark lags its log (the memory engine answers the last batch's
+//! base offset + 1), so a read bounded by it stopped after one message and a count from
+//! watermarks said 1 for 300; reads now end on the consumer's partition EOF.
 
 #![allow(clippy::unwrap_used)] // Test helpers: a failed setup should panic loudly.
 
@@ -9,39 +10,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Broker, free_port, tansu};
+use common::{Broker, free_port, tansu, vigie_ok};
 use vigie_stream::LABELS_TOPIC;
 use vigie_stream::producer::{EventProducer, ProducerConfig, ProducerMetrics};
-use vigie_stream::read::{Scan, scan_to_end};
-
-fn rounds_of_300(broker: &Broker) {
-    let servers = broker.address();
-    let metrics = ProducerMetrics::register(&prometheus::Registry::new()).unwrap();
-    let producer = EventProducer::new(&ProducerConfig::new(servers.clone()), metrics).unwrap();
-    for round in 1..=3u64 {
-        for i in 0..300 {
-            producer
-                .publish(
-                    LABELS_TOPIC,
-                    "one-key",
-                    format!("{{\"i\":{i}}}").as_bytes(),
-                    &[],
-                )
-                .unwrap();
-        }
-        assert_eq!(producer.flush(Duration::from_secs(60)), 0);
-        let mut n = 0;
-        scan_to_end(&servers, LABELS_TOPIC, Duration::from_secs(60), |_| {
-            n += 1;
-            Scan::Continue
-        })
-        .unwrap();
-        assert_eq!(n, 300 * round, "round {round}");
-    }
-}
 
 #[test]
-fn every_message_is_read_on_tansu_in_memory_and_on_sqlite() {
+fn every_message_is_read_and_counted_on_tansu_in_memory_and_on_sqlite() {
     let Some(bin) = tansu() else {
         eprintln!("skipped: no tansu binary");
         return;
@@ -56,6 +30,36 @@ fn every_message_is_read_on_tansu_in_memory_and_on_sqlite() {
         };
         broker.start();
         broker.create_topic(LABELS_TOPIC);
-        rounds_of_300(&broker);
+        let servers = broker.address();
+        let metrics = ProducerMetrics::register(&prometheus::Registry::new()).unwrap();
+        let producer = EventProducer::new(&ProducerConfig::new(servers.clone()), metrics).unwrap();
+        for round in 1..=3u64 {
+            for i in 0..300 {
+                let payload = format!("{{\"i\":{i}}}");
+                producer
+                    .publish(LABELS_TOPIC, "one-key", payload.as_bytes(), &[])
+                    .unwrap();
+            }
+            assert_eq!(producer.flush(Duration::from_secs(60)), 0);
+            let counts =
+                vigie_stream::read::count(&servers, LABELS_TOPIC, Duration::from_secs(60)).unwrap();
+            assert_eq!(counts.values().sum::<u64>(), 300 * round, "round {round}");
+        }
+        let printed = vigie_ok(
+            dir.path(),
+            &[
+                "events",
+                "count",
+                "--kafka-brokers",
+                &servers,
+                "--topic",
+                LABELS_TOPIC,
+            ],
+            &[],
+        );
+        assert!(
+            printed.lines().any(|l| l == format!("{LABELS_TOPIC} 900")),
+            "{printed}"
+        );
     }
 }

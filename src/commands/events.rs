@@ -16,12 +16,15 @@ use crate::Cli;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Count the messages on a topic (sum over partitions of high minus low watermark).
+    /// Count the messages on a topic, per partition, by reading it to its end.
     Count {
         #[arg(long, env = "KAFKA_BROKERS")]
         kafka_brokers: String,
         #[arg(long, default_value = vigie_stream::PREDICTIONS_TOPIC)]
         topic: String,
+        /// Give up (with an error) when the read takes longer, in seconds.
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+        limit_secs: u64,
     },
     /// Read a prediction topic from the start until it goes quiet and count its events: records,
     /// distinct event ids, duplicates and unreadable payloads.
@@ -66,13 +69,17 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         Command::Count {
             kafka_brokers,
             topic,
+            limit_secs,
         } => {
-            let (brokers, t) = (kafka_brokers.clone(), topic.clone());
-            let partitions = tokio::task::spawn_blocking(move || {
-                vigie_stream::read::count(&brokers, &t, Duration::from_secs(10))
-            })
-            .await??;
-            let total: i64 = partitions.iter().map(|(_, n)| n).sum();
+            let (brokers, t, limit) = (
+                kafka_brokers.clone(),
+                topic.clone(),
+                Duration::from_secs(*limit_secs),
+            );
+            let partitions =
+                tokio::task::spawn_blocking(move || vigie_stream::read::count(&brokers, &t, limit))
+                    .await??;
+            let total: u64 = partitions.values().sum();
             for (p, n) in &partitions {
                 println!("{topic}[{p}] {n}");
             }

@@ -1,5 +1,6 @@
 //! Reads a topic from its beginning: what tests and tools use to check what was published.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -255,27 +256,14 @@ pub fn audit(brokers: &str, topic: &str, idle: Duration) -> Result<Audit> {
     Ok(audit)
 }
 
-/// Messages per partition of `topic` (high minus low watermark). Blocks.
-pub fn count(brokers: &str, topic: &str, timeout: Duration) -> Result<Vec<(i32, i64)>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "vigie-count")
-        .create()?;
-    let metadata = consumer
-        .client()
-        .fetch_metadata(Some(topic), rdkafka::util::Timeout::After(timeout))?;
-    let mut counts = Vec::new();
-    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
-        if let Some(e) = t.error() {
-            return Err(Error::Kafka(rdkafka::error::KafkaError::MetadataFetch(
-                e.into(),
-            )));
-        }
-        for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
-            counts.push((p.id(), high - low));
-        }
-    }
-    counts.sort();
+/// Counts the messages of each partition of `topic` by reading it to its end: exact on any
+/// broker, where a sum of ListOffsets watermarks is not (tansu's lag its log). Partitions
+/// without a message are left out. Blocks: call from a blocking thread.
+pub fn count(brokers: &str, topic: &str, limit: Duration) -> Result<BTreeMap<i32, u64>> {
+    let mut counts = BTreeMap::new();
+    scan_to_end(brokers, topic, limit, |record| {
+        *counts.entry(record.partition).or_default() += 1;
+        Scan::Continue
+    })?;
     Ok(counts)
 }
