@@ -25,3 +25,16 @@ pub fn encode_metrics(registry: &prometheus::Registry) -> String {
     let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()
 }
+
+/// The `/metrics` answer of every service: `registry` in Prometheus' text format.
+pub fn metrics_response(registry: &prometheus::Registry) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        encode_metrics(registry),
+    )
+        .into_response()
+}

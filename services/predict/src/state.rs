@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -356,11 +356,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     state.producer.update_gauges();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        vigie_api::encode_metrics(&state.metrics.registry),
-    )
-        .into_response()
+    vigie_api::metrics_response(&state.metrics.registry)
 }
 
 /// A served model, as `/v1/models` lists it.
