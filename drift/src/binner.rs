@@ -93,12 +93,11 @@ impl FeatureBinner {
                 if value.is_nan() {
                     return *missing;
                 }
-                if value.fract() != 0.0 {
-                    return *other;
-                }
-                // In f64: a huge value must not overflow an integer.
+                // In f64: a huge value must not overflow an integer. `min` is whole, so
+                // `value` is whole exactly when `i` is (checked without `fract`, a call to
+                // `trunc` on targets without SSE4.1: this runs for every value).
                 let i = value - *min as f64;
-                if i >= 0.0 && i < table.len() as f64 {
+                if i >= 0.0 && i < table.len() as f64 && (i as usize) as f64 == i {
                     table[i as usize]
                 } else {
                     *other

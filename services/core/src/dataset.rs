@@ -129,13 +129,12 @@ pub fn load_features(
     }
 }
 
-/// Reads a file and runs [`check_structure`] on it with the spec's separator: the bytes and the
-/// line where each record starts, the header's first.
-fn read_checked(
+/// Reads a file and checks the spec's separator: the bytes, and the separator as a byte.
+fn read_file(
     path: &Path,
     separator: char,
     problems: &mut Vec<Problem>,
-) -> std::result::Result<(Vec<u8>, u8, Vec<usize>), ()> {
+) -> std::result::Result<(Vec<u8>, u8), ()> {
     let whole_file = |message: String| Problem::whole_file(path, message);
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -153,6 +152,17 @@ fn read_checked(
         )));
         return Err(());
     };
+    Ok((bytes, separator))
+}
+
+/// Reads a file and runs [`check_structure`] on it with the spec's separator: the bytes and the
+/// line where each record starts, the header's first.
+fn read_checked(
+    path: &Path,
+    separator: char,
+    problems: &mut Vec<Problem>,
+) -> std::result::Result<(Vec<u8>, u8, Vec<usize>), ()> {
+    let (bytes, separator) = read_file(path, separator, problems)?;
     let before = problems.len();
     let lines = check_structure(path, &bytes, separator, problems);
     if problems.len() > before {
@@ -279,23 +289,61 @@ fn check_structure(
     records.into_iter().map(|(at, _)| at).collect()
 }
 
-/// The fields of a file that passed [`check_structure`], unescaped by csv-core: record `r`'s
-/// field `c` is `text[start..ends[r * width + c]]`, where `start` is the previous field's end.
+/// Records per block of [`Records`]: blocks are read, and checked, in parallel.
+const BLOCK_RECORDS: usize = 2048;
+
+/// The fields of a checked file, unescaped: record `r`'s field `c` is `text[start..end]` for
+/// `(start, end) = blocks[r / BLOCK_RECORDS][(r % BLOCK_RECORDS) * width + c]`.
 struct Records {
-    text: Vec<u8>,
-    ends: Vec<u32>,
+    text: String,
+    blocks: Vec<Vec<(u32, u32)>>,
     width: usize,
+    count: usize,
 }
 
 impl Records {
-    /// Reads every record (csv-core: quoted fields, `\r\n`, blank lines skipped); `fields` is
-    /// how many fields to expect in all.
+    /// Runs [`check_structure`]'s checks and reads every record: the records and the line where
+    /// each starts, the header's first. Files without a quote take a faster path than
+    /// csv-core's state machine, which does both, in place and in parallel.
+    fn read_checked(
+        path: &Path,
+        bytes: Vec<u8>,
+        separator: u8,
+        problems: &mut Vec<Problem>,
+    ) -> std::result::Result<(Self, Vec<usize>), ()> {
+        let before = problems.len();
+        let (records, lines) = match String::from_utf8(bytes) {
+            Ok(text) if !text.is_empty() && unquoted(text.as_bytes()) => {
+                Self::read_unquoted(path, text, separator, problems)
+            }
+            text => {
+                let bytes = text.map_or_else(|e| e.into_bytes(), String::into_bytes);
+                let lines = check_structure(path, &bytes, separator, problems);
+                if problems.len() > before {
+                    return Err(());
+                }
+                let header_fields = bytes
+                    .split(|&b| b == b'\n')
+                    .next()
+                    .map_or(1, |h| h.iter().filter(|&&b| b == separator).count() + 1);
+                let records = Self::read(&bytes, separator, lines.len() * header_fields);
+                (records, lines)
+            }
+        };
+        if problems.len() > before {
+            return Err(());
+        }
+        Ok((records, lines))
+    }
+
+    /// Reads every record with csv-core (quoted fields, `\r\n`, blank lines skipped) from a
+    /// file that passed [`check_structure`]; `fields` is how many fields to expect in all.
     fn read(bytes: &[u8], separator: u8, fields: usize) -> Self {
         let mut reader = csv_core::ReaderBuilder::new().delimiter(separator).build();
         // Unescaping never lengthens a field, so the output always fits.
         let mut text = vec![0u8; bytes.len() + 1];
-        let (mut input, mut out) = (bytes, 0);
-        let mut ends = Vec::with_capacity(fields);
+        let (mut input, mut out, mut start) = (bytes, 0, 0);
+        let mut bounds = Vec::with_capacity(fields);
         let mut width = 0;
         loop {
             let (result, read, written) = reader.read_field(input, &mut text[out..]);
@@ -309,28 +357,166 @@ impl Records {
                 }
                 csv_core::ReadFieldResult::Field { record_end } => {
                     // `load` refuses files of 4 GiB or more before reading them.
-                    ends.push(out as u32);
+                    bounds.push((start, out as u32));
+                    start = out as u32;
                     if record_end && width == 0 {
-                        width = ends.len();
+                        width = bounds.len();
                     }
                 }
                 csv_core::ReadFieldResult::End => break,
             }
         }
         text.truncate(out);
-        Records { text, ends, width }
+        // The input is valid UTF-8 and fields are cut at ASCII bytes: so is the output.
+        let text = String::from_utf8(text)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let count = bounds.len().checked_div(width).unwrap_or(0);
+        let blocks = bounds
+            .chunks(BLOCK_RECORDS * width.max(1))
+            .map(<[_]>::to_vec)
+            .collect();
+        Records {
+            text,
+            blocks,
+            width,
+            count,
+        }
+    }
+
+    /// [`check_structure`] and [`Records::read`] for a file without a double quote or a lone
+    /// `\r` (see [`unquoted`]): no field can be escaped, so a field is the text between two
+    /// separators or line ends, and stays where it is. Line ends are found first (SIMD
+    /// `memchr`), then blocks of records are cut into fields in parallel. Same records, same
+    /// problems, several times faster.
+    fn read_unquoted(
+        path: &Path,
+        text: String,
+        separator: u8,
+        problems: &mut Vec<Problem>,
+    ) -> (Self, Vec<usize>) {
+        use rayon::prelude::*;
+        let problem = |line: usize, message: String| Problem {
+            file: path.to_path_buf(),
+            line: Some(line),
+            column: None,
+            message,
+        };
+        let bytes = text.as_bytes();
+        // Records as (line, start, end) without the line end; `load` refuses files of 4 GiB or
+        // more before reading them, so offsets fit in u32.
+        let mut records: Vec<(usize, u32, u32)> = Vec::new();
+        let (mut line, mut start, mut blank) = (1, 0, None);
+        for newline in memchr::memchr_iter(b'\n', bytes).chain([bytes.len()]) {
+            let end = if newline > start && bytes[newline - 1] == b'\r' {
+                newline - 1
+            } else {
+                newline
+            };
+            if end == start {
+                blank.get_or_insert(line);
+            } else {
+                if let Some(at) = blank.take().filter(|_| !records.is_empty()) {
+                    problems.push(problem(at, "blank line between records".into()));
+                }
+                records.push((line, start as u32, end as u32));
+            }
+            (line, start) = (line + 1, newline + 1);
+        }
+        let width = records.first().map_or(0, |&(_, start, end)| {
+            memchr::memchr_iter(separator, &bytes[start as usize..end as usize]).count() + 1
+        });
+        let cut: Vec<(Vec<(u32, u32)>, Vec<(usize, usize)>)> = records
+            .par_chunks(BLOCK_RECORDS)
+            .map(|chunk| {
+                let mut bounds = Vec::with_capacity(chunk.len() * width);
+                let mut ragged = Vec::new();
+                for &(line, start, end) in chunk {
+                    let before = bounds.len();
+                    let mut field = start;
+                    each_byte_equal(&bytes[start as usize..end as usize], separator, |at| {
+                        let at = start + at as u32;
+                        bounds.push((field, at));
+                        field = at + 1;
+                    });
+                    bounds.push((field, end));
+                    let fields = bounds.len() - before;
+                    if fields != width {
+                        // Reported below; the record keeps its place in the layout.
+                        ragged.push((line, fields));
+                        bounds.resize(before + width, (end, end));
+                    }
+                }
+                (bounds, ragged)
+            })
+            .collect();
+        let mut blocks = Vec::with_capacity(cut.len());
+        for (bounds, ragged) in cut {
+            problems.extend(ragged.into_iter().map(|(line, fields)| {
+                problem(
+                    line,
+                    format!("{fields} fields where the header has {width}"),
+                )
+            }));
+            blocks.push(bounds);
+        }
+        let lines = records.iter().map(|&(line, _, _)| line).collect();
+        let records = Records {
+            text,
+            blocks,
+            width,
+            count: records.len(),
+        };
+        (records, lines)
     }
 
     /// Records, the header included.
     fn len(&self) -> usize {
-        self.ends.len().checked_div(self.width).unwrap_or(0)
+        self.count
     }
 
-    fn field(&self, record: usize, column: usize) -> &[u8] {
-        let i = record * self.width + column;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.text[start..self.ends[i] as usize]
+    fn field(&self, record: usize, column: usize) -> &str {
+        let (start, end) =
+            self.blocks[record / BLOCK_RECORDS][(record % BLOCK_RECORDS) * self.width + column];
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
     }
+}
+
+/// Calls `found` with the position of every byte of `text` equal to `byte`, in order. Fields
+/// are a few bytes long, too short for `memchr`'s setup to pay: eight bytes are compared at
+/// once, and the matches are read off a bit mask, without a branch per byte.
+fn each_byte_equal(text: &[u8], byte: u8, mut found: impl FnMut(usize)) {
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let pattern = u64::from_ne_bytes([byte; 8]);
+    let mut words = text.chunks_exact(8);
+    let mut base = 0;
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or_default()) ^ pattern;
+        // The high bit of each byte that is zero in `x`, exactly (no carry across bytes).
+        let mut zeros = !(((x & LOW) + LOW) | x | LOW);
+        while zeros != 0 {
+            found(base + zeros.trailing_zeros() as usize / 8);
+            zeros &= zeros - 1;
+        }
+        base += 8;
+    }
+    for (i, &b) in words.remainder().iter().enumerate() {
+        if b == byte {
+            found(base + i);
+        }
+    }
+}
+
+/// True when no field of the file can be quoted, and every `\r` ends a line with the `\n`
+/// after it (csv-core also ends records on a lone `\r`).
+fn unquoted(bytes: &[u8]) -> bool {
+    !bytes.contains(&b'"')
+        && (!bytes.contains(&b'\r')
+            || bytes
+                .iter()
+                .zip(bytes.iter().skip(1).chain([&0]))
+                .all(|(&b, &next)| b != b'\r' || next == b'\n'))
 }
 
 fn text_column<'a>(frame: &'a DataFrame, name: &str) -> Option<&'a StringChunked> {
@@ -365,17 +551,13 @@ fn read_feature_columns(
     problems: &mut Vec<Problem>,
 ) -> std::result::Result<(Vec<Vec<f64>>, LoadReport), ()> {
     let whole_file = |message: String| Problem::whole_file(path, message);
-    let (bytes, separator, lines) = read_checked(path, spec.data.separator, problems)?;
+    let (bytes, separator) = read_file(path, spec.data.separator, problems)?;
     if bytes.len() >= u32::MAX as usize {
         problems.push(whole_file("larger than 4 GiB: split it".into()));
         return Err(());
     }
     let before = problems.len();
-    let header_fields = bytes
-        .split(|&b| b == b'\n')
-        .next()
-        .map_or(1, |h| h.iter().filter(|&&b| b == separator).count() + 1);
-    let records = Records::read(&bytes, separator, lines.len() * header_fields);
+    let (records, lines) = Records::read_checked(path, bytes, separator, problems)?;
     if records.len() != lines.len() || records.len() == 0 {
         problems.push(whole_file(format!(
             "read {} records where the file holds {}",
@@ -385,11 +567,7 @@ fn read_feature_columns(
         return Err(());
     }
     let header: Vec<String> = (0..records.width)
-        .map(|c| {
-            String::from_utf8_lossy(records.field(0, c))
-                .trim()
-                .to_string()
-        })
+        .map(|c| records.field(0, c).trim().to_string())
         .collect();
     let mut columns = Vec::with_capacity(schema.len());
     for feature in schema.features() {
@@ -417,43 +595,62 @@ fn read_feature_columns(
         missing: vec![0; schema.len()],
         out_of_range_as_missing: vec![0; schema.len()],
     };
-    // Columns are checked in parallel (rayon), then laid out row-major.
+    // Blocks of rows are checked in parallel (rayon), each reading its records in file order
+    // (column by column, the reads would stride across the whole file once per feature) and
+    // writing its part of every column.
     use rayon::prelude::*;
-    let checked: Vec<(Vec<f64>, usize, usize, Vec<Problem>)> = schema
-        .features()
-        .par_iter()
-        .zip(columns.par_iter())
-        .map(|(feature, &column)| {
-            let mut values = vec![f64::NAN; rows];
-            let (mut missing, mut out_of_range, mut found) = (0, 0, Vec::new());
-            for (r, value) in values.iter_mut().enumerate() {
-                let problem = |message: String| Problem {
-                    file: path.to_path_buf(),
-                    line: Some(lines[r + 1]),
-                    column: Some(feature.name().to_string()),
-                    message,
-                };
-                let Ok(raw) = std::str::from_utf8(records.field(r + 1, column)) else {
-                    found.push(problem("not valid UTF-8 text".into()));
-                    continue;
-                };
-                match feature.parse(Some(raw), Origin::Data) {
-                    Ok(Cell::Value(v)) => *value = v,
-                    Ok(Cell::Missing) => missing += 1,
-                    Ok(Cell::OutOfRangeAsMissing) => out_of_range += 1,
-                    Err(e) => found.push(problem(e.to_string())),
+    const BLOCK_ROWS: usize = 2048;
+    let features = schema.features();
+    let mut values: Vec<Vec<f64>> = vec![vec![f64::NAN; rows]; features.len()];
+    let mut blocks: Vec<Vec<&mut [f64]>> = (0..rows.div_ceil(BLOCK_ROWS))
+        .map(|_| Vec::with_capacity(features.len()))
+        .collect();
+    for column in &mut values {
+        for (block, part) in blocks.iter_mut().zip(column.chunks_mut(BLOCK_ROWS)) {
+            block.push(part);
+        }
+    }
+    let checked: Vec<(Vec<usize>, Vec<usize>, Vec<(usize, Problem)>)> = blocks
+        .into_par_iter()
+        .enumerate()
+        .map(|(b, mut parts)| {
+            let (mut missing, mut out_of_range) =
+                (vec![0; features.len()], vec![0; features.len()]);
+            let mut found = Vec::new();
+            for k in 0..parts.first().map_or(0, |p| p.len()) {
+                let r = b * BLOCK_ROWS + k;
+                for (c, (feature, &column)) in features.iter().zip(&columns).enumerate() {
+                    match feature.parse(Some(records.field(r + 1, column)), Origin::Data) {
+                        Ok(Cell::Value(v)) => parts[c][k] = v,
+                        Ok(Cell::Missing) => missing[c] += 1,
+                        Ok(Cell::OutOfRangeAsMissing) => out_of_range[c] += 1,
+                        Err(e) => found.push((
+                            c,
+                            Problem {
+                                file: path.to_path_buf(),
+                                line: Some(lines[r + 1]),
+                                column: Some(feature.name().to_string()),
+                                message: e.to_string(),
+                            },
+                        )),
+                    }
                 }
             }
-            (values, missing, out_of_range, found)
+            (missing, out_of_range, found)
         })
         .collect();
-    let mut columns = Vec::with_capacity(schema.len());
-    for (c, (values, missing, out_of_range, found)) in checked.into_iter().enumerate() {
-        report.missing[c] = missing;
-        report.out_of_range_as_missing[c] = out_of_range;
-        problems.extend(found);
-        columns.push(values);
+    let mut found = Vec::new();
+    for (missing, out_of_range, block_found) in checked {
+        for c in 0..features.len() {
+            report.missing[c] += missing[c];
+            report.out_of_range_as_missing[c] += out_of_range[c];
+        }
+        found.extend(block_found);
     }
+    // Reported feature by feature, then line by line (the sort is stable).
+    found.sort_by_key(|&(c, _)| c);
+    problems.extend(found.into_iter().map(|(_, p)| p));
+    let columns = values;
     if problems.len() > before {
         return Err(());
     }

@@ -84,7 +84,13 @@ pub struct Schema {
 struct CodeTable {
     by_token: HashMap<String, f64>,
     by_integer: Vec<(i64, f64)>,
+    /// When the whole-number codes span at most [`DENSE_SPAN`] values: the value of code
+    /// `first + k` at `k` (`NaN` where there is no such code), found without a search.
+    dense: Option<(i64, Vec<f64>)>,
 }
+
+/// The widest range of whole-number codes kept as a direct table.
+const DENSE_SPAN: i64 = 4096;
 
 impl CodeTable {
     fn new(by_token: HashMap<String, f64>) -> Self {
@@ -93,21 +99,47 @@ impl CodeTable {
             .filter_map(|(t, &v)| t.parse::<i64>().ok().map(|i| (i, v)))
             .collect();
         by_integer.sort_unstable_by_key(|&(i, _)| i);
+        let dense = match (by_integer.first(), by_integer.last()) {
+            (Some(&(first, _)), Some(&(last, _))) if last - first < DENSE_SPAN => {
+                let mut table = vec![f64::NAN; (last - first + 1) as usize];
+                for &(i, v) in &by_integer {
+                    table[(i - first) as usize] = v;
+                }
+                Some((first, table))
+            }
+            _ => None,
+        };
         CodeTable {
             by_token,
             by_integer,
+            dense,
+        }
+    }
+
+    /// The value of a whole-number code.
+    fn get_integer(&self, i: i64) -> Option<f64> {
+        match &self.dense {
+            Some((first, table)) => i
+                .checked_sub(*first)
+                .and_then(|k| usize::try_from(k).ok())
+                .and_then(|k| table.get(k).copied())
+                .filter(|v| !v.is_nan()),
+            None => self
+                .by_integer
+                .binary_search_by_key(&i, |&(i, _)| i)
+                .ok()
+                .map(|k| self.by_integer[k].1),
         }
     }
 
     /// The value of a trimmed, non-empty text: what looking up `normalise_token(text)` gives.
     fn get(&self, text: &str) -> Option<f64> {
-        match text.parse::<f64>() {
+        if let Some(i) = crate::number::parse_whole(text) {
+            return self.get_integer(i);
+        }
+        match crate::number::parse_f64(text) {
             // `normalise_token` spells such a number as the integer; those tokens are here.
-            Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 => self
-                .by_integer
-                .binary_search_by_key(&(v as i64), |&(i, _)| i)
-                .ok()
-                .map(|k| self.by_integer[k].1),
+            Ok(v) if v.abs() < 1e15 && crate::number::is_whole(v) => self.get_integer(v as i64),
             _ => self
                 .by_token
                 .get(text)
@@ -230,7 +262,7 @@ impl Feature {
 
     /// Parses a raw textual value; `None` or blank text is a missing value.
     pub fn parse(&self, raw: Option<&str>, origin: Origin) -> Result<Cell, ValueError> {
-        let text = raw.map(str::trim).unwrap_or("");
+        let text = raw.map(crate::number::trim).unwrap_or("");
         if text.is_empty() {
             return match self.missing {
                 MissingPolicy::Impute => Ok(Cell::Missing),
@@ -243,6 +275,13 @@ impl Feature {
                 .map(Cell::Value)
                 .ok_or_else(|| ValueError::UnknownCode(text.to_string())),
             Domain::CodeRange { min, max } => {
+                if let Some(i) = crate::number::parse_whole(text) {
+                    return if (*min..=*max).contains(&i) {
+                        Ok(Cell::Value(i as f64))
+                    } else {
+                        Err(ValueError::UnknownCode(text.to_string()))
+                    };
+                }
                 let v = parse_number(text)?;
                 if !in_code_range(v, *min, *max) {
                     return Err(ValueError::UnknownCode(text.to_string()));
@@ -282,7 +321,7 @@ impl Feature {
         if !v.is_finite() {
             return Err(ValueError::NotANumber(v.to_string()));
         }
-        if *integer && v.fract() != 0.0 {
+        if *integer && !crate::number::is_whole(v) {
             return Err(ValueError::NotAnInteger(v));
         }
         if v < *min || v > *max {
@@ -301,11 +340,11 @@ impl Feature {
 
 /// A whole number within `[min, max]`.
 fn in_code_range(v: f64, min: i64, max: i64) -> bool {
-    v.fract() == 0.0 && v >= min as f64 && v <= max as f64
+    crate::number::is_whole(v) && v >= min as f64 && v <= max as f64
 }
 
 fn parse_number(text: &str) -> Result<f64, ValueError> {
-    match text.parse::<f64>() {
+    match crate::number::parse_f64(text) {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(ValueError::NotANumber(text.to_string())),
     }

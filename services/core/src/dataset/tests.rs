@@ -199,10 +199,160 @@ fn records_unescape_quoted_fields_and_any_line_ending() {
     let text = b"a,b,c\r\n1,\"x, \"\"y\"\"\",\r\n\"2\",,3";
     let records = Records::read(text, b',', 9);
     assert_eq!((records.len(), records.width), (3, 3));
-    let field = |r, c| String::from_utf8(records.field(r, c).to_vec()).unwrap();
+    let field = |r, c| records.field(r, c).to_string();
     assert_eq!(field(0, 2), "c");
     assert_eq!(field(1, 1), "x, \"y\"");
     assert_eq!(field(1, 2), "");
     assert_eq!(field(2, 0), "2");
     assert_eq!(field(2, 2), "3", "the last record needs no line ending");
+}
+
+/// The fields of every record, as text.
+fn all_fields(records: &Records) -> Vec<Vec<String>> {
+    (0..records.len())
+        .map(|r| {
+            (0..records.width)
+                .map(|c| records.field(r, c).to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_quote_free_reader_gives_what_csv_core_and_check_structure_give() {
+    let path = Path::new("x.csv");
+    for (text, separator) in [
+        ("a,b,c\n1,2,3\n4,,6\n", b','),
+        ("a,b,c\r\n1,2,3\r\n4,,6", b','),
+        ("a;b\n1;2\n\n\n", b';'),
+        ("a,b\n1,2\r\n,\n", b','),
+        ("x\n1\n2\n", b','),
+        ("\n\na,b\n1,2\n", b','),
+        ("a,b\n1,2\n\n\n3,4\n5\n6,7,8\n\r\n9,0\n", b','),
+        ("\n\n", b','),
+    ] {
+        assert!(unquoted(text.as_bytes()), "{text:?}");
+        let (mut fast_problems, mut slow_problems) = (Vec::new(), Vec::new());
+        let (fast, fast_lines) =
+            Records::read_unquoted(path, text.to_string(), separator, &mut fast_problems);
+        let slow_lines = check_structure(path, text.as_bytes(), separator, &mut slow_problems);
+        assert_eq!(fast_problems, slow_problems, "{text:?}");
+        assert_eq!(fast_lines, slow_lines, "{text:?}");
+        if slow_problems.is_empty() {
+            let slow = Records::read(text.as_bytes(), separator, 0);
+            assert_eq!(fast.width, slow.width, "{text:?}");
+            assert_eq!(all_fields(&fast), all_fields(&slow), "{text:?}");
+        }
+    }
+    // A quote or a lone carriage return sends the file to csv-core.
+    assert!(!unquoted(b"a,b\n\"1\",2\n"));
+    assert!(!unquoted(b"a,b\r1,2\n"));
+    assert!(!unquoted(b"a,b\n1,2\r"));
+}
+
+/// A features file of `rows` records for [`spec`], spanning several blocks of records.
+fn many_rows(rows: usize) -> String {
+    let mut x = String::from("colour,speed,count\n");
+    for r in 0..rows {
+        x.push_str(&format!("{},{}.5,{}\n", 1 + r % 2, r % 130, 1 + r % 10));
+    }
+    x
+}
+
+#[test]
+fn files_of_many_blocks_read_the_same_with_or_without_quotes() {
+    let rows = 3 * BLOCK_RECORDS + 17;
+    let plain = many_rows(rows);
+    // Quoting one header field sends the same records through csv-core.
+    let quoted = plain.replacen("colour", "\"colour\"", 1);
+    let spec = spec();
+    let schema = Schema::new(&spec);
+    let read = |text: &str| {
+        let files = Files::new(text, "y\n");
+        load_feature_columns(&spec, &schema, &files.path("x.csv")).unwrap()
+    };
+    let (fast, fast_report) = read(&plain);
+    let (slow, slow_report) = read(&quoted);
+    assert_eq!(fast_report, slow_report);
+    assert_eq!(fast_report.rows, rows);
+    assert_eq!(fast.len(), 3);
+    for (f, s) in fast.iter().zip(&slow) {
+        assert_eq!(f.len(), rows);
+        assert!(f.iter().zip(s).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+    assert_eq!(
+        fast[1][BLOCK_RECORDS + 3],
+        ((BLOCK_RECORDS + 3) % 130) as f64 + 0.5
+    );
+    assert_eq!(fast[2][rows - 1], (1 + (rows - 1) % 10) as f64);
+}
+
+#[test]
+fn problems_in_later_blocks_keep_their_lines_and_order() {
+    let rows = 2 * BLOCK_RECORDS + 10;
+    let mut lines: Vec<String> = many_rows(rows).lines().map(str::to_string).collect();
+    // Line numbers are 1-based and the header is line 1: record r is line r + 2.
+    lines[BLOCK_RECORDS + 101] = "1,10.5,12".into();
+    lines[5] = "3,10.5,2".into();
+    lines[2 * BLOCK_RECORDS + 1] = "1,fast,0".into();
+    let files = Files::new(&(lines.join("\n") + "\n"), "y\n");
+    let spec = spec();
+    let problems = match load_feature_columns(&spec, &Schema::new(&spec), &files.path("x.csv")) {
+        Err(Error::Data { problems }) => problems,
+        other => panic!("expected problems, got {other:?}"),
+    };
+    let found: Vec<(Option<usize>, Option<&str>)> = problems
+        .iter()
+        .map(|p| (p.line, p.column.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (Some(6), Some("colour")),
+            (Some(2 * BLOCK_RECORDS + 2), Some("speed")),
+            (Some(BLOCK_RECORDS + 102), Some("count")),
+            (Some(2 * BLOCK_RECORDS + 2), Some("count")),
+        ]
+    );
+    // A ragged record in a later block is a structure problem, reported alone.
+    let mut lines: Vec<String> = many_rows(rows).lines().map(str::to_string).collect();
+    lines[2 * BLOCK_RECORDS + 5] = "1,2".into();
+    lines[7] = "".into();
+    let files = Files::new(&(lines.join("\n") + "\n"), "y\n");
+    let problems: Vec<String> =
+        match load_feature_columns(&spec, &Schema::new(&spec), &files.path("x.csv")) {
+            Err(Error::Data { problems }) => problems.iter().map(ToString::to_string).collect(),
+            other => panic!("expected problems, got {other:?}"),
+        };
+    let x = files.path("x.csv").display().to_string();
+    assert_eq!(
+        problems,
+        vec![
+            format!("{x} line 8: blank line between records"),
+            format!(
+                "{x} line {}: 2 fields where the header has 3",
+                2 * BLOCK_RECORDS + 6
+            ),
+        ]
+    );
+}
+
+#[test]
+fn bytes_equal_to_the_separator_are_all_found() {
+    let text = b"a,bb,,ccc,dddddddd,e,,,,,,,,,,,,f,";
+    for width in 0..=text.len() {
+        let part = &text[..width];
+        let mut found = Vec::new();
+        each_byte_equal(part, b',', |at| found.push(at));
+        let expected: Vec<usize> = (0..part.len()).filter(|&i| part[i] == b',').collect();
+        assert_eq!(found, expected, "{:?}", String::from_utf8_lossy(part));
+    }
+    // Bytes one bit away from the separator, and high bytes, are not it.
+    let mut found = Vec::new();
+    each_byte_equal(
+        &[b'-', b'.', 0xac, 0x2c | 0x80, b',', 0, 0xff, b','],
+        b',',
+        |at| found.push(at),
+    );
+    assert_eq!(found, vec![4, 7]);
 }
