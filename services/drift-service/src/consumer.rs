@@ -86,7 +86,11 @@ pub fn create(
         .set("enable.auto.offset.store", "false")
         // A new group starts at the beginning: events published before the first start count.
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.wait.max.ms", vigie_stream::FETCH_WAIT_MS)
+        .set(
+            "fetch.queue.backoff.ms",
+            vigie_stream::FETCH_QUEUE_BACKOFF_MS,
+        )
         .set("statistics.interval.ms", "1000")
         .create_with_context(Context {
             topic: config.topic.clone(),

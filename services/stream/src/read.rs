@@ -84,8 +84,8 @@ fn reader(brokers: &str, eof: bool) -> Result<BaseConsumer<ReadContext>> {
         .set("group.id", "vigie-read")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", if eof { "true" } else { "false" })
-        // As the drift consumer: tansu answers short fetch waits promptly.
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.wait.max.ms", crate::FETCH_WAIT_MS)
+        .set("fetch.queue.backoff.ms", crate::FETCH_QUEUE_BACKOFF_MS)
         .create_with_context(ReadContext)?)
 }
 
