@@ -425,7 +425,7 @@ impl Records {
         let width = records.first().map_or(0, |&(_, start, end)| {
             memchr::memchr_iter(separator, &bytes[start as usize..end as usize]).count() + 1
         });
-        let cut: Vec<(Vec<(u32, u32)>, Vec<(usize, usize)>)> = records
+        let cut: Vec<_> = records
             .par_chunks(BLOCK_RECORDS)
             .map(|chunk| {
                 let mut bounds = Vec::with_capacity(chunk.len() * width);
@@ -610,7 +610,7 @@ fn read_feature_columns(
             block.push(part);
         }
     }
-    let checked: Vec<(Vec<usize>, Vec<usize>, Vec<(usize, Problem)>)> = blocks
+    let checked: Vec<_> = blocks
         .into_par_iter()
         .enumerate()
         .map(|(b, mut parts)| {
