@@ -289,7 +289,8 @@ fn check_structure(
     records.into_iter().map(|(at, _)| at).collect()
 }
 
-/// Records per block of [`Records`]: blocks are read, and checked, in parallel.
+/// Records per block: blocks of [`Records`] are cut into fields in parallel, and blocks of rows
+/// are checked in parallel.
 const BLOCK_RECORDS: usize = 2048;
 
 /// The fields of a checked file, unescaped: record `r`'s field `c` is `text[start..end]` for
@@ -599,14 +600,13 @@ fn read_feature_columns(
     // (column by column, the reads would stride across the whole file once per feature) and
     // writing its part of every column.
     use rayon::prelude::*;
-    const BLOCK_ROWS: usize = 2048;
     let features = schema.features();
     let mut values: Vec<Vec<f64>> = vec![vec![f64::NAN; rows]; features.len()];
-    let mut blocks: Vec<Vec<&mut [f64]>> = (0..rows.div_ceil(BLOCK_ROWS))
+    let mut blocks: Vec<Vec<&mut [f64]>> = (0..rows.div_ceil(BLOCK_RECORDS))
         .map(|_| Vec::with_capacity(features.len()))
         .collect();
     for column in &mut values {
-        for (block, part) in blocks.iter_mut().zip(column.chunks_mut(BLOCK_ROWS)) {
+        for (block, part) in blocks.iter_mut().zip(column.chunks_mut(BLOCK_RECORDS)) {
             block.push(part);
         }
     }
@@ -618,7 +618,7 @@ fn read_feature_columns(
                 (vec![0; features.len()], vec![0; features.len()]);
             let mut found = Vec::new();
             for k in 0..parts.first().map_or(0, |p| p.len()) {
-                let r = b * BLOCK_ROWS + k;
+                let r = b * BLOCK_RECORDS + k;
                 for (c, (feature, &column)) in features.iter().zip(&columns).enumerate() {
                     match feature.parse(Some(records.field(r + 1, column)), Origin::Data) {
                         Ok(Cell::Value(v)) => parts[c][k] = v,
@@ -650,11 +650,10 @@ fn read_feature_columns(
     // Reported feature by feature, then line by line (the sort is stable).
     found.sort_by_key(|&(c, _)| c);
     problems.extend(found.into_iter().map(|(_, p)| p));
-    let columns = values;
     if problems.len() > before {
         return Err(());
     }
-    Ok((columns, report))
+    Ok((values, report))
 }
 
 fn read_target(

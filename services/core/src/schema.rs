@@ -83,10 +83,17 @@ pub struct Schema {
 #[derive(Debug, Clone, PartialEq)]
 struct CodeTable {
     by_token: HashMap<String, f64>,
-    by_integer: Vec<(i64, f64)>,
-    /// When the whole-number codes span at most [`DENSE_SPAN`] values: the value of code
-    /// `first + k` at `k` (`NaN` where there is no such code), found without a search.
-    dense: Option<(i64, Vec<f64>)>,
+    by_integer: IntegerCodes,
+}
+
+/// The whole-number codes of a [`CodeTable`], by value.
+#[derive(Debug, Clone, PartialEq)]
+enum IntegerCodes {
+    /// When they span at most [`DENSE_SPAN`] values: the value of code `first + k` at `k`
+    /// (`NaN` where there is no such code), found without a search.
+    Dense { first: i64, values: Vec<f64> },
+    /// Sorted by code, searched.
+    Sorted(Vec<(i64, f64)>),
 }
 
 /// The widest range of whole-number codes kept as a direct table.
@@ -94,41 +101,39 @@ const DENSE_SPAN: i64 = 4096;
 
 impl CodeTable {
     fn new(by_token: HashMap<String, f64>) -> Self {
-        let mut by_integer: Vec<(i64, f64)> = by_token
+        let mut sorted: Vec<(i64, f64)> = by_token
             .iter()
             .filter_map(|(t, &v)| t.parse::<i64>().ok().map(|i| (i, v)))
             .collect();
-        by_integer.sort_unstable_by_key(|&(i, _)| i);
-        let dense = match (by_integer.first(), by_integer.last()) {
+        sorted.sort_unstable_by_key(|&(i, _)| i);
+        let by_integer = match (sorted.first(), sorted.last()) {
             (Some(&(first, _)), Some(&(last, _))) if last - first < DENSE_SPAN => {
-                let mut table = vec![f64::NAN; (last - first + 1) as usize];
-                for &(i, v) in &by_integer {
-                    table[(i - first) as usize] = v;
+                let mut values = vec![f64::NAN; (last - first + 1) as usize];
+                for &(i, v) in &sorted {
+                    values[(i - first) as usize] = v;
                 }
-                Some((first, table))
+                IntegerCodes::Dense { first, values }
             }
-            _ => None,
+            _ => IntegerCodes::Sorted(sorted),
         };
         CodeTable {
             by_token,
             by_integer,
-            dense,
         }
     }
 
     /// The value of a whole-number code.
     fn get_integer(&self, i: i64) -> Option<f64> {
-        match &self.dense {
-            Some((first, table)) => i
+        match &self.by_integer {
+            IntegerCodes::Dense { first, values } => i
                 .checked_sub(*first)
                 .and_then(|k| usize::try_from(k).ok())
-                .and_then(|k| table.get(k).copied())
+                .and_then(|k| values.get(k).copied())
                 .filter(|v| !v.is_nan()),
-            None => self
-                .by_integer
+            IntegerCodes::Sorted(sorted) => sorted
                 .binary_search_by_key(&i, |&(i, _)| i)
                 .ok()
-                .map(|k| self.by_integer[k].1),
+                .map(|k| sorted[k].1),
         }
     }
 
@@ -275,14 +280,11 @@ impl Feature {
                 .map(Cell::Value)
                 .ok_or_else(|| ValueError::UnknownCode(text.to_string())),
             Domain::CodeRange { min, max } => {
-                if let Some(i) = crate::number::parse_whole(text) {
-                    return if (*min..=*max).contains(&i) {
-                        Ok(Cell::Value(i as f64))
-                    } else {
-                        Err(ValueError::UnknownCode(text.to_string()))
-                    };
-                }
-                let v = parse_number(text)?;
+                // Codes are mostly spelled as plain integers: read without a float parse.
+                let v = match crate::number::parse_whole(text) {
+                    Some(i) => i as f64,
+                    None => parse_number(text)?,
+                };
                 if !in_code_range(v, *min, *max) {
                     return Err(ValueError::UnknownCode(text.to_string()));
                 }
