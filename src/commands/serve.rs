@@ -50,6 +50,10 @@ pub struct PredictArgs {
     /// Most events held in memory while the broker is away.
     #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub queue_max_events: u32,
+    /// How long the producer waits to fill a batch of events before sending it, in
+    /// milliseconds: longer means fewer, larger requests to the broker, never a slower answer.
+    #[arg(long, env = "VIGIE_LINGER_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=900_000))]
+    pub linger_ms: u64,
     /// The topic predictions are published to.
     #[arg(long, env = "VIGIE_PREDICTIONS_TOPIC", default_value = vigie_stream::PREDICTIONS_TOPIC)]
     pub topic: String,
@@ -90,6 +94,7 @@ impl PredictService {
         let metrics = Metrics::new().context("cannot register the metrics")?;
         let mut producer_config = ProducerConfig::new(brokers);
         producer_config.queue_max_messages = args.queue_max_events;
+        producer_config.linger = Duration::from_millis(args.linger_ms);
         let producer = EventProducer::new(&producer_config, metrics.producer.clone())
             .context("cannot create the Kafka producer")?;
         let auth = Auth::new(
