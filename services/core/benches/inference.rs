@@ -88,6 +88,27 @@ fn inference(c: &mut Criterion) {
     });
     group.finish();
 
+    // The trees alone, on the two node layouts (4-byte compact nodes are what predictions use).
+    let ensemble = &model.artifact().ensemble;
+    assert!(ensemble.is_compact());
+    let mut group = c.benchmark_group("trees");
+    group.throughput(Throughput::Elements(1));
+    for (name, wide) in [("compact", false), ("wide", true), ("compact again", false)] {
+        let mut k = 0;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let row = x.row(k % x.rows());
+                k += 1;
+                if wide {
+                    black_box(ensemble.predict_proba_wide(black_box(row)))
+                } else {
+                    black_box(ensemble.predict_proba(black_box(row)))
+                }
+            })
+        });
+    }
+    group.finish();
+
     let mut group = c.benchmark_group("batch");
     for n in [100usize, 1_000, 16_410] {
         let rows: Vec<usize> = (0..n).map(|r| r % x.rows()).collect();

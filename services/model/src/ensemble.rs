@@ -59,6 +59,20 @@ pub struct TreeEnsemble {
     base: f64,
     roots: Vec<u32>,
     nodes: Vec<Node>,
+    /// The form predictions walk, derived from the nodes on first use; never stored.
+    #[serde(skip)]
+    compact: CompactCache,
+}
+
+/// The compact form of an ensemble once built (`None` inside: the ensemble does not fit it).
+/// Being derived from the rest, it takes no part in comparisons.
+#[derive(Debug, Clone, Default)]
+struct CompactCache(std::sync::OnceLock<Option<Compact>>);
+
+impl PartialEq for CompactCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Why a tree ensemble read from outside is not usable.
@@ -76,6 +90,7 @@ impl TreeEnsemble {
             base,
             roots: Vec::new(),
             nodes: Vec::new(),
+            compact: CompactCache::default(),
         }
     }
 
@@ -93,6 +108,7 @@ impl TreeEnsemble {
     /// Panics when a child index is out of the list, a node is reached twice or a feature is out
     /// of range: the algorithms of this crate always give proper trees.
     pub fn push_tree(&mut self, nodes: &[NodeSpec]) {
+        self.compact = CompactCache::default();
         let start = self.nodes.len();
         self.roots
             .push(u32::try_from(start).expect("fewer than 4 billion nodes"));
@@ -213,6 +229,23 @@ impl TreeEnsemble {
     fn raw(&self, row: &[f64]) -> f64 {
         // A row of another width would read the NaN slot as a feature: refuse it loudly.
         assert_eq!(row.len(), self.n_features, "one value per feature");
+        match self.compact.0.get_or_init(|| Compact::build(self)) {
+            Some(compact) => compact.raw(&self.roots, row),
+            None => self.raw_wide(row),
+        }
+    }
+
+    /// Whether predictions use the compact 4-byte nodes (every feature index below 255, at
+    /// most 254 distinct thresholds per feature, at most 16,384 nodes per tree).
+    pub fn is_compact(&self) -> bool {
+        self.compact
+            .0
+            .get_or_init(|| Compact::build(self))
+            .is_some()
+    }
+
+    /// [`TreeEnsemble::raw`] on the 16-byte nodes.
+    fn raw_wide(&self, row: &[f64]) -> f64 {
         // The row, plus the NaN slot that leaves read.
         let mut stack = [f64::NAN; 64];
         let heap: Vec<f64>;
@@ -254,11 +287,22 @@ impl TreeEnsemble {
 
     /// The probability of the positive class for one row of `n_features` values.
     pub fn predict_proba(&self, row: &[f64]) -> f64 {
-        let raw = self.raw(row);
+        self.apply_link(self.raw(row))
+    }
+
+    /// The probability from the sum of the leaves.
+    fn apply_link(&self, raw: f64) -> f64 {
         match self.link {
             Link::Logit => sigmoid(self.base + raw),
             Link::Mean => raw / self.roots.len() as f64,
         }
+    }
+
+    /// [`TreeEnsemble::predict_proba`] on the 16-byte nodes, whatever the ensemble fits: to
+    /// compare the two layouts (tests, benchmarks).
+    pub fn predict_proba_wide(&self, row: &[f64]) -> f64 {
+        assert_eq!(row.len(), self.n_features, "one value per feature");
+        self.apply_link(self.raw_wide(row))
     }
 
     /// Probabilities for every row of `matrix`.
@@ -267,6 +311,131 @@ impl TreeEnsemble {
             .iter_rows()
             .map(|row| self.predict_proba(row))
             .collect()
+    }
+}
+
+/// The ensemble in 4 bytes a node, for models whose splits fit: the form single rows are
+/// predicted with.
+///
+/// A split compares a value with one of its feature's thresholds; with each feature's distinct
+/// thresholds sorted, `v < thresholds[j]` exactly when fewer than `j + 1` of them are `<= v`. So a
+/// row is first turned into one byte per feature, the count of its feature's thresholds at or
+/// below the value (`NAN_CODE` for a missing value), and each node keeps a threshold's index
+/// instead of the threshold: the same decisions, exactly, from nodes a quarter of the size. The
+/// spec's 600 trees take 254 KB instead of 1 MB, which stays in a core's L2 cache while the
+/// server does everything else a request needs.
+#[derive(Debug, Clone)]
+struct Compact {
+    /// Per feature, its distinct split thresholds, ascending.
+    thresholds: Vec<Vec<f64>>,
+    /// `feature | threshold index << 8 | missing << 16 | children << 18`; a leaf has feature
+    /// `LEAF_FEATURE`, missing 0 and points to itself.
+    nodes: Vec<u32>,
+    /// The leaf value at each leaf's position (0 at splits).
+    values: Vec<f64>,
+}
+
+/// The feature byte of a leaf; it reads the row's code slot 255, which always holds `NAN_CODE`.
+const LEAF_FEATURE: u32 = 255;
+/// The code of a missing value; real codes go up to 254.
+const NAN_CODE: u8 = 255;
+/// Children offsets have 14 bits.
+const MAX_COMPACT_TREE: usize = 1 << 14;
+
+impl Compact {
+    /// The compact form, when every feature index, threshold count and tree size fits.
+    fn build(ensemble: &TreeEnsemble) -> Option<Compact> {
+        if ensemble.n_features >= LEAF_FEATURE as usize {
+            return None;
+        }
+        let leaf = ensemble.n_features as u16;
+        let mut thresholds = vec![Vec::new(); ensemble.n_features];
+        for node in ensemble.nodes.iter().filter(|n| n.feature != leaf) {
+            thresholds[node.feature as usize].push(node.value);
+        }
+        for t in &mut thresholds {
+            t.sort_by(f64::total_cmp);
+            // -0.0 and 0.0 split alike: keep one of them.
+            t.dedup_by(|a, b| a == b);
+            if t.len() >= NAN_CODE as usize {
+                return None;
+            }
+        }
+        let sizes = ensemble.roots.iter().enumerate().map(|(t, &root)| {
+            let end = ensemble
+                .roots
+                .get(t + 1)
+                .map_or(ensemble.nodes.len(), |&r| r as usize);
+            end - root as usize
+        });
+        if sizes.into_iter().any(|size| size > MAX_COMPACT_TREE) {
+            return None;
+        }
+        let mut nodes = Vec::with_capacity(ensemble.nodes.len());
+        let mut values = Vec::with_capacity(ensemble.nodes.len());
+        for node in &ensemble.nodes {
+            let children = node.children << 18;
+            if node.feature == leaf {
+                nodes.push(LEAF_FEATURE | children);
+                values.push(node.value);
+            } else {
+                let feature = u32::from(node.feature);
+                let index =
+                    thresholds[node.feature as usize].partition_point(|&t| t < node.value) as u32;
+                nodes.push(feature | index << 8 | u32::from(node.missing) << 16 | children);
+                values.push(0.0);
+            }
+        }
+        Some(Compact {
+            thresholds,
+            nodes,
+            values,
+        })
+    }
+
+    /// One byte per feature, then `NAN_CODE` up to slot 255.
+    fn codes(&self, row: &[f64]) -> [u8; 256] {
+        let mut codes = [NAN_CODE; 256];
+        for ((code, &v), thresholds) in codes.iter_mut().zip(row).zip(&self.thresholds) {
+            if !v.is_nan() {
+                *code = thresholds.partition_point(|&t| t <= v) as u8;
+            }
+        }
+        codes
+    }
+
+    /// The sum of the leaves one row reaches, added in the same order as the wide form's.
+    fn raw(&self, roots: &[u32], row: &[f64]) -> f64 {
+        let codes = self.codes(row);
+        let mut sum = 0.0;
+        for roots in roots.chunks(LANES) {
+            let mut at = [0usize; LANES];
+            for (a, &root) in at.iter_mut().zip(roots) {
+                *a = root as usize;
+            }
+            let lanes = &mut at[..roots.len()];
+            loop {
+                let mut arrived = true;
+                for (a, &root) in lanes.iter_mut().zip(roots) {
+                    let node = self.nodes[*a];
+                    let code = u32::from(codes[(node & 0xFF) as usize]);
+                    let index = (node >> 8) & 0xFF;
+                    let missing = (node >> 16) & 0b11;
+                    let nan = u32::from(code == u32::from(NAN_CODE));
+                    let right = u32::from(code > index);
+                    // A missing value takes the node's missing branch; a leaf reads a missing
+                    // code and has missing branch 0, so it stays where it is.
+                    let step = nan * missing + (1 - nan) * right;
+                    *a = root as usize + (node >> 18) as usize + step as usize;
+                    arrived &= self.nodes[*a] & 0xFF == LEAF_FEATURE;
+                }
+                if arrived {
+                    break;
+                }
+            }
+            sum += lanes.iter().map(|&a| self.values[a]).sum::<f64>();
+        }
+        sum
     }
 }
 
@@ -361,6 +530,138 @@ mod tests {
         assert_eq!(e.predict_proba(&[1.0, 1.0]), 0.3);
         assert_eq!(e.predict_proba(&[1.0, 2.0]), 0.7);
         assert_eq!(e.predict_proba(&[f64::NAN, f64::NAN]), 0.3);
+    }
+
+    /// A random tree over `n_features`, thresholds and leaves from small pools so that rows hit
+    /// thresholds exactly, missing branches of all three kinds.
+    fn random_tree(rng: &mut impl rand::Rng, n_features: usize, pool: &[f64]) -> Vec<NodeSpec> {
+        fn grow(
+            rng: &mut impl rand::Rng,
+            n_features: usize,
+            pool: &[f64],
+            depth: usize,
+            nodes: &mut Vec<NodeSpec>,
+        ) -> usize {
+            let here = nodes.len();
+            nodes.push(NodeSpec::Leaf(0.0));
+            if depth == 0 || rng.gen_bool(0.2) {
+                nodes[here] = NodeSpec::Leaf(rng.gen_range(-4..=4) as f64 * 0.125);
+                return here;
+            }
+            let feature = rng.gen_range(0..n_features);
+            let threshold = pool[rng.gen_range(0..pool.len())];
+            let left = grow(rng, n_features, pool, depth - 1, nodes);
+            let right = grow(rng, n_features, pool, depth - 1, nodes);
+            let missing = match rng.gen_range(0..3) {
+                0 => left,
+                1 => right,
+                _ => grow(rng, n_features, pool, depth - 1, nodes),
+            };
+            nodes[here] = NodeSpec::Split {
+                feature,
+                threshold,
+                left,
+                right,
+                missing,
+            };
+            here
+        }
+        let mut nodes = Vec::new();
+        let depth = rng.gen_range(0..8);
+        grow(rng, n_features, pool, depth, &mut nodes);
+        nodes
+    }
+
+    #[test]
+    fn compact_nodes_route_every_row_as_the_wide_ones() {
+        use rand::{Rng, SeedableRng};
+        let pool = [
+            -3.5,
+            -1.0,
+            -0.0,
+            0.0,
+            0.5,
+            1.0,
+            2.0,
+            7.25,
+            1e300,
+            f64::INFINITY,
+        ];
+        let values = [
+            -3.5,
+            -1.0,
+            -0.0,
+            0.0,
+            0.5,
+            1.0,
+            2.0,
+            7.25,
+            1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            0.999_999_999_999_999_9,
+            1.000_000_000_000_000_2,
+            -1e-300,
+            3.0,
+            f64::MAX,
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for case in 0..300 {
+            let n_features = rng.gen_range(1..6);
+            let link = if case % 2 == 0 {
+                Link::Logit
+            } else {
+                Link::Mean
+            };
+            let mut e = TreeEnsemble::new(n_features, link, 0.25);
+            for _ in 0..rng.gen_range(1..40) {
+                e.push_tree(&random_tree(&mut rng, n_features, &pool));
+            }
+            e.validate().unwrap();
+            assert!(e.is_compact());
+            for _ in 0..50 {
+                let row: Vec<f64> = (0..n_features)
+                    .map(|_| values[rng.gen_range(0..values.len())])
+                    .collect();
+                assert_eq!(
+                    e.raw(&row).to_bits(),
+                    e.raw_wide(&row).to_bits(),
+                    "case {case}, row {row:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ensembles_that_do_not_fit_the_compact_nodes_use_the_wide_ones() {
+        // 300 distinct thresholds on one feature: more than a byte can index.
+        let mut e = TreeEnsemble::new(1, Link::Mean, 0.0);
+        for i in 0..300 {
+            e.push_tree(&stump(0, i as f64, 0.0, 1.0, 0.5));
+        }
+        assert!(!e.is_compact());
+        assert_eq!(e.predict_proba(&[149.5]), 150.0 / 300.0);
+        assert_eq!(e.predict_proba(&[f64::NAN]), 0.5);
+        // 255 features: the leaf marker's byte is taken.
+        let mut e = TreeEnsemble::new(255, Link::Mean, 0.0);
+        e.push_tree(&stump(254, 1.0, 0.25, 0.75, 0.5));
+        assert!(!e.is_compact());
+        let mut row = vec![0.0; 255];
+        assert_eq!(e.predict_proba(&row), 0.25);
+        row[254] = 1.0;
+        assert_eq!(e.predict_proba(&row), 0.75);
+    }
+
+    #[test]
+    fn adding_a_tree_after_predicting_rebuilds_the_compact_nodes() {
+        let mut e = TreeEnsemble::new(1, Link::Mean, 0.0);
+        e.push_tree(&stump(0, 1.0, 0.0, 1.0, 0.5));
+        assert_eq!(e.predict_proba(&[2.0]), 1.0);
+        e.push_tree(&stump(0, 3.0, 0.0, 1.0, 0.5));
+        assert!(e.is_compact());
+        assert_eq!(e.predict_proba(&[2.0]), 0.5);
+        assert_eq!(e.predict_proba(&[3.0]), 1.0);
     }
 
     #[test]
