@@ -305,7 +305,12 @@ impl Feature {
                     Err(ValueError::UnknownCode(v.to_string()))
                 }
             }
-            // Text parsing normalises numeric spellings of codes ("2.0" is "2").
+            // A whole number is looked up as the text "2" or "2.0" would be, without
+            // spelling it; anything else goes through the text's normalisation.
+            Domain::Codes(lookup) if v.abs() < 1e15 && crate::number::is_whole(v) => lookup
+                .get_integer(v as i64)
+                .map(Cell::Value)
+                .ok_or_else(|| ValueError::UnknownCode(v.to_string())),
             Domain::Codes(_) => self.parse(Some(&v.to_string()), origin),
         }
     }
@@ -466,4 +471,47 @@ fn mode(sorted: &[f64]) -> f64 {
         i = j;
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_number_given_for_a_code_reads_as_its_text_would() {
+        let spec = crate::spec::ModelSpec::from_toml(crate::testing::TOY_SPEC).unwrap();
+        let schema = Schema::new(&spec);
+        let colour = &schema.features()[0];
+        assert!(matches!(colour.domain, Domain::Codes(_)));
+        for v in [
+            1.0,
+            2.0,
+            -0.0,
+            0.0,
+            3.0,
+            -1.0,
+            1.5,
+            2.000_000_1,
+            1e15,
+            1e300,
+            -1e300,
+        ] {
+            let text = v.to_string();
+            for origin in [Origin::Request, Origin::Data] {
+                assert_eq!(
+                    colour.parse_number(v, origin),
+                    colour.parse(Some(&text), origin),
+                    "{v}"
+                );
+            }
+        }
+        assert_eq!(
+            colour.parse_number(2.0, Origin::Request),
+            Ok(Cell::Value(2.0))
+        );
+        assert_eq!(
+            colour.parse_number(3.0, Origin::Request),
+            Err(ValueError::UnknownCode("3".into()))
+        );
+    }
 }

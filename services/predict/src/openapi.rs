@@ -172,7 +172,7 @@ fn model_paths(
         ("415", "The body is not application/json"),
         (
             "422",
-            "A value the spec refuses: unknown_field, missing_field, wrong_type, missing_value, unknown_code, out_of_range, invalid_value (field names it)",
+            "A value the spec refuses: unknown_field, missing_field, duplicate_field, wrong_type, missing_value, unknown_code, out_of_range, invalid_value (field names it)",
         ),
         ("503", "The request took longer than the service's timeout"),
     ]);

@@ -1,5 +1,7 @@
 //! Single and JSON batch predictions, and the checking of request values against the spec.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 
 use axum::Json;
@@ -9,11 +11,11 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use vigie_api::{ApiError, CurrentUser, RequestId};
 use vigie_core::inference::Prediction;
-use vigie_core::schema::{Cell, Feature, Origin, ValueError};
+use vigie_core::schema::{Cell, Feature, Origin, Schema, ValueError};
 use vigie_model::Matrix;
 use vigie_stream::Source;
 use vigie_stream::event::{Features, OutcomeRef, PredictionEventRef, Value as EventValue};
@@ -24,19 +26,259 @@ use crate::state::AppState;
 /// Header a caller sets to mark replayed traffic (`replay`) in the events.
 pub const SOURCE_HEADER: &str = "x-vigie-source";
 
-/// A single prediction request: `{"features": {"name": value, ...}}`, every feature of the
-/// model present, `null` for an unknown value where the spec allows it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PredictRequest {
-    pub features: Map<String, Value>,
+/// One feature value as the request's JSON gives it, borrowed from the body when it can be.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Raw<'a> {
+    Null,
+    Number(f64),
+    Text(Cow<'a, str>),
+    /// A boolean, an array or an object (its JSON type, for the error): never a feature value.
+    Other(&'static str),
 }
 
-/// A JSON batch: `{"rows": [{...features...}, ...]}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchRequest {
-    pub rows: Vec<Map<String, Value>>,
+impl Raw<'_> {
+    fn json_type(&self) -> &'static str {
+        match self {
+            Raw::Null => "null",
+            Raw::Number(_) => "a number",
+            Raw::Text(_) => "a string",
+            Raw::Other(kind) => kind,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = Raw<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a feature value")
+            }
+            fn visit_unit<E>(self) -> Result<Raw<'de>, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_none<E>(self) -> Result<Raw<'de>, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Raw<'de>, E> {
+                Ok(Raw::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Raw<'de>, E> {
+                Ok(Raw::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Raw<'de>, E> {
+                Ok(Raw::Number(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Raw<'de>, E> {
+                Ok(Raw::Number(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Raw<'de>, E> {
+                Ok(Raw::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Raw<'de>, E> {
+                Ok(Raw::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Raw<'de>, E> {
+                Ok(Raw::Text(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Raw::Other("an array"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Raw::Other("an object"))
+            }
+        }
+
+        deserializer.deserialize_any(RawVisitor)
+    }
+}
+
+/// An object key, borrowed from the body unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A field of a row the model does not take: the first one found.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Stray {
+    Unknown(String),
+    Duplicate(String),
+}
+
+/// One row of features as sent, read straight into model order: no map of names is built.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RawRow<'a> {
+    /// By the model's feature order; `None` where the field is absent.
+    values: Vec<Option<Raw<'a>>>,
+    stray: Option<Stray>,
+}
+
+/// Reads a JSON object of features against a schema.
+#[derive(Clone, Copy)]
+pub(crate) struct RowSeed<'s>(pub &'s Schema);
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = RawRow<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<RawRow<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = RawRow<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of features")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRow<'de>, A::Error> {
+        let features = self.0.features();
+        let mut row = RawRow {
+            values: vec![None; features.len()],
+            stray: None,
+        };
+        let mut seen = 0;
+        while let Some(Key(key)) = map.next_key()? {
+            // Clients mostly send the features in model order: try the next one first.
+            let position = match features.get(seen) {
+                Some(f) if f.name() == key => Some(seen),
+                _ => self.0.position(&key),
+            };
+            seen += 1;
+            match position {
+                Some(i) if row.values[i].is_none() => row.values[i] = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    if row.stray.is_none() {
+                        let name = key.into_owned();
+                        row.stray = Some(if position.is_some() {
+                            Stray::Duplicate(name)
+                        } else {
+                            Stray::Unknown(name)
+                        });
+                    }
+                }
+            }
+        }
+        Ok(row)
+    }
+}
+
+/// A request body that is one JSON object with a single field, `name`, read by `seed`.
+struct Wrapped<S> {
+    /// The field's name, alone in a list (as serde's errors want it).
+    name: &'static [&'static str; 1],
+    seed: S,
+}
+
+impl<'de, S: DeserializeSeed<'de> + Clone> DeserializeSeed<'de> for Wrapped<S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de> + Clone> Visitor<'de> for Wrapped<S> {
+    type Value = S::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an object with a field `{}`", self.name[0])
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<S::Value, A::Error> {
+        let mut value = None;
+        while let Some(Key(key)) = map.next_key()? {
+            if key != self.name[0] {
+                return Err(de::Error::unknown_field(&key, self.name));
+            }
+            if value.is_some() {
+                return Err(de::Error::duplicate_field(self.name[0]));
+            }
+            value = Some(map.next_value_seed(self.seed.clone())?);
+        }
+        value.ok_or_else(|| de::Error::missing_field(self.name[0]))
+    }
+}
+
+/// The rows of a JSON batch, each read by a [`RowSeed`].
+#[derive(Clone, Copy)]
+struct RowsSeed<'s>(&'s Schema);
+
+impl<'de> DeserializeSeed<'de> for RowsSeed<'_> {
+    type Value = Vec<RawRow<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsSeed<'_> {
+    type Value = Vec<RawRow<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of rows")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(row) = seq.next_element_seed(RowSeed(self.0))? {
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+}
+
+/// A single prediction request, `{"features": {"name": value, ...}}`: every feature of the
+/// model present, `null` for an unknown value where the spec allows it.
+pub(crate) fn parse_single<'a>(schema: &Schema, body: &'a [u8]) -> Result<RawRow<'a>, ApiError> {
+    parse_json_seed(
+        body,
+        Wrapped {
+            name: &["features"],
+            seed: RowSeed(schema),
+        },
+    )
+}
+
+/// A JSON batch, `{"rows": [{...features...}, ...]}`.
+pub(crate) fn parse_batch<'a>(
+    schema: &Schema,
+    body: &'a [u8],
+) -> Result<Vec<RawRow<'a>>, ApiError> {
+    parse_json_seed(
+        body,
+        Wrapped {
+            name: &["rows"],
+            seed: RowsSeed(schema),
+        },
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -115,10 +357,25 @@ pub(crate) fn json_body(
 
 /// Parses a JSON body: 400 for broken JSON, 422 for JSON of the wrong shape.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
+    serde_json::from_slice(body).map_err(json_error)
+}
+
+/// [`parse_json`] through a seed, which may borrow from the body.
+fn parse_json_seed<'de, S: DeserializeSeed<'de>>(
+    body: &'de [u8],
+    seed: S,
+) -> Result<S::Value, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = seed.deserialize(&mut deserializer).map_err(json_error)?;
+    deserializer.end().map_err(json_error)?;
+    Ok(value)
+}
+
+fn json_error(e: serde_json::Error) -> ApiError {
+    match e.classify() {
         serde_json::error::Category::Data => ApiError::invalid("invalid_body", e.to_string()),
         _ => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")),
-    })
+    }
 }
 
 /// The event source a request asks for: `api`/`batch` by endpoint, or `replay`.
@@ -134,17 +391,6 @@ pub(crate) fn source_of(headers: &HeaderMap, default: Source) -> Result<Source, 
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// The 422 for a value the schema refuses.
 pub(crate) fn value_error(feature: &str, error: &ValueError) -> ApiError {
     let code = match error {
@@ -157,30 +403,40 @@ pub(crate) fn value_error(feature: &str, error: &ValueError) -> ApiError {
     ApiError::invalid(code, format!("feature {feature}: {error}")).with_field(feature)
 }
 
-/// Checks one object of features against the model's schema. Fills `row` (model order,
+/// Checks one row of features against the model's schema. Fills `row` (model order,
 /// `NaN` = missing) and `values` (what the event records).
 pub(crate) fn parse_features<'a>(
     served: &Served,
-    object: &'a Map<String, Value>,
+    raw: &'a RawRow<'a>,
     row: &mut [f64],
     values: &mut Vec<EventValue<'a>>,
 ) -> Result<(), ApiError> {
-    let schema = served.model.schema();
-    if let Some(unknown) = object.keys().find(|k| schema.position(k).is_none()) {
-        return Err(ApiError::invalid(
-            "unknown_field",
-            format!(
-                "{unknown:?} is not a feature of {}; GET /v1/models/{} lists them",
-                served.name(),
-                served.name()
-            ),
-        )
-        .with_field(unknown.as_str()));
+    match &raw.stray {
+        Some(Stray::Unknown(name)) => {
+            return Err(ApiError::invalid(
+                "unknown_field",
+                format!(
+                    "{name:?} is not a feature of {}; GET /v1/models/{} lists them",
+                    served.name(),
+                    served.name()
+                ),
+            )
+            .with_field(name.as_str()));
+        }
+        Some(Stray::Duplicate(name)) => {
+            return Err(ApiError::invalid(
+                "duplicate_field",
+                format!("feature {name} is given twice"),
+            )
+            .with_field(name.as_str()));
+        }
+        None => {}
     }
+    let schema = served.model.schema();
     values.clear();
-    for (slot, feature) in row.iter_mut().zip(schema.features()) {
+    for ((slot, feature), value) in row.iter_mut().zip(schema.features()).zip(&raw.values) {
         let name = feature.name();
-        let value = object.get(name).ok_or_else(|| {
+        let value = value.as_ref().ok_or_else(|| {
             ApiError::invalid(
                 "missing_field",
                 format!("feature {name} is missing; send null when it is not known"),
@@ -192,24 +448,25 @@ pub(crate) fn parse_features<'a>(
                 "wrong_type",
                 format!(
                     "feature {name}: expected {expected}, got {}",
-                    json_type(value)
+                    value.json_type()
                 ),
             )
             .with_field(name)
         };
-        let cell = match value {
-            Value::Null => feature.parse(None, Origin::Request),
-            Value::Number(n) if feature.is_numeric() => match n.as_f64() {
-                Some(v) => feature.parse_number(v, Origin::Request),
-                None => Err(ValueError::NotANumber(n.to_string())),
-            },
-            Value::String(s) if !feature.is_numerical() => feature.parse(Some(s), Origin::Request),
+        let (cell, text) = match value {
+            Raw::Null => (feature.parse(None, Origin::Request), None),
+            Raw::Number(v) if feature.is_numeric() => {
+                (feature.parse_number(*v, Origin::Request), None)
+            }
+            Raw::Text(s) if !feature.is_numerical() => {
+                (feature.parse(Some(s), Origin::Request), Some(s.as_ref()))
+            }
             _ if feature.is_numerical() => return Err(wrong_type("a number")),
             _ if feature.is_numeric() => return Err(wrong_type("a code (number or string)")),
             _ => return Err(wrong_type("a text code (string)")),
-        }
-        .map_err(|e| value_error(name, &e))?;
-        let (input, event_value) = accepted(feature, cell, value.as_str());
+        };
+        let cell = cell.map_err(|e| value_error(name, &e))?;
+        let (input, event_value) = accepted(feature, cell, text);
         *slot = input;
         values.push(event_value);
     }
@@ -293,10 +550,11 @@ pub async fn predict_one(
     let served = state.models.get_or_404(&name)?;
     let source = source_of(&headers, Source::Api)?;
     let body = json_body(&headers, body)?;
-    let parsed: PredictRequest = parse_json(&body).map_err(|e| rejected(&state, &served, e))?;
+    let parsed =
+        parse_single(served.model.schema(), &body).map_err(|e| rejected(&state, &served, e))?;
     let mut row = vec![f64::NAN; served.model.schema().len()];
     let mut values = Vec::with_capacity(row.len());
-    parse_features(&served, &parsed.features, &mut row, &mut values)
+    parse_features(&served, &parsed, &mut row, &mut values)
         .map_err(|e| rejected(&state, &served, e))?;
     let prediction = served.model.predict_parsed(&mut row);
     publish(&state, &served, &request, source, None, &values, prediction);
@@ -328,8 +586,9 @@ pub async fn predict_batch(
     let served = state.models.get_or_404(&name)?;
     let source = source_of(&headers, Source::Batch)?;
     let body = json_body(&headers, body)?;
-    let parsed: BatchRequest = parse_json(&body).map_err(|e| rejected(&state, &served, e))?;
-    let n = parsed.rows.len();
+    let parsed =
+        parse_batch(served.model.schema(), &body).map_err(|e| rejected(&state, &served, e))?;
+    let n = parsed.len();
     if n > state.config.max_batch_rows {
         return Err(rejected(
             &state,
@@ -346,12 +605,7 @@ pub async fn predict_batch(
     let cols = served.model.schema().len();
     let mut data = vec![f64::NAN; n * cols];
     let mut values: Vec<Vec<EventValue<'_>>> = Vec::with_capacity(n);
-    for (i, (object, row)) in parsed
-        .rows
-        .iter()
-        .zip(data.chunks_mut(cols.max(1)))
-        .enumerate()
-    {
+    for (i, (object, row)) in parsed.iter().zip(data.chunks_mut(cols.max(1))).enumerate() {
         let mut row_values = Vec::with_capacity(cols);
         parse_features(&served, object, row, &mut row_values).map_err(|e| {
             let e = ApiError {

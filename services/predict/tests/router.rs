@@ -487,6 +487,35 @@ async fn single_predictions_answer_check_and_publish() {
         let e = a.error(StatusCode::UNPROCESSABLE_ENTITY, code);
         assert_eq!(e["field"].as_str(), field, "{body} -> {e}");
     }
+    // Fields JSON objects can repeat: a feature given twice is refused, not overwritten.
+    let twice = r#"{"features": {"colour": 1, "speed": 60, "colour": 2}}"#;
+    let a = h
+        .post(PREDICT, Some(&token), "application/json", twice)
+        .await;
+    assert_eq!(
+        a.error(StatusCode::UNPROCESSABLE_ENTITY, "duplicate_field")["field"],
+        "colour"
+    );
+    let twice =
+        r#"{"features": {"colour": 1, "speed": 60}, "features": {"colour": 2, "speed": 60}}"#;
+    h.post(PREDICT, Some(&token), "application/json", twice)
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    // Escaped names and text are read as JSON spells them; fields in any order.
+    let escaped = r#"{"features": {"speed": 60, "col\u006fur": "\u0032"}}"#;
+    let a = h
+        .post(PREDICT, Some(&token), "application/json", escaped)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json());
+    assert_eq!(a.json()["class"], 1);
+    h.post(
+        PREDICT,
+        Some(&token),
+        "application/json",
+        r#"{"features": {"colour": 1, "speed": 60}} trailing"#,
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "invalid_json");
     h.post(
         PREDICT,
         Some(&token),
@@ -529,9 +558,9 @@ async fn single_predictions_answer_check_and_publish() {
         .await
         .error(StatusCode::NOT_FOUND, "not_found");
 
-    // Exactly the two predictions made, with every field as answered.
-    let events = h.events(2).await;
-    assert_eq!(events.len(), 2);
+    // Exactly the three predictions made, with every field as answered.
+    let events = h.events(3).await;
+    assert_eq!(events.len(), 3);
     let first = &events.iter().find(|e| e.request_id == "cad-42").unwrap();
     assert_eq!(first.model, "toy");
     assert_eq!(first.model_version, 1);
@@ -572,17 +601,26 @@ async fn single_predictions_answer_check_and_publish() {
         "features as received, before imputation"
     );
     assert_ne!(first.event_id, second.event_id);
+    let escaped = events
+        .iter()
+        .find(|e| e.request_id != generated_id && e.request_id != "cad-42")
+        .unwrap();
+    assert_eq!(
+        Value::Object(escaped.features.clone()),
+        json!({"colour": 2, "speed": 60})
+    );
 
     // The metrics saw all of it.
     let metrics = h.get("/metrics", None).await.text();
     for line in [
-        r#"vigie_predictions_total{class="1",model="toy",version="1"} 1"#,
+        r#"vigie_predictions_total{class="1",model="toy",version="1"} 2"#,
         r#"vigie_predictions_total{class="0",model="toy",version="1"} 1"#,
         r#"vigie_prediction_rejections_total{error="unknown_field",model="toy"} 1"#,
-        r#"http_requests_total{method="POST",route="/v1/models/{name}/predict",status="200"} 2"#,
+        r#"vigie_prediction_rejections_total{error="duplicate_field",model="toy"} 1"#,
+        r#"http_requests_total{method="POST",route="/v1/models/{name}/predict",status="200"} 3"#,
         r#"http_requests_total{method="POST",route="/v1/models/{name}/predict",status="422"}"#,
-        r#"vigie_events_enqueued_total{topic="vigie.predictions"} 2"#,
-        r#"vigie_events_delivered_total{topic="vigie.predictions"} 2"#,
+        r#"vigie_events_enqueued_total{topic="vigie.predictions"} 3"#,
+        r#"vigie_events_delivered_total{topic="vigie.predictions"} 3"#,
         r#"vigie_events_queue_depth 0"#,
         r#"vigie_model_info{model="toy",version="1"} 1"#,
         r#"http_request_duration_seconds_bucket{method="POST",route="/v1/models/{name}/predict",status="200",le="#,
