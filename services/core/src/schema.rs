@@ -137,15 +137,24 @@ impl CodeTable {
         }
     }
 
+    /// The value of a whole number (`None` inside: no such code), or `None` when the number is
+    /// not whole, or too large to be spelled as an integer token.
+    fn get_whole(&self, v: f64) -> Option<Option<f64>> {
+        // `normalise_token` spells such a number as the integer; those tokens are here.
+        (v.abs() < 1e15 && crate::number::is_whole(v)).then(|| self.get_integer(v as i64))
+    }
+
     /// The value of a trimmed, non-empty text: what looking up `normalise_token(text)` gives.
     fn get(&self, text: &str) -> Option<f64> {
         if let Some(i) = crate::number::parse_whole(text) {
             return self.get_integer(i);
         }
-        match crate::number::parse_f64(text) {
-            // `normalise_token` spells such a number as the integer; those tokens are here.
-            Ok(v) if v.abs() < 1e15 && crate::number::is_whole(v) => self.get_integer(v as i64),
-            _ => self
+        match crate::number::parse_f64(text)
+            .ok()
+            .and_then(|v| self.get_whole(v))
+        {
+            Some(found) => found,
+            None => self
                 .by_token
                 .get(text)
                 .or_else(|| self.by_token.get(&normalise_token(text)))
@@ -307,11 +316,12 @@ impl Feature {
             }
             // A whole number is looked up as the text "2" or "2.0" would be, without
             // spelling it; anything else goes through the text's normalisation.
-            Domain::Codes(lookup) if v.abs() < 1e15 && crate::number::is_whole(v) => lookup
-                .get_integer(v as i64)
-                .map(Cell::Value)
-                .ok_or_else(|| ValueError::UnknownCode(v.to_string())),
-            Domain::Codes(_) => self.parse(Some(&v.to_string()), origin),
+            Domain::Codes(lookup) => match lookup.get_whole(v) {
+                Some(found) => found
+                    .map(Cell::Value)
+                    .ok_or_else(|| ValueError::UnknownCode(v.to_string())),
+                None => self.parse(Some(&v.to_string()), origin),
+            },
         }
     }
 

@@ -185,9 +185,7 @@ impl TreeEnsemble {
             )));
         }
         let total = self.nodes.len();
-        for (t, &root) in self.roots.iter().enumerate() {
-            let start = root as usize;
-            let end = self.roots.get(t + 1).map_or(total, |&r| r as usize);
+        for (t, (start, end)) in self.tree_spans().enumerate() {
             if start >= end || end > total {
                 return Err(MalformedEnsemble(format!("tree {t} has no node")));
             }
@@ -225,11 +223,25 @@ impl TreeEnsemble {
         Ok(())
     }
 
+    /// Where each tree's nodes start and end in the node array.
+    fn tree_spans(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let ends = self.roots.iter().skip(1).map(|&r| r as usize);
+        self.roots
+            .iter()
+            .map(|&r| r as usize)
+            .zip(ends.chain([self.nodes.len()]))
+    }
+
+    /// The compact form, built on first use; `None` when the ensemble does not fit it.
+    fn compact(&self) -> Option<&Compact> {
+        self.compact.0.get_or_init(|| Compact::build(self)).as_ref()
+    }
+
     /// The sum of the leaves one row reaches.
     fn raw(&self, row: &[f64]) -> f64 {
         // A row of another width would read the NaN slot as a feature: refuse it loudly.
         assert_eq!(row.len(), self.n_features, "one value per feature");
-        match self.compact.0.get_or_init(|| Compact::build(self)) {
+        match self.compact() {
             Some(compact) => compact.raw(&self.roots, row),
             None => self.raw_wide(row),
         }
@@ -238,10 +250,7 @@ impl TreeEnsemble {
     /// Whether predictions use the compact 4-byte nodes (every feature index below 255, at
     /// most 254 distinct thresholds per feature, at most 16,384 nodes per tree).
     pub fn is_compact(&self) -> bool {
-        self.compact
-            .0
-            .get_or_init(|| Compact::build(self))
-            .is_some()
+        self.compact().is_some()
     }
 
     /// [`TreeEnsemble::raw`] on the 16-byte nodes.
@@ -257,32 +266,20 @@ impl TreeEnsemble {
             &heap
         };
         let leaf = self.n_features as u16;
-        let mut sum = 0.0;
-        for roots in self.roots.chunks(LANES) {
-            let mut at = [0usize; LANES];
-            for (a, &root) in at.iter_mut().zip(roots) {
-                *a = root as usize;
-            }
-            let lanes = &mut at[..roots.len()];
-            loop {
-                let mut arrived = true;
-                for (a, &root) in lanes.iter_mut().zip(roots) {
-                    let node = &self.nodes[*a];
-                    let v = x[node.feature as usize];
-                    let ge = usize::from(v >= node.value);
-                    let lt = usize::from(v < node.value);
-                    // NaN is neither: it takes the node's missing branch.
-                    let step = ge + (1 - ge - lt) * node.missing as usize;
-                    *a = root as usize + node.children as usize + step;
-                    arrived &= self.nodes[*a].feature == leaf;
-                }
-                if arrived {
-                    break;
-                }
-            }
-            sum += lanes.iter().map(|&a| self.nodes[a].value).sum::<f64>();
-        }
-        sum
+        walk_in_lock_step(
+            &self.roots,
+            |at| {
+                let node = &self.nodes[at];
+                let v = x[node.feature as usize];
+                let ge = usize::from(v >= node.value);
+                let lt = usize::from(v < node.value);
+                // NaN is neither: it takes the node's missing branch.
+                let step = ge + (1 - ge - lt) * node.missing as usize;
+                node.children as usize + step
+            },
+            |at| self.nodes[at].feature == leaf,
+            |at| self.nodes[at].value,
+        )
     }
 
     /// The probability of the positive class for one row of `n_features` values.
@@ -361,14 +358,10 @@ impl Compact {
                 return None;
             }
         }
-        let sizes = ensemble.roots.iter().enumerate().map(|(t, &root)| {
-            let end = ensemble
-                .roots
-                .get(t + 1)
-                .map_or(ensemble.nodes.len(), |&r| r as usize);
-            end - root as usize
-        });
-        if sizes.into_iter().any(|size| size > MAX_COMPACT_TREE) {
+        if ensemble
+            .tree_spans()
+            .any(|(start, end)| end - start > MAX_COMPACT_TREE)
+        {
             return None;
         }
         let mut nodes = Vec::with_capacity(ensemble.nodes.len());
@@ -407,36 +400,56 @@ impl Compact {
     /// The sum of the leaves one row reaches, added in the same order as the wide form's.
     fn raw(&self, roots: &[u32], row: &[f64]) -> f64 {
         let codes = self.codes(row);
-        let mut sum = 0.0;
-        for roots in roots.chunks(LANES) {
-            let mut at = [0usize; LANES];
-            for (a, &root) in at.iter_mut().zip(roots) {
-                *a = root as usize;
-            }
-            let lanes = &mut at[..roots.len()];
-            loop {
-                let mut arrived = true;
-                for (a, &root) in lanes.iter_mut().zip(roots) {
-                    let node = self.nodes[*a];
-                    let code = u32::from(codes[(node & 0xFF) as usize]);
-                    let index = (node >> 8) & 0xFF;
-                    let missing = (node >> 16) & 0b11;
-                    let nan = u32::from(code == u32::from(NAN_CODE));
-                    let right = u32::from(code > index);
-                    // A missing value takes the node's missing branch; a leaf reads a missing
-                    // code and has missing branch 0, so it stays where it is.
-                    let step = nan * missing + (1 - nan) * right;
-                    *a = root as usize + (node >> 18) as usize + step as usize;
-                    arrived &= self.nodes[*a] & 0xFF == LEAF_FEATURE;
-                }
-                if arrived {
-                    break;
-                }
-            }
-            sum += lanes.iter().map(|&a| self.values[a]).sum::<f64>();
-        }
-        sum
+        walk_in_lock_step(
+            roots,
+            |at| {
+                let node = self.nodes[at];
+                let code = u32::from(codes[(node & 0xFF) as usize]);
+                let index = (node >> 8) & 0xFF;
+                let missing = (node >> 16) & 0b11;
+                let nan = u32::from(code == u32::from(NAN_CODE));
+                let right = u32::from(code > index);
+                // A missing value takes the node's missing branch; a leaf reads a missing
+                // code and has missing branch 0, so it stays where it is.
+                let step = nan * missing + (1 - nan) * right;
+                (node >> 18) as usize + step as usize
+            },
+            |at| self.nodes[at] & 0xFF == LEAF_FEATURE,
+            |at| self.values[at],
+        )
     }
+}
+
+/// Walks the trees starting at `roots`, [`LANES`] side by side, and sums the leaves they reach,
+/// chunk by chunk in tree order. `next(node)` is where a node sends the row, relative to its
+/// tree's root (a leaf sends it to itself); `is_leaf` and `value` read the node arrived at.
+#[inline(always)]
+fn walk_in_lock_step(
+    roots: &[u32],
+    next: impl Fn(usize) -> usize,
+    is_leaf: impl Fn(usize) -> bool,
+    value: impl Fn(usize) -> f64,
+) -> f64 {
+    let mut sum = 0.0;
+    for roots in roots.chunks(LANES) {
+        let mut at = [0usize; LANES];
+        for (a, &root) in at.iter_mut().zip(roots) {
+            *a = root as usize;
+        }
+        let lanes = &mut at[..roots.len()];
+        loop {
+            let mut arrived = true;
+            for (a, &root) in lanes.iter_mut().zip(roots) {
+                *a = root as usize + next(*a);
+                arrived &= is_leaf(*a);
+            }
+            if arrived {
+                break;
+            }
+        }
+        sum += lanes.iter().map(|&a| value(a)).sum::<f64>();
+    }
+    sum
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -587,25 +600,19 @@ mod tests {
             1e300,
             f64::INFINITY,
         ];
-        let values = [
-            -3.5,
-            -1.0,
-            -0.0,
-            0.0,
-            0.5,
-            1.0,
-            2.0,
-            7.25,
-            1e300,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::NAN,
-            0.999_999_999_999_999_9,
-            1.000_000_000_000_000_2,
-            -1e-300,
-            3.0,
-            f64::MAX,
-        ];
+        // Rows take the thresholds themselves (exact ties) and values around and beyond them.
+        let values: Vec<f64> = pool
+            .into_iter()
+            .chain([
+                f64::NEG_INFINITY,
+                f64::NAN,
+                0.999_999_999_999_999_9,
+                1.000_000_000_000_000_2,
+                -1e-300,
+                3.0,
+                f64::MAX,
+            ])
+            .collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for case in 0..300 {
             let n_features = rng.gen_range(1..6);
