@@ -39,7 +39,7 @@ enum Command {
     #[command(subcommand)]
     Models(commands::models::Command),
     /// Run the prediction service (needs KAFKA_BROKERS and VIGIE_JWT_SECRET).
-    Predict(commands::serve::PredictArgs),
+    Predict(commands::predict::Args),
     /// Run the drift service: consumes the predictions topic, scores each model's traffic
     /// against its reference (needs KAFKA_BROKERS and VIGIE_JWT_SECRET).
     Drift(commands::drift::Args),
@@ -107,6 +107,14 @@ impl Cli {
 
     fn artifacts_dir(&self) -> PathBuf {
         self.home.join("artifacts")
+    }
+
+    /// Opens the registry the global flags name (and creates it, for SQLite).
+    async fn registry(&self) -> anyhow::Result<vigie_registry::Registry> {
+        use anyhow::Context;
+        vigie_registry::Registry::open(&self.database_url(), &self.artifacts_dir())
+            .await
+            .context("Failed to open the model registry")
     }
 }
 

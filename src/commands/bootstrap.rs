@@ -5,8 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use vigie_registry::{Registry, Role, User};
+use vigie_registry::{Role, User};
 
 use crate::Cli;
 use crate::commands::required;
@@ -28,9 +27,7 @@ pub struct Args {
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     vigie_registry::users::check_user_name(&args.admin)
         .map_err(|m| anyhow::anyhow!("VIGIE_ADMIN: invalid user name {:?}: {m}", args.admin))?;
-    let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir())
-        .await
-        .context("Failed to open the model registry")?;
+    let registry = cli.registry().await?;
     ensure_models(&registry, &args.models_dir).await?;
     for version in registry.production().await? {
         println!("production: {}", version.id());

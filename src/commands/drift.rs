@@ -2,13 +2,11 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
-use vigie_api::Auth;
 use vigie_drift_service::{Config, DriftService, WindowConfig};
-use vigie_registry::Registry;
 
 use crate::Cli;
-use crate::commands::required;
+use crate::commands::listed;
+use crate::commands::service::ServiceArgs;
 
 /// Settings of the drift service (flags, or the environment variables named).
 #[derive(Debug, Clone, clap::Args)]
@@ -57,7 +55,8 @@ pub struct DriftArgs {
 }
 
 impl DriftArgs {
-    pub fn config(&self, topic: &str, poll: Duration) -> Config {
+    /// The service's settings, reading `topic`.
+    pub fn config(&self, topic: &str) -> Config {
         Config {
             group: self.group.clone(),
             topic: topic.to_string(),
@@ -68,33 +67,11 @@ impl DriftArgs {
                 retain: self.retain_windows as usize,
             },
             score_interval: Duration::from_millis(self.score_ms),
-            poll_interval: poll,
             checkpoint_interval: Duration::from_millis(self.checkpoint_ms),
             models: self.drift_models.clone(),
             max_noise_ttl: Duration::from_secs(self.max_noise_ttl_secs),
             ..Config::default()
         }
-    }
-
-    /// Opens the listener, loads references and the checkpoint, joins the group.
-    pub async fn start(
-        &self,
-        registry: Registry,
-        brokers: &str,
-        secret: &[u8],
-        token_ttl: Duration,
-        topic: &str,
-        poll: Duration,
-    ) -> anyhow::Result<DriftService> {
-        let auth = Auth::new(secret, token_ttl, registry.clone())
-            .await
-            .map_err(anyhow::Error::msg)?;
-        let listener = tokio::net::TcpListener::bind(&self.drift_listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", self.drift_listen))?;
-        DriftService::start(self.config(topic, poll), registry, auth, brokers, listener)
-            .await
-            .map_err(anyhow::Error::msg)
     }
 }
 
@@ -102,61 +79,30 @@ impl DriftArgs {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
     pub drift: DriftArgs,
-    /// Kafka bootstrap servers (host:port,...).
-    #[arg(long, env = "KAFKA_BROKERS")]
-    pub kafka_brokers: Option<String>,
-    /// Secret that verifies tokens (the prediction service's): at least 32 bytes.
-    #[arg(long, env = "VIGIE_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-    /// Lifetime of tokens issued here, in seconds.
-    #[arg(long, env = "VIGIE_TOKEN_TTL_SECS", default_value_t = 8 * 3600,
-          value_parser = clap::value_parser!(u64).range(60..=7 * 24 * 3600))]
-    pub token_ttl_secs: u64,
-    /// The topic predictions are read from.
-    #[arg(long, env = "VIGIE_PREDICTIONS_TOPIC", default_value = vigie_stream::PREDICTIONS_TOPIC)]
-    pub topic: String,
-    /// How often the registry and the broker are checked, in milliseconds.
-    #[arg(long, env = "VIGIE_POLL_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..))]
-    pub poll_ms: u64,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
-    let brokers = required(
-        args.kafka_brokers.as_deref(),
-        "KAFKA_BROKERS (or --kafka-brokers) is not set: `vigie drift` consumes the predictions topic; `vigie up` runs an embedded broker for local use",
-    )?;
-    let secret = required(
-        args.jwt_secret.as_deref(),
-        "VIGIE_JWT_SECRET (or --jwt-secret) is not set: the drift service checks the prediction service's tokens with the same secret",
-    )?;
-    let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir())
-        .await
-        .context("Failed to open the model registry")?;
-    let service = args
-        .drift
-        .start(
-            registry,
-            brokers,
-            secret.as_bytes(),
-            Duration::from_secs(args.token_ttl_secs),
-            &args.topic,
-            Duration::from_millis(args.poll_ms),
-        )
+    let common = args
+        .service
+        .connect(cli, "vigie drift", "consumes the predictions topic")
         .await?;
+    let config = args.drift.config(&args.service.topic);
+    let service = DriftService::start(&common, config, &args.drift.drift_listen)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let models = service.model_ids();
     println!(
-        "vigie drift: listening on {} (models: {}; kafka: {brokers}; group: {})",
+        "vigie drift: listening on {} (models: {}; kafka: {}; group: {})",
         service.url(),
-        if models.is_empty() {
-            "none yet".to_string()
-        } else {
-            models.join(", ")
-        },
+        listed(&models, "none yet"),
+        common.brokers,
         args.drift.group
     );
     service
         .run(vigie_api::shutdown::signal())
         .await
-        .context("the HTTP server failed")
+        .map_err(anyhow::Error::msg)
 }

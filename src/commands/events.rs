@@ -8,7 +8,7 @@ use anyhow::Context;
 use vigie_core::inference::Model;
 use vigie_core::schema::Schema;
 use vigie_core::spec::{FeatureSpec, code_tokens};
-use vigie_registry::{ModelRef, Registry};
+use vigie_registry::ModelRef;
 use vigie_stream::event::{Features, OutcomeRef, PredictionEventRef, Value};
 use vigie_stream::{EventProducer, ProducerConfig, Source};
 
@@ -119,9 +119,7 @@ fn value<'a>(v: f64, tokens: Option<&'a [String]>) -> Value<'a> {
 }
 
 async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
-    let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir())
-        .await
-        .context("Failed to open the model registry")?;
+    let registry = cli.registry().await?;
     let reference: ModelRef = args.model.parse()?;
     let version = registry.resolve(&reference).await?;
     let r = registry.clone();

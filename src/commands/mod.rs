@@ -7,7 +7,7 @@ pub mod drift_report;
 pub mod events;
 pub mod models;
 pub mod predict;
-pub mod serve;
+pub mod service;
 pub mod synthetic;
 pub mod train;
 pub mod trainer;
@@ -22,6 +22,15 @@ pub fn required<'a>(value: Option<&'a str>, missing: &str) -> anyhow::Result<&'a
     value
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| anyhow::anyhow!("{missing}"))
+}
+
+/// `items` joined with commas, or `none` when there are none.
+pub fn listed(items: &[String], none: &str) -> String {
+    if items.is_empty() {
+        none.to_string()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// A progress bar over the training stages (drawn only on a terminal).

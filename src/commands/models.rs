@@ -1,6 +1,6 @@
 //! `vigie models`: list and inspect registered model versions.
 
-use vigie_registry::{ModelRef, ModelVersion, Registry};
+use vigie_registry::{ModelRef, ModelVersion};
 
 use crate::Cli;
 
@@ -29,7 +29,7 @@ pub enum Command {
 }
 
 pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
-    let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir()).await?;
+    let registry = cli.registry().await?;
     match command {
         Command::List { json } => {
             let versions = registry.list().await?;

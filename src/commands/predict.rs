@@ -1,25 +1,84 @@
-//! `vigie predict`: the prediction service, against a Kafka broker and the registry.
+//! `vigie predict`: the prediction service, against a Kafka broker and the registry, and its
+//! settings (shared with `vigie up`).
 
-use anyhow::Context;
-use vigie_registry::Registry;
+use std::time::Duration;
+
+use vigie_predict::{Config, PredictService};
 
 use crate::Cli;
-use crate::commands::required;
-use crate::commands::serve::{PredictArgs, PredictService};
+use crate::commands::listed;
+use crate::commands::service::ServiceArgs;
 
-pub async fn run(cli: &Cli, args: &PredictArgs) -> anyhow::Result<()> {
-    let brokers = required(
-        args.kafka_brokers.as_deref(),
-        "KAFKA_BROKERS (or --kafka-brokers) is not set: `vigie predict` publishes every prediction to Kafka; `vigie up` runs an embedded broker for local use",
-    )?;
-    let secret = required(
-        args.jwt_secret.as_deref(),
-        "VIGIE_JWT_SECRET (or --jwt-secret) is not set: tokens need a secret of at least 32 bytes, e.g. `openssl rand -hex 32`; only `vigie up` makes a throwaway one",
-    )?;
-    let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir())
+/// Settings of the prediction service (flags, or the environment variables named).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PredictArgs {
+    /// Address to listen on.
+    #[arg(long, env = "VIGIE_PREDICT_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: String,
+    /// Serve only these models (comma-separated names); default: every production model.
+    #[arg(long = "model", env = "VIGIE_MODELS", value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Largest JSON body, in bytes.
+    #[arg(long, default_value_t = 2 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    pub max_body_bytes: u64,
+    /// Most rows in a JSON batch.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_batch_rows: u64,
+    /// Most data rows in one CSV upload.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_csv_rows: u64,
+    /// Longest time a JSON request may take, in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for queued events to reach the broker, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub flush_timeout_secs: u64,
+    /// Most events held in memory while the broker is away.
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_max_events: u32,
+    /// How long the producer waits to fill a batch of events before sending it, in
+    /// milliseconds: longer means fewer, larger requests to the broker, never a slower answer.
+    #[arg(long, env = "VIGIE_LINGER_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=900_000))]
+    pub linger_ms: u64,
+}
+
+impl PredictArgs {
+    /// The service's settings, publishing to `topic`.
+    pub fn config(&self, topic: &str) -> Config {
+        Config {
+            max_body_bytes: self.max_body_bytes as usize,
+            max_batch_rows: self.max_batch_rows as usize,
+            max_csv_rows: self.max_csv_rows as usize,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            models: self.models.clone(),
+            topic: topic.to_string(),
+            queue_max_events: self.queue_max_events,
+            linger: Duration::from_millis(self.linger_ms),
+            flush_timeout: Duration::from_secs(self.flush_timeout_secs),
+            ..Config::default()
+        }
+    }
+}
+
+/// `vigie predict` on its own.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
+    pub predict: PredictArgs,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
+    let common = args
+        .service
+        .connect(cli, "vigie predict", "publishes every prediction to Kafka")
+        .await?;
+    let config = args.predict.config(&args.service.topic);
+    let service = PredictService::start(&common, config, &args.predict.listen)
         .await
-        .context("Failed to open the model registry")?;
-    let service = PredictService::start(args, registry, brokers, secret.as_bytes()).await?;
+        .map_err(anyhow::Error::msg)?;
     let models = service.model_ids();
     if models.is_empty() {
         tracing::warn!(
@@ -27,13 +86,13 @@ pub async fn run(cli: &Cli, args: &PredictArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "vigie predict: listening on {} (models: {}; kafka: {brokers})",
+        "vigie predict: listening on {} (models: {}; kafka: {})",
         service.url(),
-        if models.is_empty() {
-            "none yet".to_string()
-        } else {
-            models.join(", ")
-        }
+        listed(&models, "none yet"),
+        common.brokers
     );
-    service.run().await
+    service
+        .run(vigie_api::shutdown::signal())
+        .await
+        .map_err(anyhow::Error::msg)
 }

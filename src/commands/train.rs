@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use vigie_core::spec::ModelSpec;
 use vigie_core::train;
-use vigie_registry::Registry;
 
 use crate::Cli;
 use crate::commands::models::print_version;
@@ -23,9 +22,7 @@ pub struct Args {
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let spec = ModelSpec::from_file(&args.spec)?;
     // Open the registry first: a bad database URL should fail before minutes of training.
-    let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir())
-        .await
-        .context("Failed to open the model registry")?;
+    let registry = cli.registry().await?;
 
     let bar = super::stage_bar(1);
     let trained = tokio::task::block_in_place(|| train::train(&spec, &mut super::on_stage(&bar)));

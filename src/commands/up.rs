@@ -12,9 +12,15 @@ use vigie_core::spec::ModelSpec;
 use vigie_registry::{Registry, Role, User};
 use vigie_stream::EmbeddedBroker;
 
+use vigie_drift_service::DriftService;
+use vigie_predict::PredictService;
+use vigie_trainer::TrainerService;
+
 use crate::Cli;
 use crate::commands::drift::DriftArgs;
-use crate::commands::serve::{PredictArgs, PredictService};
+use crate::commands::listed;
+use crate::commands::predict::PredictArgs;
+use crate::commands::service::ServiceArgs;
 use crate::commands::trainer::TrainerArgs;
 
 #[derive(Debug, clap::Args)]
@@ -22,6 +28,8 @@ pub struct Args {
     /// Model specs to train when the registry has no production version of them.
     #[arg(long, default_value = "models")]
     models_dir: PathBuf,
+    #[command(flatten)]
+    service: ServiceArgs,
     #[command(flatten)]
     predict: PredictArgs,
     #[command(flatten)]
@@ -78,9 +86,7 @@ pub async fn ensure_models(registry: &Registry, dir: &Path) -> anyhow::Result<()
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let database_url = cli.database_url();
-    let registry = Registry::open(&database_url, &cli.artifacts_dir())
-        .await
-        .context("Failed to open the model registry")?;
+    let registry = cli.registry().await?;
     ensure_models(&registry, &args.models_dir).await?;
 
     let mut admin_line = None;
@@ -109,7 +115,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     // The broker: the configured one, or an embedded one that lives as long as this process.
     let embedded;
     let (brokers, broker_line) = match args
-        .predict
+        .service
         .kafka_brokers
         .as_deref()
         .filter(|b| !b.is_empty())
@@ -124,7 +130,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             (b, line)
         }
     };
-    let (secret, secret_line) = match args.predict.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
+    let (secret, secret_line) = match args.service.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => (s.to_string(), "from VIGIE_JWT_SECRET".to_string()),
         None => (
             random_text(48),
@@ -132,19 +138,14 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         ),
     };
 
-    let service =
-        PredictService::start(&args.predict, registry.clone(), &brokers, secret.as_bytes()).await?;
-    let drift = args
-        .drift
-        .start(
-            registry.clone(),
-            &brokers,
-            secret.as_bytes(),
-            std::time::Duration::from_secs(args.predict.token_ttl_secs),
-            &args.predict.topic,
-            std::time::Duration::from_millis(args.predict.poll_ms),
-        )
-        .await?;
+    let common = args.service.common(registry, brokers, secret);
+    let topic = &args.service.topic;
+    let service = PredictService::start(&common, args.predict.config(topic), &args.predict.listen)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let drift = DriftService::start(&common, args.drift.config(topic), &args.drift.drift_listen)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let mut trainer_args = args.trainer.clone();
     // The trainer retrains from the specs vigie up trained from.
     trainer_args.trainer_models_dir = args.models_dir.clone();
@@ -160,15 +161,13 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             format!("{token} (generated for this run; set VIGIE_WEBHOOK_TOKEN to keep one)")
         }
     };
-    let trainer = trainer_args
-        .start(
-            registry.clone(),
-            &brokers,
-            secret.as_bytes(),
-            std::time::Duration::from_secs(args.predict.token_ttl_secs),
-            std::time::Duration::from_millis(args.predict.poll_ms),
-        )
-        .await?;
+    let trainer = TrainerService::start(
+        &common,
+        trainer_args.config(topic)?,
+        &trainer_args.trainer_listen,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     let trainer_url = trainer.url();
     let drift_url = drift.url();
     let url = service.url();
@@ -185,14 +184,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     println!(
         "  trainer             {trainer_url}  (runs: {trainer_url}/v1/runs, Alertmanager webhook: {trainer_url}/v1/alerts)"
     );
-    println!(
-        "  models              {}",
-        if models.is_empty() {
-            "none".into()
-        } else {
-            models.join(", ")
-        }
-    );
+    println!("  models              {}", listed(&models, "none"));
     println!("  registry            {database_url}");
     println!("  kafka               {broker_line}");
     println!("  jwt secret          {secret_line}");
@@ -220,17 +212,12 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         "  curl -s -X POST {trainer_url}/v1/models/{example_model}/retrain -H \"Authorization: Bearer $TOKEN\""
     );
     println!("Stop with Ctrl-C.");
-    let drift = async {
-        drift
-            .run(vigie_api::shutdown::signal())
-            .await
-            .context("the drift service's HTTP server failed")
-    };
-    let trainer = async {
-        trainer
-            .run(vigie_api::shutdown::signal())
-            .await
-            .context("the trainer's HTTP server failed")
-    };
-    tokio::try_join!(service.run(), drift, trainer).map(|_| ())
+    let signal = vigie_api::shutdown::signal;
+    tokio::try_join!(
+        service.run(signal()),
+        drift.run(signal()),
+        trainer.run(signal())
+    )
+    .map(|_| ())
+    .map_err(anyhow::Error::msg)
 }

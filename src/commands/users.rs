@@ -4,7 +4,7 @@
 use std::io::BufRead;
 
 use anyhow::Context;
-use vigie_registry::{Registry, Role, User};
+use vigie_registry::{Role, User};
 
 use crate::Cli;
 
@@ -54,9 +54,7 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         vigie_registry::users::check_user_name(name)
             .map_err(|m| anyhow::anyhow!("invalid user name {name:?}: {m}"))?;
     }
-    let registry = Registry::open(&cli.database_url(), &cli.artifacts_dir())
-        .await
-        .context("Failed to open the registry")?;
+    let registry = cli.registry().await?;
     match command {
         Command::Add {
             name,

@@ -1,5 +1,10 @@
 //! What Vigie's HTTP services (`predict`, `drift`, `trainer`) share.
 //!
+//! - [`service`]: the service contract as code: the shared state ([`Shared`]), the
+//!   [`Service`] trait each service implements, the shell of routes and layers every service
+//!   answers with, the registry follower, and `serve`.
+//! - [`openapi`]: the shell's part of every service's OpenAPI document.
+//! - `testing` (feature `testing`): the services' router-test helpers.
 //! - [`error`]: the JSON error every 4xx and 5xx carries: `{"error", "message", "field"}`.
 //! - [`auth`]: accounts (argon2 password hashes in the registry database), `/auth/token`
 //!   issuing JWTs with a role, the extractors that guard routes, and the account routes.
@@ -11,11 +16,16 @@ pub mod auth;
 pub mod docs;
 pub mod error;
 pub mod layers;
+pub mod openapi;
+pub mod service;
 pub mod shutdown;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use auth::{AdminUser, Auth, CurrentUser, HasAuth};
 pub use error::ApiError;
 pub use layers::{HttpMetrics, RequestId};
+pub use service::{Base, Dependencies, Readiness, Service, ServiceMetrics, Shared};
 
 /// Encodes every metric of `registry` in Prometheus' text format.
 pub fn encode_metrics(registry: &prometheus::Registry) -> String {

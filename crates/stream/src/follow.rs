@@ -62,6 +62,25 @@ pub fn follow(
     })
 }
 
+/// Follows the model events on `topic` and calls `wake` for each, once logged: the prediction
+/// and drift services wake their registry poll with it.
+pub fn wake_on_model_events(
+    brokers: &str,
+    topic: &str,
+    wake: impl Fn() + Send + 'static,
+) -> Result<Follower> {
+    follow(brokers, topic, move |event| {
+        tracing::info!(
+            model = %event.model,
+            version = event.version,
+            action = ?event.action,
+            by = %event.by,
+            "model event: reading the registry now"
+        );
+        wake();
+    })
+}
+
 fn run(
     consumer: &BaseConsumer,
     topic: &str,

@@ -6,6 +6,7 @@
 //! (messages and bytes, both configurable): past the bound an event is refused, counted as
 //! dropped and logged, never waited for.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
@@ -259,6 +260,46 @@ impl EventProducer {
                 .iter()
                 .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()),
             Err(_) => false,
+        }
+    }
+
+    /// [`EventProducer::flush`] off the async threads, logged: waits up to `timeout` and
+    /// returns how many events are still queued (lost if the process exits now).
+    pub async fn drain(self: Arc<Self>, timeout: Duration) -> usize {
+        let queued = self.in_flight();
+        tracing::info!(queued, "flushing the queued events");
+        let producer = Arc::clone(&self);
+        let left = tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .unwrap_or(queued);
+        if left > 0 {
+            tracing::error!(
+                left,
+                "events still queued after the flush timeout are lost with this process"
+            );
+        } else {
+            tracing::info!("every event delivered");
+        }
+        left
+    }
+
+    /// Whether the broker answers within 2 s and holds `topic`, asked off the async threads;
+    /// `Err` says what is wrong and how many events wait meanwhile.
+    pub async fn check_topic(self: Arc<Self>, topic: &str) -> std::result::Result<(), String> {
+        let producer = Arc::clone(&self);
+        let name = topic.to_string();
+        let found = tokio::task::spawn_blocking(move || {
+            producer.topic_available(&name, Duration::from_secs(2))
+        })
+        .await
+        .unwrap_or(false);
+        if found {
+            Ok(())
+        } else {
+            Err(format!(
+                "unreachable, or no topic {topic}: events wait in the producer's queue ({} now)",
+                self.in_flight()
+            ))
         }
     }
 }

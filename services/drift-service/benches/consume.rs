@@ -78,7 +78,7 @@ fn bench(c: &mut Criterion) {
         events.len(),
         bytes as f64 / events.len() as f64
     );
-    let metrics = Metrics::new().unwrap();
+    let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
     let mut state = State::new(WindowConfig::default(), metrics.clone());
     state.set_reference(reference);
     let now = chrono::Utc::now().timestamp_millis();

@@ -25,8 +25,7 @@ use vigie_registry::Registry;
 
 use crate::checkpoint::Checkpoint;
 use crate::metrics::Metrics;
-use crate::score::lock;
-use crate::watch::{Applied, Skip, State};
+use crate::watch::{Applied, Skip, State, lock};
 
 /// Where and how the consumer reads.
 #[derive(Debug, Clone)]
@@ -108,6 +107,8 @@ pub struct Runner {
     pub runtime: tokio::runtime::Handle,
     pub config: ConsumerConfig,
     pub metrics: Metrics,
+    /// The service's `vigie_database_up`: a checkpoint that cannot be saved sets it to 0.
+    pub database_up: prometheus::IntGauge,
 }
 
 impl std::fmt::Debug for Runner {
@@ -245,10 +246,10 @@ impl Runner {
                 .checkpoints
                 .with_label_values(&["failed"])
                 .inc();
-            self.metrics.database_up.set(0);
+            self.database_up.set(0);
             return false;
         }
-        self.metrics.database_up.set(1);
+        self.database_up.set(1);
         self.metrics.checkpoints.with_label_values(&["saved"]).inc();
         self.metrics.checkpoint_bytes.set(text.len() as i64);
         self.metrics

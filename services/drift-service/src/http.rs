@@ -1,32 +1,32 @@
-//! The HTTP surface: `/health`, `/ready`, `/metrics`, `/v1/drift` (the state per model and
-//! feature), `/v1/drift/report` (the HTML report of the live window), `/config/noise`, the
-//! token route, `/openapi.json` and `/docs`.
+//! The drift service's routes: `/v1/drift` (the state per model and feature),
+//! `/v1/drift/report` (the HTML report of the live window) and `/config/noise` (see
+//! [`crate::noise`]). The shell (`vigie_api::service::router`) adds the operations and account
+//! routes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::Consumer;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use vigie_api::{ApiError, CurrentUser};
 use vigie_drift::compare;
 
-use crate::score::{Scored, lock, time};
-use crate::service::AppState;
-use crate::watch::{ModelWatch, NoiseView, WindowScore};
+use crate::score::time;
+use crate::state::AppState;
+use crate::watch::{ModelQuery, ModelWatch, NoiseView, Scored, WindowScore, lock};
 
-/// The whole HTTP surface.
+/// The whole HTTP surface: the service's routes inside the shell.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+    vigie_api::service::router(state, routes())
+}
+
+/// The service's own routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
         .route("/v1/drift", get(drift))
         .route("/v1/drift/report", get(report))
         .route(
@@ -35,65 +35,6 @@ pub fn router(state: AppState) -> Router {
                 .post(crate::noise::inject)
                 .delete(crate::noise::reset),
         )
-        .route("/openapi.json", get(crate::openapi::document))
-        .merge(vigie_api::auth::routes());
-    routes
-        .route_layer(from_fn_with_state(
-            state.metrics.http.clone(),
-            vigie_api::layers::track,
-        ))
-        .merge(vigie_api::docs::routes("/openapi.json"))
-        .fallback(vigie_api::error::not_found)
-        .layer(from_fn(vigie_api::layers::request_id))
-        .with_state(state)
-}
-
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
-}
-
-/// 200 once a reference is loaded: events of models without one are not scored. The
-/// consumer's assignment and the dependencies are reported beside.
-async fn ready(State(state): State<AppState>) -> Response {
-    let models: Vec<serde_json::Value> = lock(&state.state)
-        .models
-        .values()
-        .map(|w| {
-            serde_json::json!({
-                "model": w.reference.model,
-                "reference_version": w.reference.version,
-                "since": w.since,
-            })
-        })
-        .collect();
-    let partitions: Vec<i32> = state
-        .consumer
-        .as_ref()
-        .and_then(|c| c.assignment().ok())
-        .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
-        .unwrap_or_default();
-    let ready = !models.is_empty();
-    let body = serde_json::json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "reason": if ready { None } else { Some("no production model has a reference loaded; train or promote one") },
-        "models": models,
-        "consumer": {
-            "group": state.config.group,
-            "topic": state.config.topic,
-            "assigned_partitions": partitions,
-        },
-        "dependencies": **state.dependencies.load(),
-    });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    vigie_api::metrics_response(&state.metrics.registry)
 }
 
 #[derive(Debug, Serialize)]
@@ -176,11 +117,6 @@ fn view(w: &ModelWatch, lateness_ms: i64) -> ModelView {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ModelQuery {
-    pub(crate) model: Option<String>,
-}
-
 #[derive(Debug, Serialize)]
 struct DriftView {
     models: Vec<ModelView>,
@@ -209,7 +145,7 @@ async fn drift(
             let w = guard
                 .models
                 .get(name)
-                .ok_or_else(|| unknown_model(name, &guard.models))?;
+                .ok_or_else(|| guard.unknown_model(name))?;
             vec![view(w, lateness)]
         }
         None => guard.models.values().map(|w| view(w, lateness)).collect(),
@@ -230,46 +166,6 @@ async fn drift(
         .map_err(|e| ApiError::internal("drift view", &e))
 }
 
-pub(crate) fn unknown_model(name: &str, models: &BTreeMap<String, ModelWatch>) -> ApiError {
-    let names: Vec<&str> = models.keys().map(String::as_str).collect();
-    ApiError::not_found(
-        "unknown_model",
-        format!(
-            "no model named {name:?} is watched; watched: {}",
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        ),
-    )
-    .with_field("model")
-}
-
-/// The model a request names, or the only one watched.
-pub(crate) fn pick_model(
-    models: &BTreeMap<String, ModelWatch>,
-    name: Option<&str>,
-) -> Result<String, ApiError> {
-    match name {
-        Some(name) if models.contains_key(name) => Ok(name.to_string()),
-        Some(name) => Err(unknown_model(name, models)),
-        None if models.len() == 1 => Ok(models.keys().next().cloned().unwrap_or_default()),
-        None if models.is_empty() => Err(ApiError::unavailable(
-            "no_model",
-            "no model is watched yet: no production version has a reference",
-        )),
-        None => Err(ApiError::invalid(
-            "model_required",
-            format!(
-                "several models are watched ({}): name one",
-                models.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        )
-        .with_field("model")),
-    }
-}
-
 /// `GET /v1/drift/report[?model=NAME]`: the live sliding window against the reference.
 async fn report(
     State(state): State<AppState>,
@@ -278,7 +174,7 @@ async fn report(
 ) -> Result<Html<String>, ApiError> {
     let (reference, current, noise) = {
         let guard = lock(&state.state);
-        let name = pick_model(&guard.models, query.model.as_deref())?;
+        let name = guard.pick(query.model.as_deref())?;
         let w = &guard.models[&name];
         (
             w.reference.clone(),

@@ -1,18 +1,14 @@
-//! Everything `/metrics` exports. Names follow Prometheus' conventions (base units, `_total`
+//! What the drift service exports on `/metrics` beside the shell's metrics (HTTP requests,
+//! database and broker checks). Names follow Prometheus' conventions (base units, `_total`
 //! counters); `ml_data_drift_score` is the mission's name and is kept as is.
 
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry as MetricsRegistry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
-use vigie_api::HttpMetrics;
 
-use crate::watch::Skip;
-
+/// The drift service's own metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    pub registry: MetricsRegistry,
-    pub http: HttpMetrics,
     /// Share of the features that drifted in the sliding window (absent below the minimum
     /// sample size).
     pub score: GaugeVec,
@@ -43,13 +39,11 @@ pub struct Metrics {
     pub checkpoint_time: Gauge,
     pub reference_info: IntGaugeVec,
     pub reference_switches: IntCounterVec,
-    pub database_up: IntGauge,
-    pub broker_up: IntGauge,
 }
 
 impl Metrics {
-    pub fn new() -> prometheus::Result<Self> {
-        let registry = MetricsRegistry::new();
+    /// Registers the metrics in `registry` (the service's, see `vigie_api::ServiceMetrics`).
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         macro_rules! register {
             ($metric:expr) => {{
                 let m = $metric;
@@ -68,11 +62,7 @@ impl Metrics {
             ),
             &["reason"]
         )?);
-        for skip in Skip::ALL {
-            skipped.with_label_values(&[skip.as_str()]);
-        }
         Ok(Metrics {
-            http: HttpMetrics::register(&registry)?,
             score: register!(GaugeVec::new(
                 Opts::new(
                     "ml_data_drift_score",
@@ -210,15 +200,6 @@ impl Metrics {
                 ),
                 model
             )?),
-            database_up: register!(IntGauge::new(
-                "vigie_database_up",
-                "1 when the registry database answered the last check"
-            )?),
-            broker_up: register!(IntGauge::new(
-                "vigie_broker_up",
-                "1 when the Kafka broker answered the last check and knows the predictions topic"
-            )?),
-            registry,
         })
     }
 }

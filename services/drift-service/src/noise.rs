@@ -15,10 +15,8 @@ use serde_json::{Map, Value};
 use vigie_api::{AdminUser, ApiError};
 use vigie_synthetic::{Injector, NoiseMode, NoiseSpec};
 
-use crate::http::{ModelQuery, pick_model};
-use crate::score::lock;
-use crate::service::AppState;
-use crate::watch::{ActiveNoise, NoiseView};
+use crate::state::AppState;
+use crate::watch::{ActiveNoise, ModelQuery, NoiseView, lock};
 
 const FIELDS: [&str; 8] = [
     "model",
@@ -182,7 +180,7 @@ pub async fn inject(
     }
     let (view, replaced) = {
         let mut guard = lock(&state.state);
-        let model = pick_model(&guard.models, request.model.as_deref())?;
+        let model = guard.pick(request.model.as_deref())?;
         let watch = guard
             .models
             .get_mut(&model)
@@ -221,7 +219,7 @@ pub async fn reset(
     let removed: Vec<NoiseView> = {
         let mut guard = lock(&state.state);
         let names: Vec<String> = match query.model.as_deref() {
-            Some(name) => vec![pick_model(&guard.models, Some(name))?],
+            Some(name) => vec![guard.pick(Some(name))?],
             None => guard.models.keys().cloned().collect(),
         };
         let mut removed = Vec::new();

@@ -7,21 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde::Serialize;
 use vigie_drift::{ClosedWindow, DriftReport, Histograms, compare};
 
 use crate::metrics::Metrics;
-use crate::watch::{Reference, State, WindowScore};
-
-/// The last score of a model's sliding window.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Scored {
-    pub at: DateTime<Utc>,
-    /// The reference version scored against.
-    pub version: u32,
-    pub noise_active: bool,
-    pub report: DriftReport,
-}
+use crate::watch::{Reference, Scored, State, WindowScore, lock};
 
 struct Snapshot {
     reference: Arc<Reference>,
@@ -197,12 +186,4 @@ pub fn unpublish(metrics: &Metrics, reference: &Reference) {
             .feature_drifted
             .remove_label_values(&[model, f.name()]);
     }
-}
-
-/// The state's lock. Nothing under it is expected to panic (no unwrap, no indexing outside the
-/// bins); were it poisoned all the same, serving the counts beats stopping every reader.
-pub fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

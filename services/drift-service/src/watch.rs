@@ -1,14 +1,15 @@
 //! The drift state: per model, its reference and the windows its events fill, and the next
 //! offset of every partition. The consumer thread applies events to it; the scorer, the HTTP
-//! handlers and the checkpoints read it. It sits behind one mutex, held per event (about
-//! 0.3 µs) or per copy of a window's counts.
+//! handlers and the checkpoints read it. It sits behind one mutex ([`lock`]), held per event
+//! (about 0.3 µs) or per copy of a window's counts.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use prometheus::{Histogram, IntCounter, IntGauge};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use vigie_api::ApiError;
 use vigie_core::artifact::Artifact;
 use vigie_core::schema::Schema;
 use vigie_core::spec::ModelSpec;
@@ -107,6 +108,16 @@ pub struct NoiseView {
     pub events_noised: u64,
 }
 
+/// The last score of a model's sliding window.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Scored {
+    pub at: DateTime<Utc>,
+    /// The reference version scored against.
+    pub version: u32,
+    pub noise_active: bool,
+    pub report: DriftReport,
+}
+
 /// The drift score of a closed tumbling window.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct WindowScore {
@@ -133,7 +144,7 @@ pub struct ModelWatch {
     pub tumbling_scored_until_ms: i64,
     pub tumbling_scores: VecDeque<WindowScore>,
     /// The last score of the sliding window.
-    pub last: Option<Arc<crate::score::Scored>>,
+    pub last: Option<Arc<Scored>>,
     pub since: DateTime<Utc>,
     row: Vec<f64>,
     counted: IntCounter,
@@ -261,6 +272,10 @@ pub struct State {
 
 impl State {
     pub fn new(config: WindowConfig, metrics: Metrics) -> Self {
+        // Every reason exists from the start: 0, not "no data", on dashboards.
+        for skip in Skip::ALL {
+            metrics.skipped.with_label_values(&[skip.as_str()]);
+        }
         State {
             config,
             models: BTreeMap::new(),
@@ -356,6 +371,60 @@ impl State {
             }
         }
     }
+
+    /// The model a request names, or the only one watched: 404 for a model not watched, 422
+    /// when several are watched and none is named.
+    pub fn pick(&self, name: Option<&str>) -> Result<String, ApiError> {
+        let models = &self.models;
+        match name {
+            Some(name) if models.contains_key(name) => Ok(name.to_string()),
+            Some(name) => Err(self.unknown_model(name)),
+            None if models.len() == 1 => Ok(models.keys().next().cloned().unwrap_or_default()),
+            None if models.is_empty() => Err(ApiError::unavailable(
+                "no_model",
+                "no model is watched yet: no production version has a reference",
+            )),
+            None => Err(ApiError::invalid(
+                "model_required",
+                format!(
+                    "several models are watched ({}): name one",
+                    models.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .with_field("model")),
+        }
+    }
+
+    /// The 404 for a model not watched, listing the watched ones.
+    pub fn unknown_model(&self, name: &str) -> ApiError {
+        let names: Vec<&str> = self.models.keys().map(String::as_str).collect();
+        ApiError::not_found(
+            "unknown_model",
+            format!(
+                "no model named {name:?} is watched; watched: {}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        )
+        .with_field("model")
+    }
+}
+
+/// A query naming a model (optional when one is watched).
+#[derive(Debug, Deserialize)]
+pub struct ModelQuery {
+    pub model: Option<String>,
+}
+
+/// The state's lock. Nothing under it is expected to panic (no unwrap, no indexing outside the
+/// bins); were it poisoned all the same, serving the counts beats stopping every reader.
+pub fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

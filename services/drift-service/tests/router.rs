@@ -4,136 +4,37 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers: a failed setup should panic loudly.
 
-use std::time::Duration;
-
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use serde_json::{Value, json};
-use tower::ServiceExt;
-use vigie_api::Auth;
-use vigie_api::auth::hash_password;
+use axum::http::StatusCode;
+use serde_json::json;
+use vigie_api::testing::{self, Client};
 use vigie_core::testing::{toy_model, toy_model_with_leaves};
-use vigie_drift_service::http::router;
-use vigie_drift_service::{AppState, Config, Metrics};
-use vigie_registry::{Registry, Role, User};
+use vigie_drift_service::{AppState, Config, Inner, Metrics, router};
+use vigie_registry::Registry;
 use vigie_stream::event::{Features, OutcomeRef, PredictionEventRef, Value as Cell};
-
-const SECRET: &[u8] = b"a test secret that is long enough for HS256";
 
 struct Harness {
     _dir: tempfile::TempDir,
     registry: Registry,
     state: AppState,
-    app: Router,
+    client: Client,
     offset: i64,
-}
-
-struct Answer {
-    status: StatusCode,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).unwrap()
-    }
-    fn error(&self, status: StatusCode, code: &str) -> Value {
-        let body = self.json();
-        assert_eq!(self.status, status, "{body}");
-        assert_eq!(body["error"], code, "{body}");
-        body
-    }
 }
 
 impl Harness {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(
-            &format!("sqlite://{}", dir.path().join("registry.db").display()),
-            &dir.path().join("artifacts"),
-        )
-        .await
-        .unwrap();
-        for (name, role) in [("root", Role::Admin), ("amy", Role::User)] {
-            registry
-                .add_user(&User {
-                    name: name.into(),
-                    role,
-                    password_hash: hash_password(&format!("{name}-password")).unwrap(),
-                    created_at: chrono::Utc::now().timestamp() - 10,
-                    created_by: "test".into(),
-                })
-                .await
-                .unwrap();
-        }
+        let registry = testing::registry(dir.path()).await;
         registry.register(toy_model(), "test").await.unwrap();
-        let auth = Auth::new(SECRET, Duration::from_secs(600), registry.clone())
-            .await
-            .unwrap();
-        let state = AppState::new(
-            Config::default(),
-            registry.clone(),
-            auth,
-            Metrics::new().unwrap(),
-            None,
-        )
-        .await;
-        let app = router(state.clone());
+        let base = testing::base(&registry).await;
+        let metrics = Metrics::register(&base.metrics.registry).unwrap();
+        let state = Inner::start(base, Config::default(), metrics, None).await;
         Harness {
             _dir: dir,
             registry,
+            client: Client::new(router(state.clone())),
             state,
-            app,
             offset: 0,
         }
-    }
-
-    async fn call(&self, request: Request<Body>) -> Answer {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        Answer { status, body }
-    }
-
-    async fn send(
-        &self,
-        method: &str,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> Answer {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let body = match body {
-            Some(b) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(b.to_string())
-            }
-            None => Body::empty(),
-        };
-        self.call(request.body(body).unwrap()).await
-    }
-
-    async fn login(&self, name: &str) -> String {
-        let request = Request::post("/auth/token")
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(format!(
-                "grant_type=password&username={name}&password={name}-password"
-            )))
-            .unwrap();
-        let answer = self.call(request).await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-        answer.json()["access_token"].as_str().unwrap().to_string()
     }
 
     /// Applies `n` toy events (colour 1 or 2 in turn, speed `speed`) to the state.
@@ -175,31 +76,32 @@ impl Harness {
         let state = self.state.state.lock().unwrap();
         state.models["toy"].reference.spec_hash.clone()
     }
-
-    async fn metrics(&self) -> String {
-        self.send("GET", "/metrics", None, None).await.text()
-    }
 }
 
 #[tokio::test]
 async fn the_drift_state_and_report_need_a_token_and_show_the_live_window() {
     let mut h = Harness::new().await;
     assert_eq!(
-        h.send("GET", "/v1/drift", None, None).await.status,
+        h.client.send("GET", "/v1/drift", None, None).await.status,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        h.send("GET", "/v1/drift/report", Some("forged"), None)
+        h.client
+            .send("GET", "/v1/drift/report", Some("forged"), None)
             .await
             .status,
         StatusCode::UNAUTHORIZED
     );
-    let amy = h.login("amy").await;
+    let amy = h.client.login("amy").await;
 
     // Before enough events, the window is shown but not scored.
     h.feed(100, 20.0);
     h.state.score();
-    let state = h.send("GET", "/v1/drift", Some(&amy), None).await.json();
+    let state = h
+        .client
+        .send("GET", "/v1/drift", Some(&amy), None)
+        .await
+        .json();
     let toy = &state["models"][0];
     assert_eq!(toy["model"], "toy");
     assert_eq!(toy["reference"]["version"], 1);
@@ -207,13 +109,14 @@ async fn the_drift_state_and_report_need_a_token_and_show_the_live_window() {
     assert_eq!(toy["windows"]["sliding_events"], 100);
     assert_eq!(toy["sliding"]["report"]["scored"], false);
     assert_eq!(state["consumer"]["positions"]["0"], 100);
-    assert!(!h.metrics().await.contains("ml_data_drift_score{"));
+    assert!(!h.client.metrics().await.contains("ml_data_drift_score{"));
 
     // The toy reference: colours 1, 2, 1; speeds 20, 60, missing. A window of colours 1 and 2
     // in turn at speed 20 drifts on both features (TVD 1/6 on colour; speed correlation low).
     h.feed(600, 20.0);
     h.state.score();
     let state = h
+        .client
         .send("GET", "/v1/drift?model=toy", Some(&amy), None)
         .await
         .json();
@@ -228,7 +131,7 @@ async fn the_drift_state_and_report_need_a_token_and_show_the_live_window() {
         .collect();
     assert_eq!(features, ["colour", "speed"]);
     let score = report["score"].as_f64().unwrap();
-    let metrics = h.metrics().await;
+    let metrics = h.client.metrics().await;
     assert!(
         metrics.contains(&format!("ml_data_drift_score{{model=\"toy\"}} {score}\n")),
         "{metrics}"
@@ -242,17 +145,22 @@ async fn the_drift_state_and_report_need_a_token_and_show_the_live_window() {
         "{metrics}"
     );
 
-    let page = h.send("GET", "/v1/drift/report", Some(&amy), None).await;
+    let page = h
+        .client
+        .send("GET", "/v1/drift/report", Some(&amy), None)
+        .await;
     assert_eq!(page.status, StatusCode::OK);
     let html = page.text();
     assert!(html.starts_with("<!DOCTYPE html>"), "{}", &html[..100]);
     assert!(html.contains("toy v1: the last 700 events"));
     assert!(!html.contains("<script"));
 
-    h.send("GET", "/v1/drift?model=nope", Some(&amy), None)
+    h.client
+        .send("GET", "/v1/drift?model=nope", Some(&amy), None)
         .await
         .error(StatusCode::NOT_FOUND, "unknown_model");
-    h.send("GET", "/v1/drift/report?model=nope", Some(&amy), None)
+    h.client
+        .send("GET", "/v1/drift/report?model=nope", Some(&amy), None)
         .await
         .error(StatusCode::NOT_FOUND, "unknown_model");
 }
@@ -260,22 +168,26 @@ async fn the_drift_state_and_report_need_a_token_and_show_the_live_window() {
 #[tokio::test]
 async fn noise_is_injected_shown_and_reset_by_admins_only() {
     let mut h = Harness::new().await;
-    let (root, amy) = (h.login("root").await, h.login("amy").await);
+    let (root, amy) = (h.client.login("root").await, h.client.login("amy").await);
     let body = r#"{"mode": "category_swap", "features": ["colour"], "rate": 1.0, "seed": 4, "ttl_seconds": 60}"#;
     assert_eq!(
-        h.send("POST", "/config/noise", None, Some(body))
+        h.client
+            .send("POST", "/config/noise", None, Some(body))
             .await
             .status,
         StatusCode::UNAUTHORIZED
     );
-    h.send("POST", "/config/noise", Some(&amy), Some(body))
+    h.client
+        .send("POST", "/config/noise", Some(&amy), Some(body))
         .await
         .error(StatusCode::FORBIDDEN, "forbidden");
-    h.send("GET", "/config/noise", Some(&amy), None)
+    h.client
+        .send("GET", "/config/noise", Some(&amy), None)
         .await
         .error(StatusCode::FORBIDDEN, "forbidden");
 
     let started = h
+        .client
         .send("POST", "/config/noise", Some(&root), Some(body))
         .await;
     assert_eq!(started.status, StatusCode::CREATED, "{}", started.text());
@@ -288,13 +200,14 @@ async fn noise_is_injected_shown_and_reset_by_admins_only() {
     // Every colour is swapped on the way in: 1 -> 2 and 2 -> 1 (no code maps to itself).
     h.feed(10, 20.0);
     let shown = h
+        .client
         .send("GET", "/config/noise", Some(&root), None)
         .await
         .json();
     assert_eq!(shown["active"][0]["events_seen"], 10);
     assert_eq!(shown["active"][0]["events_noised"], 10);
     h.state.score();
-    let metrics = h.metrics().await;
+    let metrics = h.client.metrics().await;
     assert!(
         metrics.contains("vigie_drift_noise_active{model=\"toy\"} 1"),
         "{metrics}"
@@ -303,11 +216,16 @@ async fn noise_is_injected_shown_and_reset_by_admins_only() {
         metrics.contains("vigie_drift_events_noised_total{model=\"toy\"} 10"),
         "{metrics}"
     );
-    let state = h.send("GET", "/v1/drift", Some(&amy), None).await.json();
+    let state = h
+        .client
+        .send("GET", "/v1/drift", Some(&amy), None)
+        .await
+        .json();
     assert_eq!(state["models"][0]["noise"]["events_noised"], 10);
 
     // A second POST replaces the first.
     let again = h
+        .client
         .send(
             "POST",
             "/config/noise",
@@ -318,16 +236,20 @@ async fn noise_is_injected_shown_and_reset_by_admins_only() {
     assert_eq!(again.status, StatusCode::CREATED, "{}", again.text());
     assert_eq!(again.json()["replaced"], true);
 
-    let reset = h.send("DELETE", "/config/noise", Some(&root), None).await;
+    let reset = h
+        .client
+        .send("DELETE", "/config/noise", Some(&root), None)
+        .await;
     assert_eq!(reset.status, StatusCode::OK);
     assert_eq!(reset.json()["removed"][0]["mode"], "missing");
     let shown = h
+        .client
         .send("GET", "/config/noise", Some(&root), None)
         .await
         .json();
     assert_eq!(shown["active"], json!([]));
     h.feed(5, 20.0);
-    let metrics = h.metrics().await;
+    let metrics = h.client.metrics().await;
     assert!(
         metrics.contains("vigie_drift_noise_active{model=\"toy\"} 0"),
         "{metrics}"
@@ -338,6 +260,7 @@ async fn noise_is_injected_shown_and_reset_by_admins_only() {
     );
     // Deleting again is harmless.
     let reset = h
+        .client
         .send("DELETE", "/config/noise?model=toy", Some(&root), None)
         .await;
     assert_eq!(reset.json()["removed"], json!([]));
@@ -346,7 +269,7 @@ async fn noise_is_injected_shown_and_reset_by_admins_only() {
 #[tokio::test]
 async fn every_bad_noise_request_names_its_field() {
     let h = Harness::new().await;
-    let root = h.login("root").await;
+    let root = h.client.login("root").await;
     let cases: &[(&str, StatusCode, &str, Option<&str>)] = &[
         (
             "not json",
@@ -459,6 +382,7 @@ async fn every_bad_noise_request_names_its_field() {
     ];
     for (body, status, code, field) in cases {
         let answer = h
+            .client
             .send("POST", "/config/noise", Some(&root), Some(body))
             .await;
         let error = answer.error(*status, code);
@@ -469,6 +393,7 @@ async fn every_bad_noise_request_names_its_field() {
         );
     }
     let shown = h
+        .client
         .send("GET", "/config/noise", Some(&root), None)
         .await
         .json();
@@ -482,16 +407,17 @@ async fn every_bad_noise_request_names_its_field() {
 #[tokio::test]
 async fn a_promotion_switches_the_reference_and_restarts_the_windows() {
     let mut h = Harness::new().await;
-    let root = h.login("root").await;
+    let root = h.client.login("root").await;
     h.feed(600, 20.0);
     let noise = r#"{"mode": "missing", "features": ["speed"], "rate": 0.5, "ttl_seconds": 600}"#;
     assert_eq!(
-        h.send("POST", "/config/noise", Some(&root), Some(noise))
+        h.client
+            .send("POST", "/config/noise", Some(&root), Some(noise))
             .await
             .status,
         StatusCode::CREATED
     );
-    let ready = h.send("GET", "/ready", None, None).await;
+    let ready = h.client.send("GET", "/ready", None, None).await;
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.json()["models"][0]["reference_version"], 1);
 
@@ -502,9 +428,13 @@ async fn a_promotion_switches_the_reference_and_restarts_the_windows() {
         .unwrap();
     h.registry.promote("toy", v2.version, "test").await.unwrap();
     h.state.poll().await;
-    let ready = h.send("GET", "/ready", None, None).await.json();
+    let ready = h.client.send("GET", "/ready", None, None).await.json();
     assert_eq!(ready["models"][0]["reference_version"], 2);
-    let state = h.send("GET", "/v1/drift", Some(&root), None).await.json();
+    let state = h
+        .client
+        .send("GET", "/v1/drift", Some(&root), None)
+        .await
+        .json();
     assert_eq!(
         state["models"][0]["events"], 0,
         "windows binned for v1 are not reused"
@@ -513,7 +443,7 @@ async fn a_promotion_switches_the_reference_and_restarts_the_windows() {
         state["models"][0]["noise"]["mode"], "missing",
         "the noise carries over"
     );
-    let metrics = h.metrics().await;
+    let metrics = h.client.metrics().await;
     assert!(
         metrics.contains("vigie_drift_reference_info{model=\"toy\",version=\"2\"} 1"),
         "{metrics}"
@@ -526,18 +456,23 @@ async fn a_promotion_switches_the_reference_and_restarts_the_windows() {
 async fn the_operations_routes_answer() {
     let h = Harness::new().await;
     assert_eq!(
-        h.send("GET", "/health", None, None).await.status,
+        h.client.send("GET", "/health", None, None).await.status,
         StatusCode::OK
     );
-    let doc = h.send("GET", "/openapi.json", None, None).await.json();
+    let doc = h
+        .client
+        .send("GET", "/openapi.json", None, None)
+        .await
+        .json();
     assert!(doc["paths"]["/config/noise"]["post"].is_object());
-    let docs = h.send("GET", "/docs/", None, None).await;
+    let docs = h.client.send("GET", "/docs/", None, None).await;
     assert_eq!(docs.status, StatusCode::OK);
     assert!(docs.text().contains("swagger"), "{}", docs.text());
-    h.send("GET", "/nowhere", None, None)
+    h.client
+        .send("GET", "/nowhere", None, None)
         .await
         .error(StatusCode::NOT_FOUND, "not_found");
-    let metrics = h.metrics().await;
+    let metrics = h.client.metrics().await;
     assert!(
         metrics.contains("http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1"),
         "{metrics}"

@@ -7,7 +7,10 @@
 //! promotion is picked up at once (a model event on `vigie.models` wakes the follower) or on
 //! the next poll, and swapped in atomically, each request keeping the version it started with.
 //!
-//! - [`state`]: configuration, shared state, metrics, and the router.
+//! - [`service`]: the service's start, run and shutdown (drain, then flush the events).
+//! - [`state`]: settings and shared state, and the service contract (`vigie_api::Service`).
+//! - [`http`]: the routes.
+//! - [`metrics`]: what `/metrics` exports beside the shell's metrics.
 //! - [`models`]: the served models and the registry follower.
 //! - [`predict`]: single and JSON batch predictions, and request checking against the spec.
 //! - [`csv`]: CSV uploads answered as CSV, streamed both ways.
@@ -16,9 +19,15 @@
 
 pub mod csv;
 pub mod feedback;
+pub mod http;
+pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod predict;
+pub mod service;
 pub mod state;
 
-pub use state::{AppState, Config, Metrics, router, serve};
+pub use http::router;
+pub use metrics::Metrics;
+pub use service::PredictService;
+pub use state::{AppState, Config, Inner};

@@ -14,7 +14,7 @@ use vigie_core::artifact::Artifact;
 use vigie_core::inference::Model;
 use vigie_registry::{ModelVersion, Registry};
 
-use crate::state::Metrics;
+use crate::metrics::Metrics;
 
 /// One loaded model version.
 #[derive(Debug)]

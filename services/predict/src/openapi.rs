@@ -3,39 +3,11 @@
 //! ranges as bounds, `null` only where the spec imputes) and a valid example, so the docs page
 //! can send a real prediction.
 
-use axum::Json;
-use axum::extract::State;
 use serde_json::{Value, json};
+use vigie_api::openapi::{Document, responses, token_required};
 use vigie_core::spec::{FeatureSpec, MissingPolicy, code_meanings, code_tokens};
 
 use crate::models::Served;
-use crate::state::AppState;
-
-/// `GET /openapi.json`
-pub async fn document(State(state): State<AppState>) -> Json<Value> {
-    Json(build(&state.models.all()))
-}
-
-fn error_responses(codes: &[(&str, &str)]) -> Value {
-    let mut responses = serde_json::Map::new();
-    for (status, description) in codes {
-        responses.insert(
-            (*status).to_string(),
-            json!({
-                "description": description,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-            }),
-        );
-    }
-    Value::Object(responses)
-}
-
-fn merge(mut a: Value, b: Value) -> Value {
-    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
-        a.extend(b);
-    }
-    a
-}
 
 /// A feature's JSON schema and an example value.
 fn feature_schema(feature: &FeatureSpec) -> (Value, Value) {
@@ -164,7 +136,7 @@ fn model_paths(
             .collect::<Vec<_>>()
             .join(",")
     );
-    let errors = error_responses(&[
+    let errors: &[(&str, &str)] = &[
         ("400", "The body is not valid JSON"),
         ("401", "No token, or an invalid or expired one"),
         ("404", "No such model"),
@@ -175,7 +147,7 @@ fn model_paths(
             "A value the spec refuses: unknown_field, missing_field, duplicate_field, wrong_type, missing_value, unknown_code, out_of_range, invalid_value (field names it)",
         ),
         ("503", "The request took longer than the service's timeout"),
-    ]);
+    ];
     let tag = json!([format!("{name}")]);
     paths.insert(
         format!("/v1/models/{name}/predict"),
@@ -183,13 +155,13 @@ fn model_paths(
             "tags": tag,
             "summary": format!("Predict one case with {name}"),
             "description": spec.description,
-            "security": [{"oauth2": []}],
+            "security": token_required(),
             "parameters": [{"name": "x-request-id", "in": "header", "required": false,
                             "schema": {"type": "string"}, "description": "Your id for this request (letters, digits, -_.:), echoed back and put on its events"}],
             "requestBody": {"required": true, "content": {"application/json": {
                 "schema": {"type": "object", "properties": {"features": features_ref}, "required": ["features"], "additionalProperties": false},
                 "example": {"features": example}}}},
-            "responses": merge(json!({"200": {"description": "The prediction", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}}}}), errors.clone()),
+            "responses": responses(json!({"200": {"description": "The prediction", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}}}}), errors),
         }}),
     );
     paths.insert(
@@ -198,11 +170,11 @@ fn model_paths(
             "tags": tag,
             "summary": format!("Predict a batch of cases with {name}"),
             "description": "Every row is checked before any is predicted; the first bad row answers 422 with its index in `row`.",
-            "security": [{"oauth2": []}],
+            "security": token_required(),
             "requestBody": {"required": true, "content": {"application/json": {
                 "schema": {"type": "object", "properties": {"rows": {"type": "array", "items": features_ref}}, "required": ["rows"], "additionalProperties": false},
                 "example": {"rows": [example]}}}},
-            "responses": merge(json!({"200": {"description": "One prediction per row, in order", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchPrediction"}}}}}), errors.clone()),
+            "responses": responses(json!({"200": {"description": "One prediction per row, in order", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchPrediction"}}}}}), errors),
         }}),
     );
     paths.insert(
@@ -211,9 +183,9 @@ fn model_paths(
             "tags": tag,
             "summary": format!("Predict a CSV file with {name}, answered as CSV"),
             "description": "The header names every feature (any order); empty cells are unknown values. The answer streams one line per data row: row,class,label,probability,error,field. Rows the spec refuses carry their error instead of a prediction. Headers x-model, x-model-version and x-threshold describe the model that answered.",
-            "security": [{"oauth2": []}],
+            "security": token_required(),
             "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string"}, "example": csv_example}}},
-            "responses": merge(json!({"200": {"description": "The predictions, as CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}}), errors),
+            "responses": responses(json!({"200": {"description": "The predictions, as CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}}), errors),
         }}),
     );
     paths.insert(
@@ -221,8 +193,8 @@ fn model_paths(
         json!({"get": {
             "tags": tag,
             "summary": format!("The served version of {name}, its target and its features"),
-            "security": [{"oauth2": []}],
-            "responses": merge(json!({"200": {"description": "The model"}}), error_responses(&[("401", "No valid token"), ("404", "No such model")])),
+            "security": token_required(),
+            "responses": responses(json!({"200": {"description": "The model"}}), &[("401", "No valid token"), ("404", "No such model")]),
         }}),
     );
 }
@@ -231,48 +203,13 @@ fn model_paths(
 pub fn build(models: &[std::sync::Arc<Served>]) -> Value {
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
-    let admin_errors = error_responses(&[
-        ("401", "No valid token"),
-        ("403", "The token is not an admin's"),
-    ]);
-    paths.insert("/auth/token".into(), json!({"post": {
-        "tags": ["accounts"],
-        "summary": "Exchange a user name and password for a bearer token (OAuth2 password flow)",
-        "requestBody": {"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {
-            "type": "object", "required": ["username", "password"],
-            "properties": {"grant_type": {"type": "string", "enum": ["password"]}, "username": {"type": "string"}, "password": {"type": "string", "format": "password"}, "scope": {"type": "string"}}}}}},
-        "responses": merge(json!({"200": {"description": "A token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Token"}}}}}),
-                           error_responses(&[("400", "Unsupported grant_type"), ("401", "Wrong user name or password"), ("422", "A form field is missing")])),
-    }}));
-    paths.insert("/v1/users".into(), json!({
-        "get": {"tags": ["accounts"], "summary": "List accounts (admin)", "security": [{"oauth2": []}],
-                "responses": merge(json!({"200": {"description": "Accounts, by name", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/User"}}}}}}), admin_errors.clone())},
-        "post": {"tags": ["accounts"], "summary": "Create an account, user or admin (admin)", "security": [{"oauth2": []}],
-                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewUser"}}}},
-                 "responses": merge(json!({"201": {"description": "Created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/User"}}}}}),
-                                    merge(admin_errors.clone(), error_responses(&[("409", "The name is taken"), ("422", "Invalid name or too short a password")])))},
-    }));
-    paths.insert("/v1/users/{name}".into(), json!({"delete": {
-        "tags": ["accounts"], "summary": "Delete an account (admin); the last admin cannot be deleted", "security": [{"oauth2": []}],
-        "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
-        "responses": merge(json!({"204": {"description": "Deleted; its tokens stop working"}}),
-                           merge(admin_errors, error_responses(&[("404", "No such account"), ("409", "The last admin")]))),
-    }}));
     paths.insert("/v1/models".into(), json!({"get": {
-        "tags": ["models"], "summary": "The models being served, with their versions and holdout figures", "security": [{"oauth2": []}],
-        "responses": merge(json!({"200": {"description": "Served models"}}), error_responses(&[("401", "No valid token")])),
+        "tags": ["models"], "summary": "The models being served, with their versions and holdout figures", "security": token_required(),
+        "responses": responses(json!({"200": {"description": "Served models"}}), &[("401", "No valid token")]),
     }}));
-    paths.insert("/health".into(), json!({"get": {"tags": ["operations"], "summary": "The process is alive", "responses": {"200": {"description": "Alive"}}}}));
-    paths.insert("/ready".into(), json!({"get": {"tags": ["operations"], "summary": "Which model versions serve, and the state of the database and the broker",
-        "responses": {"200": {"description": "At least one model is loaded"}, "503": {"description": "No model loaded yet"}}}}));
-    paths.insert("/metrics".into(), json!({"get": {"tags": ["operations"], "summary": "Prometheus metrics (text format)",
-        "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}));
     for served in models {
         model_paths(served, &mut paths, &mut schemas);
     }
-    schemas.insert("Error".into(), json!({"type": "object", "required": ["error", "message"], "properties": {
-        "error": {"type": "string", "description": "A stable code"}, "message": {"type": "string"},
-        "field": {"type": "string", "description": "The field at fault"}, "row": {"type": "integer", "description": "The batch row at fault (0-based)"}}}));
     schemas.insert("Prediction".into(), json!({"type": "object", "properties": {
         "request_id": {"type": "string"}, "model": {"type": "string"}, "model_version": {"type": "integer"},
         "class": {"type": "integer", "enum": [0, 1]}, "label": {"type": "string"},
@@ -282,27 +219,13 @@ pub fn build(models: &[std::sync::Arc<Served>]) -> Value {
         "request_id": {"type": "string"}, "model": {"type": "string"}, "model_version": {"type": "integer"}, "threshold": {"type": "number"},
         "predictions": {"type": "array", "items": {"type": "object", "properties": {
             "class": {"type": "integer"}, "label": {"type": "string"}, "probability": {"type": "number"}}}}}}));
-    schemas.insert("Token".into(), json!({"type": "object", "properties": {
-        "access_token": {"type": "string"}, "token_type": {"type": "string", "enum": ["bearer"]},
-        "expires_in": {"type": "integer", "description": "Seconds"}, "role": {"type": "string", "enum": ["user", "admin"]}}}));
-    schemas.insert("User".into(), json!({"type": "object", "properties": {
-        "name": {"type": "string"}, "role": {"type": "string", "enum": ["user", "admin"]},
-        "created_at": {"type": "string", "format": "date-time"}, "created_by": {"type": "string"}}}));
-    schemas.insert("NewUser".into(), json!({"type": "object", "required": ["name", "password"], "additionalProperties": false, "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"},
-        "password": {"type": "string", "minLength": vigie_api::auth::MIN_PASSWORD_CHARS, "format": "password"},
-        "role": {"type": "string", "enum": ["user", "admin"], "default": "user"}}}));
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Vigie prediction service",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Accident severity predictions for dispatchers. Get a token from /auth/token (Authorize button), then call a model's predict endpoint. Every prediction is published to Kafka for drift monitoring.",
-        },
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {"oauth2": {"type": "oauth2", "flows": {"password": {"tokenUrl": "/auth/token", "scopes": {}}}}},
-        },
-    })
+    Document {
+        title: "Vigie prediction service".into(),
+        description: "Accident severity predictions for dispatchers. Get a token from /auth/token (Authorize button), then call a model's predict endpoint. Every prediction is published to Kafka for drift monitoring.".into(),
+        ready: "At least one model is loaded".into(),
+        paths,
+        schemas,
+        ..Document::default()
+    }
+    .build()
 }

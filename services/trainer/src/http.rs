@@ -1,12 +1,11 @@
-//! The HTTP surface: the Alertmanager webhook, runs, manual retrain / promote / rollback, and
-//! `/health`, `/ready`, `/metrics`, `/openapi.json`, `/docs`, `/auth/token`.
+//! The trainer's routes: the Alertmanager webhook, runs, manual retrain / promote / rollback.
+//! The shell (`vigie_api::service::router`) adds the operations and account routes.
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,15 +16,17 @@ use vigie_registry::{SeenAlert, Status};
 use vigie_stream::ModelAction;
 
 use crate::alert;
-use crate::pipeline::{PromoteError, promote_checked};
-use crate::service::{AppState, Asked, now_ms};
+use crate::pipeline::{Asked, PromoteError, ask, promote_checked};
+use crate::state::{AppState, now_ms, refresh_models};
 
-/// The whole HTTP surface.
+/// The whole HTTP surface: the trainer's routes inside the shell.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+    vigie_api::service::router(state, routes())
+}
+
+/// The trainer's own routes (bodies up to 1 MiB).
+pub fn routes() -> Router<AppState> {
+    Router::new()
         .route("/v1/alerts", post(webhook).get(list_alerts))
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(show_run))
@@ -33,55 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{name}/retrain", post(retrain))
         .route("/v1/models/{name}/promote", post(promote))
         .route("/v1/models/{name}/rollback", post(rollback))
-        .route("/openapi.json", get(crate::openapi::document))
-        .merge(vigie_api::auth::routes())
-        .layer(DefaultBodyLimit::max(1024 * 1024));
-    routes
-        .route_layer(from_fn_with_state(
-            state.metrics.http.clone(),
-            vigie_api::layers::track,
-        ))
-        .merge(vigie_api::docs::routes("/openapi.json"))
-        .fallback(vigie_api::error::not_found)
-        .layer(from_fn(vigie_api::layers::request_id))
-        .with_state(state)
-}
-
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
-}
-
-/// 200 when the registry database answers: runs are recorded there.
-async fn ready(State(state): State<AppState>) -> Response {
-    let database = state.registry.ping().await;
-    let production: Vec<Value> = state
-        .registry
-        .production()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .map(|v| json!({"model": v.name, "version": v.version}))
-        .collect();
-    let ok = database.is_ok();
-    let body = json!({
-        "status": if ok { "ready" } else { "not_ready" },
-        "reason": database.err().map(|e| format!("the registry database does not answer: {e}")),
-        "production": production,
-        "retrain_alerts": state.config.retrain_alerts,
-        "cooldown_seconds": state.config.cooldown.as_secs(),
-        "models_dir": state.config.models_dir,
-    });
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    state.producer.update_gauges();
-    vigie_api::metrics_response(&state.metrics.registry)
+        .layer(DefaultBodyLimit::max(1024 * 1024))
 }
 
 fn unavailable(e: &vigie_registry::Error) -> ApiError {
@@ -177,7 +130,7 @@ async fn webhook(
             received_at: now_ms(),
         };
         let first = state
-            .registry
+            .registry()
             .record_alert(&seen)
             .await
             .map_err(|e| unavailable(&e))?;
@@ -189,8 +142,7 @@ async fn webhook(
             && let Some(model) = &model
         {
             let by = format!("alert {name} {}", a.fingerprint);
-            let asked = state
-                .ask(model, "alert", &by, true)
+            let asked = ask(&state, model, "alert", &by, true)
                 .await
                 .map_err(|e| unavailable(&e))?;
             (action, reason) = match asked {
@@ -217,7 +169,7 @@ async fn webhook(
                 ),
             };
             state
-                .registry
+                .registry()
                 .set_alert_action(&a.fingerprint, &a.starts_at_text, action, run_id.as_deref())
                 .await
                 .map_err(|e| unavailable(&e))?;
@@ -266,7 +218,7 @@ async fn list_alerts(
 ) -> Result<Response, ApiError> {
     let limit = limit_of(&query)?;
     let alerts = state
-        .registry
+        .registry()
         .alerts_seen(limit)
         .await
         .map_err(|e| unavailable(&e))?;
@@ -291,7 +243,7 @@ async fn list_runs(
     }
     let limit = limit_of(&query)?;
     let runs = state
-        .registry
+        .registry()
         .runs(query.get("model").map(String::as_str), limit)
         .await
         .map_err(|e| unavailable(&e))?;
@@ -304,7 +256,12 @@ async fn show_run(
     _user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match state.registry.run(&id).await.map_err(|e| unavailable(&e))? {
+    match state
+        .registry()
+        .run(&id)
+        .await
+        .map_err(|e| unavailable(&e))?
+    {
         Some(run) => Ok(Json(run).into_response()),
         None => Err(ApiError::not_found(
             "unknown_run",
@@ -327,7 +284,7 @@ async fn model_history(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let versions: Vec<_> = state
-        .registry
+        .registry()
         .list()
         .await
         .map_err(|e| unavailable(&e))?
@@ -341,12 +298,12 @@ async fn model_history(
         ));
     }
     let promotions = state
-        .registry
+        .registry()
         .promotions(&name)
         .await
         .map_err(|e| unavailable(&e))?;
     let runs = state
-        .registry
+        .registry()
         .runs(Some(&name), 10)
         .await
         .map_err(|e| unavailable(&e))?;
@@ -371,8 +328,7 @@ async fn retrain(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let by = format!("admin {}", admin.name);
-    match state
-        .ask(&name, "manual", &by, false)
+    match ask(&state, &name, "manual", &by, false)
         .await
         .map_err(|e| unavailable(&e))?
     {
@@ -443,20 +399,20 @@ async fn promote(
     let version = version_of(&body)?;
     let before = current_version(&state, &name).await?;
     let by = format!("admin {}", admin.name);
-    let promoted = promote_checked(&state.registry, &name, version, "promoted", &by)
+    let promoted = promote_checked(state.registry(), &name, version, "promoted", &by)
         .await
         .map_err(promote_error)?;
     if before != Some(version) {
         state.announce(&name, version, ModelAction::Promoted, &by);
     }
-    state.refresh_models().await;
+    refresh_models(&state).await;
     Ok(Json(json!({"model": name, "version": promoted.version, "previous_version": before, "status": promoted.status}))
         .into_response())
 }
 
 async fn current_version(state: &AppState, name: &str) -> Result<Option<u32>, ApiError> {
     Ok(state
-        .registry
+        .registry()
         .production_of(name)
         .await
         .map_err(|e| unavailable(&e))?
@@ -469,7 +425,7 @@ async fn rollback(
     AdminUser(admin): AdminUser,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let target = match state.registry.rollback_target(&name).await {
+    let target = match state.registry().rollback_target(&name).await {
         Ok(Some(v)) => v,
         Ok(None) => {
             return Err(ApiError::conflict(
@@ -484,11 +440,11 @@ async fn rollback(
     };
     let before = current_version(&state, &name).await?;
     let by = format!("admin {}", admin.name);
-    let rolled = promote_checked(&state.registry, &name, target, "rolled_back", &by)
+    let rolled = promote_checked(state.registry(), &name, target, "rolled_back", &by)
         .await
         .map_err(promote_error)?;
     state.announce(&name, target, ModelAction::RolledBack, &by);
-    state.refresh_models().await;
+    refresh_models(&state).await;
     Ok(Json(json!({"model": name, "version": rolled.version, "previous_version": before, "status": rolled.status}))
         .into_response())
 }

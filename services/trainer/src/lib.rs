@@ -12,8 +12,11 @@
 //!   and row, values checked by the spec, holdout rows left out.
 //! - [`pipeline`]: one run: data, fit, candidate registered, both models evaluated on the fixed
 //!   holdout, paired bootstrap, promotion (artifact checked again first) and model event.
-//! - [`service`]: configuration, shared state, the run starter, the poll.
-//! - [`http`]: the HTTP surface; [`metrics`]; [`openapi`].
+//!   [`pipeline::ask`] starts a run unless one runs or the cooldown holds.
+//! - [`service`]: the trainer's start, run and shutdown.
+//! - [`state`]: settings and shared state, model events, and the service contract
+//!   (`vigie_api::Service`): production gauges, the broker check, readiness.
+//! - [`http`]: the routes; [`metrics`]; [`openapi`].
 
 pub mod alert;
 pub mod http;
@@ -22,5 +25,9 @@ pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod service;
+pub mod state;
 
-pub use service::{AppState, Config, TrainerService};
+pub use http::router;
+pub use metrics::Metrics;
+pub use service::TrainerService;
+pub use state::{AppState, Config, Inner};

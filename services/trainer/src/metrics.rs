@@ -1,16 +1,14 @@
-//! Everything the trainer's `/metrics` exports.
+//! What the trainer exports on `/metrics` beside the shell's metrics (HTTP requests, database
+//! and broker checks): runs, alerts, promotions, production versions and their holdout figures.
 
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry as MetricsRegistry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
-use vigie_api::HttpMetrics;
 use vigie_stream::producer::ProducerMetrics;
 
+/// The trainer's own metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    pub registry: MetricsRegistry,
-    pub http: HttpMetrics,
     pub producer: ProducerMetrics,
     /// Runs started, by model and trigger (alert, manual).
     pub runs_started: IntCounterVec,
@@ -31,7 +29,6 @@ pub struct Metrics {
     /// Holdout figures of each model's production version.
     pub holdout_quality: GaugeVec,
     pub promotions: IntCounterVec,
-    pub database_up: IntGauge,
 }
 
 /// The reasons of `vigie_retraining_webhook_refused_total`: no token, a wrong one, a body
@@ -39,8 +36,8 @@ pub struct Metrics {
 pub const WEBHOOK_REFUSALS: [&str; 3] = ["missing_token", "invalid_token", "invalid_payload"];
 
 impl Metrics {
-    pub fn new() -> prometheus::Result<Self> {
-        let registry = MetricsRegistry::new();
+    /// Registers the metrics in `registry` (the service's, see `vigie_api::ServiceMetrics`).
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels)?;
             registry.register(Box::new(c.clone()))?;
@@ -78,11 +75,6 @@ impl Metrics {
             &["model"],
         )?;
         registry.register(Box::new(production_version.clone()))?;
-        let database_up = IntGauge::new(
-            "vigie_database_up",
-            "1 when the registry database answered the last check",
-        )?;
-        registry.register(Box::new(database_up.clone()))?;
         let webhook_refused = counter(
             "vigie_retraining_webhook_refused_total",
             "Webhook calls refused, by reason",
@@ -93,8 +85,7 @@ impl Metrics {
             webhook_refused.with_label_values(&[reason]);
         }
         Ok(Metrics {
-            http: HttpMetrics::register(&registry)?,
-            producer: ProducerMetrics::register(&registry)?,
+            producer: ProducerMetrics::register(registry)?,
             runs_started: counter(
                 "vigie_retraining_runs_started_total",
                 "Retraining runs started, by trigger",
@@ -129,8 +120,6 @@ impl Metrics {
                 "Versions moved to production, by action (promoted, rolled_back) and by whom (trainer, admin)",
                 &["model", "action", "by"],
             )?,
-            database_up,
-            registry,
         })
     }
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use chrono::DateTime;
 use serde::Serialize;
 use serde_json::json;
 use vigie_core::artifact::Artifact;
@@ -24,10 +25,67 @@ use vigie_core::spec::ModelSpec;
 use vigie_core::train::{self, PreparedData, TrainedModel};
 use vigie_model::bootstrap::{self, Comparison, Scored};
 use vigie_model::metrics::BinaryMetrics;
-use vigie_registry::{ModelVersion, Registry, Run, RunState, RunUpdate};
+use vigie_registry::{ModelVersion, Registry, Run, RunState, RunUpdate, Started};
 
 use crate::labels;
-use crate::service::{AppState, now_ms};
+use crate::state::{AppState, now_ms, refresh_models};
+
+/// What asking for a run gave.
+#[derive(Debug, Clone)]
+pub enum Asked {
+    Started(Run),
+    /// A run of the model is not finished.
+    Busy(Run),
+    /// The model's last run started less than the cooldown ago.
+    Cooldown {
+        last: Run,
+        until: DateTime<chrono::Utc>,
+    },
+    UnknownModel,
+}
+
+/// Starts a run of `model` unless one is running (or, with `cooldown`, one started less than
+/// the cooldown ago). The run goes on in the background ([`execute`]).
+pub async fn ask(
+    state: &AppState,
+    model: &str,
+    trigger: &str,
+    by: &str,
+    cooldown: bool,
+) -> Result<Asked, vigie_registry::Error> {
+    let registry = state.registry();
+    let Some(production) = registry.production_of(model).await? else {
+        return Ok(Asked::UnknownModel);
+    };
+    if let Some(active) = registry.active_run(model).await? {
+        return Ok(Asked::Busy(active));
+    }
+    if cooldown && let Some(last) = registry.runs(Some(model), 1).await?.into_iter().next() {
+        let until = last.created_at
+            + i64::try_from(state.config.cooldown.as_millis()).unwrap_or(i64::MAX / 2);
+        if now_ms() < until {
+            let until = DateTime::from_timestamp_millis(until).unwrap_or_default();
+            return Ok(Asked::Cooldown { last, until });
+        }
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    match registry
+        .start_run(&id, model, trigger, by, Some(production.version), now_ms())
+        .await?
+    {
+        Started::Busy(run) => Ok(Asked::Busy(run)),
+        Started::Started(run) => {
+            state
+                .metrics
+                .runs_started
+                .with_label_values(&[model, trigger])
+                .inc();
+            tracing::info!(run = %run.id, %model, %trigger, %by, "retraining started");
+            tokio::spawn(execute(state.clone(), run.clone()));
+            Ok(Asked::Started(run))
+        }
+    }
+}
 
 /// Why a step failed: said in the run's `error`.
 pub type StepError = String;
@@ -228,7 +286,7 @@ pub async fn execute(state: AppState, run: Run) {
             tracing::error!(run = %run.id, %model, %error, "retraining failed; production unchanged");
             // The run may be in any non-final state: fail it from there.
             let failed = state
-                .registry
+                .registry()
                 .advance_run(
                     &run.id,
                     RunState::Failed,
@@ -260,7 +318,7 @@ pub async fn execute(state: AppState, run: Run) {
         .run_seconds
         .with_label_values(&[&model, outcome.as_str()])
         .observe(started.elapsed().as_secs_f64());
-    state.refresh_models().await;
+    refresh_models(&state).await;
 }
 
 async fn advance(
@@ -271,7 +329,7 @@ async fn advance(
 ) -> Result<Run, StepError> {
     tracing::info!(run = %run.id, model = %run.model, state = next.as_str(), "retraining");
     state
-        .registry
+        .registry()
         .advance_run(&run.id, next, update, now_ms())
         .await
         .map_err(|e| format!("cannot record the run's state {}: {e}", next.as_str()))
@@ -302,20 +360,20 @@ async fn steps(state: &AppState, run: &Run) -> Result<RunState, StepError> {
     };
     let data = Arc::new(data);
     let (candidate, _) = state
-        .registry
+        .registry()
         .register(trained, &format!("trainer (run {})", run.id))
         .await
         .map_err(|e| format!("cannot register the candidate: {e}"))?;
     tracing::info!(run = %run.id, candidate = %candidate.id(), "candidate registered");
 
     let production = state
-        .registry
+        .registry()
         .production_of(&run.model)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{} has no production version any more", run.model))?;
     let evaluation = {
-        let (registry, spec, data) = (state.registry.clone(), spec.clone(), data.clone());
+        let (registry, spec, data) = (state.registry().clone(), spec.clone(), data.clone());
         let (production, candidate) = (production.clone(), candidate.clone());
         tokio::task::spawn_blocking(move || {
             let p = registry
@@ -375,7 +433,7 @@ async fn steps(state: &AppState, run: &Run) -> Result<RunState, StepError> {
         return Ok(RunState::Rejected);
     }
     promote_checked(
-        &state.registry,
+        state.registry(),
         &run.model,
         candidate.version,
         "promoted",

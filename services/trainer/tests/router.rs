@@ -10,22 +10,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
-use tower::ServiceExt;
-use vigie_api::Auth;
-use vigie_api::auth::hash_password;
+use vigie_api::testing::{self, Answer, Client};
 use vigie_core::testing::{TOY_SPEC, toy_model};
-use vigie_registry::{Registry, Role, RunState, Status, User};
+use vigie_registry::{Registry, RunState, Status};
 use vigie_stream::EventProducer;
 use vigie_stream::producer::{ProducerConfig, ProducerMetrics};
-use vigie_trainer::http::router;
-use vigie_trainer::metrics::Metrics;
-use vigie_trainer::{AppState, Config};
+use vigie_trainer::{AppState, Config, Inner, Metrics, router};
 
-const SECRET: &[u8] = b"a test secret that is long enough for HS256";
 const WEBHOOK_TOKEN: &str = "webhook-token-of-the-tests";
 
 /// How the generated data's target depends on the features.
@@ -86,28 +80,7 @@ const RETRAINING: &str = "[retraining]\nlabelled_traffic = false\nbootstrap_samp
 struct Harness {
     dir: tempfile::TempDir,
     registry: Registry,
-    app: Router,
-}
-
-struct Answer {
-    status: StatusCode,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).unwrap()
-    }
-    fn error(&self, status: StatusCode, code: &str) -> Value {
-        let body = self.json();
-        assert_eq!(self.status, status, "{body}");
-        assert_eq!(body["error"], code, "{body}");
-        body
-    }
+    client: Client,
 }
 
 impl Harness {
@@ -116,30 +89,11 @@ impl Harness {
         let models = dir.path().join("models");
         std::fs::create_dir_all(&models).unwrap();
         write_data(&models, truth, RETRAINING);
-        let registry = Registry::open(
-            &format!("sqlite://{}", dir.path().join("registry.db").display()),
-            &dir.path().join("artifacts"),
-        )
-        .await
-        .unwrap();
-        for (name, role) in [("root", Role::Admin), ("amy", Role::User)] {
-            registry
-                .add_user(&User {
-                    name: name.into(),
-                    role,
-                    password_hash: hash_password(&format!("{name}-password")).unwrap(),
-                    created_at: chrono::Utc::now().timestamp() - 10,
-                    created_by: "test".into(),
-                })
-                .await
-                .unwrap();
-        }
+        let registry = testing::registry(dir.path()).await;
         // Production: the hand-made toy model (probability from speed alone).
         registry.register(toy_model(), "test").await.unwrap();
-        let auth = Auth::new(SECRET, Duration::from_secs(600), registry.clone())
-            .await
-            .unwrap();
-        let metrics = Metrics::new().unwrap();
+        let base = testing::base(&registry).await;
+        let metrics = Metrics::register(&base.metrics.registry).unwrap();
         // Nothing listens there: model events stay queued, which is all these tests need.
         let producer = EventProducer::new(
             &ProducerConfig::new("127.0.0.1:9"),
@@ -152,71 +106,30 @@ impl Harness {
             ..Config::default()
         };
         let state = AppState::new(
-            config,
-            registry.clone(),
-            auth,
-            metrics,
-            Arc::new(producer),
-            "127.0.0.1:9",
+            base,
+            Inner {
+                config,
+                metrics,
+                producer: Arc::new(producer),
+                brokers: "127.0.0.1:9".into(),
+            },
         );
         Harness {
-            app: router(state),
+            client: Client::new(router(state)),
             dir,
             registry,
         }
     }
 
-    async fn call(&self, request: Request<Body>) -> Answer {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        Answer { status, body }
-    }
-
-    async fn send(
-        &self,
-        method: &str,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<String>,
-    ) -> Answer {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let body = match body {
-            Some(b) => {
-                request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(b)
-            }
-            None => Body::empty(),
-        };
-        self.call(request.body(body).unwrap()).await
-    }
-
-    async fn login(&self, name: &str) -> String {
-        let request = Request::post("/auth/token")
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(format!(
-                "grant_type=password&username={name}&password={name}-password"
-            )))
-            .unwrap();
-        let answer = self.call(request).await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-        answer.json()["access_token"].as_str().unwrap().to_string()
-    }
-
     async fn alert(&self, payload: &Value) -> Answer {
-        self.send(
-            "POST",
-            "/v1/alerts",
-            Some(WEBHOOK_TOKEN),
-            Some(payload.to_string()),
-        )
-        .await
+        self.client
+            .send(
+                "POST",
+                "/v1/alerts",
+                Some(WEBHOOK_TOKEN),
+                Some(&payload.to_string()),
+            )
+            .await
     }
 
     /// Waits for a run to end (runs are real trainings; the cap only stops a hung test).
@@ -238,10 +151,6 @@ impl Harness {
             .unwrap()
             .unwrap()
             .version
-    }
-
-    async fn metrics(&self) -> String {
-        self.send("GET", "/metrics", None, None).await.text()
     }
 }
 
@@ -274,17 +183,14 @@ async fn unauthenticated_or_malformed_webhooks_are_refused_and_start_nothing() {
     let h = Harness::new(Truth::Colour).await;
     let payload = drift_alert("toy", "f1", "2026-11-22T10:00:00Z");
     let body = payload.to_string();
-    h.send("POST", "/v1/alerts", None, Some(body.clone()))
+    h.client
+        .send("POST", "/v1/alerts", None, Some(&body))
         .await
         .error(StatusCode::UNAUTHORIZED, "missing_token");
-    h.send(
-        "POST",
-        "/v1/alerts",
-        Some("not-the-token"),
-        Some(body.clone()),
-    )
-    .await
-    .error(StatusCode::UNAUTHORIZED, "invalid_token");
+    h.client
+        .send("POST", "/v1/alerts", Some("not-the-token"), Some(&body))
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_token");
     let mut request = Request::post("/v1/alerts")
         .header(header::AUTHORIZATION, format!("Basic {WEBHOOK_TOKEN}"))
         .body(Body::from(body.clone()))
@@ -292,12 +198,14 @@ async fn unauthenticated_or_malformed_webhooks_are_refused_and_start_nothing() {
     request
         .headers_mut()
         .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-    h.call(request)
+    h.client
+        .call(request)
         .await
         .error(StatusCode::UNAUTHORIZED, "invalid_token");
     // A user's JWT is not the webhook token.
-    let amy = h.login("amy").await;
-    h.send("POST", "/v1/alerts", Some(&amy), Some(body))
+    let amy = h.client.login("amy").await;
+    h.client
+        .send("POST", "/v1/alerts", Some(&amy), Some(&body))
         .await
         .error(StatusCode::UNAUTHORIZED, "invalid_token");
 
@@ -332,18 +240,14 @@ async fn unauthenticated_or_malformed_webhooks_are_refused_and_start_nothing() {
             .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook");
         assert_eq!(body["field"], field, "{body}");
     }
-    h.send(
-        "POST",
-        "/v1/alerts",
-        Some(WEBHOOK_TOKEN),
-        Some("{not json".into()),
-    )
-    .await
-    .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook");
+    h.client
+        .send("POST", "/v1/alerts", Some(WEBHOOK_TOKEN), Some("{not json"))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook");
 
     assert!(h.registry.alerts_seen(10).await.unwrap().is_empty());
     assert!(h.registry.runs(None, 10).await.unwrap().is_empty());
-    let metrics = h.metrics().await;
+    let metrics = h.client.metrics().await;
     assert!(
         metrics.contains("vigie_retraining_webhook_refused_total{reason=\"invalid_token\"} 3"),
         "{metrics}"
@@ -419,28 +323,35 @@ async fn repeated_alerts_start_one_run_which_promotes_a_better_candidate() {
     assert_eq!(cooled["alerts"][0]["action"], "cooldown", "{cooled}");
     assert_eq!(h.registry.runs(Some("toy"), 10).await.unwrap().len(), 1);
 
-    let amy = h.login("amy").await;
+    let amy = h.client.login("amy").await;
     let listed = h
+        .client
         .send("GET", "/v1/runs?model=toy", Some(&amy), None)
         .await
         .json();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["state"], "promoted");
     let shown = h
+        .client
         .send("GET", &format!("/v1/runs/{run_id}"), Some(&amy), None)
         .await
         .json();
     assert_eq!(shown["candidate_version"], 2);
     let history = h
+        .client
         .send("GET", "/v1/models/toy", Some(&amy), None)
         .await
         .json();
     assert_eq!(history["production_version"], 2);
     assert_eq!(history["promotions"][0]["by"], "trainer");
-    let alerts = h.send("GET", "/v1/alerts", Some(&amy), None).await.json();
+    let alerts = h
+        .client
+        .send("GET", "/v1/alerts", Some(&amy), None)
+        .await
+        .json();
     assert_eq!(alerts.as_array().unwrap().len(), 2, "{alerts}");
 
-    let metrics = h.metrics().await;
+    let metrics = h.client.metrics().await;
     for line in [
         "vigie_retraining_runs_total{model=\"toy\",outcome=\"promoted\"} 1",
         "vigie_retraining_runs_started_total{model=\"toy\",trigger=\"alert\"} 1",
@@ -460,8 +371,9 @@ async fn repeated_alerts_start_one_run_which_promotes_a_better_candidate() {
 #[tokio::test]
 async fn a_candidate_no_better_than_production_is_rejected() {
     let h = Harness::new(Truth::Speed).await;
-    let root = h.login("root").await;
+    let root = h.client.login("root").await;
     let started = h
+        .client
         .send("POST", "/v1/models/toy/retrain", Some(&root), None)
         .await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
@@ -497,8 +409,9 @@ async fn a_failed_training_leaves_production_serving_and_the_run_failed() {
         "colour,speed\n1,20\n9,30\n",
     )
     .unwrap();
-    let root = h.login("root").await;
+    let root = h.client.login("root").await;
     let started = h
+        .client
         .send("POST", "/v1/models/toy/retrain", Some(&root), None)
         .await
         .json();
@@ -517,7 +430,8 @@ async fn a_failed_training_leaves_production_serving_and_the_run_failed() {
         "no candidate registered"
     );
     assert!(
-        h.metrics()
+        h.client
+            .metrics()
             .await
             .contains("vigie_retraining_runs_total{model=\"toy\",outcome=\"failed\"} 1")
     );
@@ -544,18 +458,22 @@ async fn single_flight_holds_and_manual_runs_need_an_admin() {
         .json();
     assert_eq!(busy["alerts"][0]["action"], "busy");
     assert_eq!(busy["alerts"][0]["run_id"], "held");
-    let root = h.login("root").await;
-    h.send("POST", "/v1/models/toy/retrain", Some(&root), None)
+    let root = h.client.login("root").await;
+    h.client
+        .send("POST", "/v1/models/toy/retrain", Some(&root), None)
         .await
         .error(StatusCode::CONFLICT, "run_in_progress");
-    let amy = h.login("amy").await;
-    h.send("POST", "/v1/models/toy/retrain", Some(&amy), None)
+    let amy = h.client.login("amy").await;
+    h.client
+        .send("POST", "/v1/models/toy/retrain", Some(&amy), None)
         .await
         .error(StatusCode::FORBIDDEN, "forbidden");
-    h.send("POST", "/v1/models/toy/retrain", None, None)
+    h.client
+        .send("POST", "/v1/models/toy/retrain", None, None)
         .await
         .error(StatusCode::UNAUTHORIZED, "missing_token");
-    h.send("POST", "/v1/models/nope/retrain", Some(&root), None)
+    h.client
+        .send("POST", "/v1/models/nope/retrain", Some(&root), None)
         .await
         .error(StatusCode::NOT_FOUND, "unknown_model");
     assert_eq!(h.registry.runs(None, 10).await.unwrap().len(), 1);
@@ -589,13 +507,16 @@ async fn single_flight_holds_and_manual_runs_need_an_admin() {
     );
     assert_eq!(h.registry.runs(None, 10).await.unwrap().len(), 1);
 
-    h.send("GET", "/v1/runs?limit=0", Some(&amy), None)
+    h.client
+        .send("GET", "/v1/runs?limit=0", Some(&amy), None)
         .await
         .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
-    h.send("GET", "/v1/runs?colour=1", Some(&amy), None)
+    h.client
+        .send("GET", "/v1/runs?colour=1", Some(&amy), None)
         .await
         .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
-    h.send("GET", "/v1/runs/nope", Some(&amy), None)
+    h.client
+        .send("GET", "/v1/runs/nope", Some(&amy), None)
         .await
         .error(StatusCode::NOT_FOUND, "unknown_run");
 }
@@ -605,43 +526,42 @@ async fn manual_promotion_checks_the_artifact_and_rollback_follows_the_history()
     let h = Harness::new(Truth::Colour).await;
     let (v2, _) = h.registry.register(toy_model(), "test").await.unwrap();
     let (v3, _) = h.registry.register(toy_model(), "test").await.unwrap();
-    let root = h.login("root").await;
-    let amy = h.login("amy").await;
+    let root = h.client.login("root").await;
+    let amy = h.client.login("amy").await;
 
-    h.send("POST", "/v1/models/toy/rollback", Some(&root), None)
+    h.client
+        .send("POST", "/v1/models/toy/rollback", Some(&root), None)
         .await
         .error(StatusCode::CONFLICT, "nothing_to_roll_back");
-    h.send(
-        "POST",
-        "/v1/models/toy/promote",
-        Some(&amy),
-        Some(r#"{"version": 2}"#.into()),
-    )
-    .await
-    .error(StatusCode::FORBIDDEN, "forbidden");
+    h.client
+        .send(
+            "POST",
+            "/v1/models/toy/promote",
+            Some(&amy),
+            Some(r#"{"version": 2}"#),
+        )
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
     for (body, code) in [
         (r#"{"version": 0}"#, "invalid_version"),
         (r#"{"version": "2"}"#, "invalid_version"),
         (r#"{"version": 2, "force": true}"#, "unknown_field"),
         (r#"[2]"#, "invalid_body"),
     ] {
-        h.send(
+        h.client
+            .send("POST", "/v1/models/toy/promote", Some(&root), Some(body))
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+    h.client
+        .send(
             "POST",
             "/v1/models/toy/promote",
             Some(&root),
-            Some(body.into()),
+            Some(r#"{"version": 9}"#),
         )
         .await
-        .error(StatusCode::UNPROCESSABLE_ENTITY, code);
-    }
-    h.send(
-        "POST",
-        "/v1/models/toy/promote",
-        Some(&root),
-        Some(r#"{"version": 9}"#.into()),
-    )
-    .await
-    .error(StatusCode::NOT_FOUND, "unknown_version");
+        .error(StatusCode::NOT_FOUND, "unknown_version");
 
     // A corrupt artifact is never promoted.
     let path = h.registry.artifacts_dir().join(&v3.artifact_path);
@@ -650,11 +570,12 @@ async fn manual_promotion_checks_the_artifact_and_rollback_follows_the_history()
     bytes[last] ^= 0x55;
     std::fs::write(&path, bytes).unwrap();
     let refused = h
+        .client
         .send(
             "POST",
             "/v1/models/toy/promote",
             Some(&root),
-            Some(r#"{"version": 3}"#.into()),
+            Some(r#"{"version": 3}"#),
         )
         .await
         .error(StatusCode::CONFLICT, "bad_artifact");
@@ -665,11 +586,12 @@ async fn manual_promotion_checks_the_artifact_and_rollback_follows_the_history()
     assert_eq!(h.production().await, 1);
 
     let promoted = h
+        .client
         .send(
             "POST",
             "/v1/models/toy/promote",
             Some(&root),
-            Some(format!("{{\"version\": {}}}", v2.version)),
+            Some(&format!("{{\"version\": {}}}", v2.version)),
         )
         .await;
     assert_eq!(promoted.status, StatusCode::OK, "{}", promoted.text());
@@ -677,6 +599,7 @@ async fn manual_promotion_checks_the_artifact_and_rollback_follows_the_history()
     assert_eq!(h.production().await, 2);
 
     let rolled = h
+        .client
         .send("POST", "/v1/models/toy/rollback", Some(&root), None)
         .await;
     assert_eq!(rolled.status, StatusCode::OK, "{}", rolled.text());
@@ -685,7 +608,7 @@ async fn manual_promotion_checks_the_artifact_and_rollback_follows_the_history()
     let history = h.registry.promotions("toy").await.unwrap();
     assert_eq!(history[0].action, "rolled_back");
     assert_eq!(history[0].by, "admin root");
-    let metrics = h.metrics().await;
+    let metrics = h.client.metrics().await;
     assert!(metrics.contains(
         "vigie_model_promotions_total{action=\"rolled_back\",by=\"admin\",model=\"toy\"} 1"
     ));
@@ -696,19 +619,24 @@ async fn manual_promotion_checks_the_artifact_and_rollback_follows_the_history()
 async fn health_ready_openapi_and_docs_answer() {
     let h = Harness::new(Truth::Colour).await;
     assert_eq!(
-        h.send("GET", "/health", None, None).await.status,
+        h.client.send("GET", "/health", None, None).await.status,
         StatusCode::OK
     );
-    let ready = h.send("GET", "/ready", None, None).await;
+    let ready = h.client.send("GET", "/ready", None, None).await;
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.json()["production"][0]["version"], 1);
-    let doc = h.send("GET", "/openapi.json", None, None).await.json();
+    let doc = h
+        .client
+        .send("GET", "/openapi.json", None, None)
+        .await
+        .json();
     assert!(doc["paths"]["/v1/alerts"]["post"].is_object());
     assert_eq!(
-        h.send("GET", "/docs/", None, None).await.status,
+        h.client.send("GET", "/docs/", None, None).await.status,
         StatusCode::OK
     );
-    h.send("GET", "/nope", None, None)
+    h.client
+        .send("GET", "/nope", None, None)
         .await
         .error(StatusCode::NOT_FOUND, "not_found");
 }

@@ -83,7 +83,10 @@ fn config() -> WindowConfig {
 }
 
 fn state(version: u32) -> State {
-    let mut state = State::new(config(), Metrics::new().unwrap());
+    let mut state = State::new(
+        config(),
+        Metrics::register(&prometheus::Registry::new()).unwrap(),
+    );
     state.set_reference(reference(version));
     state
 }
@@ -242,11 +245,12 @@ fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
 
 #[test]
 fn scores_are_published_only_from_the_minimum_sample_size() {
-    let metrics = Metrics::new().unwrap();
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::register(&registry).unwrap();
     let mut s = State::new(config(), metrics.clone());
     s.set_reference(reference(1));
     let state = Mutex::new(s);
-    let text = || vigie_api::encode_metrics(&metrics.registry);
+    let text = || vigie_api::encode_metrics(&registry);
     feed(&mut state.lock().unwrap(), 300, 6, 0);
     score_all(&state, &metrics);
     assert!(!text().contains("ml_data_drift_score{"), "{}", text());

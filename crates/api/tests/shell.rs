@@ -1,0 +1,349 @@
+//! The shell every service answers with, on a minimal service: tokens and their refusals,
+//! roles, the account routes, the operations routes and the JSON 404. The services' own tests
+//! cover their routes; what is here holds for all three.
+
+#![allow(clippy::unwrap_used)] // Test code: a failed setup should panic loudly.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use vigie_api::openapi::{Document, token_required};
+use vigie_api::testing::{self, Client};
+use vigie_api::{CurrentUser, Readiness, Service, Shared};
+use vigie_registry::Registry;
+
+/// A service with one route that needs a token (`POST /v1/echo`), ready once `ready` is set.
+#[derive(Debug, Default)]
+struct Echo {
+    ready: std::sync::atomic::AtomicBool,
+}
+
+const ECHO: &str = "/v1/echo";
+
+impl Service for Echo {
+    async fn sync(_state: &Shared<Self>) -> Result<(), vigie_registry::Error> {
+        Ok(())
+    }
+
+    async fn check_broker(_state: &Shared<Self>) -> Result<(), String> {
+        Err("no broker here".into())
+    }
+
+    async fn readiness(state: &Shared<Self>) -> Readiness {
+        let ready = state.ready.load(std::sync::atomic::Ordering::Relaxed);
+        Readiness::new(
+            (!ready).then(|| "not told to be ready".to_string()),
+            json!({"echo": true}),
+        )
+    }
+
+    fn openapi(_state: &Shared<Self>) -> Value {
+        let mut paths = serde_json::Map::new();
+        paths.insert(
+            ECHO.into(),
+            json!({"post": {"summary": "Echo", "security": token_required(), "responses": {"200": {"description": "ok"}}}}),
+        );
+        Document {
+            title: "Echo".into(),
+            ready: "Told to be ready".into(),
+            paths,
+            ..Document::default()
+        }
+        .build()
+    }
+}
+
+async fn echo(CurrentUser(user): CurrentUser) -> Json<Value> {
+    Json(json!({"user": user.name}))
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    registry: Registry,
+    state: Shared<Echo>,
+    client: Client,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = testing::registry(dir.path()).await;
+        let state = Shared::new(testing::base(&registry).await, Echo::default());
+        let own = Router::new().route(ECHO, post(echo));
+        Harness {
+            _dir: dir,
+            registry,
+            client: Client::new(vigie_api::service::router(state.clone(), own)),
+            state,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_roles_and_accounts() {
+    let h = Harness::new().await;
+    let body = json!({"anything": 1});
+
+    // No token, a malformed header, a forged token.
+    let a = h
+        .client
+        .post(ECHO, None, "application/json", body.to_string())
+        .await;
+    a.error(StatusCode::UNAUTHORIZED, "missing_token");
+    assert_eq!(a.headers[header::WWW_AUTHENTICATE], "Bearer");
+    let a = h
+        .client
+        .call(
+            Request::post(ECHO)
+                .header(header::AUTHORIZATION, "Basic abc")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    a.error(StatusCode::UNAUTHORIZED, "invalid_token");
+    h.client
+        .post_json(ECHO, "not.a.jwt", &body)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_token");
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "root", "role": "admin", "iat": 2_000_000_000i64, "exp": 4_000_000_000i64, "iss": "vigie"}),
+        &jsonwebtoken::EncodingKey::from_secret(b"another secret, also long enough......"),
+    )
+    .unwrap();
+    h.client
+        .post_json(ECHO, &forged, &body)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_token");
+
+    // Wrong passwords and unknown users look the same; bad forms say what is wrong.
+    h.client
+        .token("amy", "wrong-password")
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    h.client
+        .token("nobody", "whatever-pass")
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let a = h
+        .client
+        .post(
+            "/auth/token",
+            None,
+            "application/x-www-form-urlencoded",
+            "username=amy",
+        )
+        .await;
+    assert_eq!(
+        a.error(StatusCode::UNPROCESSABLE_ENTITY, "missing_field")["field"],
+        "password"
+    );
+    let a = h
+        .client
+        .post(
+            "/auth/token",
+            None,
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&username=amy&password=x",
+        )
+        .await;
+    a.error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+
+    // A user calls the service but cannot manage accounts.
+    let amy = h.client.login("amy").await;
+    let t = h.client.token("amy", "amy-password").await.json();
+    assert_eq!(
+        (
+            t["token_type"].as_str(),
+            t["role"].as_str(),
+            t["expires_in"].as_u64()
+        ),
+        (Some("bearer"), Some("user"), Some(600))
+    );
+    assert_eq!(
+        h.client.post_json(ECHO, &amy, &body).await.status,
+        StatusCode::OK
+    );
+    h.client
+        .get("/v1/users", Some(&amy))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+
+    // An admin creates, lists and deletes accounts.
+    let root = h.client.login("root").await;
+    let new = |name: &str, password: &str, role: &str| json!({"name": name, "password": password, "role": role});
+    let a = h
+        .client
+        .post_json("/v1/users", &root, &new("bob", "bob-password", "user"))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    assert_eq!(a.json()["created_by"], "root");
+    assert_eq!(
+        h.client
+            .post_json("/v1/users", &root, &new("ops", "ops-password", "admin"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    h.client
+        .post_json("/v1/users", &root, &new("bob", "bob-password", "user"))
+        .await
+        .error(StatusCode::CONFLICT, "user_exists");
+    let a = h
+        .client
+        .post_json("/v1/users", &root, &new("carl", "short", "user"))
+        .await;
+    assert_eq!(
+        a.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value")["field"],
+        "password"
+    );
+    let a = h
+        .client
+        .post_json(
+            "/v1/users",
+            &root,
+            &new("carl smith", "long-enough", "user"),
+        )
+        .await;
+    assert_eq!(
+        a.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value")["field"],
+        "name"
+    );
+    h.client
+        .post_json("/v1/users", &root, &new("carl", "long-enough", "king"))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    h.client
+        .post_json("/v1/users", &amy, &new("eve", "long-enough", "admin"))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    let names: Vec<String> = h
+        .client
+        .get("/v1/users", Some(&root))
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["amy", "bob", "ops", "root"]);
+    let bob = h.client.login("bob").await;
+    assert_eq!(
+        h.client.post_json(ECHO, &bob, &body).await.status,
+        StatusCode::OK
+    );
+
+    let delete = |name: &str, token: &str| {
+        Request::delete(format!("/v1/users/{name}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        h.client.call(delete("bob", &root)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // A deleted account's token stops working at once on the instance that deleted it.
+    h.client
+        .post_json(ECHO, &bob, &body)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_token");
+    h.client
+        .call(delete("bob", &root))
+        .await
+        .error(StatusCode::NOT_FOUND, "unknown_user");
+    assert_eq!(
+        h.client.call(delete("ops", &root)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    h.client
+        .call(delete("root", &root))
+        .await
+        .error(StatusCode::CONFLICT, "last_admin");
+
+    // An account deleted behind this instance's back (another replica, the CLI) is noticed
+    // on the next poll.
+    h.registry.delete_user("amy").await.unwrap();
+    assert_eq!(
+        h.client.post_json(ECHO, &amy, &body).await.status,
+        StatusCode::OK
+    );
+    h.state.poll().await;
+    h.client
+        .post_json(ECHO, &amy, &body)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operations_routes_answer_for_every_service() {
+    let h = Harness::new().await;
+    assert_eq!(
+        h.client.get("/health", None).await.json(),
+        json!({"status": "ok"})
+    );
+
+    // Not ready until the service says so; the dependencies of the last poll are beside.
+    let ready = h.client.get("/ready", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = ready.json();
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["reason"], "not told to be ready");
+    assert_eq!(body["echo"], true);
+    assert_eq!(body["dependencies"]["database"], "not checked yet");
+    h.state.poll().await;
+    h.state
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let ready = h.client.get("/ready", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let body = ready.json();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["reason"], Value::Null);
+    assert_eq!(body["dependencies"]["database"], "ok");
+    assert_eq!(body["dependencies"]["broker"], "no broker here");
+
+    // The document has the service's paths and the shell's.
+    let doc = h.client.get("/openapi.json", None).await.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        ECHO,
+        "/auth/token",
+        "/v1/users",
+        "/v1/users/{name}",
+        "/health",
+        "/ready",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} undocumented");
+    }
+    assert_eq!(
+        doc["paths"]["/ready"]["get"]["responses"]["200"]["description"],
+        "Told to be ready"
+    );
+
+    h.client
+        .get("/nowhere", None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    let answer = h.client.get("/health", None).await;
+    assert!(answer.headers.contains_key("x-request-id"));
+    let metrics = h.client.metrics().await;
+    for line in [
+        "http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 2",
+        "vigie_database_up 1",
+        "vigie_broker_up 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    assert!(
+        h.client
+            .get("/docs/", None)
+            .await
+            .text()
+            .contains("swagger")
+    );
+}

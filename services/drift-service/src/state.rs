@@ -1,0 +1,268 @@
+//! The drift service's state (its settings, every model's windows, its metrics, the consumer)
+//! and how it keeps the service contract: it follows the production versions' references,
+//! checks the predictions topic, and is ready once a reference is loaded.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use serde_json::{Value, json};
+use vigie_api::{Base, Readiness, Service, Shared};
+
+use crate::checkpoint::{Checkpoint, Restored};
+use crate::consumer::DriftConsumer;
+use crate::metrics::Metrics;
+use crate::score::{score_all, unpublish};
+use crate::watch::{Reference, State, WindowConfig, lock};
+
+/// Settings of the service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The consumer group (one per deployment of the drift service).
+    pub group: String,
+    pub topic: String,
+    pub windows: WindowConfig,
+    /// How often the windows are scored.
+    pub score_interval: Duration,
+    /// How often the state is saved and the offsets committed.
+    pub checkpoint_interval: Duration,
+    /// Watch only these models (every production model when empty).
+    pub models: Vec<String>,
+    /// Longest time to live of a noise injection.
+    pub max_noise_ttl: Duration,
+    /// Time to live of a noise injection that does not give one.
+    pub default_noise_ttl: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            group: "vigie-drift".into(),
+            topic: vigie_stream::PREDICTIONS_TOPIC.into(),
+            windows: WindowConfig::default(),
+            score_interval: Duration::from_secs(5),
+            checkpoint_interval: Duration::from_secs(2),
+            models: Vec::new(),
+            max_noise_ttl: Duration::from_secs(7 * 24 * 3600),
+            default_noise_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The service's own state; [`AppState`] adds the accounts, the registry and the shell's
+/// metrics.
+pub struct Inner {
+    pub config: Config,
+    /// Every model's windows and the consumer's position (see [`crate::watch`]).
+    pub state: Arc<Mutex<State>>,
+    pub metrics: Metrics,
+    /// The consumer, once started (absent in router tests).
+    pub consumer: Option<Arc<DriftConsumer>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("config", &self.config)
+            .field("consumer", &self.consumer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service's shared state: cheap to clone.
+pub type AppState = Shared<Inner>;
+
+impl Inner {
+    /// The state, with the production references loaded. `consumer` is the partition reader
+    /// (none in tests that feed the state directly).
+    pub async fn start(
+        base: Base,
+        config: Config,
+        metrics: Metrics,
+        consumer: Option<Arc<DriftConsumer>>,
+    ) -> AppState {
+        let state = Arc::new(Mutex::new(State::new(config.windows, metrics.clone())));
+        let app = Shared::new(
+            base,
+            Inner {
+                config,
+                state,
+                metrics,
+                consumer,
+            },
+        );
+        if let Err(e) = Inner::sync(&app).await {
+            tracing::warn!(error = %e, "cannot read the registry yet; retrying on every poll");
+        }
+        app
+    }
+
+    fn watched(&self, model: &str) -> bool {
+        self.config.models.is_empty() || self.config.models.iter().any(|m| m == model)
+    }
+
+    /// Scores every model's windows now.
+    pub fn score(&self) {
+        score_all(&self.state, &self.metrics);
+    }
+
+    /// The models watched, as `NAME@VERSION`.
+    pub fn model_ids(&self) -> Vec<String> {
+        lock(&self.state)
+            .models
+            .values()
+            .map(|w| format!("{}@{}", w.reference.model, w.reference.version))
+            .collect()
+    }
+}
+
+/// Reads the group's checkpoint back into the state. Call before consuming.
+pub async fn restore(state: &AppState) -> Result<Vec<Restored>, String> {
+    let Some(saved) = state
+        .registry()
+        .checkpoint(&state.config.group)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Vec::new());
+    };
+    let checkpoint: Checkpoint =
+        serde_json::from_str(&saved.state).map_err(|e| format!("unreadable checkpoint: {e}"))?;
+    if checkpoint.topic != state.config.topic {
+        return Err(format!(
+            "the checkpoint of group {} is for topic {}, not {}",
+            state.config.group, checkpoint.topic, state.config.topic
+        ));
+    }
+    lock(&state.state).restore(checkpoint)
+}
+
+impl Service for Inner {
+    /// Loads the reference of each production version that differs from the one watched. A
+    /// version whose artifact cannot be loaded is logged, and the old reference stays.
+    async fn sync(state: &AppState) -> Result<(), vigie_registry::Error> {
+        let registry = state.registry();
+        let production = registry.production().await?;
+        for version in production {
+            if !state.watched(&version.name) {
+                continue;
+            }
+            let current = lock(&state.state)
+                .models
+                .get(&version.name)
+                .map(|w| w.reference.clone());
+            if current
+                .as_ref()
+                .is_some_and(|r| r.version == version.version)
+            {
+                continue;
+            }
+            let (registry, v) = (registry.clone(), version.clone());
+            let loaded = tokio::task::spawn_blocking(move || {
+                registry.load(&v).map(|a| Reference::of_artifact(&a))
+            })
+            .await;
+            let reference = match loaded {
+                Ok(Ok(r)) => Arc::new(r),
+                Ok(Err(e)) => {
+                    tracing::error!(model = %version.id(), error = %e, "cannot load the production version's reference; the current one stays");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(model = %version.id(), error = %e, "reference loading panicked");
+                    continue;
+                }
+            };
+            let model = reference.model.clone();
+            let metrics = &state.metrics;
+            if let Some(old) = &current {
+                unpublish(metrics, old);
+                let _ = metrics
+                    .reference_info
+                    .remove_label_values(&[&model, &old.version.to_string()]);
+                metrics
+                    .reference_switches
+                    .with_label_values(&[&model])
+                    .inc();
+                tracing::info!(%model, from = old.version, to = reference.version, "switching reference: the windows start over");
+            } else {
+                tracing::info!(model = %version.id(), "watching model");
+                // 0 from the start, not "no data", on dashboards.
+                metrics.reference_switches.with_label_values(&[&model]);
+            }
+            metrics
+                .reference_info
+                .with_label_values(&[&model, &reference.version.to_string()])
+                .set(1);
+            metrics
+                .threshold
+                .with_label_values(&[&model])
+                .set(reference.rules.dataset_share);
+            lock(&state.state).set_reference(reference);
+        }
+        Ok(())
+    }
+
+    async fn check_broker(state: &AppState) -> Result<(), String> {
+        let Some(consumer) = state.consumer.clone() else {
+            return Err("no consumer".into());
+        };
+        let topic = state.config.topic.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .any(|t| t.name() == topic && t.error().is_none())
+                })
+        })
+        .await;
+        match found {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(format!("no topic {}", state.config.topic)),
+            Ok(Err(e)) => Err(format!("unreachable: {e}")),
+            Err(e) => Err(format!("check failed: {e}")),
+        }
+    }
+
+    /// Ready once a reference is loaded: events of models without one are not scored. The
+    /// consumer's assignment is reported beside.
+    async fn readiness(state: &AppState) -> Readiness {
+        let models: Vec<Value> = lock(&state.state)
+            .models
+            .values()
+            .map(|w| {
+                json!({
+                    "model": w.reference.model,
+                    "reference_version": w.reference.version,
+                    "since": w.since,
+                })
+            })
+            .collect();
+        let partitions: Vec<i32> = state
+            .consumer
+            .as_ref()
+            .and_then(|c| c.assignment().ok())
+            .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        let reason = models.is_empty().then(|| {
+            "no production model has a reference loaded; train or promote one".to_string()
+        });
+        Readiness::new(
+            reason,
+            json!({
+                "models": models,
+                "consumer": {
+                    "group": state.config.group,
+                    "topic": state.config.topic,
+                    "assigned_partitions": partitions,
+                },
+            }),
+        )
+    }
+
+    fn openapi(_state: &AppState) -> Value {
+        crate::openapi::build()
+    }
+}

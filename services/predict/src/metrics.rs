@@ -1,0 +1,70 @@
+//! What the prediction service exports on `/metrics` beside the shell's metrics (HTTP
+//! requests, database and broker checks): predictions, refusals, labels, the served versions
+//! and the producer's queue.
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use vigie_stream::producer::ProducerMetrics;
+
+/// The prediction service's own metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub producer: ProducerMetrics,
+    /// Predictions by model, version and class.
+    pub predictions: IntCounterVec,
+    /// Rows refused by model and error code (422s, and bad CSV rows).
+    pub rejected: IntCounterVec,
+    /// Labels (ground truth) queued for `vigie.labels`, by model.
+    pub labels: IntCounterVec,
+    /// 1 for each model version being served.
+    pub model_info: IntGaugeVec,
+    pub model_switches: IntCounterVec,
+    pub model_load_failures: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers the metrics in `registry` (the service's, see `vigie_api::ServiceMetrics`).
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let counter = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<_> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let model_info = IntGaugeVec::new(
+            Opts::new(
+                "vigie_model_info",
+                "The model versions being served (value 1)",
+            ),
+            &["model", "version"],
+        )?;
+        registry.register(Box::new(model_info.clone()))?;
+        Ok(Metrics {
+            producer: ProducerMetrics::register(registry)?,
+            predictions: counter(
+                "vigie_predictions_total",
+                "Predictions served, each batch row counted",
+                &["model", "version", "class"],
+            )?,
+            rejected: counter(
+                "vigie_prediction_rejections_total",
+                "Prediction rows refused, by error code",
+                &["model", "error"],
+            )?,
+            labels: counter(
+                "vigie_labels_total",
+                "Labels (ground truth) queued for vigie.labels",
+                &["model"],
+            )?,
+            model_info,
+            model_switches: counter(
+                "vigie_model_switches_total",
+                "Times the served version of a model changed",
+                &["model"],
+            )?,
+            model_load_failures: counter(
+                "vigie_model_load_failures_total",
+                "Production versions that could not be loaded (the previous one keeps serving)",
+                &["model"],
+            )?,
+        })
+    }
+}
