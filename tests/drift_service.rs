@@ -8,7 +8,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -28,17 +28,13 @@ async fn upload(
         body.push_str(&row.join(","));
         body.push('\n');
     }
-    let response = client
+    let request = client
         .post(format!("{url}/v1/models/baac-severity/predict/csv"))
         .bearer_auth(token)
         .header("content-type", "text/csv")
         .header("x-vigie-source", "replay")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.unwrap();
+        .body(body);
+    let text = expect(request, 200).await.text().await.unwrap();
     let predicted = text
         .lines()
         .skip(1)
@@ -49,21 +45,17 @@ async fn upload(
 }
 
 async fn drift_state(client: &reqwest::Client, url: &str, token: &str) -> Value {
-    let response = client
+    let request = client
         .get(format!("{url}/v1/drift?model=baac-severity"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+        .bearer_auth(token);
+    expect(request, 200).await.json().await.unwrap()
 }
 
 /// Waits until the drift service has counted `events` events (failing if it counts more),
 /// then for a scoring of the window after that moment, and returns the model's state.
 async fn scored_after(client: &reqwest::Client, url: &str, token: &str, events: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let counted_at = loop {
+    let cap = Duration::from_secs(300);
+    let counted_at = until_ok(&format!("{events} events counted"), cap, || async {
         let state = drift_state(client, url, token).await;
         let counted = state["models"][0]["events"].as_u64().unwrap();
         assert!(
@@ -71,29 +63,25 @@ async fn scored_after(client: &reqwest::Client, url: &str, token: &str, events: 
             "counted {counted} events, {events} were published"
         );
         if counted == events {
-            break chrono::Utc::now();
+            Ok(chrono::Utc::now())
+        } else {
+            Err(state.to_string())
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {counted} of {events} events counted: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    loop {
-        let state = drift_state(client, url, token).await;
-        let model = state["models"][0].clone();
+    })
+    .await;
+    let model = until_ok(&format!("a scoring after {counted_at}"), cap, || async {
+        let model = drift_state(client, url, token).await["models"][0].clone();
         let at: Option<chrono::DateTime<chrono::Utc>> =
             serde_json::from_value(model["sliding"]["at"].clone()).ok();
         if at.is_some_and(|at| at > counted_at) {
-            assert_eq!(model["events"].as_u64().unwrap(), events, "{model}");
-            return model;
+            Ok(model)
+        } else {
+            Err(model.to_string())
         }
-        assert!(
-            Instant::now() < deadline,
-            "no scoring after {counted_at}: {model}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert_eq!(model["events"].as_u64().unwrap(), events, "{model}");
+    model
 }
 
 fn drifted(model: &Value) -> Vec<String> {
@@ -139,14 +127,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
 
     let client = reqwest::Client::new();
     let token = token(&client, &url, "admin", &password).await;
-    let ready: Value = client
-        .get(format!("{drift_url}/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = json_of(client.get(format!("{drift_url}/ready"))).await;
     assert_eq!(ready["models"][0]["model"], "baac-severity", "{ready}");
     let (header, rows) = holdout();
 
@@ -171,14 +152,11 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
     // noised events is in, the score crosses the threshold.
     let noise =
         json!({"mode": "gaussian", "rate": 1.0, "scale": 2.0, "seed": 11, "ttl_seconds": 900});
-    let started = client
+    let request = client
         .post(format!("{drift_url}/config/noise"))
         .bearer_auth(&token)
-        .json(&noise)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(started.status(), 201, "{}", started.text().await.unwrap());
+        .json(&noise);
+    expect(request, 201).await;
     published += upload(&client, &url, &token, &header, &rows[..WINDOW + 200]).await;
     let model = scored_after(&client, &drift_url, &token, published).await;
     let (noisy, _) = score(&model);
@@ -206,13 +184,10 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
     );
 
     // DELETE: the noise stops; a window of clean events later the score is back down.
-    let reset = client
+    let request = client
         .delete(format!("{drift_url}/config/noise"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reset.status(), 200);
+        .bearer_auth(&token);
+    expect(request, 200).await;
     published += upload(
         &client,
         &url,
@@ -232,14 +207,11 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
 
     // A category swap on every categorical feature.
     let swap = json!({"mode": "category_swap", "rate": 1.0, "seed": 5});
-    let started = client
+    let request = client
         .post(format!("{drift_url}/config/noise"))
         .bearer_auth(&token)
-        .json(&swap)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(started.status(), 201);
+        .json(&swap);
+    expect(request, 201).await;
     published += upload(&client, &url, &token, &header, &rows[..WINDOW + 200]).await;
     let model = scored_after(&client, &drift_url, &token, published).await;
     let (swapped, _) = score(&model);
@@ -250,14 +222,10 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
     assert!(swapped >= threshold, "{swapped}");
 
     // The report page of the live window.
-    let page = client
+    let request = client
         .get(format!("{drift_url}/v1/drift/report"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
+        .bearer_auth(&token);
+    let html = expect(request, 200).await.text().await.unwrap();
     assert!(html.contains("noise injection active"), "{}", &html[..300]);
 
     // The same page as people see it: headless Chromium renders it, with no console error.
@@ -324,20 +292,10 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_restart() {
     let Some(bin) = tansu() else {
-        eprintln!(
-            "skipped: no tansu binary (cargo install tansu --locked --features dynostore,libsql)"
-        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let spec = quick_spec(&dir.path().join("models"));
-    vigie_ok(&home, &["train", "--spec", spec.to_str().unwrap()], &[]);
-    vigie_ok(
-        &home,
-        &["users", "add", "ops", "--admin"],
-        &[("VIGIE_PASSWORD", "ops-password-1")],
-    );
+    let home = trained_home(dir.path(), "ops", "ops-password-1", true);
     let mut broker = Broker {
         bin,
         port: free_port(),
@@ -384,21 +342,14 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
     // A first part, and the drift service killed (SIGKILL: no last checkpoint) once it has
     // counted some of it.
     let mut published = upload(&client, &url, &token, &header, &rows[..4000]).await;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let counted = drift_state(&client, &drift_url, &token).await["models"][0]["events"]
+    let counted = until("1,500 events counted", Duration::from_secs(300), || async {
+        let state = drift_state(&client, &drift_url, &token).await;
+        state["models"][0]["events"]
             .as_u64()
-            .unwrap();
-        if counted >= 1500 {
-            eprintln!("killing the drift service at {counted} of {published} events counted");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the drift service counts nothing"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .filter(|&counted| counted >= 1500)
+    })
+    .await;
+    eprintln!("killing the drift service at {counted} of {published} events counted");
     signal(drift.child.id(), "KILL");
     drift.child.wait().unwrap();
 

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -142,20 +142,17 @@ async fn the_services_log_json_to_stdout_and_ship_every_line_to_loki_with_servic
     let url = printed(&up, "prediction service");
 
     // Startup lines (the drift consumer's partitions), pushed again after Loki's refusal.
-    let start = Instant::now();
-    let reading = loop {
-        if let Some(line) = find(&received, "reading partition") {
-            break line;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let received = received.lock().unwrap();
-            panic!(
-                "no 'reading partition' line reached Loki: {} pushes, lines {:?}",
-                received.pushes, received.lines
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let reading = until_ok(
+        "a 'reading partition' line in Loki",
+        Duration::from_secs(60),
+        || async {
+            find(&received, "reading partition").ok_or_else(|| {
+                let received = received.lock().unwrap();
+                format!("{} pushes, lines {:?}", received.pushes, received.lines)
+            })
+        },
+    )
+    .await;
     assert_eq!(received.lock().unwrap().refused, 1);
     assert_eq!(
         reading.labels["service"], "vigie-up",
@@ -176,27 +173,19 @@ async fn the_services_log_json_to_stdout_and_ship_every_line_to_loki_with_servic
     // A request's line, with its fields.
     let client = reqwest::Client::new();
     let token = token(&client, &url, "admin", &password).await;
-    let created = client
+    let request = client
         .post(format!("{url}/v1/users"))
         .bearer_auth(&token)
         .json(
             &json!({"name": "dispatcher-7", "password": "a long enough password", "role": "user"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
-    let start = Instant::now();
-    let account = loop {
-        if let Some(line) = find(&received, "account created") {
-            break line;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no 'account created' line"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    expect(request, 201).await;
+    let account = until(
+        "an 'account created' line in Loki",
+        Duration::from_secs(60),
+        || async { find(&received, "account created") },
+    )
+    .await;
     assert_eq!(account.line["user"], "dispatcher-7");
     assert_eq!(account.line["by"], "admin");
     assert_eq!(account.labels["level"], "info");

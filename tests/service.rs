@@ -31,16 +31,13 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
     // Single predictions, one per holdout row of the first ten.
     let mut singles = Vec::new();
     for row in rows.iter().take(10) {
-        let answer: Value = client
-            .post(format!("{url}/v1/models/baac-severity/predict"))
-            .bearer_auth(&token)
-            .json(&json!({"features": features(&header, row)}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = json_of(
+            client
+                .post(format!("{url}/v1/models/baac-severity/predict"))
+                .bearer_auth(&token)
+                .json(&json!({"features": features(&header, row)})),
+        )
+        .await;
         assert_eq!(answer["model_version"], 1, "{answer}");
         let p = answer["probability"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&p));
@@ -64,15 +61,15 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let response = client
-        .post(format!("{url}/v1/models/baac-severity/predict/csv"))
-        .bearer_auth(&token)
-        .header("content-type", "text/csv")
-        .body(upload)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let response = expect(
+        client
+            .post(format!("{url}/v1/models/baac-severity/predict/csv"))
+            .bearer_auth(&token)
+            .header("content-type", "text/csv")
+            .body(upload),
+        200,
+    )
+    .await;
     let csv_request = response.headers()["x-request-id"]
         .to_str()
         .unwrap()
@@ -147,14 +144,7 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
         metric(&metrics, "vigie_events_delivered_total{"),
         want as f64
     );
-    let ready: Value = client
-        .get(format!("{url}/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = json_of(client.get(format!("{url}/ready"))).await;
     assert_eq!(ready["models"][0]["version"], 1);
 
     // SIGTERM drains and flushes, then exits 0.

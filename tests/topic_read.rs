@@ -17,7 +17,6 @@ use vigie_stream::producer::{EventProducer, ProducerConfig, ProducerMetrics};
 #[test]
 fn every_message_is_read_and_counted_on_tansu_in_memory_and_on_sqlite() {
     let Some(bin) = tansu() else {
-        eprintln!("skipped: no tansu binary");
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // Each test file uses a part.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -149,6 +150,20 @@ pub fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
+/// `DIR/home` with the quick spec's model trained (from `DIR/models`) and an account `name`
+/// whose password is `password` (an admin with `admin`).
+pub fn trained_home(dir: &Path, name: &str, password: &str, admin: bool) -> PathBuf {
+    let home = dir.join("home");
+    let spec = quick_spec(&dir.join("models"));
+    vigie_ok(&home, &["train", "--spec", spec.to_str().unwrap()], &[]);
+    let mut args = vec!["users", "add", name];
+    if admin {
+        args.push("--admin");
+    }
+    vigie_ok(&home, &args, &[("VIGIE_PASSWORD", password)]);
+    home
+}
+
 /// The first word after `label` in `line`.
 pub fn after<'a>(line: &'a str, label: &str) -> &'a str {
     let rest = &line[line
@@ -158,8 +173,8 @@ pub fn after<'a>(line: &'a str, label: &str) -> &'a str {
     rest.split_whitespace().next().unwrap()
 }
 
-/// Runs `vigie` to completion with `home` as VIGIE_HOME and returns its stdout.
-pub fn vigie_ok(home: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+/// `vigie ARGS` with `home` as VIGIE_HOME and `env` (DATABASE_URL unset unless given).
+pub fn vigie(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(VIGIE);
     command
         .args(args)
@@ -168,7 +183,12 @@ pub fn vigie_ok(home: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     for (k, v) in env {
         command.env(k, v);
     }
-    let out = command.output().unwrap();
+    command
+}
+
+/// Runs `vigie` to completion with `home` as VIGIE_HOME and returns its stdout.
+pub fn vigie_ok(home: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = vigie(home, args, env).output().unwrap();
     assert!(
         out.status.success(),
         "vigie {args:?} failed:\n{}",
@@ -187,11 +207,8 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
 
 /// The service's `/metrics` text.
 pub async fn metrics(client: &reqwest::Client, url: &str) -> String {
-    client
-        .get(format!("{url}/metrics"))
-        .send()
+    expect(client.get(format!("{url}/metrics")), 200)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap()
@@ -199,19 +216,84 @@ pub async fn metrics(client: &reqwest::Client, url: &str) -> String {
 
 /// A token from `/auth/token`.
 pub async fn token(client: &reqwest::Client, url: &str, name: &str, password: &str) -> String {
-    let answer: Value = client
-        .post(format!("{url}/auth/token"))
-        .form(&[("username", name), ("password", password)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = json_of(
+        client
+            .post(format!("{url}/auth/token"))
+            .form(&[("username", name), ("password", password)]),
+    )
+    .await;
     answer["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("no token: {answer}"))
         .to_string()
+}
+
+/// Sends `request` and returns its JSON answer, whatever its status (panics when the
+/// request fails or the body is not JSON).
+pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}, not JSON ({e}): {text}"))
+}
+
+/// Sends `request` and returns its response once its status is `status` (panics with the
+/// body otherwise).
+pub async fn expect(request: reqwest::RequestBuilder, status: u16) -> reqwest::Response {
+    let response = request.send().await.unwrap();
+    if response.status().as_u16() != status {
+        let got = response.status();
+        let body = response.text().await.unwrap_or_default();
+        panic!("expected {status}, got {got}: {body}");
+    }
+    response
+}
+
+/// `GET url` (with a bearer token) as JSON; `None` when the request or its body fails, as
+/// while a service starts: for polling with [`until`].
+pub async fn get_json(client: &reqwest::Client, url: &str, token: Option<&str>) -> Option<Value> {
+    let mut request = client.get(url);
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    request.send().await.ok()?.json().await.ok()
+}
+
+/// How often [`until`] checks.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `check` until it gives a value; `what` names the wait in the panic when `cap`
+/// passes (the cap only stops a hung test: nothing here depends on timing).
+pub async fn until<T, F, Fut>(what: &str, cap: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    until_ok(what, cap, || {
+        let checked = check();
+        async move { checked.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// [`until`], where each miss says what it saw: the last one is in the panic.
+pub async fn until_ok<T, F, Fut>(what: &str, cap: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                start.elapsed() < cap,
+                "waited {cap:?} for {what}{}{seen}",
+                if seen.is_empty() { "" } else { "; last seen: " }
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// The tansu binary (a real Kafka-protocol broker), or `None` when it is not installed;
@@ -223,9 +305,14 @@ pub fn tansu() -> Option<PathBuf> {
         Some(PathBuf::from("/usr/local/bin/tansu")),
     ];
     let found = candidates.into_iter().flatten().find(|p| p.is_file());
-    if found.is_none() && std::env::var("VIGIE_REQUIRE_TANSU").as_deref() == Ok("1") {
-        panic!(
-            "VIGIE_REQUIRE_TANSU=1 but no tansu binary (set TANSU or install it in ~/.cargo/bin)"
+    if found.is_none() {
+        if std::env::var("VIGIE_REQUIRE_TANSU").as_deref() == Ok("1") {
+            panic!(
+                "VIGIE_REQUIRE_TANSU=1 but no tansu binary (set TANSU or install it in ~/.cargo/bin)"
+            );
+        }
+        eprintln!(
+            "skipped: no tansu binary (cargo install tansu --locked --features dynostore,libsql)"
         );
     }
     found
@@ -361,17 +448,65 @@ pub fn printed(service: &Service, label: &str) -> String {
     after(line, label).to_string()
 }
 
+/// [`vigie`] started: the process and the URL it printed it is listening on.
+pub fn start_service(args: &[&str], env: &[(&str, &str)], home: &Path) -> (Service, String) {
+    let mut service = Service::spawn(vigie(home, args, env));
+    let line = service.wait_for("listening on", Duration::from_secs(300));
+    let url = after(&line, "listening on")
+        .trim_end_matches(',')
+        .to_string();
+    (service, url)
+}
+
 /// `vigie predict` on `brokers` with the registry in `home`, started: the process and its URL.
 pub fn start_predict(home: &Path, brokers: &str, secret: &str) -> (Service, String) {
-    let mut command = Command::new(VIGIE);
-    command
-        .args(["predict", "--listen", "127.0.0.1:0", "--poll-ms", "200"])
-        .env("VIGIE_HOME", home)
-        .env("KAFKA_BROKERS", brokers)
-        .env("VIGIE_JWT_SECRET", secret)
-        .env_remove("DATABASE_URL");
-    let mut service = Service::spawn(command);
-    let line = service.wait_for("listening on", Duration::from_secs(120));
-    let url = after(&line, "listening on").to_string();
-    (service, url)
+    start_service(
+        &["predict", "--listen", "127.0.0.1:0", "--poll-ms", "200"],
+        &[("KAFKA_BROKERS", brokers), ("VIGIE_JWT_SECRET", secret)],
+        home,
+    )
+}
+
+/// A program installed from Debian's packages (Prometheus, Alertmanager), if it is.
+pub fn binary(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/usr/local/bin", "/usr/sbin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+}
+
+/// A process whose output goes to a file, shown when the test fails; killed when dropped.
+pub struct Daemon {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `command` with its output in `dir/NAME.log`.
+    pub fn spawn(name: &'static str, mut command: Command, dir: &Path) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Daemon { name, child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- {} log ----\n{}", self.name, self.log());
+        }
+    }
 }
