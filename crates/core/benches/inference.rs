@@ -74,16 +74,15 @@ fn inference(c: &mut Criterion) {
     let mut j = 0;
     group.bench_function("from_text", |b| {
         b.iter(|| {
-            let values: Vec<Option<&str>> = raw_rows[j % raw_rows.len()]
+            let values = raw_rows[j % raw_rows.len()]
                 .iter()
-                .map(|s| Some(s.as_str()))
-                .collect();
+                .map(|s| Some(s.as_str()));
             j += 1;
-            black_box(
-                model
-                    .predict_raw(black_box(&values))
-                    .expect("valid holdout rows"),
-            )
+            model
+                .schema()
+                .parse_request_row(black_box(values), &mut row)
+                .expect("valid holdout rows");
+            black_box(model.predict_parsed(&mut row))
         })
     });
     group.finish();

@@ -3,7 +3,7 @@
 use vigie_model::Matrix;
 
 use crate::artifact::Artifact;
-use crate::schema::{Cell, Origin, Schema, ValueError};
+use crate::schema::Schema;
 
 /// A model ready to predict: an artifact and its compiled schema.
 #[derive(Debug, Clone)]
@@ -19,16 +19,6 @@ pub struct Prediction {
     pub class: u8,
     /// Probability of the positive class.
     pub probability: f64,
-}
-
-/// Why a row cannot be predicted.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RowError {
-    #[error("{got} values given, the model reads {expected} features")]
-    Width { got: usize, expected: usize },
-    /// Which feature, and what is wrong with its value.
-    #[error("feature {feature}: {error}")]
-    Value { feature: String, error: ValueError },
 }
 
 impl Model {
@@ -66,30 +56,6 @@ impl Model {
         }
     }
 
-    /// Parses one row of raw values (model order; `None` = missing) as a request and predicts.
-    pub fn predict_raw(&self, values: &[Option<&str>]) -> Result<Prediction, RowError> {
-        if values.len() != self.schema.len() {
-            return Err(RowError::Width {
-                got: values.len(),
-                expected: self.schema.len(),
-            });
-        }
-        let mut row = vec![f64::NAN; values.len()];
-        for ((slot, raw), feature) in row.iter_mut().zip(values).zip(self.schema.features()) {
-            match feature.parse(*raw, Origin::Request) {
-                Ok(Cell::Value(v)) => *slot = v,
-                Ok(Cell::Missing | Cell::OutOfRangeAsMissing) => {}
-                Err(error) => {
-                    return Err(RowError::Value {
-                        feature: feature.name().to_string(),
-                        error,
-                    });
-                }
-            }
-        }
-        Ok(self.predict_parsed(&mut row))
-    }
-
     /// Predicts every row of a parsed matrix (model order, `NaN` = missing). Large batches are
     /// split across the cores (rayon), in order. Panics when `x` does not have one column per
     /// feature.
@@ -123,34 +89,43 @@ const PARALLEL_BATCH_ROWS: usize = 256;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::RowError;
     use crate::testing::toy_model;
 
     fn model() -> Model {
         Model::new(Artifact::new(toy_model(), 1, chrono::Utc::now()))
     }
 
+    /// A request's text values read by the schema, then predicted.
+    fn predict_text(m: &Model, values: &[Option<&str>]) -> Result<Prediction, RowError> {
+        let mut row = vec![0.0; m.schema().len()];
+        m.schema()
+            .parse_request_row(values.iter().copied(), &mut row)?;
+        Ok(m.predict_parsed(&mut row))
+    }
+
     #[test]
     fn raw_rows_are_checked_imputed_and_thresholded() {
         let m = model();
-        let p = m.predict_raw(&[Some("1"), Some("60")]).unwrap();
+        let p = predict_text(&m, &[Some("1"), Some("60")]).unwrap();
         assert_eq!((p.class, p.probability), (1, 0.8));
         assert_eq!(m.label(p.class), "yes");
         // Missing speed is imputed with 30: below the split.
-        let p = m.predict_raw(&[Some("2.0"), None]).unwrap();
+        let p = predict_text(&m, &[Some("2.0"), None]).unwrap();
         assert_eq!((p.class, p.probability), (0, 0.2));
-        let err = m.predict_raw(&[Some("3"), Some("60")]).unwrap_err();
+        let err = predict_text(&m, &[Some("3"), Some("60")]).unwrap_err();
         assert_eq!(err.to_string(), "feature colour: unknown code \"3\"");
-        let err = m.predict_raw(&[None, Some("60")]).unwrap_err();
+        let err = predict_text(&m, &[None, Some("60")]).unwrap_err();
         assert!(
             matches!(err, RowError::Value { ref feature, .. } if feature == "colour"),
             "{err}"
         );
-        let err = m.predict_raw(&[Some("1")]).unwrap_err();
+        let err = predict_text(&m, &[Some("1")]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "1 values given, the model reads 2 features"
         );
-        let err = m.predict_raw(&[Some("1"), Some("131")]).unwrap_err();
+        let err = predict_text(&m, &[Some("1"), Some("131")]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "feature speed: 131 is outside the valid range [0, 130]"

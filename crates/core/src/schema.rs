@@ -42,6 +42,16 @@ pub enum ValueError {
     OutOfRange { value: f64, min: f64, max: f64 },
 }
 
+/// Why a row of values cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RowError {
+    #[error("{got} values given, the model reads {expected} features")]
+    Width { got: usize, expected: usize },
+    /// Which feature, and what is wrong with its value.
+    #[error("feature {feature}: {error}")]
+    Value { feature: String, error: ValueError },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Domain {
     /// Normalised code -> the number the model sees.
@@ -411,6 +421,35 @@ impl Schema {
     /// The position of a feature in model order.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.positions.get(name).copied()
+    }
+
+    /// Reads one row of a request's text values (model order; `None` or blank = missing) into
+    /// `row` (model order, `NaN` = missing): the first value the spec refuses is the error,
+    /// with its feature. `row` holds one slot per feature.
+    pub fn parse_request_row<'a>(
+        &self,
+        values: impl ExactSizeIterator<Item = Option<&'a str>>,
+        row: &mut [f64],
+    ) -> Result<(), RowError> {
+        if values.len() != self.len() || row.len() != self.len() {
+            return Err(RowError::Width {
+                got: values.len(),
+                expected: self.len(),
+            });
+        }
+        for ((slot, raw), feature) in row.iter_mut().zip(values).zip(&self.features) {
+            *slot = match feature.parse(raw, Origin::Request) {
+                Ok(Cell::Value(v)) => v,
+                Ok(Cell::Missing | Cell::OutOfRangeAsMissing) => f64::NAN,
+                Err(error) => {
+                    return Err(RowError::Value {
+                        feature: feature.name().to_string(),
+                        error,
+                    });
+                }
+            };
+        }
+        Ok(())
     }
 }
 

@@ -21,13 +21,13 @@ use bytes::Bytes;
 use csv_core::{ReadRecordResult, Reader};
 use futures_util::{Stream, StreamExt};
 use vigie_api::{ApiError, CurrentUser, RequestId};
-use vigie_core::schema::Origin;
+use vigie_core::schema::RowError;
 use vigie_model::Matrix;
 use vigie_stream::Source;
 use vigie_stream::event::Value as EventValue;
 
 use crate::models::Served;
-use crate::predict::{accepted, media_type, publish, source_of, value_error};
+use crate::predict::{Answering, event_value, media_type, source_of, value_error};
 use crate::state::AppState;
 
 /// Rows predicted together (one blocking task, one write to the client).
@@ -256,12 +256,17 @@ pub async fn predict_csv(
     };
     let columns = columns_of(&served, &header_record)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_CHUNKS);
-    let width = header_record.len();
     let model_version = served.version_label.clone();
     let threshold = served.model.artifact().threshold.to_string();
-    tokio::spawn(answer_rows(
-        state, served, records, columns, width, request, source, tx,
-    ));
+    let upload = Upload {
+        width: header_record.len(),
+        columns,
+        state,
+        served,
+        request,
+        source,
+    };
+    tokio::spawn(answer_rows(Arc::new(upload), records, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -284,17 +289,34 @@ pub async fn predict_csv(
     Ok(response)
 }
 
-/// Reads, predicts and answers the data rows, chunk by chunk, until the end of the upload,
-/// the row limit, a fatal reading error, or the client leaving.
-#[allow(clippy::too_many_arguments)]
-async fn answer_rows<S, E>(
+/// An upload being answered: what every chunk of it shares.
+struct Upload {
     state: AppState,
     served: Arc<Served>,
-    mut records: Records<S>,
-    columns: Vec<usize>,
-    width: usize,
     request: RequestId,
     source: Source,
+    /// For each feature in model order, its column in the upload.
+    columns: Vec<usize>,
+    /// Fields in the header: every row must have as many.
+    width: usize,
+}
+
+impl Upload {
+    fn answering(&self) -> Answering<'_> {
+        Answering {
+            state: &self.state,
+            served: &self.served,
+            request: &self.request,
+            source: self.source,
+        }
+    }
+}
+
+/// Reads, predicts and answers the data rows, chunk by chunk, until the end of the upload,
+/// the row limit, a fatal reading error, or the client leaving.
+async fn answer_rows<S, E>(
+    upload: Arc<Upload>,
+    mut records: Records<S>,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -307,9 +329,8 @@ async fn answer_rows<S, E>(
     {
         return;
     }
-    let columns = Arc::new(columns);
-    let request = Arc::new(request);
-    let max_rows = state.config.max_csv_rows;
+    let request = &upload.request;
+    let max_rows = upload.state.config.max_csv_rows;
     let mut chunk = Vec::with_capacity(CHUNK_ROWS);
     let mut first = 0usize;
     let mut next_index = 0usize;
@@ -342,16 +363,9 @@ async fn answer_rows<S, E>(
         };
         if chunk.len() == CHUNK_ROWS || (done && !chunk.is_empty()) {
             let rows = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
-            let (st, sv, cols, req) = (
-                state.clone(),
-                served.clone(),
-                columns.clone(),
-                request.clone(),
-            );
-            let answer = tokio::task::spawn_blocking(move || {
-                answer_chunk(&st, &sv, &rows, first, &cols, width, &req, source)
-            })
-            .await;
+            let shared = Arc::clone(&upload);
+            let answer =
+                tokio::task::spawn_blocking(move || answer_chunk(&shared, &rows, first)).await;
             first = next_index;
             let answer = match answer {
                 Ok(text) => text,
@@ -386,66 +400,54 @@ fn quote(text: &str) -> String {
 }
 
 /// Checks, predicts and publishes one chunk; returns its answer lines.
-#[allow(clippy::too_many_arguments)]
-fn answer_chunk(
-    state: &AppState,
-    served: &Served,
-    rows: &[Result<Record, String>],
-    first: usize,
-    columns: &[usize],
-    width: usize,
-    request: &RequestId,
-    source: Source,
-) -> String {
+fn answer_chunk(upload: &Upload, rows: &[Result<Record, String>], first: usize) -> String {
+    let served = &upload.served;
+    let answering = upload.answering();
     let schema = served.model.schema();
     let cols = schema.len();
     let mut data: Vec<f64> = Vec::with_capacity(rows.len() * cols);
     let mut values: Vec<Vec<EventValue<'_>>> = Vec::with_capacity(rows.len());
     // Per row: Ok(position among the predicted rows) or the error and its field.
-    let mut outcome: Vec<Result<usize, (String, String, &'static str)>> =
-        Vec::with_capacity(rows.len());
+    let mut outcome: Vec<Result<usize, ApiError>> = Vec::with_capacity(rows.len());
+    let mut row = vec![f64::NAN; cols];
     for record in rows {
         let record = match record {
-            Ok(r) if r.len() != width => {
-                outcome.push(Err((
-                    format!("the row has {} fields, the header has {width}", r.len()),
-                    String::new(),
+            Ok(r) if r.len() != upload.width => {
+                outcome.push(Err(ApiError::invalid(
                     "wrong_width",
+                    format!(
+                        "the row has {} fields, the header has {}",
+                        r.len(),
+                        upload.width
+                    ),
                 )));
                 continue;
             }
             Ok(r) => r,
             Err(message) => {
-                outcome.push(Err((message.clone(), String::new(), "invalid_csv")));
+                outcome.push(Err(ApiError::invalid("invalid_csv", message.clone())));
                 continue;
             }
         };
-        let start = data.len();
-        let mut row_values = Vec::with_capacity(cols);
-        let mut failed = None;
-        for (feature, &col) in schema.features().iter().zip(columns) {
-            let text = record.field(col);
-            match feature.parse(Some(text), Origin::Request) {
-                Ok(cell) => {
-                    let (input, event_value) = accepted(feature, cell, Some(text));
-                    data.push(input);
-                    row_values.push(event_value);
-                }
-                Err(e) => {
-                    let err = value_error(feature.name(), &e);
-                    failed = Some((err.message, feature.name().to_string(), err.error));
-                    break;
-                }
-            }
-        }
-        match failed {
-            Some(f) => {
-                data.truncate(start);
-                outcome.push(Err(f));
-            }
-            None => {
+        let texts = upload.columns.iter().map(|&col| Some(record.field(col)));
+        match schema.parse_request_row(texts, &mut row) {
+            Ok(()) => {
+                let row_values = schema
+                    .features()
+                    .iter()
+                    .zip(&row)
+                    .zip(&upload.columns)
+                    .map(|((feature, &v), &col)| event_value(feature, v, Some(record.field(col))))
+                    .collect();
+                data.extend_from_slice(&row);
                 outcome.push(Ok(values.len()));
                 values.push(row_values);
+            }
+            Err(RowError::Value { feature, error }) => {
+                outcome.push(Err(value_error(&feature, &error)));
+            }
+            Err(e @ RowError::Width { .. }) => {
+                outcome.push(Err(ApiError::invalid("wrong_width", e.to_string())));
             }
         }
     }
@@ -458,20 +460,12 @@ fn answer_chunk(
         }
     };
     let mut out = String::with_capacity(rows.len() * 48);
-    for (i, result) in outcome.iter().enumerate() {
+    for (i, result) in outcome.into_iter().enumerate() {
         let index = first + i;
         match result {
-            Ok(k) if *k < predictions.len() => {
-                let p = predictions[*k];
-                publish(
-                    state,
-                    served,
-                    request,
-                    source,
-                    Some(index as u64),
-                    &values[*k],
-                    p,
-                );
+            Ok(k) if k < predictions.len() => {
+                let p = predictions[k];
+                answering.publish(Some(index as u64), &values[k], p);
                 out.push_str(&format!(
                     "{index},{},{},{},,\n",
                     p.class,
@@ -480,13 +474,14 @@ fn answer_chunk(
                 ));
             }
             Ok(_) => out.push_str(&format!("{index},,,,prediction failed,\n")),
-            Err((message, field, code)) => {
-                state
-                    .metrics
-                    .rejected
-                    .with_label_values(&[served.name(), code])
-                    .inc();
-                out.push_str(&format!("{index},,,,{},{}\n", quote(message), quote(field)));
+            Err(error) => {
+                let field = error.field.clone().unwrap_or_default();
+                let error = answering.rejected(error);
+                out.push_str(&format!(
+                    "{index},,,,{},{}\n",
+                    quote(&error.message),
+                    quote(&field)
+                ));
             }
         }
     }

@@ -317,19 +317,15 @@ pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The model input and the event value of a value the schema accepted. `text` is the value as
+/// The event value of a value the schema read as `v` (`NaN` = missing). `text` is the value as
 /// sent, when it was sent as text: a text code is recorded as spelled, a number as parsed.
-pub(crate) fn accepted<'a>(
-    feature: &Feature,
-    cell: Cell,
-    text: Option<&'a str>,
-) -> (f64, EventValue<'a>) {
-    match cell {
-        Cell::Value(v) => match text {
-            Some(t) if !feature.is_numeric() => (v, EventValue::Text(t.trim())),
-            _ => (v, EventValue::Number(v)),
-        },
-        Cell::Missing | Cell::OutOfRangeAsMissing => (f64::NAN, EventValue::Missing),
+pub(crate) fn event_value<'a>(feature: &Feature, v: f64, text: Option<&'a str>) -> EventValue<'a> {
+    if v.is_nan() {
+        return EventValue::Missing;
+    }
+    match text {
+        Some(t) if !feature.is_numeric() => EventValue::Text(t.trim()),
+        _ => EventValue::Number(v),
     }
 }
 
@@ -465,77 +461,91 @@ pub(crate) fn parse_features<'a>(
             _ if feature.is_numeric() => return Err(wrong_type("a code (number or string)")),
             _ => return Err(wrong_type("a text code (string)")),
         };
-        let cell = cell.map_err(|e| value_error(name, &e))?;
-        let (input, event_value) = accepted(feature, cell, text);
-        *slot = input;
-        values.push(event_value);
+        *slot = match cell.map_err(|e| value_error(name, &e))? {
+            Cell::Value(v) => v,
+            Cell::Missing | Cell::OutOfRangeAsMissing => f64::NAN,
+        };
+        values.push(event_value(feature, *slot, text));
     }
     Ok(())
 }
 
-/// Queues the event of one prediction. Never fails the request: a refused event is counted
-/// and logged by the producer.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn publish(
-    state: &AppState,
-    served: &Served,
-    request: &RequestId,
-    source: Source,
-    row: Option<u64>,
-    values: &[EventValue<'_>],
-    prediction: Prediction,
-) {
-    let event_id = uuid::Uuid::now_v7().to_string();
-    let ts = Utc::now();
-    let artifact = served.model.artifact();
-    let event = PredictionEventRef {
-        event_id: &event_id,
-        request_id: &request.id,
-        ts: &ts,
-        model: served.name(),
-        model_version: served.version.version,
-        schema_hash: &artifact.spec_hash,
-        features: Features {
-            names: served.feature_names(),
-            values,
-        },
-        prediction: OutcomeRef {
-            class: prediction.class,
-            label: served.model.label(prediction.class),
-            probability: prediction.probability,
-            threshold: artifact.threshold,
-        },
-        latency_us: request.arrived.elapsed().as_micros() as u64,
-        source,
-        row,
-    };
-    let _ = state.producer.publish(
-        &state.config.topic,
-        &request.id,
-        &event.to_json(),
-        &[
-            ("model", served.name()),
-            ("model_version", &served.version_label),
-        ],
-    );
-    state
-        .metrics
-        .predictions
-        .with_label_values(&[
-            served.name(),
-            &served.version_label,
-            if prediction.class == 1 { "1" } else { "0" },
-        ])
-        .inc();
+/// A request being answered by one served version: what each event it publishes shares.
+pub(crate) struct Answering<'a> {
+    pub state: &'a AppState,
+    pub served: &'a Served,
+    pub request: &'a RequestId,
+    pub source: Source,
 }
 
-fn rejected(state: &AppState, served: &Served, error: ApiError) -> ApiError {
-    state
-        .metrics
-        .rejected
-        .with_label_values(&[served.name(), error.error])
-        .inc();
-    error
+impl Answering<'_> {
+    /// Queues the event of one prediction (`row`: its index in a batch or an upload). Never
+    /// fails the request: a refused event is counted and logged by the producer.
+    pub(crate) fn publish(
+        &self,
+        row: Option<u64>,
+        values: &[EventValue<'_>],
+        prediction: Prediction,
+    ) {
+        let Answering {
+            state,
+            served,
+            request,
+            source,
+        } = self;
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let ts = Utc::now();
+        let artifact = served.model.artifact();
+        let event = PredictionEventRef {
+            event_id: &event_id,
+            request_id: &request.id,
+            ts: &ts,
+            model: served.name(),
+            model_version: served.version.version,
+            schema_hash: &artifact.spec_hash,
+            features: Features {
+                names: served.feature_names(),
+                values,
+            },
+            prediction: OutcomeRef {
+                class: prediction.class,
+                label: served.model.label(prediction.class),
+                probability: prediction.probability,
+                threshold: artifact.threshold,
+            },
+            latency_us: request.arrived.elapsed().as_micros() as u64,
+            source: *source,
+            row,
+        };
+        let _ = state.producer.publish(
+            &state.config.topic,
+            &request.id,
+            &event.to_json(),
+            &[
+                ("model", served.name()),
+                ("model_version", &served.version_label),
+            ],
+        );
+        state
+            .metrics
+            .predictions
+            .with_label_values(&[
+                served.name(),
+                &served.version_label,
+                if prediction.class == 1 { "1" } else { "0" },
+            ])
+            .inc();
+    }
+
+    /// Counts a refused row (by its error code) and passes the error on.
+    pub(crate) fn rejected(&self, error: ApiError) -> ApiError {
+        self.state
+            .metrics
+            .rejected
+            .with_label_values(&[self.served.name(), error.error])
+            .inc();
+        error
+    }
 }
 
 /// `POST /v1/models/{name}/predict`
@@ -548,16 +558,19 @@ pub async fn predict_one(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let served = state.models.get_or_404(&name)?;
-    let source = source_of(&headers, Source::Api)?;
+    let answering = Answering {
+        state: &state,
+        served: &served,
+        request: &request,
+        source: source_of(&headers, Source::Api)?,
+    };
     let body = json_body(&headers, body)?;
-    let parsed =
-        parse_single(served.model.schema(), &body).map_err(|e| rejected(&state, &served, e))?;
+    let parsed = parse_single(served.model.schema(), &body).map_err(|e| answering.rejected(e))?;
     let mut row = vec![f64::NAN; served.model.schema().len()];
     let mut values = Vec::with_capacity(row.len());
-    parse_features(&served, &parsed, &mut row, &mut values)
-        .map_err(|e| rejected(&state, &served, e))?;
+    parse_features(&served, &parsed, &mut row, &mut values).map_err(|e| answering.rejected(e))?;
     let prediction = served.model.predict_parsed(&mut row);
-    publish(&state, &served, &request, source, None, &values, prediction);
+    answering.publish(None, &values, prediction);
     Ok(Json(PredictResponse {
         request_id: &request.id,
         model: served.name(),
@@ -584,23 +597,23 @@ pub async fn predict_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let served = state.models.get_or_404(&name)?;
-    let source = source_of(&headers, Source::Batch)?;
+    let answering = Answering {
+        state: &state,
+        served: &served,
+        request: &request,
+        source: source_of(&headers, Source::Batch)?,
+    };
     let body = json_body(&headers, body)?;
-    let parsed =
-        parse_batch(served.model.schema(), &body).map_err(|e| rejected(&state, &served, e))?;
+    let parsed = parse_batch(served.model.schema(), &body).map_err(|e| answering.rejected(e))?;
     let n = parsed.len();
     if n > state.config.max_batch_rows {
-        return Err(rejected(
-            &state,
-            &served,
-            ApiError::too_large(
-                "batch_too_large",
-                format!(
-                    "{n} rows; a batch holds at most {} (use the CSV endpoint for files)",
-                    state.config.max_batch_rows
-                ),
+        return Err(answering.rejected(ApiError::too_large(
+            "batch_too_large",
+            format!(
+                "{n} rows; a batch holds at most {} (use the CSV endpoint for files)",
+                state.config.max_batch_rows
             ),
-        ));
+        )));
     }
     let cols = served.model.schema().len();
     let mut data = vec![f64::NAN; n * cols];
@@ -613,7 +626,7 @@ pub async fn predict_batch(
                 ..e
             }
             .with_row(i);
-            rejected(&state, &served, e)
+            answering.rejected(e)
         })?;
         values.push(row_values);
     }
@@ -628,15 +641,7 @@ pub async fn predict_batch(
         served.model.predict_batch(&x)
     };
     for (i, (p, row_values)) in predictions.iter().zip(&values).enumerate() {
-        publish(
-            &state,
-            &served,
-            &request,
-            source,
-            Some(i as u64),
-            row_values,
-            *p,
-        );
+        answering.publish(Some(i as u64), row_values, *p);
     }
     Ok(Json(BatchResponse {
         request_id: &request.id,
