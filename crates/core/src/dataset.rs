@@ -1,4 +1,6 @@
-//! Reading a spec's CSV files with polars and checking every value against the spec.
+//! Reading a spec's CSV files and checking every value against the spec: features and targets
+//! go through the same reader (the structure checked first; a file without quotes cut in place
+//! and in parallel, one with quotes by csv-core).
 //!
 //! Every problem is collected, not just the first: a file that contradicts its spec is reported
 //! cell by cell (file, line, column, reason), so it can be fixed in one pass.
@@ -6,7 +8,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use vigie_model::Matrix;
 
@@ -155,58 +156,10 @@ fn read_file(
     Ok((bytes, separator))
 }
 
-/// Reads a file and runs [`check_structure`] on it with the spec's separator: the bytes and the
-/// line where each record starts, the header's first.
-fn read_checked(
-    path: &Path,
-    separator: char,
-    problems: &mut Vec<Problem>,
-) -> std::result::Result<(Vec<u8>, u8, Vec<usize>), ()> {
-    let (bytes, separator) = read_file(path, separator, problems)?;
-    let before = problems.len();
-    let lines = check_structure(path, &bytes, separator, problems);
-    if problems.len() > before {
-        return Err(());
-    }
-    Ok((bytes, separator, lines))
-}
-
-fn read_csv(
-    path: &Path,
-    separator: char,
-    problems: &mut Vec<Problem>,
-) -> std::result::Result<(DataFrame, Vec<usize>), ()> {
-    let whole_file = |message: String| Problem::whole_file(path, message);
-    let (bytes, separator, lines) = read_checked(path, separator, problems)?;
-    // polars reads trailing blank lines as rows of nulls: they end the file, they are not data.
-    let mut bytes = bytes;
-    while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
-        bytes.pop();
-    }
-    let frame = CsvReadOptions::default()
-        .with_has_header(true)
-        // Every column is read as text, so that each value is checked by the spec, not by
-        // polars' type inference (which would turn "1.0" codes into floats and a stray letter
-        // into a whole column of strings).
-        .with_infer_schema_length(Some(0))
-        .map_parse_options(|o| o.with_separator(separator))
-        .into_reader_with_file_handle(std::io::Cursor::new(bytes))
-        .finish();
-    let frame = frame.map_err(|e| problems.push(whole_file(format!("malformed CSV: {e}"))))?;
-    if frame.height() + 1 != lines.len() {
-        problems.push(whole_file(format!(
-            "polars read {} rows where the file holds {} records",
-            frame.height(),
-            lines.len().saturating_sub(1)
-        )));
-        return Err(());
-    }
-    Ok((frame, lines))
-}
-
 /// Checks that the file is text, that every record has as many fields as the header and that no
-/// blank line sits between records (polars would silently fill a short record with nulls, and
-/// read a blank line as an empty row), honouring double-quoted fields, which may span lines.
+/// blank line sits between records (a reader that filled a short record with empty values, or
+/// read a blank line as an empty row, would change the data silently), honouring double-quoted
+/// fields, which may span lines.
 /// Returns the line where each record starts, the header's first.
 fn check_structure(
     path: &Path,
@@ -520,8 +473,32 @@ fn unquoted(bytes: &[u8]) -> bool {
                 .all(|(&b, &next)| b != b'\r' || next == b'\n'))
 }
 
-fn text_column<'a>(frame: &'a DataFrame, name: &str) -> Option<&'a StringChunked> {
-    frame.column(name).ok().and_then(|c| c.str().ok())
+/// Reads a data file into records, its structure checked: the records (the header first), the
+/// line where each starts, and the header's names.
+fn read_records(
+    path: &Path,
+    separator: char,
+    problems: &mut Vec<Problem>,
+) -> std::result::Result<(Records, Vec<usize>, Vec<String>), ()> {
+    let whole_file = |message: String| Problem::whole_file(path, message);
+    let (bytes, separator) = read_file(path, separator, problems)?;
+    if bytes.len() >= u32::MAX as usize {
+        problems.push(whole_file("larger than 4 GiB: split it".into()));
+        return Err(());
+    }
+    let (records, lines) = Records::read_checked(path, bytes, separator, problems)?;
+    if records.len() != lines.len() || records.len() == 0 {
+        problems.push(whole_file(format!(
+            "read {} records where the file holds {}",
+            records.len(),
+            lines.len()
+        )));
+        return Err(());
+    }
+    let header = (0..records.width)
+        .map(|c| records.field(0, c).trim().to_string())
+        .collect();
+    Ok((records, lines, header))
 }
 
 fn read_features(
@@ -543,33 +520,15 @@ fn read_features(
 }
 
 /// Reads a features file: every value checked against its feature, in parallel per column.
-/// (csv-core rather than polars here: checking values straight from the bytes saves building
-/// polars text columns first; see benchmarks/README.md.) One column per feature, model order.
+/// One column per feature, model order.
 fn read_feature_columns(
     spec: &ModelSpec,
     schema: &Schema,
     path: &Path,
     problems: &mut Vec<Problem>,
 ) -> std::result::Result<(Vec<Vec<f64>>, LoadReport), ()> {
-    let whole_file = |message: String| Problem::whole_file(path, message);
-    let (bytes, separator) = read_file(path, spec.data.separator, problems)?;
-    if bytes.len() >= u32::MAX as usize {
-        problems.push(whole_file("larger than 4 GiB: split it".into()));
-        return Err(());
-    }
     let before = problems.len();
-    let (records, lines) = Records::read_checked(path, bytes, separator, problems)?;
-    if records.len() != lines.len() || records.len() == 0 {
-        problems.push(whole_file(format!(
-            "read {} records where the file holds {}",
-            records.len(),
-            lines.len()
-        )));
-        return Err(());
-    }
-    let header: Vec<String> = (0..records.width)
-        .map(|c| records.field(0, c).trim().to_string())
-        .collect();
+    let (records, lines, header) = read_records(path, spec.data.separator, problems)?;
     let mut columns = Vec::with_capacity(schema.len());
     for feature in schema.features() {
         match header.iter().position(|h| h == feature.name()) {
@@ -656,14 +615,16 @@ fn read_feature_columns(
     Ok((values, report))
 }
 
+/// Reads a target file: the spec's target column, each value the positive class (1) or the
+/// negative one (0).
 fn read_target(
     spec: &ModelSpec,
     path: &Path,
     problems: &mut Vec<Problem>,
 ) -> std::result::Result<Vec<f64>, ()> {
-    let (frame, lines) = read_csv(path, spec.data.separator, problems)?;
+    let (records, lines, header) = read_records(path, spec.data.separator, problems)?;
     let target = &spec.target;
-    let Some(column) = text_column(&frame, &target.column) else {
+    let Some(column) = header.iter().position(|h| *h == target.column) else {
         problems.push(Problem {
             file: path.to_path_buf(),
             line: Some(1),
@@ -677,11 +638,9 @@ fn read_target(
         normalise_token(&target.negative),
     );
     let before = problems.len();
-    let values: Vec<f64> = column
-        .iter()
-        .enumerate()
-        .map(|(r, raw)| {
-            let token = raw.map(normalise_token).unwrap_or_default();
+    let values: Vec<f64> = (1..records.len())
+        .map(|r| {
+            let token = normalise_token(records.field(r, column));
             if token == positive {
                 1.0
             } else if token == negative {
@@ -689,7 +648,7 @@ fn read_target(
             } else {
                 problems.push(Problem {
                     file: path.to_path_buf(),
-                    line: Some(lines[r + 1]),
+                    line: Some(lines[r]),
                     column: Some(target.column.clone()),
                     message: if token.is_empty() {
                         "missing target value".into()
