@@ -62,14 +62,11 @@ async fn a_broker_outage_under_traffic_fails_no_prediction_and_loses_no_event() 
     let dir = tempfile::tempdir().unwrap();
     let home = trained_home(dir.path(), "dispatch", "dispatch-password", false);
 
-    let mut broker = Broker {
+    let mut broker = Broker::started(
         bin,
-        port: free_port(),
-        storage: Some(dir.path().join("tansu.db")),
-        child: None,
-    };
-    broker.start();
-    broker.create_topic(vigie_stream::PREDICTIONS_TOPIC);
+        Some(dir.path().join("tansu.db")),
+        &[vigie_stream::PREDICTIONS_TOPIC],
+    );
 
     let (mut service, url) = start_predict(
         &home,

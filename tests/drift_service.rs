@@ -296,14 +296,11 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
     };
     let dir = tempfile::tempdir().unwrap();
     let home = trained_home(dir.path(), "ops", "ops-password-1", true);
-    let mut broker = Broker {
+    let broker = Broker::started(
         bin,
-        port: free_port(),
-        storage: Some(dir.path().join("tansu.db")),
-        child: None,
-    };
-    broker.start();
-    broker.create_topic(vigie_stream::PREDICTIONS_TOPIC);
+        Some(dir.path().join("tansu.db")),
+        &[vigie_stream::PREDICTIONS_TOPIC],
+    );
     let secret = "an end-to-end secret of at least 32 bytes";
 
     let (_predict, url) = start_predict(&home, &broker.address(), secret);

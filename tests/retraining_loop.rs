@@ -86,19 +86,10 @@ impl Stack {
         };
         eprintln!("registry: {database_url}");
 
-        let mut broker = Broker {
-            bin: tansu,
-            port: free_port(),
-            // In memory: tansu's SQLite storage, under this test's load (a dispatcher in a
-            // tight loop beside two CSV replays), answered metadata and fetch requests later
-            // than librdkafka's timeouts (benchmarks/README.md, "The retraining loop").
-            storage: None,
-            child: None,
-        };
-        broker.start();
-        for topic in vigie_stream::TOPICS {
-            broker.create_topic(topic);
-        }
+        // In memory: tansu's SQLite storage, under this test's load (a dispatcher in a tight
+        // loop beside two CSV replays), answered metadata and fetch requests later than
+        // librdkafka's timeouts (benchmarks/README.md, "The retraining loop").
+        let broker = Broker::started(tansu, None, &vigie_stream::TOPICS);
         let brokers = broker.address();
 
         // Production: a weak version (3 rounds of depth 2), trained from a copy of the spec.

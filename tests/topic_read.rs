@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Broker, free_port, tansu, vigie_ok};
+use common::{Broker, tansu, vigie_ok};
 use vigie_stream::LABELS_TOPIC;
 use vigie_stream::producer::{EventProducer, ProducerConfig, ProducerMetrics};
 
@@ -21,14 +21,7 @@ fn every_message_is_read_and_counted_on_tansu_in_memory_and_on_sqlite() {
     };
     let dir = tempfile::tempdir().unwrap();
     for storage in [None, Some(dir.path().join("tansu.db"))] {
-        let mut broker = Broker {
-            bin: bin.clone(),
-            port: free_port(),
-            storage,
-            child: None,
-        };
-        broker.start();
-        broker.create_topic(LABELS_TOPIC);
+        let broker = Broker::started(bin.clone(), storage, &[LABELS_TOPIC]);
         let servers = broker.address();
         let metrics = ProducerMetrics::register(&prometheus::Registry::new()).unwrap();
         let producer = EventProducer::new(&ProducerConfig::new(servers.clone()), metrics).unwrap();

@@ -336,6 +336,21 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// A broker on a free port, started, with `topics` created.
+    pub fn started(bin: PathBuf, storage: Option<PathBuf>, topics: &[&str]) -> Broker {
+        let mut broker = Broker {
+            bin,
+            port: free_port(),
+            storage,
+            child: None,
+        };
+        broker.start();
+        for topic in topics {
+            broker.create_topic(topic);
+        }
+        broker
+    }
+
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
