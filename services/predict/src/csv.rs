@@ -69,20 +69,38 @@ impl Record {
 pub enum ReadError {
     /// The body could not be read (the client went away, or the connection broke).
     Body(String),
-    /// A line longer than the limit: the rest of the file cannot be split reliably.
-    LineTooLong(usize),
+    /// A record longer than the limit, starting at `line` of the upload: the rest of the file
+    /// cannot be split reliably. `in_quote` when a quote opened in it is still open (the
+    /// usual cause: a quote never closed swallows the lines after it).
+    LineTooLong {
+        max: usize,
+        line: usize,
+        in_quote: bool,
+    },
+    /// The upload ended inside a quoted field: the quote opened in the record starting at
+    /// `line` is never closed, and that record took the `lines` lines after it.
+    UnclosedQuote { line: usize, lines: usize },
 }
 
 impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReadError::Body(e) => write!(f, "the upload broke off: {e}"),
-            ReadError::LineTooLong(max) => {
-                write!(
-                    f,
-                    "a line is longer than {max} bytes; reading stopped there"
-                )
+            ReadError::LineTooLong {
+                max,
+                line,
+                in_quote: true,
+            } => write!(
+                f,
+                "a quote opened on line {line} is not closed within {max} bytes"
+            ),
+            ReadError::LineTooLong { max, line, .. } => {
+                write!(f, "line {line} is longer than {max} bytes")
             }
+            ReadError::UnclosedQuote { line, lines } => write!(
+                f,
+                "a quote opened on line {line} is never closed: that line and the {lines} after it were read as one field"
+            ),
         }
     }
 }
@@ -100,6 +118,13 @@ pub struct Records<S> {
     ends: Vec<usize>,
     ends_len: usize,
     max_line: usize,
+    /// The upload's line (1-based) where the record being read starts.
+    line: usize,
+    /// Line ends and double quotes in the record being read, as sent.
+    record_newlines: usize,
+    record_quotes: usize,
+    /// The last byte read, for the count of lines at the end.
+    last: u8,
 }
 
 impl<S> std::fmt::Debug for Records<S> {
@@ -125,7 +150,40 @@ where
             ends: vec![0; 64],
             ends_len: 0,
             max_line,
+            line: 1,
+            record_newlines: 0,
+            record_quotes: 0,
+            last: b'\n',
         }
+    }
+
+    /// The upload's line (1-based) where the next record starts.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// Reads the rest of the upload without splitting it: how many lines it holds from the
+    /// first line of the record being read on (the lines a stopped upload did not read), or
+    /// the error that broke it off.
+    pub async fn count_rest(&mut self) -> Result<usize, ReadError> {
+        let mut lines = self.record_newlines;
+        let mut last = self.last;
+        let mut count = |bytes: &[u8]| {
+            if let Some(&b) = bytes.last() {
+                lines += memchr::memchr_iter(b'\n', bytes).count();
+                last = b;
+            }
+        };
+        count(&self.input[self.pos..]);
+        self.pos = self.input.len();
+        while !self.eof {
+            match self.stream.next().await {
+                Some(Ok(chunk)) => count(&chunk),
+                Some(Err(e)) => return Err(ReadError::Body(e.to_string())),
+                None => self.eof = true,
+            }
+        }
+        Ok(lines + usize::from(last != b'\n'))
     }
 
     /// The next record (`Err` inside for a record that is not UTF-8), or `None` at the end.
@@ -147,6 +205,12 @@ where
                 &mut self.out[self.out_len..],
                 &mut self.ends[self.ends_len..],
             );
+            let read = &self.input[self.pos..self.pos + nin];
+            self.record_newlines += memchr::memchr_iter(b'\n', read).count();
+            self.record_quotes += memchr::memchr_iter(b'"', read).count();
+            if let Some(&b) = read.last() {
+                self.last = b;
+            }
             self.pos += nin;
             self.out_len += nout;
             self.ends_len += nend;
@@ -158,7 +222,11 @@ where
                 }
                 ReadRecordResult::OutputFull => {
                     if self.out.len() >= self.max_line {
-                        return Err(ReadError::LineTooLong(self.max_line));
+                        return Err(ReadError::LineTooLong {
+                            max: self.max_line,
+                            line: self.line,
+                            in_quote: self.record_quotes % 2 == 1,
+                        });
                     }
                     let grown = (self.out.len() * 2).min(self.max_line);
                     self.out.resize(grown, 0);
@@ -168,6 +236,19 @@ where
                     self.ends.resize(grown, 0);
                 }
                 ReadRecordResult::Record => {
+                    // At the end of the upload csv-core closes an open quoted field: a record
+                    // with an odd number of quotes there never closed its quote.
+                    let at_end = self.eof && self.pos == self.input.len();
+                    if at_end && self.record_quotes % 2 == 1 {
+                        let lines = self.record_newlines + usize::from(self.last != b'\n');
+                        return Err(ReadError::UnclosedQuote {
+                            line: self.line,
+                            lines: lines.saturating_sub(1),
+                        });
+                    }
+                    self.line += self.record_newlines;
+                    self.record_newlines = 0;
+                    self.record_quotes = 0;
                     let bytes = self.out[..self.out_len].to_vec();
                     let ends = self.ends[..self.ends_len].to_vec();
                     self.out_len = 0;
@@ -246,7 +327,7 @@ pub async fn predict_csv(
             ));
         }
         Ok(Some(Err(message))) => return Err(ApiError::bad_request("invalid_csv", message)),
-        Err(ReadError::LineTooLong(max)) => {
+        Err(ReadError::LineTooLong { max, .. }) => {
             return Err(ApiError::too_large(
                 "line_too_long",
                 format!("the header line is longer than {max} bytes"),
@@ -336,6 +417,7 @@ async fn answer_rows<S, E>(
     let mut next_index = 0usize;
     let mut closing: Option<String> = None;
     loop {
+        let line = records.line();
         let item = records.next().await;
         let done = match item {
             Ok(Some(record)) => {
@@ -343,9 +425,12 @@ async fn answer_rows<S, E>(
                     continue;
                 }
                 if next_index >= max_rows {
-                    closing = Some(format!(
-                        "the upload has more than {max_rows} rows; the rows after row {} were not read",
-                        max_rows - 1
+                    let rest = records.count_rest().await;
+                    closing = Some(not_read(
+                        &format!(
+                            "the upload has more than {max_rows} rows: row {max_rows} (line {line})"
+                        ),
+                        rest,
                     ));
                     true
                 } else {
@@ -356,8 +441,20 @@ async fn answer_rows<S, E>(
             }
             Ok(None) => true,
             Err(e) => {
-                tracing::warn!(request_id = %request.id, error = %e, "CSV upload stopped");
-                closing = Some(e.to_string());
+                tracing::warn!(request_id = %request.id, row = next_index, error = %e, "CSV upload stopped");
+                closing = Some(match &e {
+                    ReadError::Body(_) => {
+                        format!("{e}; rows from row {next_index} on were not read")
+                    }
+                    ReadError::UnclosedQuote { lines, .. } => format!(
+                        "row {next_index}: {e}: that row and the {lines} lines after it were not read"
+                    ),
+                    ReadError::LineTooLong { .. } => {
+                        // The lines from the record's own first line on, less that one.
+                        let rest = records.count_rest().await.map(|n| n.saturating_sub(1));
+                        not_read(&format!("row {next_index}: {e}: that row"), rest)
+                    }
+                });
                 true
             }
         };
@@ -385,8 +482,20 @@ async fn answer_rows<S, E>(
         }
     }
     if let Some(message) = closing {
-        let line = format!(",,,,{},\n", quote(&message));
+        let line = format!(",,,,{},\n", quote(&format!("{INCOMPLETE}: {message}")));
         let _ = tx.send(Ok(Bytes::from(line))).await;
+    }
+}
+
+/// How the last line of an answer to an upload that was not read to its end starts.
+pub const INCOMPLETE: &str = "upload incomplete";
+
+/// `what` was not read, nor the `rest` of the upload (its lines counted, or why they could
+/// not be).
+fn not_read(what: &str, rest: Result<usize, ReadError>) -> String {
+    match rest {
+        Ok(lines) => format!("{what} and the {lines} lines after it were not read"),
+        Err(e) => format!("{what} and the rest of the upload were not read ({e})"),
     }
 }
 

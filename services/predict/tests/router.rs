@@ -518,10 +518,9 @@ async fn csv_uploads_stream_answers_and_errors_by_row() {
     let text = a.text();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1 + 10 + 1, "{text}");
-    assert!(
-        lines[11].starts_with(",,,,the upload has more than 10 rows"),
-        "{}",
-        lines[11]
+    assert_eq!(
+        lines[11],
+        ",,,,upload incomplete: the upload has more than 10 rows: row 10 (line 12) and the 1 lines after it were not read,"
     );
     let second_id = a.headers["x-request-id"].to_str().unwrap().to_string();
 
@@ -762,4 +761,65 @@ async fn not_ready_without_a_model() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quote_never_closed_ends_the_answer_with_the_row_it_opened_in() {
+    let h = Harness::new(Config {
+        max_csv_rows: 100_000,
+        ..config()
+    })
+    .await;
+    let token = h.client.login("amy").await;
+    let url = "/v1/models/toy/predict/csv";
+    let rows = 2_000;
+    for opened in [0, 1, 999, 1_990, rows - 1] {
+        let mut upload = String::from("colour,speed\n");
+        for i in 0..rows {
+            if i == opened {
+                upload.push_str("1,\"3\n");
+            } else {
+                upload.push_str(&format!("1,{}\n", i % 131));
+            }
+        }
+        let a = h.client.post(url, Some(&token), "text/csv", upload).await;
+        assert_eq!(a.status, StatusCode::OK);
+        let text = a.text();
+        let lines: Vec<&str> = text.lines().collect();
+        // Every row before the quote answered, then the reason the rest was not.
+        assert_eq!(lines.len(), 1 + opened + 1, "quote in row {opened}: {text}");
+        let after = rows - 1 - opened;
+        assert_eq!(
+            *lines.last().unwrap(),
+            format!(
+                ",,,,upload incomplete: row {opened}: a quote opened on line {} is never closed: that line and the {after} after it were read as one field: that row and the {after} lines after it were not read,",
+                opened + 2
+            ),
+            "quote in row {opened}"
+        );
+    }
+
+    // A quote that swallows more than the longest line: stopped there, the rest counted.
+    let small = Harness::new(Config {
+        max_csv_rows: 100_000,
+        max_csv_line_bytes: 1024,
+        ..config()
+    })
+    .await;
+    let token = small.client.login("amy").await;
+    let mut upload = String::from("colour,speed\n1,3\n1,\"4\n");
+    for i in 0..500 {
+        upload.push_str(&format!("1,{}\n", i % 131));
+    }
+    let text = small
+        .client
+        .post(url, Some(&token), "text/csv", upload)
+        .await
+        .text();
+    let last = text.lines().last().unwrap().to_string();
+    assert_eq!(text.lines().count(), 1 + 1 + 1, "{text}");
+    assert_eq!(
+        last,
+        ",,,,upload incomplete: row 1: a quote opened on line 3 is not closed within 1024 bytes: that row and the 500 lines after it were not read,"
+    );
 }
