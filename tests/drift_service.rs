@@ -372,3 +372,231 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
     let status = drift.terminate();
     assert!(status.success());
 }
+
+/// The events the drift service counted for the model, once it answers.
+async fn counted(client: &reqwest::Client, url: &str, token: &str) -> Option<u64> {
+    let state = get_json(
+        client,
+        &format!("{url}/v1/drift?model=baac-severity"),
+        Some(token),
+    )
+    .await?;
+    state["models"][0]["events"].as_u64()
+}
+
+/// `n` single predictions of holdout rows from `from` (each its own request, so the events
+/// spread over every partition); returns how many were predicted.
+async fn predict_singles(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    from: usize,
+    n: usize,
+) -> u64 {
+    let (header, rows) = holdout();
+    let mut predicted = 0;
+    for row in rows.iter().skip(from).take(n) {
+        let request = client
+            .post(format!("{url}/v1/models/baac-severity/predict"))
+            .bearer_auth(token)
+            .json(&json!({"features": features(&header, row)}));
+        // Rows the spec refuses (speed limits above 130) answer 422 and publish nothing.
+        if request.send().await.unwrap().status() == 200 {
+            predicted += 1;
+        }
+    }
+    predicted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_vigie_up_counts_the_traffic_of_its_new_broker() {
+    let home = tempfile::tempdir().unwrap();
+    let fast = ["--score-ms", "300", "--checkpoint-ms", "300"];
+    let (mut up, password) = start_up(home.path(), &fast);
+    let (url, drift_url) = (
+        printed(&up, "prediction service"),
+        printed(&up, "drift service"),
+    );
+    let client = reqwest::Client::new();
+    let first = token(&client, &url, "admin", &password).await;
+    let before = predict_singles(&client, &url, &first, 0, 300).await;
+    until(
+        "the first run's events counted",
+        Duration::from_secs(120),
+        || async { (counted(&client, &drift_url, &first).await? == before).then_some(()) },
+    )
+    .await;
+    assert!(up.terminate().success());
+
+    // The same home: the registry, the accounts and the drift checkpoint (with its offsets)
+    // are kept; the embedded broker is new and its partitions start at offset 0 again.
+    let mut up = restart_up(home.path(), &fast);
+    let (url, drift_url) = (
+        printed(&up, "prediction service"),
+        printed(&up, "drift service"),
+    );
+    let token = token(&client, &url, "admin", &password).await;
+    let after = predict_singles(&client, &url, &token, 300, 500).await;
+    let total = until_ok(
+        "every new event counted after the restart",
+        Duration::from_secs(120),
+        || async {
+            let events = counted(&client, &drift_url, &token).await.unwrap_or(0);
+            assert!(events <= before + after, "{events} counted");
+            if events == before + after {
+                Ok(events)
+            } else {
+                Err(format!("{events} of {} counted", before + after))
+            }
+        },
+    )
+    .await;
+    let text = metrics(&client, &drift_url).await;
+    let restarted = metric(
+        &text,
+        "vigie_drift_offset_resets_total{reason=\"restarted\"}",
+    );
+    eprintln!("after the restart: {total} events counted, {restarted} partitions restarted");
+    assert!(restarted >= 1.0, "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            "vigie_drift_events_skipped_total{reason=\"already_counted\"}"
+        ),
+        0.0
+    );
+    let ready = json_of(client.get(format!("{drift_url}/ready"))).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(up.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_deleted_and_created_again_is_counted_from_its_beginning() {
+    let Some(bin) = tansu() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = trained_home(dir.path(), "ops", "ops-password-1", true);
+    // One partition: every event lands where the checkpoint's anchor is.
+    let topic = vigie_stream::PREDICTIONS_TOPIC;
+    let broker = Broker::started(bin, None, &[]);
+    let recreate = |delete: bool| {
+        if delete {
+            let status = Command::new(&broker.bin)
+                .args(["topic", "delete", topic, "--broker"])
+                .arg(format!("tcp://{}", broker.address()))
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "tansu topic delete");
+        }
+        let status = Command::new(&broker.bin)
+            .args(["topic", "create", topic, "--partitions", "1", "--broker"])
+            .arg(format!("tcp://{}", broker.address()))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "tansu topic create");
+    };
+    recreate(false);
+    let env = [
+        ("KAFKA_BROKERS", broker.address()),
+        (
+            "VIGIE_JWT_SECRET",
+            "an end-to-end secret of at least 32 bytes".to_string(),
+        ),
+        ("VIGIE_POLL_MS", "200".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let replay = |count: usize| {
+        let features = repo().join("data/baac/X_test.csv");
+        let out = vigie_ok(
+            &home,
+            &[
+                "events",
+                "replay",
+                "--model",
+                "baac-severity",
+                "--features",
+                features.to_str().unwrap(),
+                "--count",
+                &count.to_string(),
+            ],
+            &env,
+        );
+        assert!(out.contains(&format!("replayed {count} events")), "{out}");
+        count as u64
+    };
+    let drift_args = [
+        "drift",
+        "--drift-listen",
+        "127.0.0.1:0",
+        "--checkpoint-ms",
+        "200",
+        "--score-ms",
+        "200",
+    ];
+    let client = reqwest::Client::new();
+    let mut published = 0;
+    // The drift service counts a first log, stops; the topic goes and comes back with fewer
+    // events than the old position, then with more: each time the restarted service finds
+    // another event at the partition's origin, and counts every event of the new log, once.
+    for (phase, (delete, count)) in [(false, 1000), (true, 300), (true, 1500)]
+        .into_iter()
+        .enumerate()
+    {
+        if delete {
+            recreate(true);
+        }
+        published += replay(count);
+        let (mut drift, drift_url) = start_service(&drift_args, &env, &home);
+        let ops = token(&client, &drift_url, "ops", "ops-password-1").await;
+        let events = until_ok(
+            &format!("phase {phase}: {published} events counted"),
+            Duration::from_secs(120),
+            || async {
+                let events = counted(&client, &drift_url, &ops).await.unwrap_or(0);
+                assert!(
+                    events <= published,
+                    "{events} counted, {published} published"
+                );
+                if events == published {
+                    Ok(events)
+                } else {
+                    Err(format!("{events} counted"))
+                }
+            },
+        )
+        .await;
+        let text = metrics(&client, &drift_url).await;
+        eprintln!(
+            "phase {phase}: {events} events counted; resets: restarted {}, replaced {}",
+            metric(
+                &text,
+                "vigie_drift_offset_resets_total{reason=\"restarted\"}"
+            ),
+            metric(
+                &text,
+                "vigie_drift_offset_resets_total{reason=\"replaced\"}"
+            )
+        );
+        // Phases 1 and 2: another event at the partition's origin (its first event counted).
+        assert_eq!(
+            metric(
+                &text,
+                "vigie_drift_offset_resets_total{reason=\"replaced\"}"
+            ),
+            if phase == 0 { 0.0 } else { 1.0 },
+            "{text}"
+        );
+        assert_eq!(
+            metric(
+                &text,
+                "vigie_drift_offset_resets_total{reason=\"restarted\"}"
+            ),
+            0.0,
+            "{text}"
+        );
+        assert!(drift.terminate().success());
+    }
+}

@@ -425,6 +425,21 @@ impl Drop for Broker {
 /// chooses), with `extra` flags, started: the process (its first lines read) and the admin's
 /// password.
 pub fn start_up(home: &Path, extra: &[&str]) -> (Service, String) {
+    let mut up = Service::spawn(up_command(home, extra));
+    let admin = up.wait_for("admin account", Duration::from_secs(600));
+    let password = after(&admin, "admin / ").to_string();
+    up.wait_for("Stop with Ctrl-C", Duration::from_secs(60));
+    (up, password)
+}
+
+/// [`start_up`] again on a home where it ran before (its admin exists and prints nothing).
+pub fn restart_up(home: &Path, extra: &[&str]) -> Service {
+    let mut up = Service::spawn(up_command(home, extra));
+    up.wait_for("Stop with Ctrl-C", Duration::from_secs(600));
+    up
+}
+
+fn up_command(home: &Path, extra: &[&str]) -> Command {
     let specs = home.join("models");
     quick_spec(&specs);
     let mut command = Command::new(VIGIE);
@@ -446,11 +461,7 @@ pub fn start_up(home: &Path, extra: &[&str]) -> (Service, String) {
         .env_remove("DATABASE_URL")
         .env_remove("KAFKA_BROKERS")
         .env_remove("VIGIE_JWT_SECRET");
-    let mut up = Service::spawn(command);
-    let admin = up.wait_for("admin account", Duration::from_secs(600));
-    let password = after(&admin, "admin / ").to_string();
-    up.wait_for("Stop with Ctrl-C", Duration::from_secs(60));
-    (up, password)
+    command
 }
 
 /// The first word after `label` on the first line `service` printed with it.

@@ -3,10 +3,12 @@
 //!
 //! The consumer commits to Kafka the offsets of the checkpoint it has just saved, so the
 //! group's committed offsets never pass the saved state. After a restart or a crash the state
-//! is read back and consumption resumes at the committed offsets; events between those and the
-//! state's own position are already in the windows and are skipped by offset. Events counted
-//! after the last checkpoint were lost with the process's memory, and are counted again from
-//! the topic: none is lost, none is counted twice.
+//! is read back and consumption resumes at the checkpoint's positions; events counted after
+//! the last checkpoint were lost with the process's memory, and are counted again from the
+//! topic: none is lost, none is counted twice. The checkpoint also holds the first event
+//! counted on each partition (its origin): a restart finds it again at the start of the
+//! partition, or knows the log is another one (a new broker, a topic created again) and
+//! counts that log from its beginning (see `consumer`).
 
 use std::collections::BTreeMap;
 
@@ -14,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use vigie_drift::{Histograms, SlidingState, SlidingWindow, TumblingWindows};
 
-use crate::watch::State;
+use crate::watch::{Mark, State};
 
 /// Version of the checkpoint format.
 pub const FORMAT: u32 = 1;
@@ -26,6 +28,10 @@ pub struct Checkpoint {
     pub written_at: DateTime<Utc>,
     /// Next offset to count, per partition.
     pub offsets: BTreeMap<i32, i64>,
+    /// The first event counted on each partition (absent from checkpoints written before
+    /// origins were kept: their positions are taken as they are).
+    #[serde(default)]
+    pub origins: BTreeMap<i32, Mark>,
     pub models: BTreeMap<String, ModelCheckpoint>,
 }
 
@@ -62,6 +68,7 @@ impl State {
             topic: topic.to_string(),
             written_at: Utc::now(),
             offsets: self.offsets.clone(),
+            origins: self.origins.clone(),
             models: self
                 .models
                 .iter()
@@ -95,6 +102,7 @@ impl State {
             ));
         }
         self.offsets = checkpoint.offsets;
+        self.origins = checkpoint.origins;
         let mut done = Vec::new();
         for (model, saved) in checkpoint.models {
             let Some(watch) = self.models.get_mut(&model) else {

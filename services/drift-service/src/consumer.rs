@@ -9,15 +9,25 @@
 //! committed offset, else at the beginning; new partitions are picked up within
 //! `PARTITION_CHECK`.
 //!
+//! A position is only good on the log it was taken on. Before starting at one, the partition's
+//! first counted event (its origin, in the checkpoint) is read again: another event there, or
+//! a log that ends before it, means the log started again (a new broker, such as the embedded
+//! one after a restart, or a topic created again), and the partition is read from its
+//! beginning. While running, an event before the position that is not one just read means the
+//! same (a broker answers a fetch past the end of a log that started again with an
+//! out-of-range error, and the reader goes back to its beginning: see `State::apply`).
+//!
 //! Offsets are never committed before the events before them are in a saved checkpoint
 //! (`enable.auto.commit` is off): at-least-once delivery, made exact by the checkpoint's own
 //! offsets (see [`crate::checkpoint`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
@@ -25,7 +35,7 @@ use vigie_registry::Registry;
 
 use crate::checkpoint::Checkpoint;
 use crate::metrics::Metrics;
-use crate::watch::{Applied, Skip, State, lock};
+use crate::watch::{Applied, Mark, Reset, Skip, State, lock};
 
 /// Where and how the consumer reads.
 #[derive(Debug, Clone)]
@@ -49,6 +59,7 @@ impl ClientContext for Context {
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };
+
         let lag: i64 = topic
             .partitions
             .values()
@@ -68,6 +79,9 @@ impl ClientContext for Context {
 impl ConsumerContext for Context {}
 
 pub type DriftConsumer = BaseConsumer<Context>;
+
+/// The longest wait for the first events of the partitions whose origin is checked.
+pub const ORIGIN_WAIT: Duration = Duration::from_secs(5);
 
 /// How often the topic's partitions are listed again.
 pub const PARTITION_CHECK: Duration = Duration::from_secs(10);
@@ -176,6 +190,95 @@ impl Runner {
         tracing::info!("drift consumer stopped");
     }
 
+    /// Reads the first event counted on each of `partitions` (its origin) again, where the
+    /// position has moved past it: the same event means the same log; another event there, an
+    /// earlier one (the broker reset a fetch past the end to the beginning), or a log that ends
+    /// before it means the log started again, and the partition's position is given up. A
+    /// partition that answers nothing within [`ORIGIN_WAIT`] keeps its position.
+    fn check_origins(&self, partitions: &[i32]) -> rdkafka::error::KafkaResult<()> {
+        let topic = &self.config.topic;
+        let origins: BTreeMap<i32, Mark> = {
+            let state = lock(&self.state);
+            state
+                .origins
+                .iter()
+                .filter(|(p, origin)| {
+                    partitions.contains(p)
+                        && state
+                            .offsets
+                            .get(p)
+                            .is_some_and(|&next| next > origin.offset)
+                })
+                .map(|(&p, origin)| (p, origin.clone()))
+                .collect()
+        };
+        if origins.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(?origins, "reading the partitions' origins");
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("group.id", format!("{}-origins", self.config.group))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", vigie_stream::FETCH_WAIT_MS)
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        for (&p, origin) in &origins {
+            assignment.add_partition_offset(topic, p, Offset::Offset(origin.offset))?;
+        }
+        reader.assign(&assignment)?;
+        // Per partition: its first event from the origin on, or `None` for its end.
+        let mut first: BTreeMap<i32, Option<Mark>> = BTreeMap::new();
+        let deadline = Instant::now() + ORIGIN_WAIT;
+        while first.len() < origins.len() && Instant::now() < deadline {
+            match reader.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let event_id = crate::decode::Envelope::parse(m.payload().unwrap_or_default())
+                        .map(|e| e.event_id.to_string())
+                        .unwrap_or_default();
+                    first.entry(m.partition()).or_insert(Some(Mark {
+                        offset: m.offset(),
+                        event_id,
+                    }));
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    first.entry(p).or_insert(None);
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "reading the partitions' origins"),
+                None => {}
+            }
+        }
+        tracing::debug!(?first, "the partitions' first events");
+        for (p, origin) in &origins {
+            let given_up = match first.get(p) {
+                // The same log: the position holds.
+                Some(Some(m)) if m.offset == origin.offset && m.event_id == origin.event_id => None,
+                // The origin is gone from the log's start (retention): the same log as far as
+                // can be told.
+                Some(Some(m)) if m.offset > origin.offset => None,
+                Some(Some(m)) if m.offset == origin.offset => Some((Reset::Replaced, m.offset)),
+                Some(Some(m)) => Some((Reset::Restarted, m.offset)),
+                Some(None) | None => {
+                    let (_, end) = reader
+                        .fetch_watermarks(topic, *p, Duration::from_secs(5))
+                        .unwrap_or((-1, -1));
+                    (end >= 0 && end <= origin.offset).then_some((Reset::Restarted, end))
+                }
+            };
+            match given_up {
+                Some((reset, offset)) => lock(&self.state).give_up(*p, reset, offset),
+                None if !first.contains_key(p) => tracing::warn!(
+                    partition = p,
+                    "the partition's first event was not read in time; its position is kept"
+                ),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Assigns every partition of the topic when their number is not `current`; returns the
     /// number assigned.
     fn assign(&self, current: usize) -> rdkafka::error::KafkaResult<usize> {
@@ -191,6 +294,11 @@ impl Runner {
             .collect();
         if partitions.len() == current || partitions.is_empty() {
             return Ok(current);
+        }
+        if current == 0
+            && let Err(e) = self.check_origins(&partitions)
+        {
+            tracing::warn!(error = %e, "cannot read the partitions' origins; the positions are kept");
         }
         let positions = lock(&self.state).offsets.clone();
         let mut query = TopicPartitionList::new();

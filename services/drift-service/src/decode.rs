@@ -25,6 +25,8 @@ pub enum DecodeError {
 #[derive(Debug, Deserialize)]
 pub struct Envelope<'a> {
     #[serde(borrow)]
+    pub event_id: &'a str,
+    #[serde(borrow)]
     pub model: &'a str,
     pub model_version: u32,
     #[serde(borrow)]
@@ -36,8 +38,8 @@ pub struct Envelope<'a> {
 }
 
 impl<'a> Envelope<'a> {
-    /// Reads the envelope of a `vigie.predictions` message. Model names and hashes are plain
-    /// text (no escapes), so they are borrowed from the message.
+    /// Reads the envelope of a `vigie.predictions` message. Event ids, model names and hashes
+    /// are plain text (no escapes), so they are borrowed from the message.
     pub fn parse(payload: &'a [u8]) -> Result<Self, DecodeError> {
         // One UTF-8 check of the whole message (an ASCII fast path), rather than one per
         // string as `from_slice` does: a tenth of the decoding time.

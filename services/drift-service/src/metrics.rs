@@ -26,6 +26,8 @@ pub struct Metrics {
     pub window_capacity: IntGaugeVec,
     pub events: IntCounterVec,
     pub skipped: IntCounterVec,
+    /// Partition positions given up because the log is not the one they were taken on.
+    pub offset_resets: IntCounterVec,
     pub late: IntCounterVec,
     pub noised: IntCounterVec,
     pub noise_active: IntGaugeVec,
@@ -62,7 +64,15 @@ impl Metrics {
             ),
             &["reason"]
         )?);
+        let offset_resets = register!(IntCounterVec::new(
+            Opts::new(
+                "vigie_drift_offset_resets_total",
+                "Partition positions given up because the partition's log is not the one they were taken on (restarted: a new broker or a recreated topic starting before the position; replaced: another event at the checkpoint's last offset)"
+            ),
+            &["reason"]
+        )?);
         Ok(Metrics {
+            offset_resets,
             score: register!(GaugeVec::new(
                 Opts::new(
                     "ml_data_drift_score",

@@ -13,7 +13,7 @@ use crate::checkpoint::{Checkpoint, Restored};
 use crate::consumer::DriftConsumer;
 use crate::metrics::Metrics;
 use crate::score::{score_all, unpublish};
-use crate::watch::{Reference, State, WindowConfig, lock};
+use crate::watch::{Reference, State, UNCOUNTED_STREAK, WindowConfig, lock};
 
 /// Settings of the service.
 #[derive(Debug, Clone)]
@@ -226,33 +226,53 @@ impl Service for Inner {
         }
     }
 
-    /// Ready once a reference is loaded: events of models without one are not scored. The
-    /// consumer's assignment is reported beside.
+    /// Ready once a reference is loaded (events of models without one are not scored), and
+    /// while the events read are counted: past [`UNCOUNTED_STREAK`] events in a row skipped
+    /// (events of models this instance does not watch aside), the service is blind and says
+    /// why. The consumer's assignment is reported beside.
     async fn readiness(state: &AppState) -> Readiness {
-        let models: Vec<Value> = lock(&state.state)
-            .models
-            .values()
-            .map(|w| {
-                json!({
-                    "model": w.reference.model,
-                    "reference_version": w.reference.version,
-                    "since": w.since,
+        let (models, uncounted) = {
+            let watch = lock(&state.state);
+            let models: Vec<Value> = watch
+                .models
+                .values()
+                .map(|w| {
+                    json!({
+                        "model": w.reference.model,
+                        "reference_version": w.reference.version,
+                        "since": w.since,
+                    })
                 })
-            })
-            .collect();
+                .collect();
+            (models, watch.uncounted.clone())
+        };
         let partitions: Vec<i32> = state
             .consumer
             .as_ref()
             .and_then(|c| c.assignment().ok())
             .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
             .unwrap_or_default();
-        let reason = models.is_empty().then(|| {
-            "no production model has a reference loaded; train or promote one".to_string()
-        });
+        let reason = if models.is_empty() {
+            Some("no production model has a reference loaded; train or promote one".to_string())
+        } else if uncounted.events >= UNCOUNTED_STREAK {
+            let reasons: Vec<String> = uncounted
+                .reasons
+                .iter()
+                .map(|(reason, n)| format!("{reason}: {n}"))
+                .collect();
+            Some(format!(
+                "the last {} events read were not counted ({}); vigie_drift_events_skipped_total has the reasons",
+                uncounted.events,
+                reasons.join(", ")
+            ))
+        } else {
+            None
+        };
         Readiness::new(
             reason,
             json!({
                 "models": models,
+                "uncounted_in_a_row": uncounted,
                 "consumer": {
                     "group": state.config.group,
                     "topic": state.config.topic,

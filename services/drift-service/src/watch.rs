@@ -258,6 +258,89 @@ pub enum Applied {
     Skipped(Skip),
 }
 
+/// Why a partition's position was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// The partition's log starts again before the position: it delivered an event there
+    /// that is not one counted, or it ends before the position (a new broker, such as the
+    /// embedded one after a restart, or a topic deleted and created again).
+    Restarted,
+    /// Another event stands at the offset of the first event counted on the partition: the
+    /// topic was created again and has grown past the old position (found at a restart).
+    Replaced,
+}
+
+impl Reset {
+    pub const ALL: [Reset; 2] = [Reset::Restarted, Reset::Replaced];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reset::Restarted => "restarted",
+            Reset::Replaced => "replaced",
+        }
+    }
+}
+
+/// An event of a partition: its offset and event id (empty when unreadable).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub offset: i64,
+    pub event_id: String,
+}
+
+/// The last [`RECENT`] events read on a partition, by offset and a hash of their event id:
+/// a broker may deliver some of them again (tansu answers a fetch at the end of its log with
+/// the last batch), and those are told apart from the events of a log that starts again.
+#[derive(Debug, Clone)]
+pub struct Recent {
+    ids: Vec<(i64, u64)>,
+}
+
+/// How many events per partition [`Recent`] remembers.
+pub const RECENT: usize = 4096;
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent {
+            ids: vec![(-1, 0); RECENT],
+        }
+    }
+}
+
+impl Recent {
+    fn slot(offset: i64) -> usize {
+        offset.rem_euclid(RECENT as i64) as usize
+    }
+
+    fn push(&mut self, offset: i64, id: u64) {
+        self.ids[Self::slot(offset)] = (offset, id);
+    }
+
+    /// Whether the event at `offset` was read, with this id.
+    fn holds(&self, offset: i64, id: u64) -> bool {
+        self.ids[Self::slot(offset)] == (offset, id)
+    }
+}
+
+/// A stable 64-bit hash of an event id (FNV-1a): the same on every run and platform.
+fn id_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Events read in a row without one counted (events of models this instance does not watch
+/// aside): past [`UNCOUNTED_STREAK`] of them, the service is not ready.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Uncounted {
+    pub events: u64,
+    /// By reason, as `vigie_drift_events_skipped_total` names them.
+    pub reasons: BTreeMap<&'static str, u64>,
+}
+
+/// How many events read in a row without one counted make the service not ready.
+pub const UNCOUNTED_STREAK: u64 = 100;
+
 /// Every model's windows and the consumer's position.
 #[derive(Debug)]
 pub struct State {
@@ -266,6 +349,13 @@ pub struct State {
     /// Next offset to count, per partition: every event before it is in the windows (or was
     /// skipped for a reason counted in the metrics).
     pub offsets: BTreeMap<i32, i64>,
+    /// The first event counted on each partition's log: saved with the checkpoint, so that a
+    /// restart can tell whether the log it resumes is the one it left.
+    pub origins: BTreeMap<i32, Mark>,
+    /// The last events read on each partition.
+    pub recent: BTreeMap<i32, Recent>,
+    /// Events read since the last one counted.
+    pub uncounted: Uncounted,
     pub metrics: Metrics,
     delay: Histogram,
 }
@@ -276,10 +366,16 @@ impl State {
         for skip in Skip::ALL {
             metrics.skipped.with_label_values(&[skip.as_str()]);
         }
+        for reset in Reset::ALL {
+            metrics.offset_resets.with_label_values(&[reset.as_str()]);
+        }
         State {
             config,
             models: BTreeMap::new(),
             offsets: BTreeMap::new(),
+            origins: BTreeMap::new(),
+            recent: BTreeMap::new(),
+            uncounted: Uncounted::default(),
             delay: metrics.delay.clone(),
             metrics,
         }
@@ -309,13 +405,51 @@ impl State {
     /// Counts one message of the predictions topic: decodes it, applies the model's noise,
     /// adds it to the model's windows, and moves the partition's position past it.
     /// `now_ms` is the wall clock (noise expiry, the delay metric).
+    ///
+    /// A message before the partition's position is one of the last events read, delivered
+    /// again (skipped as already counted), or the first of a log that starts again (a new
+    /// broker, a topic created again): then the position is given up and the message counted.
     pub fn apply(&mut self, partition: i32, offset: i64, payload: &[u8], now_ms: i64) -> Applied {
-        let next = self.offsets.entry(partition).or_insert(0);
-        if offset < *next {
-            return Applied::Skipped(Skip::AlreadyCounted);
+        let applied = self.apply_unrecorded(partition, offset, payload, now_ms);
+        match applied {
+            Applied::Counted { .. } => self.uncounted = Uncounted::default(),
+            Applied::Skipped(Skip::UnknownModel) => {}
+            Applied::Skipped(skip) => {
+                self.uncounted.events += 1;
+                *self.uncounted.reasons.entry(skip.as_str()).or_insert(0) += 1;
+            }
         }
-        *next = offset + 1;
-        let Ok(envelope) = Envelope::parse(payload) else {
+        applied
+    }
+
+    fn apply_unrecorded(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        payload: &[u8],
+        now_ms: i64,
+    ) -> Applied {
+        let envelope = Envelope::parse(payload);
+        let event_id = envelope.as_ref().map_or("", |e| e.event_id);
+        let id = id_hash(event_id);
+        let next = self.offsets.get(&partition).copied().unwrap_or(0);
+        let recent = self.recent.entry(partition).or_default();
+        if offset < next {
+            if recent.holds(offset, id) {
+                return Applied::Skipped(Skip::AlreadyCounted);
+            }
+            *recent = Recent::default();
+            self.origins.remove(&partition);
+            self.reset(partition, Reset::Restarted, offset, next);
+        }
+        let recent = self.recent.entry(partition).or_default();
+        recent.push(offset, id);
+        self.offsets.insert(partition, offset + 1);
+        self.origins.entry(partition).or_insert_with(|| Mark {
+            offset,
+            event_id: event_id.to_string(),
+        });
+        let Ok(envelope) = envelope else {
             return Applied::Skipped(Skip::Unreadable);
         };
         let Some(watch) = self.models.get_mut(envelope.model) else {
@@ -360,6 +494,31 @@ impl State {
         self.delay
             .observe((now_ms - time_ms).max(0) as f64 / 1000.0);
         Applied::Counted { noised }
+    }
+
+    /// Gives up the position of a partition whose log is not the one it was taken on (see
+    /// [`Reset`]): it is read from its beginning. `offset` is where that was seen.
+    pub fn give_up(&mut self, partition: i32, reset: Reset, offset: i64) {
+        let position = self.offsets.get(&partition).copied().unwrap_or(0);
+        self.reset(partition, reset, offset, position);
+        self.offsets.insert(partition, 0);
+        self.origins.remove(&partition);
+        self.recent.remove(&partition);
+    }
+
+    /// Gives up a partition's position: logged and counted.
+    fn reset(&mut self, partition: i32, reset: Reset, offset: i64, position: i64) {
+        tracing::warn!(
+            partition,
+            offset,
+            position,
+            reason = reset.as_str(),
+            "the partition's log is not the one the position was taken on (a new broker, or a topic created again): counting from here"
+        );
+        self.metrics
+            .offset_resets
+            .with_label_values(&[reset.as_str()])
+            .inc();
     }
 
     /// Removes expired noise injections (the consumer also does it as events arrive; this

@@ -40,6 +40,11 @@ impl Harness {
     /// Applies `n` toy events (colour 1 or 2 in turn, speed `speed`) to the state.
     fn feed(&mut self, n: usize, speed: f64) {
         let hash = self.spec_hash();
+        self.feed_with(n, speed, &hash);
+    }
+
+    /// [`Harness::feed`] with events of the spec whose hash is `hash`.
+    fn feed_with(&mut self, n: usize, speed: f64, hash: &str) {
         let names = vec!["colour".to_string(), "speed".to_string()];
         let ts = chrono::Utc::now();
         let mut state = self.state.state.lock().unwrap();
@@ -51,7 +56,7 @@ impl Harness {
                 ts: &ts,
                 model: "toy",
                 model_version: 1,
-                schema_hash: &hash,
+                schema_hash: hash,
                 features: Features {
                     names: &names,
                     values: &values,
@@ -477,4 +482,27 @@ async fn the_operations_routes_answer() {
         metrics.contains("http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_service_that_counts_none_of_the_events_it_reads_is_not_ready() {
+    let mut h = Harness::new().await;
+    h.feed(10, 20.0);
+    assert_eq!(h.client.get("/ready", None).await.status, StatusCode::OK);
+    // Events of another spec of the model (say, a producer that was not upgraded): read, not
+    // counted. Past 100 in a row the service says so.
+    h.feed_with(99, 20.0, "another-spec");
+    assert_eq!(h.client.get("/ready", None).await.status, StatusCode::OK);
+    h.feed_with(1, 20.0, "another-spec");
+    let ready = h.client.get("/ready", None).await;
+    let body = ready.json();
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        body["reason"],
+        "the last 100 events read were not counted (other_schema: 100); vigie_drift_events_skipped_total has the reasons"
+    );
+    assert_eq!(body["uncounted_in_a_row"]["events"], 100);
+    // One counted event and it is ready again.
+    h.feed(1, 20.0);
+    assert_eq!(h.client.get("/ready", None).await.status, StatusCode::OK);
 }

@@ -45,12 +45,14 @@ pub(crate) fn reference(version: u32) -> Arc<Reference> {
     Arc::new(Reference::new(&spec, "toy-hash", version, profile))
 }
 
+/// An event of `model`; its id is made of its values and time, so equal events have one id.
 pub(crate) fn event(model: &str, hash: &str, colour: f64, speed: f64, ts_ms: i64) -> Vec<u8> {
     let ts = chrono::DateTime::from_timestamp_millis(ts_ms).unwrap();
     let names = vec!["colour".to_string(), "speed".to_string()];
     let values = [Value::Number(colour), Value::Number(speed)];
+    let event_id = format!("e-{ts_ms}-{colour}-{speed}");
     PredictionEventRef {
-        event_id: "e",
+        event_id: &event_id,
         request_id: "r",
         ts: &ts,
         model,
@@ -127,14 +129,99 @@ fn events_fill_the_windows_and_move_the_position() {
     assert_eq!(w.total.rows(), 1500);
     assert_eq!(w.events, 1500);
     assert_eq!(s.offsets, BTreeMap::from([(0, 500), (1, 500), (2, 500)]));
-    // Offsets already counted are skipped: a replay after a restart counts nothing twice.
+    assert_eq!(s.origins[&2].offset, 0);
+    // A partition that delivers events before its position starts again (a new broker, a
+    // topic created again): the position is given up once per partition, every event counted.
     let again = feed(&mut s, 30, 2, 490);
     assert!(
         again
             .iter()
-            .all(|a| *a == Applied::Skipped(Skip::AlreadyCounted))
+            .all(|a| *a == Applied::Counted { noised: false })
     );
-    assert_eq!(s.models["toy"].total.rows(), 1500);
+    assert_eq!(s.models["toy"].total.rows(), 1530);
+    assert_eq!(s.offsets, BTreeMap::from([(0, 500), (1, 500), (2, 500)]));
+    let resets =
+        |s: &State, reason: &str| s.metrics.offset_resets.with_label_values(&[reason]).get();
+    assert_eq!(resets(&s, "restarted"), 3);
+    assert_eq!(resets(&s, "replaced"), 0);
+}
+
+#[test]
+fn a_log_that_starts_again_is_told_apart_from_events_delivered_again() {
+    let mut s = state(1);
+    let payload = |i: i64| event("toy", "toy-hash", 1.0, 40.0 + i as f64 % 20.0, i);
+    for offset in 0..100 {
+        assert_eq!(
+            s.apply(0, offset, &payload(offset), 0),
+            Applied::Counted { noised: false }
+        );
+    }
+    let resets =
+        |s: &State, reason: &str| s.metrics.offset_resets.with_label_values(&[reason]).get();
+    // The first event counted is the partition's origin, saved with the checkpoint.
+    let saved: Checkpoint =
+        serde_json::from_str(&serde_json::to_string(&s.checkpoint("t")).unwrap()).unwrap();
+    assert_eq!(saved.origins[&0].offset, 0);
+    assert_eq!(saved.origins[&0].event_id, "e-0-1-40");
+
+    // The last events delivered again (tansu answers a fetch at its end with its last batch):
+    // already counted.
+    for offset in 60..100 {
+        assert_eq!(
+            s.apply(0, offset, &payload(offset), 0),
+            Applied::Skipped(Skip::AlreadyCounted)
+        );
+    }
+    assert_eq!(s.models["toy"].events, 100);
+    assert_eq!(s.offsets[&0], 100);
+
+    // A log that starts again (the embedded broker after a restart, a topic created again):
+    // other events before the position. The position is given up once, every event counted.
+    for offset in 0..10 {
+        assert_eq!(
+            s.apply(0, offset, &payload(1000 + offset), 0),
+            Applied::Counted { noised: false }
+        );
+    }
+    assert_eq!(s.models["toy"].events, 110);
+    assert_eq!(s.offsets[&0], 10);
+    assert_eq!(
+        s.origins[&0].event_id,
+        format!("e-1000-1-{}", 40.0 + 1000.0 % 20.0)
+    );
+    assert_eq!((resets(&s, "restarted"), resets(&s, "replaced")), (1, 0));
+
+    // A partition found to be another log (see the consumer): its position is given up.
+    s.give_up(0, Reset::Replaced, 0);
+    assert_eq!(s.offsets[&0], 0);
+    assert!(!s.origins.contains_key(&0));
+    assert_eq!(
+        s.apply(0, 0, &payload(5000), 0),
+        Applied::Counted { noised: false }
+    );
+    assert_eq!((resets(&s, "restarted"), resets(&s, "replaced")), (1, 1));
+}
+
+#[test]
+fn events_read_without_one_counted_are_told_apart_from_other_models() {
+    let mut s = state(1);
+    let foreign = event("toy", "another-spec", 1.0, 3.0, 0);
+    let other = event("another-model", "h", 1.0, 3.0, 0);
+    for offset in 0..150 {
+        s.apply(0, offset, &other, 0);
+    }
+    assert_eq!(
+        s.uncounted.events, 0,
+        "another model's events are not ours to count"
+    );
+    for offset in 150..250 {
+        s.apply(0, offset, &foreign, 0);
+    }
+    assert_eq!(s.uncounted.events, 100);
+    assert_eq!(s.uncounted.reasons, BTreeMap::from([("other_schema", 100)]));
+    assert!(s.uncounted.events >= UNCOUNTED_STREAK);
+    s.apply(0, 250, &event("toy", "toy-hash", 1.0, 3.0, 0), 0);
+    assert_eq!(s.uncounted, Uncounted::default());
 }
 
 #[test]
@@ -222,7 +309,7 @@ fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
     let (a, b) = (&s.models["toy"], &restored.models["toy"]);
     assert_eq!(a.sliding.histograms(), b.sliding.histograms());
     assert_eq!(a.total, b.total);
-    // Both go on identically: replays are skipped, new events counted alike.
+    // Both go on identically, whatever the offsets they are given.
     let more_a = feed(&mut s, 600, 5, 400);
     let more_b = feed(&mut restored, 600, 5, 400);
     assert_eq!(more_a, more_b);
