@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use vigie_api::server::Limits;
 use vigie_api::service::Common;
 use vigie_registry::Registry;
 
@@ -30,6 +31,19 @@ pub struct ServiceArgs {
     /// The topic predictions are published to and read from.
     #[arg(long, env = "VIGIE_PREDICTIONS_TOPIC", default_value = vigie_stream::PREDICTIONS_TOPIC)]
     pub topic: String,
+    /// How long a connection may take to send a request's headers, counted from its opening
+    /// or from the previous response (an idle kept-alive connection is closed then), in seconds.
+    #[arg(long, env = "VIGIE_IDLE_TIMEOUT_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout_secs: u64,
+    /// How long a request body may pause between two chunks, in seconds (408 beyond).
+    #[arg(long, env = "VIGIE_BODY_TIMEOUT_SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_secs: u64,
+    /// Most connections served at once per service; more wait until one closes.
+    #[arg(long, env = "VIGIE_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
 }
 
 impl ServiceArgs {
@@ -66,6 +80,11 @@ impl ServiceArgs {
             jwt_secret,
             token_ttl: Duration::from_secs(self.token_ttl_secs),
             poll_interval: Duration::from_millis(self.poll_ms),
+            limits: Limits {
+                idle: Duration::from_secs(self.idle_timeout_secs),
+                body: Duration::from_secs(self.body_timeout_secs),
+                max_connections: self.max_connections as usize,
+            },
         }
     }
 }

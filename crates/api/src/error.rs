@@ -21,6 +21,9 @@ pub struct ApiError {
     /// The batch row at fault (0-based), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub row: Option<usize>,
+    /// Seconds to wait before asking again (429, sent as `Retry-After`).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -31,6 +34,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             row: None,
+            retry_after: None,
         }
     }
 
@@ -81,6 +85,14 @@ impl ApiError {
         )
     }
 
+    /// 429: asked too often; ask again after `retry_after` seconds.
+    pub fn too_many(error: &'static str, message: impl Into<String>, retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, error, message)
+        }
+    }
+
     pub fn unavailable(error: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, error, message)
     }
@@ -95,18 +107,34 @@ impl ApiError {
         )
     }
 
-    /// An error from a body or form extractor, with the status axum chose (400 for bad
-    /// syntax, 413 past the body limit, 415 for a wrong content type, 422 for bad data).
+    /// An error from a body or form extractor, or one axum answered itself, with the status
+    /// axum chose (400 for bad syntax, 405 for a method the route does not take, 413 past the
+    /// body limit, 415 for a wrong content type, 422 for bad data). A body that stopped
+    /// arriving (the server's body timeout) is a 408.
     pub fn from_rejection(status: StatusCode, text: String) -> Self {
+        if text.contains(BODY_TIMEOUT_TEXT) {
+            return Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body stopped arriving: send it without pauses",
+            );
+        }
         let error = match status {
             StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::REQUEST_TIMEOUT => "timeout",
+            s if s.is_server_error() => "internal",
             _ => "bad_request",
         };
         Self::new(status, error, text)
     }
 }
+
+/// What a request body that stopped arriving reads as (tower-http's `TimeoutError`).
+pub const BODY_TIMEOUT_TEXT: &str = "data was not received within the designated timeout";
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,12 +150,17 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status;
+        let (status, retry_after) = (self.status, self.retry_after);
         let mut response = (status, Json(self)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -1,9 +1,9 @@
-//! Middleware every service stacks: request ids, timeouts, HTTP metrics.
+//! Middleware every service stacks: request ids, timeouts, HTTP metrics, JSON errors.
 
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
@@ -58,6 +58,64 @@ pub async fn timeout(State(limit): State<Duration>, request: Request, next: Next
         )
         .into_response(),
     }
+}
+
+/// Largest error body kept when an error answered as text is turned into JSON.
+const ERROR_TEXT_BYTES: usize = 16 * 1024;
+
+/// Every error leaves as the JSON error body, with its reason: errors axum answers itself
+/// (a method the route does not take, a body past its limit or of the wrong type) come as
+/// text or empty, and are rewritten. Every server error (5xx) is logged with its request.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.id.clone())
+        .unwrap_or_default();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let response = if is_json {
+        response
+    } else {
+        let (mut parts, body) = response.into_parts();
+        let text = axum::body::to_bytes(body, ERROR_TEXT_BYTES)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default();
+        let text = if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            text
+        };
+        let error = ApiError::from_rejection(status, text);
+        let mut answer = error.into_response();
+        parts.headers.remove(header::CONTENT_TYPE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        for (name, value) in parts.headers.iter() {
+            answer.headers_mut().insert(name, value.clone());
+        }
+        answer
+    };
+    if status.is_server_error() {
+        tracing::warn!(
+            status = status.as_u16(),
+            %method,
+            path,
+            request_id,
+            "answered with a server error"
+        );
+    }
+    response
 }
 
 /// HTTP request counts and latencies by route (the route's pattern, not the raw path),

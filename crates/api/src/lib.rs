@@ -4,6 +4,7 @@
 //!   [`Service`] trait each service implements, the shell of routes and layers every service
 //!   answers with, the registry follower, and `serve`.
 //! - [`openapi`]: the shell's part of every service's OpenAPI document.
+//! - [`server`]: the HTTP/1.1 server with header, idle and body timeouts and a connection cap.
 //! - `testing` (feature `testing`): the services' router-test helpers.
 //! - [`error`]: the JSON error every 4xx and 5xx carries: `{"error", "message", "field"}`.
 //! - [`auth`]: accounts (argon2 password hashes in the registry database), `/auth/token`
@@ -17,6 +18,7 @@ pub mod docs;
 pub mod error;
 pub mod layers;
 pub mod openapi;
+pub mod server;
 pub mod service;
 pub mod shutdown;
 #[cfg(feature = "testing")]

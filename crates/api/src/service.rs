@@ -9,8 +9,9 @@
 //!
 //! [`router`] wraps the service's own routes in the shell every service answers with:
 //! `/health`, `/ready`, `/metrics`, `/openapi.json`, `/docs`, the account routes, the request
-//! id and HTTP metrics layers, and the JSON 404. [`serve`] runs that router with the registry
-//! follower ([`Shared::follow`]) until shutdown.
+//! id and HTTP metrics layers, and JSON errors (the 404 and every error axum answers itself).
+//! [`serve`] runs that router with the registry follower ([`Shared::follow`]) until shutdown,
+//! on the server of [`crate::server`] and within the service's connection limits.
 
 use std::future::Future;
 use std::ops::Deref;
@@ -25,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use prometheus::{IntGauge, Registry as MetricsRegistry};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry as MetricsRegistry};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
@@ -33,6 +34,7 @@ use vigie_registry::Registry;
 
 use crate::auth::{Auth, HasAuth};
 use crate::layers::HttpMetrics;
+use crate::server::Limits;
 
 /// What a service does beyond the shell; implemented by its own state.
 pub trait Service: Send + Sync + Sized + 'static {
@@ -96,6 +98,8 @@ pub struct ServiceMetrics {
     pub database_up: IntGauge,
     /// 1 when the broker answered the last check and holds the service's topic.
     pub broker_up: IntGauge,
+    /// Logins by outcome: ok, refused (wrong name or password), throttled (429).
+    pub logins: IntCounterVec,
 }
 
 impl ServiceMetrics {
@@ -116,6 +120,17 @@ impl ServiceMetrics {
                 "vigie_broker_up",
                 "1 when the Kafka broker answered the last check and holds the service's topic",
             )?,
+            logins: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "vigie_logins_total",
+                        "Logins by outcome: ok, refused (wrong name or password), throttled (too many failures)",
+                    ),
+                    &["outcome"],
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             registry,
         })
     }
@@ -133,6 +148,8 @@ pub struct Common {
     pub token_ttl: Duration,
     /// How often the registry, the accounts and the broker are checked.
     pub poll_interval: Duration,
+    /// Timeouts and the most connections at once.
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for Common {
@@ -142,6 +159,7 @@ impl std::fmt::Debug for Common {
             .field("jwt_secret", &"(hidden)")
             .field("token_ttl", &self.token_ttl)
             .field("poll_interval", &self.poll_interval)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -157,12 +175,9 @@ impl Common {
             self.registry.clone(),
         )
         .await?;
-        Ok(Base::new(
-            auth,
-            self.registry.clone(),
-            metrics,
-            self.poll_interval,
-        ))
+        let mut base = Base::new(auth, self.registry.clone(), metrics, self.poll_interval);
+        base.limits = self.limits;
+        Ok(base)
     }
 }
 
@@ -173,6 +188,8 @@ pub struct Base {
     pub metrics: ServiceMetrics,
     /// How often the registry, the accounts and the broker are checked.
     pub poll_interval: Duration,
+    /// Timeouts and the most connections at once ([`Limits::default`] unless set).
+    pub limits: Limits,
     dependencies: ArcSwap<Dependencies>,
     wake: Arc<Notify>,
 }
@@ -193,11 +210,13 @@ impl Base {
         metrics: ServiceMetrics,
         poll_interval: Duration,
     ) -> Self {
+        auth.count_logins_in(metrics.logins.clone());
         Base {
             auth,
             registry,
             metrics,
             poll_interval,
+            limits: Limits::default(),
             dependencies: ArcSwap::from_pointee(Dependencies {
                 database: "not checked yet".into(),
                 broker: "not checked yet".into(),
@@ -357,6 +376,7 @@ pub fn router<T: Service>(state: Shared<T>, own: Router<Shared<T>>) -> Router {
         .route_layer(from_fn_with_state(http, crate::layers::track))
         .merge(crate::docs::routes("/openapi.json"))
         .fallback(crate::error::not_found)
+        .layer(from_fn(crate::layers::json_errors))
         .layer(from_fn(crate::layers::request_id))
         .with_state(state)
 }
@@ -423,9 +443,8 @@ pub async fn serve<T: Service>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let follower = tokio::spawn(state.clone().follow());
-    let served = axum::serve(listener, router(state, own))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.base().limits;
+    let served = crate::server::run(listener, router(state, own), limits, shutdown).await;
     follower.abort();
     served
 }
