@@ -159,6 +159,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Registry {
     pool: AnyPool,
     artifacts: PathBuf,
+    /// SQLite: writes take the write lock when their transaction begins (`BEGIN IMMEDIATE`),
+    /// so that two writers wait for each other (the busy timeout) instead of one failing with
+    /// "database is locked" when its read lock cannot be upgraded.
+    sqlite: bool,
 }
 
 /// The columns read into a [`ModelVersion`], as a literal for `concat!` (sqlx takes only literal SQL).
@@ -187,15 +191,42 @@ impl Registry {
             })?;
         }
         let url = with_sqlite_create(database_url);
+        let sqlite = sqlite_file(database_url).is_some();
         let pool = AnyPoolOptions::new()
             .max_connections(5)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // Readers never wait for the writer, and a writer waits up to 10 s for
+                        // another: the write-ahead log is kept in the database file.
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Registry {
             pool,
             artifacts: artifacts.to_path_buf(),
+            sqlite,
         })
+    }
+
+    /// A transaction that will write: on SQLite it takes the write lock at once.
+    pub(crate) async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let begin = if self.sqlite {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN"
+        };
+        Ok(self.pool.begin_with(begin).await?)
     }
 
     pub fn artifacts_dir(&self) -> &Path {
@@ -210,7 +241,7 @@ impl Registry {
         model: TrainedModel,
         triggered_by: &str,
     ) -> Result<(ModelVersion, Artifact)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let latest: Option<i64> =
             sqlx::query("SELECT MAX(version) FROM model_versions WHERE name = $1")
                 .bind(&model.spec.name)

@@ -348,24 +348,38 @@ impl Registry {
     /// Records an alert the first time its (fingerprint, startsAt) is seen: true then, false
     /// for a repeat (which changes nothing).
     pub async fn record_alert(&self, alert: &SeenAlert) -> Result<bool> {
-        let inserted = sqlx::query(
-            "INSERT INTO alerts_seen (fingerprint, starts_at, alertname, model, action, run_id, \
-             received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&alert.fingerprint)
-        .bind(&alert.starts_at)
-        .bind(&alert.alertname)
-        .bind(alert.model.as_deref())
-        .bind(&alert.action)
-        .bind(alert.run_id.as_deref())
-        .bind(alert.received_at)
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
-            Err(e) => Err(e.into()),
+        Ok(self
+            .record_alerts(std::slice::from_ref(alert))
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(false))
+    }
+
+    /// [`Registry::record_alert`] for every alert of a notification, in one transaction: for
+    /// each, whether it was seen for the first time.
+    pub async fn record_alerts(&self, alerts: &[SeenAlert]) -> Result<Vec<bool>> {
+        let mut tx = self.write_transaction().await?;
+        let mut first = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            let inserted = sqlx::query(
+                "INSERT INTO alerts_seen (fingerprint, starts_at, alertname, model, action, \
+                 run_id, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (fingerprint, starts_at) DO NOTHING",
+            )
+            .bind(&alert.fingerprint)
+            .bind(&alert.starts_at)
+            .bind(&alert.alertname)
+            .bind(alert.model.as_deref())
+            .bind(&alert.action)
+            .bind(alert.run_id.as_deref())
+            .bind(alert.received_at)
+            .execute(&mut *tx)
+            .await?;
+            first.push(inserted.rows_affected() == 1);
         }
+        tx.commit().await?;
+        Ok(first)
     }
 
     /// Sets what the trainer did about a recorded alert.
@@ -428,7 +442,7 @@ impl Registry {
             return Ok(target);
         }
         let previous = self.production_of(name).await?.map(|v| v.version);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         sqlx::query(
             "UPDATE model_versions SET status = 'archived' \
              WHERE name = $1 AND status = 'production'",

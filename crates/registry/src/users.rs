@@ -67,9 +67,21 @@ pub fn check_user_name(name: &str) -> std::result::Result<(), String> {
 }
 
 impl Registry {
-    /// Adds an account; fails with [`Error::UserExists`] when the name is taken.
+    /// Adds an account; fails with [`Error::UserExists`] when the name is taken, in any case
+    /// (names are compared without case: `Alice` is `alice`).
     pub async fn add_user(&self, user: &User) -> Result<()> {
         check_user_name(&user.name).map_err(Error::BadUserName)?;
+        let mut tx = self.write_transaction().await?;
+        let taken: Option<String> =
+            sqlx::query("SELECT name FROM users WHERE lower(name) = lower($1)")
+                .bind(&user.name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+        if let Some(taken) = taken {
+            return Err(Error::UserExists(taken));
+        }
         let inserted = sqlx::query(
             "INSERT INTO users (name, role, password_hash, created_at, created_by) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -79,10 +91,10 @@ impl Registry {
         .bind(&user.password_hash)
         .bind(user.created_at)
         .bind(&user.created_by)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match inserted {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(tx.commit().await?),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(Error::UserExists(user.name.clone()))
             }
@@ -90,12 +102,13 @@ impl Registry {
         }
     }
 
-    /// Deletes an account. The last admin cannot be deleted: nobody could manage accounts
-    /// over the API any more.
+    /// Deletes an account (its name in any case). The last admin cannot be deleted: nobody
+    /// could manage accounts over the API any more.
     pub async fn delete_user(&self, name: &str) -> Result<User> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let row = sqlx::query(
-            "SELECT name, role, password_hash, created_at, created_by FROM users WHERE name = $1",
+            "SELECT name, role, password_hash, created_at, created_by FROM users \
+             WHERE lower(name) = lower($1)",
         )
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -114,7 +127,7 @@ impl Registry {
             }
         }
         sqlx::query("DELETE FROM users WHERE name = $1")
-            .bind(name)
+            .bind(&user.name)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -132,10 +145,11 @@ impl Registry {
         Ok(users)
     }
 
-    /// One account, if it exists.
+    /// One account (its name in any case), if it exists.
     pub async fn user(&self, name: &str) -> Result<Option<User>> {
         let row = sqlx::query(
-            "SELECT name, role, password_hash, created_at, created_by FROM users WHERE name = $1",
+            "SELECT name, role, password_hash, created_at, created_by FROM users \
+             WHERE lower(name) = lower($1)",
         )
         .bind(name)
         .fetch_optional(&self.pool)
