@@ -39,7 +39,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             "VIGIE_ADMIN_PASSWORD: the registry has no account yet; set the first admin's password",
         )?
         .to_string();
-        vigie_api::auth::check_password(&password)
+        vigie_api::auth::check_password(&password, &args.admin)
             .map_err(|m| anyhow::anyhow!("VIGIE_ADMIN_PASSWORD refused: {m}"))?;
         let hash = tokio::task::spawn_blocking(move || vigie_api::auth::hash_password(&password))
             .await?

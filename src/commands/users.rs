@@ -62,7 +62,7 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
             password_stdin,
         } => {
             let password = read_password(*password_stdin)?;
-            vigie_api::auth::check_password(&password)
+            vigie_api::auth::check_password(&password, name)
                 .map_err(|m| anyhow::anyhow!("password refused: {m}"))?;
             let hash =
                 tokio::task::spawn_blocking(move || vigie_api::auth::hash_password(&password))

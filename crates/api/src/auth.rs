@@ -12,17 +12,24 @@
 //! shift), so tokens whose signature and claims were verified are remembered by their exact
 //! text: a known token costs a hash lookup, not an HMAC, two base64 decodes and a JSON parse.
 //! Its expiry and its account are still checked on every request.
+//!
+//! Logins that fail are counted per account and per client address ([`throttle`]): past a few,
+//! the account or the address is answered 429 with `Retry-After` for a while that doubles.
+//! Account names are compared without case.
+
+pub mod throttle;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::rejection::{FormRejection, JsonRejection};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
@@ -78,6 +85,10 @@ pub struct Auth {
     dummy_hash: String,
     /// Tokens already verified, by their exact text.
     verified: RwLock<HashMap<Box<str>, Arc<Claims>>>,
+    /// Failed logins per account and address.
+    throttle: throttle::Throttle,
+    /// `vigie_logins_total{outcome}`, once the service's metrics are known.
+    logins: OnceLock<prometheus::IntCounterVec>,
 }
 
 /// Most tokens remembered at once; past it, expired ones are dropped, then all of them.
@@ -115,12 +126,32 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Why a new password is refused.
-pub fn check_password(password: &str) -> Result<(), String> {
+/// Passwords too common to accept (one per line; `#` starts a comment).
+const COMMON_PASSWORDS: &str = include_str!("auth/common_passwords.txt");
+
+/// Why a new password for the account `name` is refused: shorter than
+/// [`MIN_PASSWORD_CHARS`], only white space, the account's name, or among the most common
+/// passwords (compared without case).
+pub fn check_password(password: &str, name: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(format!(
             "a password has at least {MIN_PASSWORD_CHARS} characters"
         ));
+    }
+    if password.trim().is_empty() {
+        return Err("a password cannot be only white space".into());
+    }
+    let lower = password.to_lowercase();
+    if lower == name.to_lowercase() {
+        return Err("a password cannot be the account's name".into());
+    }
+    if COMMON_PASSWORDS
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .any(|common| common == lower)
+    {
+        return Err("this password is among the most common ones; choose another".into());
     }
     Ok(())
 }
@@ -150,6 +181,8 @@ impl Auth {
             accounts: ArcSwap::from_pointee(HashMap::new()),
             dummy_hash,
             verified: RwLock::new(HashMap::new()),
+            throttle: throttle::Throttle::default(),
+            logins: OnceLock::new(),
         };
         auth.refresh()
             .await
@@ -178,6 +211,20 @@ impl Auth {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Counts logins in `counter` (`vigie_logins_total{outcome}`: ok, refused, throttled).
+    pub fn count_logins_in(&self, counter: prometheus::IntCounterVec) {
+        for outcome in ["ok", "refused", "throttled"] {
+            counter.with_label_values(&[outcome]);
+        }
+        let _ = self.logins.set(counter);
+    }
+
+    fn count_login(&self, outcome: &str) {
+        if let Some(counter) = self.logins.get() {
+            counter.with_label_values(&[outcome]).inc();
+        }
     }
 
     /// How long issued tokens live.
@@ -246,11 +293,23 @@ impl Auth {
     fn decode(&self, token: &str) -> Result<Claims, ApiError> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => expired(),
-                _ => {
-                    ApiError::unauthorized("invalid_token", format!("the token is not valid: {e}"))
-                }
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                let why = match e.kind() {
+                    K::ExpiredSignature => return expired(),
+                    K::InvalidSignature => "its signature is not this service's",
+                    K::InvalidIssuer
+                    | K::InvalidAudience
+                    | K::InvalidSubject
+                    | K::ImmatureSignature
+                    | K::MissingRequiredClaim(_) => "its claims are not this service's",
+                    K::InvalidAlgorithm | K::InvalidAlgorithmName => "it is not signed with HS256",
+                    _ => "it is not a token this service issued",
+                };
+                ApiError::unauthorized(
+                    "invalid_token",
+                    format!("the token is not valid: {why}; ask /auth/token for a new one"),
+                )
             })
     }
 
@@ -266,23 +325,67 @@ impl Auth {
         verified.insert(token.into(), claims);
     }
 
-    /// Checks a name and password; `None` when either is wrong (which one is not said).
-    pub async fn login(&self, name: &str, password: &str) -> Result<Option<Role>, ApiError> {
+    /// Checks a name (in any case) and password from `address`: the account's name as stored
+    /// and its role, `None` when either is wrong (which one is not said), or a 429 while the
+    /// account or the address has failed too often.
+    pub async fn login(
+        &self,
+        name: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Option<(String, Role)>, ApiError> {
+        let account_key = format!("account:{}", name.to_lowercase());
+        let address_key = address.map(|a| format!("address:{a}"));
+        let now = Instant::now();
+        let blocked = [Some(&account_key), address_key.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.throttle.check(key, now).err())
+            .max();
+        if let Some(wait) = blocked {
+            self.count_login("throttled");
+            let seconds = wait.as_secs_f64().ceil() as u64;
+            return Err(ApiError::too_many(
+                "too_many_logins",
+                format!(
+                    "too many failed logins for this account or from this address; try again in {seconds} s"
+                ),
+                seconds,
+            ));
+        }
         let user = self.registry.user(name).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read the accounts");
             ApiError::unavailable(
                 "database_unavailable",
-                format!("cannot read the accounts: {e}"),
+                "the account database does not answer; try again",
             )
         })?;
-        let (hash, role) = match &user {
-            Some(u) => (u.password_hash.clone(), Some(u.role)),
-            None => (self.dummy_hash.clone(), None),
+        let hash = match &user {
+            Some(u) => u.password_hash.clone(),
+            None => self.dummy_hash.clone(),
         };
         let password = password.to_string();
         let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
             .map_err(|e| ApiError::internal("password check failed", &e))?;
-        Ok(if ok { role } else { None })
+        match user.filter(|_| ok) {
+            Some(user) => {
+                self.throttle.succeeded(&account_key);
+                self.count_login("ok");
+                Ok(Some((user.name, user.role)))
+            }
+            None => {
+                let now = Instant::now();
+                self.throttle
+                    .failed(&account_key, throttle::FREE_ACCOUNT_FAILURES, now);
+                if let Some(key) = &address_key {
+                    self.throttle
+                        .failed(key, throttle::FREE_ADDRESS_FAILURES, now);
+                }
+                self.count_login("refused");
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -428,8 +531,26 @@ where
         .route("/v1/users/{name}", delete(delete_user::<S>))
 }
 
+/// The client's address, when the server recorded it (router tests call without one).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip()),
+        ))
+    }
+}
+
 async fn token<S: HasAuth + Send + Sync>(
     State(state): State<S>,
+    ClientAddress(address): ClientAddress,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let Form(form) = form.map_err(|r| {
@@ -451,9 +572,9 @@ async fn token<S: HasAuth + Send + Sync>(
         .with_field("grant_type"));
     }
     let auth = state.auth();
-    match auth.login(&form.username, &form.password).await? {
-        Some(role) => Ok(Json(TokenResponse {
-            access_token: auth.issue(&form.username, role)?,
+    match auth.login(&form.username, &form.password, address).await? {
+        Some((name, role)) => Ok(Json(TokenResponse {
+            access_token: auth.issue(&name, role)?,
             token_type: "bearer".into(),
             expires_in: auth.ttl().as_secs(),
             role,
@@ -478,10 +599,13 @@ fn registry_error(e: vigie_registry::Error) -> ApiError {
         }
         e @ E::LastAdmin(_) => ApiError::conflict("last_admin", e.to_string()),
         E::BadUserName(message) => ApiError::invalid("invalid_value", message).with_field("name"),
-        e => ApiError::unavailable(
-            "database_unavailable",
-            format!("account storage failed: {e}"),
-        ),
+        e => {
+            tracing::error!(error = %e, "account storage failed");
+            ApiError::unavailable(
+                "database_unavailable",
+                "the account database does not answer; try again",
+            )
+        }
     }
 }
 
@@ -506,7 +630,7 @@ async fn create_user<S: HasAuth + Send + Sync>(
     let Json(new) = body.map_err(|r| ApiError::from_rejection(r.status(), r.body_text()))?;
     vigie_registry::users::check_user_name(&new.name)
         .map_err(|m| ApiError::invalid("invalid_value", m).with_field("name"))?;
-    check_password(&new.password)
+    check_password(&new.password, &new.name)
         .map_err(|m| ApiError::invalid("invalid_value", m).with_field("password"))?;
     let password = new.password;
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))

@@ -347,3 +347,143 @@ async fn the_operations_routes_answer_for_every_service() {
             .contains("swagger")
     );
 }
+
+/// A login form from `address`, as the server records the client.
+fn login_from(name: &str, password: &str, address: [u8; 4]) -> Request<Body> {
+    let mut request = Request::post("/auth/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("username={name}&password={password}")))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            address, 40_000,
+        ))));
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_slow_down_the_account_and_the_address() {
+    let h = Harness::new().await;
+    let office = [10, 0, 0, 1];
+    // Five failures are free; the sixth blocks the account for a second.
+    for _ in 0..6 {
+        h.client
+            .call(login_from("amy", "wrong-password", office))
+            .await
+            .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    let blocked = h
+        .client
+        .call(login_from("amy", "amy-password", office))
+        .await;
+    blocked.error(StatusCode::TOO_MANY_REQUESTS, "too_many_logins");
+    assert_eq!(blocked.headers[header::RETRY_AFTER], "1");
+    // In any case, from anywhere: the account is what is blocked.
+    h.client
+        .call(login_from("AMY", "amy-password", [10, 0, 0, 2]))
+        .await
+        .error(StatusCode::TOO_MANY_REQUESTS, "too_many_logins");
+    // Another account is not.
+    assert_eq!(
+        h.client
+            .call(login_from("root", "root-password", office))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        h.client
+            .call(login_from("amy", "amy-password", office))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // One address guessing over many names: twenty failures are free, then it is blocked,
+    // for every account; another address is not.
+    let guesser = [192, 0, 2, 7];
+    for i in 0..21 {
+        h.client
+            .call(login_from(
+                &format!("guess{i}"),
+                "a-wrong-password",
+                guesser,
+            ))
+            .await
+            .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    h.client
+        .call(login_from("root", "root-password", guesser))
+        .await
+        .error(StatusCode::TOO_MANY_REQUESTS, "too_many_logins");
+    assert_eq!(
+        h.client
+            .call(login_from("root", "root-password", office))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let metrics = h.client.metrics().await;
+    for line in [
+        "vigie_logins_total{outcome=\"throttled\"} 3",
+        "vigie_logins_total{outcome=\"refused\"} 27",
+        "vigie_logins_total{outcome=\"ok\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_one_account_in_any_case_and_weak_passwords_are_refused() {
+    let h = Harness::new().await;
+    // A login in another case is the account as it was created.
+    let answer = h.client.token("AMY", "amy-password").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let token = answer.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        h.client
+            .send("POST", ECHO, Some(&token), Some("{}"))
+            .await
+            .json()["user"],
+        "amy"
+    );
+    let root = h.client.login("root").await;
+    let new =
+        |name: &str, password: &str| json!({"name": name, "password": password, "role": "user"});
+    h.client
+        .post_json("/v1/users", &root, &new("Amy", "another-long-one"))
+        .await
+        .error(StatusCode::CONFLICT, "user_exists");
+    for (name, password, why) in [
+        ("carl", "password123", "most common"),
+        ("carl", "PassWord123", "most common"),
+        ("dispatch-7", "Dispatch-7", "name"),
+        ("carl", "          ", "white space"),
+        ("carl", "short", "at least 8"),
+    ] {
+        let a = h
+            .client
+            .post_json("/v1/users", &root, &new(name, password))
+            .await;
+        let body = a.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value");
+        assert_eq!(body["field"], "password", "{body}");
+        assert!(body["message"].as_str().unwrap().contains(why), "{body}");
+    }
+    assert_eq!(
+        h.client
+            .post_json("/v1/users", &root, &new("carl", "a long passphrase"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    // A user deleted by another case of its name.
+    assert_eq!(
+        h.client
+            .send("DELETE", "/v1/users/CARL", Some(&root), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+}
