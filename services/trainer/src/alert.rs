@@ -44,9 +44,12 @@ pub struct Notification {
     pub receiver: String,
     pub firing: bool,
     pub alerts: Vec<Alert>,
+    /// Alerts past [`MAX_ALERTS`] that were not kept (not ones that retrain).
+    pub skipped: usize,
 }
 
-/// Most alerts read from one notification (Alertmanager's `max_alerts` should stay below).
+/// Most alerts kept from one notification: those that retrain first, then the others in
+/// their order; the rest are counted and skipped.
 pub const MAX_ALERTS: usize = 1000;
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
@@ -104,8 +107,9 @@ fn labels(
         .collect()
 }
 
-/// Reads a webhook body. Errors are 422s naming the field.
-pub fn parse(body: &[u8]) -> Result<Notification, ApiError> {
+/// Reads a webhook body; alerts named in `retrain` are kept first when the notification holds
+/// more than [`MAX_ALERTS`]. Errors are 422s naming the field.
+pub fn parse(body: &[u8], retrain: &[String]) -> Result<Notification, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("invalid_webhook", format!("the body is not JSON: {e}")))?;
     let Value::Object(root) = value else {
@@ -129,15 +133,6 @@ pub fn parse(body: &[u8]) -> Result<Notification, ApiError> {
     };
     if items.is_empty() {
         return Err(invalid("alerts", "alerts is empty"));
-    }
-    if items.len() > MAX_ALERTS {
-        return Err(invalid(
-            "alerts",
-            format!(
-                "{} alerts; at most {MAX_ALERTS} per notification",
-                items.len()
-            ),
-        ));
     }
     let mut alerts = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -180,11 +175,22 @@ pub fn parse(body: &[u8]) -> Result<Notification, ApiError> {
             fingerprint: fingerprint.to_string(),
         });
     }
+    // Past the cap, the alerts that retrain are kept first (in their order), then the others.
+    let skipped = alerts.len().saturating_sub(MAX_ALERTS);
+    if skipped > 0 {
+        let (mut kept, others): (Vec<Alert>, Vec<Alert>) = alerts
+            .into_iter()
+            .partition(|a| retrain.iter().any(|r| r == a.name()));
+        kept.extend(others);
+        kept.truncate(MAX_ALERTS);
+        alerts = kept;
+    }
     Ok(Notification {
         group_key,
         receiver,
         firing,
         alerts,
+        skipped,
     })
 }
 
@@ -218,7 +224,7 @@ mod tests {
 
     #[test]
     fn reads_alertmanagers_payload() {
-        let n = parse(payload().to_string().as_bytes()).expect("valid");
+        let n = parse(payload().to_string().as_bytes(), &[]).expect("valid");
         assert!(n.firing);
         assert_eq!(n.receiver, "vigie-trainer");
         assert_eq!(n.alerts.len(), 1);
@@ -286,13 +292,44 @@ mod tests {
         for (field, change) in cases {
             let mut v = payload();
             change(&mut v);
-            let err = parse(v.to_string().as_bytes()).expect_err(field);
+            let err = parse(v.to_string().as_bytes(), &[]).expect_err(field);
             assert_eq!(err.status.as_u16(), 422, "{field}");
             assert_eq!(err.field.as_deref(), Some(field), "{}", err.message);
         }
         for body in ["", "{", "[1]", "null"] {
-            let err = parse(body.as_bytes()).expect_err(body);
+            let err = parse(body.as_bytes(), &[]).expect_err(body);
             assert_eq!(err.status.as_u16(), 422, "{body:?}");
         }
+    }
+
+    #[test]
+    fn past_the_cap_the_alerts_that_retrain_are_kept_first() {
+        let mut v = payload();
+        let one = v["alerts"][0].clone();
+        let alerts: Vec<Value> = (0..1500)
+            .map(|i| {
+                let mut a = one.clone();
+                a["fingerprint"] = format!("f{i}").into();
+                if i < 1497 {
+                    a["labels"]["alertname"] = "HighLatency".into();
+                }
+                a
+            })
+            .collect();
+        v["alerts"] = alerts.into();
+        let retrain = ["VigieDataDrift".to_string()];
+        let n = parse(v.to_string().as_bytes(), &retrain).expect("valid");
+        assert_eq!((n.alerts.len(), n.skipped), (MAX_ALERTS, 500));
+        let drift: Vec<&str> = n
+            .alerts
+            .iter()
+            .filter(|a| a.name() == "VigieDataDrift")
+            .map(|a| a.fingerprint.as_str())
+            .collect();
+        assert_eq!(drift, ["f1497", "f1498", "f1499"]);
+        assert_eq!(
+            n.alerts[3].fingerprint, "f0",
+            "the others follow in their order"
+        );
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,7 +14,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 use vigie_api::{AdminUser, ApiError, CurrentUser};
-use vigie_registry::{SeenAlert, Status};
+use vigie_registry::{Role, SeenAlert, Status};
 use vigie_stream::ModelAction;
 
 use crate::alert;
@@ -24,10 +26,15 @@ pub fn router(state: AppState) -> Router {
     vigie_api::service::router(state, routes())
 }
 
-/// The trainer's own routes (bodies up to 1 MiB).
+/// Largest webhook body: Alertmanager sends every alert of a group in one notification.
+pub const WEBHOOK_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The trainer's own routes (bodies up to 1 MiB; the webhook's up to 16 MiB).
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    let webhook = Router::new()
         .route("/v1/alerts", post(webhook).get(list_alerts))
+        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_BYTES));
+    Router::new()
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(show_run))
         .route("/v1/models/{name}", get(model_history))
@@ -35,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models/{name}/promote", post(promote))
         .route("/v1/models/{name}/rollback", post(rollback))
         .layer(DefaultBodyLimit::max(1024 * 1024))
+        .merge(webhook)
 }
 
 fn unavailable(e: &vigie_registry::Error) -> ApiError {
@@ -48,6 +56,19 @@ fn unavailable(e: &vigie_registry::Error) -> ApiError {
 /// Compares in time independent of where the texts differ.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Alertmanager, authenticated by the webhook token before the body is read: a caller without
+/// it is refused at once, whatever it sends (or does not send) after its headers.
+#[derive(Debug)]
+pub struct Alertmanager;
+
+impl FromRequestParts<AppState> for Alertmanager {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        webhook_auth(state, &parts.headers).map(|()| Alertmanager)
+    }
 }
 
 /// Checks Alertmanager's bearer token.
@@ -90,50 +111,88 @@ struct AlertOutcome {
 /// version, starts a run unless one runs or the cooldown holds.
 async fn webhook(
     State(state): State<AppState>,
+    _caller: Alertmanager,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    webhook_auth(&state, &headers)?;
-    let notification = alert::parse(&body).inspect_err(|_| {
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::unsupported_media_type("application/json"));
+    }
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(
+                "body_too_large",
+                format!(
+                    "the notification is larger than {} MiB; lower max_alerts in alertmanager.yml's webhook_config",
+                    WEBHOOK_BODY_BYTES / (1024 * 1024)
+                ),
+            )
+        } else {
+            ApiError::from_rejection(r.status(), r.body_text())
+        }
+    })?;
+    let notification = alert::parse(&body, &state.config.retrain_alerts).inspect_err(|_| {
         state
             .metrics
             .webhook_refused
             .with_label_values(&["invalid_payload"])
             .inc();
     })?;
-    let mut outcomes = Vec::with_capacity(notification.alerts.len());
-    for a in &notification.alerts {
-        let name = a.name().to_string();
-        let model = a.model().map(str::to_string);
-        let (mut action, mut reason): (&'static str, String) = if !a.firing {
-            ("resolved", "resolved alerts start nothing".into())
-        } else if !state.config.retrain_alerts.contains(&name) {
-            (
-                "ignored",
-                format!(
-                    "{name} is not an alert that retrains ({})",
-                    state.config.retrain_alerts.join(", ")
-                ),
-            )
-        } else if model.is_none() {
-            ("ignored", "the alert has no model label".into())
-        } else {
-            ("received", String::new())
-        };
-        let seen = SeenAlert {
+    // What each alert calls for before the registry is asked, then every alert recorded in
+    // one transaction.
+    let planned: Vec<(&'static str, String)> = notification
+        .alerts
+        .iter()
+        .map(|a| {
+            let name = a.name();
+            if !a.firing {
+                ("resolved", "resolved alerts start nothing".into())
+            } else if !state.config.retrain_alerts.iter().any(|r| r == name) {
+                (
+                    "ignored",
+                    format!(
+                        "{name} is not an alert that retrains ({})",
+                        state.config.retrain_alerts.join(", ")
+                    ),
+                )
+            } else if a.model().is_none() {
+                ("ignored", "the alert has no model label".into())
+            } else {
+                ("received", String::new())
+            }
+        })
+        .collect();
+    let received_at = now_ms();
+    let seen: Vec<SeenAlert> = notification
+        .alerts
+        .iter()
+        .zip(&planned)
+        .map(|(a, (action, _))| SeenAlert {
             fingerprint: a.fingerprint.clone(),
             starts_at: a.starts_at_text.clone(),
-            alertname: name.clone(),
-            model: model.clone(),
+            alertname: a.name().to_string(),
+            model: a.model().map(str::to_string),
             action: action.to_string(),
             run_id: None,
-            received_at: now_ms(),
-        };
-        let first = state
-            .registry()
-            .record_alert(&seen)
-            .await
-            .map_err(|e| unavailable(&e))?;
+            received_at,
+        })
+        .collect();
+    let first_seen = state
+        .registry()
+        .record_alerts(&seen)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let mut outcomes = Vec::with_capacity(notification.alerts.len());
+    for ((a, (mut action, mut reason)), first) in
+        notification.alerts.iter().zip(planned).zip(first_seen)
+    {
+        let name = a.name().to_string();
+        let model = a.model().map(str::to_string);
         let mut run_id = None;
         if !first {
             action = "duplicate";
@@ -189,7 +248,23 @@ async fn webhook(
             reason,
         });
     }
-    Ok(Json(json!({"receiver": notification.receiver, "alerts": outcomes})).into_response())
+    if notification.skipped > 0 {
+        state
+            .metrics
+            .alerts_skipped
+            .inc_by(notification.skipped as u64);
+        tracing::warn!(
+            skipped = notification.skipped,
+            kept = notification.alerts.len(),
+            "a notification held more alerts than are read at once: the others were skipped"
+        );
+    }
+    Ok(Json(json!({
+        "receiver": notification.receiver,
+        "alerts": outcomes,
+        "skipped": notification.skipped,
+    }))
+    .into_response())
 }
 
 /// Reads `limit` from a query: 1 to 1000, default 50.
@@ -277,10 +352,11 @@ fn unknown_model(name: &str) -> ApiError {
     )
 }
 
-/// `GET /v1/models/{name}`: versions, promotions and the latest runs of a model.
+/// `GET /v1/models/{name}`: versions, promotions and the latest runs of a model. Where the
+/// artifacts lie on the server is for admins only.
 async fn model_history(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let versions: Vec<_> = state
@@ -311,6 +387,15 @@ async fn model_history(
         .iter()
         .find(|v| v.status == Status::Production)
         .map(|v| v.version);
+    let mut versions = serde_json::to_value(&versions)
+        .map_err(|e| ApiError::internal("the model's versions", &e))?;
+    if user.role != Role::Admin
+        && let Some(list) = versions.as_array_mut()
+    {
+        for version in list.iter_mut().filter_map(Value::as_object_mut) {
+            version.remove("artifact_path");
+        }
+    }
     Ok(Json(json!({
         "model": name,
         "production_version": production,

@@ -2,7 +2,7 @@
 //! and broker checks): runs, alerts, promotions, production versions and their holdout figures.
 
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 use vigie_stream::producer::ProducerMetrics;
 
@@ -19,6 +19,8 @@ pub struct Metrics {
     pub in_progress: IntGaugeVec,
     /// Alerts received, by alert name and what the trainer did.
     pub alerts: IntCounterVec,
+    /// Alerts of a notification past the most read at once, not read.
+    pub alerts_skipped: IntCounter,
     /// Webhook calls refused (401, 422), by reason.
     pub webhook_refused: IntCounterVec,
     /// The last evaluated improvement of a candidate over production (primary metric,
@@ -104,6 +106,14 @@ impl Metrics {
                 &["alertname", "action"],
             )?,
             webhook_refused,
+            alerts_skipped: {
+                let c = IntCounter::new(
+                    "vigie_retraining_alerts_skipped_total",
+                    "Alerts of a notification past the 1,000 read at once (the retraining ones are read first)",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             last_improvement: gauge(
                 "vigie_retraining_last_improvement",
                 "The last candidate's improvement over production on the primary metric (positive is better), and its bootstrap lower bound",
@@ -122,4 +132,44 @@ impl Metrics {
             )?,
         })
     }
+
+    /// Creates the series of the alerts that retrain, for every action, at 0.
+    pub fn expect_alerts(&self, names: &[String]) {
+        for name in names {
+            for action in ALERT_ACTIONS {
+                self.alerts.with_label_values(&[name, action]);
+            }
+        }
+    }
+
+    /// Creates the series of a model with a production version, at 0 (runs by trigger and
+    /// outcome, promotions by action and author, the run in progress).
+    pub fn expect_model(&self, model: &str) {
+        for trigger in ["alert", "manual"] {
+            self.runs_started.with_label_values(&[model, trigger]);
+        }
+        for outcome in ["promoted", "rejected", "failed"] {
+            self.runs.with_label_values(&[model, outcome]);
+            self.run_seconds.with_label_values(&[model, outcome]);
+        }
+        for action in ["promoted", "rolled_back"] {
+            for by in ["trainer", "admin"] {
+                self.promotions.with_label_values(&[model, action, by]);
+            }
+        }
+        let in_progress = self.in_progress.with_label_values(&[model]);
+        if in_progress.get() != 1 {
+            in_progress.set(0);
+        }
+    }
 }
+
+/// What the webhook does with an alert: the `action` of `vigie_retraining_alerts_total`.
+pub const ALERT_ACTIONS: [&str; 6] = [
+    "started",
+    "busy",
+    "cooldown",
+    "duplicate",
+    "resolved",
+    "ignored",
+];

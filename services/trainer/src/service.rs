@@ -46,12 +46,7 @@ impl TrainerService {
         let listener = vigie_api::service::bind(listen).await?;
         let state = AppState::new(
             base,
-            Inner {
-                config,
-                metrics,
-                producer: Arc::new(producer),
-                brokers: common.brokers.clone(),
-            },
+            Inner::new(config, metrics, Arc::new(producer), &common.brokers),
         );
         state.poll().await;
         Ok(TrainerService { listener, state })

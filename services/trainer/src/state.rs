@@ -68,6 +68,23 @@ pub struct Inner {
 pub type AppState = Shared<Inner>;
 
 impl Inner {
+    /// The trainer's state; its alerts' and topic's series exist at 0 from now on.
+    pub fn new(
+        config: Config,
+        metrics: Metrics,
+        producer: Arc<EventProducer>,
+        brokers: &str,
+    ) -> Self {
+        metrics.producer.expect_topics(&[&config.models_topic]);
+        metrics.expect_alerts(&config.retrain_alerts);
+        Inner {
+            config,
+            metrics,
+            producer,
+            brokers: brokers.to_string(),
+        }
+    }
+
     /// Where labelled traffic is read.
     pub fn labels_source(&self) -> labels::Source {
         labels::Source {
@@ -125,6 +142,7 @@ impl Service for Inner {
     /// Sets the production gauges: each model's production version and its holdout figures.
     async fn sync(state: &AppState) -> Result<(), vigie_registry::Error> {
         for v in state.registry().production().await? {
+            state.metrics.expect_model(&v.name);
             state
                 .metrics
                 .production_version
@@ -178,7 +196,6 @@ impl Service for Inner {
                 "production": production,
                 "retrain_alerts": state.config.retrain_alerts,
                 "cooldown_seconds": state.config.cooldown.as_secs(),
-                "models_dir": state.config.models_dir,
             }),
         )
     }

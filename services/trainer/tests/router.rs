@@ -80,6 +80,7 @@ const RETRAINING: &str = "[retraining]\nlabelled_traffic = false\nbootstrap_samp
 struct Harness {
     dir: tempfile::TempDir,
     registry: Registry,
+    state: AppState,
     client: Client,
 }
 
@@ -107,15 +108,11 @@ impl Harness {
         };
         let state = AppState::new(
             base,
-            Inner {
-                config,
-                metrics,
-                producer: Arc::new(producer),
-                brokers: "127.0.0.1:9".into(),
-            },
+            Inner::new(config, metrics, Arc::new(producer), "127.0.0.1:9"),
         );
         Harness {
-            client: Client::new(router(state)),
+            client: Client::new(router(state.clone())),
+            state,
             dir,
             registry,
         }
@@ -639,4 +636,107 @@ async fn health_ready_openapi_and_docs_answer() {
         .send("GET", "/nope", None, None)
         .await
         .error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn a_notification_past_the_cap_keeps_its_drift_alerts_and_counts_the_rest() {
+    let h = Harness::new(Truth::Colour).await;
+    let mut payload = drift_alert("toy", "drift", "2026-11-22T10:00:00Z");
+    let drift = payload["alerts"][0].clone();
+    let mut alerts: Vec<Value> = (0..1_200)
+        .map(|i| {
+            let mut a = drift.clone();
+            a["labels"] = json!({"alertname": "HighLatency", "instance": format!("i{i}")});
+            a["fingerprint"] = format!("lat{i}").into();
+            a
+        })
+        .collect();
+    // The drift alert comes last, past the first 1,000.
+    alerts.push(drift);
+    payload["alerts"] = alerts.into();
+    let started = std::time::Instant::now();
+    let a = h.alert(&payload).await;
+    let elapsed = started.elapsed();
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let body = a.json();
+    assert_eq!(body["skipped"], 201);
+    let outcomes = body["alerts"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 1_000);
+    assert_eq!(outcomes[0]["fingerprint"], "drift");
+    assert_eq!(outcomes[0]["action"], "started", "{}", outcomes[0]);
+    assert!(outcomes[1..].iter().all(|o| o["action"] == "ignored"));
+    // One transaction for the thousand: well under the 24 s one insert per alert took.
+    eprintln!("1,201 alerts answered in {elapsed:?}");
+    assert_eq!(h.registry.alerts_seen(1_000).await.unwrap().len(), 1_000);
+    let metrics = h.client.metrics().await;
+    assert!(
+        metrics.contains("vigie_retraining_alerts_skipped_total 201"),
+        "{metrics}"
+    );
+    let run = outcomes[0]["run_id"].as_str().unwrap().to_string();
+    h.finished(&run).await;
+}
+
+#[tokio::test]
+async fn the_webhook_checks_its_token_first_and_answers_every_refusal_in_json() {
+    let h = Harness::new(Truth::Colour).await;
+    // A wrong token with a body that never ends: refused at once, the body unread.
+    let never = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let request = Request::post("/v1/alerts")
+        .header(header::AUTHORIZATION, "Bearer not-the-token")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(never))
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), h.client.call(request))
+        .await
+        .expect("the refusal waited for the body");
+    answer.error(StatusCode::UNAUTHORIZED, "invalid_token");
+
+    // Not JSON: 415; past 16 MiB: 413, both as the JSON error body.
+    let payload = drift_alert("toy", "f1", "2026-11-22T10:00:00Z").to_string();
+    let request = Request::post("/v1/alerts")
+        .header(header::AUTHORIZATION, format!("Bearer {WEBHOOK_TOKEN}"))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(payload))
+        .unwrap();
+    h.client
+        .call(request)
+        .await
+        .error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    let huge = format!("{{\"padding\": \"{}\"}}", "x".repeat(17 * 1024 * 1024));
+    h.client
+        .send("POST", "/v1/alerts", Some(WEBHOOK_TOKEN), Some(&huge))
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    // Past 1 MiB on another route: JSON too (axum answers it in text itself).
+    let big = format!("{{\"version\": \"{}\"}}", "1".repeat(2 * 1024 * 1024));
+    let root = h.client.login("root").await;
+    h.client
+        .send("POST", "/v1/models/toy/promote", Some(&root), Some(&big))
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    // A method a route does not take.
+    h.client
+        .send("DELETE", "/v1/runs", Some(&root), None)
+        .await
+        .error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn the_series_a_healthy_trainer_never_moves_exist_at_zero() {
+    let h = Harness::new(Truth::Colour).await;
+    h.state.poll().await;
+    let metrics = h.client.metrics().await;
+    for line in [
+        "vigie_retraining_alerts_total{action=\"started\",alertname=\"VigieDataDrift\"} 0",
+        "vigie_retraining_alerts_total{action=\"duplicate\",alertname=\"VigieDataDrift\"} 0",
+        "vigie_retraining_in_progress{model=\"toy\"} 0",
+        "vigie_retraining_runs_total{model=\"toy\",outcome=\"failed\"} 0",
+        "vigie_model_promotions_total{action=\"rolled_back\",by=\"admin\",model=\"toy\"} 0",
+        "vigie_events_dropped_total{reason=\"queue_full\",topic=\"vigie.models\"} 0",
+        "vigie_events_delivery_failures_total{reason=\"other\",topic=\"vigie.models\"} 0",
+        "vigie_retraining_alerts_skipped_total 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
 }
