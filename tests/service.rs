@@ -147,6 +147,35 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
     let ready = json_of(client.get(format!("{url}/ready"))).await;
     assert_eq!(ready["models"][0]["version"], 1);
 
+    // A full batch (10,000 rows, the default most) fits the default body limit.
+    let (header, rows) = holdout();
+    let batch: Vec<Value> = rows
+        .iter()
+        .filter(|row| {
+            let vma = header.iter().position(|h| h == "vma").unwrap();
+            row[vma].parse::<f64>().map_or(true, |v| v <= 130.0)
+        })
+        .take(10_000)
+        .map(|row| Value::Object(features(&header, row)))
+        .collect();
+    assert_eq!(batch.len(), 10_000);
+    let body = json!({"rows": batch}).to_string();
+    eprintln!("a batch of 10,000 BAAC rows: {} bytes", body.len());
+    let answer = json_of(
+        client
+            .post(format!("{url}/v1/models/baac-severity/predict/batch"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await;
+    assert_eq!(
+        answer["predictions"].as_array().map(Vec::len),
+        Some(10_000),
+        "{}",
+        &answer.to_string()[..200.min(answer.to_string().len())]
+    );
+
     // SIGTERM drains and flushes, then exits 0.
     let status = up.terminate();
     assert!(status.success(), "{status:?}");

@@ -18,8 +18,9 @@ pub struct PredictArgs {
     /// Serve only these models (comma-separated names); default: every production model.
     #[arg(long = "model", env = "VIGIE_MODELS", value_delimiter = ',')]
     pub models: Vec<String>,
-    /// Largest JSON body, in bytes.
-    #[arg(long, default_value_t = 2 * 1024 * 1024,
+    /// Largest JSON body, in bytes: the default holds a batch of --max-batch-rows rows of the
+    /// BAAC model's 28 features written out in full (about 3.4 MiB for 10,000).
+    #[arg(long, default_value_t = 8 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
     pub max_body_bytes: u64,
     /// Most rows in a JSON batch.

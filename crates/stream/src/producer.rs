@@ -92,6 +92,20 @@ impl ProducerMetrics {
             queue_depth,
         })
     }
+
+    /// Creates the series of the topics a service publishes to, at 0: a dashboard shows 0,
+    /// not "no data", before the first event (delivery failures under the reason `other`,
+    /// refusals under both of theirs).
+    pub fn expect_topics(&self, topics: &[&str]) {
+        for topic in topics {
+            self.enqueued.with_label_values(&[topic]);
+            self.delivered.with_label_values(&[topic]);
+            self.failed.with_label_values(&[topic, "other"]);
+            for reason in ["queue_full", "refused"] {
+                self.dropped.with_label_values(&[topic, reason]);
+            }
+        }
+    }
 }
 
 /// Counts delivery reports on librdkafka's thread.

@@ -16,6 +16,25 @@ use vigie_registry::{ModelVersion, Registry};
 
 use crate::metrics::Metrics;
 
+/// The error codes a prediction row can be refused with (`vigie_prediction_rejections_total`).
+pub const REJECTION_CODES: [&str; 15] = [
+    "invalid_json",
+    "invalid_body",
+    "unknown_field",
+    "duplicate_field",
+    "missing_field",
+    "wrong_type",
+    "missing_value",
+    "unknown_code",
+    "out_of_range",
+    "invalid_value",
+    "batch_too_large",
+    "wrong_width",
+    "invalid_csv",
+    "body_too_large",
+    "unsupported_media_type",
+];
+
 /// One loaded model version.
 #[derive(Debug)]
 pub struct Served {
@@ -142,6 +161,9 @@ impl ModelSet {
                     .model_load_failures
                     .with_label_values(&[served.name()]);
                 metrics.labels.with_label_values(&[served.name()]);
+                for code in REJECTION_CODES {
+                    metrics.rejected.with_label_values(&[served.name(), code]);
+                }
             }
             metrics
                 .model_info

@@ -184,8 +184,28 @@ fn model_paths(
             "summary": format!("Predict a CSV file with {name}, answered as CSV"),
             "description": "The header names every feature (any order); empty cells are unknown values. The answer streams one line per data row: row,class,label,probability,error,field. Rows the spec refuses carry their error instead of a prediction. Headers x-model, x-model-version and x-threshold describe the model that answered.",
             "security": token_required(),
-            "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string"}, "example": csv_example}}},
+            "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string", "minLength": 1}, "example": csv_example}}},
             "responses": responses(json!({"200": {"description": "The predictions, as CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}}), errors),
+        }}),
+    );
+    let label = json!({"type": "object", "required": ["request_id", "label"], "additionalProperties": false, "properties": {
+        "request_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "The request id the prediction was answered with"},
+        "row": {"type": "integer", "minimum": 0, "description": "The row of a batch or CSV upload (absent for a single prediction)"},
+        "label": {"description": format!("What happened: {} or {}", spec.target.positive_label, spec.target.negative_label)}}});
+    paths.insert(
+        format!("/v1/models/{name}/feedback"),
+        json!({"post": {
+            "tags": tag,
+            "summary": format!("Ground truth for predictions {name} answered, published to vigie.labels for retraining"),
+            "description": "One label, or {\"labels\": [...]} for many; every label is checked before any is published (the first bad one answers 422 with its index in `row`).",
+            "security": token_required(),
+            "requestBody": {"required": true, "content": {"application/json": {
+                "schema": {"oneOf": [label.clone(), {"type": "object", "required": ["labels"], "additionalProperties": false,
+                    "properties": {"labels": {"type": "array", "minItems": 1, "items": label}}}]}}}},
+            "responses": responses(json!({"202": {"description": "Labels queued", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"accepted": {"type": "integer"}, "topic": {"type": "string"}}}}}}}),
+                &[("401", "No valid token"), ("404", "No such model"), ("413", "More labels than a request holds"),
+                  ("422", "A label the spec refuses (field names it)"), ("503", "The event queue is full; send again")]),
         }}),
     );
     paths.insert(

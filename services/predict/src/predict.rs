@@ -564,7 +564,7 @@ pub async fn predict_one(
         request: &request,
         source: source_of(&headers, Source::Api)?,
     };
-    let body = json_body(&headers, body)?;
+    let body = json_body(&headers, body).map_err(|e| answering.rejected(e))?;
     let parsed = parse_single(served.model.schema(), &body).map_err(|e| answering.rejected(e))?;
     let mut row = vec![f64::NAN; served.model.schema().len()];
     let mut values = Vec::with_capacity(row.len());
@@ -603,7 +603,7 @@ pub async fn predict_batch(
         request: &request,
         source: source_of(&headers, Source::Batch)?,
     };
-    let body = json_body(&headers, body)?;
+    let body = json_body(&headers, body).map_err(|e| answering.rejected(e))?;
     let parsed = parse_batch(served.model.schema(), &body).map_err(|e| answering.rejected(e))?;
     let n = parsed.len();
     if n > state.config.max_batch_rows {

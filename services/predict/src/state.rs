@@ -16,7 +16,7 @@ use crate::models::ModelSet;
 /// Limits and settings of the service.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Largest JSON body, in bytes (413 beyond).
+    /// Largest JSON body, in bytes (413 beyond): room for `max_batch_rows` rows.
     pub max_body_bytes: usize,
     /// Most rows in a JSON batch (413 beyond).
     pub max_batch_rows: usize,
@@ -44,7 +44,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            max_body_bytes: 2 * 1024 * 1024,
+            max_body_bytes: 8 * 1024 * 1024,
             max_batch_rows: 10_000,
             max_csv_rows: 1_000_000,
             max_csv_line_bytes: 64 * 1024,
@@ -81,6 +81,10 @@ impl Inner {
         producer: Arc<EventProducer>,
         metrics: Metrics,
     ) -> AppState {
+        // The topics' series exist at 0 from the start.
+        metrics
+            .producer
+            .expect_topics(&[&config.topic, &config.labels_topic]);
         let state = Shared::new(
             base,
             Inner {

@@ -823,3 +823,21 @@ async fn a_quote_never_closed_ends_the_answer_with_the_row_it_opened_in() {
         ",,,,upload incomplete: row 1: a quote opened on line 3 is not closed within 1024 bytes: that row and the 500 lines after it were not read,"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_series_a_healthy_service_never_moves_exist_at_zero() {
+    let h = Harness::new(config()).await;
+    let metrics = h.client.metrics().await;
+    for line in [
+        "vigie_prediction_rejections_total{error=\"out_of_range\",model=\"toy\"} 0",
+        "vigie_prediction_rejections_total{error=\"invalid_json\",model=\"toy\"} 0",
+        "vigie_events_dropped_total{reason=\"queue_full\",topic=\"vigie.predictions\"} 0",
+        "vigie_events_dropped_total{reason=\"refused\",topic=\"vigie.labels\"} 0",
+        "vigie_events_delivery_failures_total{reason=\"other\",topic=\"vigie.predictions\"} 0",
+        "vigie_events_enqueued_total{topic=\"vigie.predictions\"} 0",
+        "vigie_model_switches_total{model=\"toy\"} 0",
+        "vigie_logins_total{outcome=\"throttled\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+}
