@@ -72,6 +72,10 @@ pub struct NoiseSpec {
     pub code: Option<f64>,
 }
 
+/// The largest gaussian scale, in standard deviations of the feature: past it every value
+/// lands in the reference's outermost bins anyway.
+pub const MAX_SCALE: f64 = 100.0;
+
 /// A noise spec that cannot apply, naming the field at fault.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoiseError {
@@ -112,14 +116,29 @@ pub struct Injector {
 impl Injector {
     /// Checks `spec` against the features of `profile` and prepares it.
     pub fn new(spec: NoiseSpec, profile: &Profile) -> Result<Self, NoiseError> {
+        if spec.features.len() > profile.features.len() {
+            return Err(NoiseError {
+                field: "features",
+                message: format!(
+                    "{} features named; the model has {}",
+                    spec.features.len(),
+                    profile.features.len()
+                ),
+            });
+        }
         let err = |field, message: String| Err(NoiseError { field, message });
         if !(spec.rate > 0.0 && spec.rate <= 1.0) {
             return err("rate", format!("must be in (0, 1], got {}", spec.rate));
         }
         let mode = spec.mode;
         match (mode, spec.scale) {
-            (NoiseMode::Gaussian, Some(s)) if !(s.is_finite() && s > 0.0) => {
-                return err("scale", format!("must be a positive number, got {s}"));
+            (NoiseMode::Gaussian, Some(s)) if !(s.is_finite() && s > 0.0 && s <= MAX_SCALE) => {
+                return err(
+                    "scale",
+                    format!(
+                        "must be a positive number of at most {MAX_SCALE} standard deviations, got {s}"
+                    ),
+                );
             }
             (NoiseMode::Gaussian, _) | (_, None) => {}
             (_, Some(_)) => return err("scale", format!("{} takes no scale", mode.name())),
@@ -151,9 +170,10 @@ impl Injector {
                         ),
                     );
                 }
-                if !chosen.contains(&i) {
-                    chosen.push(i);
+                if chosen.contains(&i) {
+                    return err("features", format!("{name:?} is named twice"));
                 }
+                chosen.push(i);
             }
             chosen
         };

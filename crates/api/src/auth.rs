@@ -659,6 +659,12 @@ async fn delete_user<S: HasAuth + Send + Sync>(
     AdminUser(admin): AdminUser,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    if name.eq_ignore_ascii_case(&admin.name) {
+        return Err(ApiError::conflict(
+            "own_account",
+            "an admin cannot delete their own account; another admin can",
+        ));
+    }
     let auth = state.auth();
     let user = auth
         .registry()

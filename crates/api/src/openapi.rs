@@ -51,11 +51,19 @@ pub struct Document {
 }
 
 impl Document {
-    /// The whole document: the service's paths and the shell's.
+    /// The whole document: the service's paths and the shell's, each operation with every
+    /// error the shell can answer it with (see [`complete_responses`]).
     pub fn build(self) -> Value {
         let mut paths = self.paths;
         for (path, item) in shell_paths(&self.ready) {
             paths.entry(path).or_insert(item);
+        }
+        for (path, item) in paths.iter_mut() {
+            if let Some(item) = item.as_object_mut() {
+                for operation in item.values_mut().filter_map(Value::as_object_mut) {
+                    complete_responses(path, operation);
+                }
+            }
         }
         let mut schemas = self.schemas;
         for (name, schema) in shell_schemas() {
@@ -76,6 +84,63 @@ impl Document {
             "paths": paths,
             "components": {"schemas": schemas, "securitySchemes": security},
         })
+    }
+}
+
+/// Adds to an operation the errors every route can answer, where it does not document them:
+/// 500 (a failure of the service, logged); with a path parameter, 404; with a token, 401;
+/// with query parameters, 400 and 422; with a body, 400 (not the syntax announced), 408 (the body stopped arriving), 413 (past
+/// the body limit), 415 (another content type) and 422 (not the shape the route takes).
+pub fn complete_responses(path: &str, operation: &mut Map<String, Value>) {
+    let has_body = operation.contains_key("requestBody");
+    let secured = operation
+        .get("security")
+        .and_then(Value::as_array)
+        .is_some_and(|s| !s.is_empty());
+    let mut add = vec![("500", "The service failed; its log has the details")];
+    if path.contains('{') {
+        add.push(("404", "Nothing by that name"));
+    }
+    if secured {
+        add.push(("401", "No token, or an invalid or expired one"));
+    }
+    let has_query = operation
+        .get("parameters")
+        .and_then(Value::as_array)
+        .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+    if has_query {
+        add.extend([
+            ("400", "The query string cannot be read"),
+            (
+                "422",
+                "A query parameter is not what this route takes (`field` names it)",
+            ),
+        ]);
+    }
+    if has_body {
+        add.extend([
+            (
+                "400",
+                "The body is not in the syntax its content type announces",
+            ),
+            ("408", "The body stopped arriving before its end"),
+            ("413", "The body is larger than this route takes"),
+            ("415", "The body's content type is not one this route takes"),
+            (
+                "422",
+                "The body is not what this route takes (`field` names what is wrong)",
+            ),
+        ]);
+    }
+    let responses = operation
+        .entry("responses")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(responses) = responses.as_object_mut() {
+        for (status, description) in add {
+            responses
+                .entry(status)
+                .or_insert_with(|| error(description));
+        }
     }
 }
 
@@ -101,7 +166,9 @@ fn shell_paths(ready: &str) -> Map<String, Value> {
             "type": "object", "required": ["username", "password"],
             "properties": {"grant_type": {"type": "string", "enum": ["password"]}, "username": {"type": "string"}, "password": {"type": "string", "format": "password"}, "scope": {"type": "string"}}}}}},
         "responses": responses(json!({"200": {"description": "A token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Token"}}}}}),
-            &[("400", "Unsupported grant_type"), ("401", "Wrong user name or password"), ("422", "A form field is missing")]),
+            &[("400", "Unsupported grant_type"), ("401", "Wrong user name or password"), ("422", "A form field is missing"),
+              ("429", "Too many failed logins for this account or from this address: Retry-After says when to try again"),
+              ("503", "The account database does not answer")]),
     }}));
     paths.insert("/v1/users".into(), json!({
         "get": {"tags": ["accounts"], "summary": "List accounts (admin)", "security": token_required(),
@@ -115,7 +182,7 @@ fn shell_paths(ready: &str) -> Map<String, Value> {
         "tags": ["accounts"], "summary": "Delete an account (admin); the last admin cannot be deleted", "security": token_required(),
         "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
         "responses": responses(json!({"204": {"description": "Deleted; its tokens stop working"}}),
-            &[admin[0], admin[1], ("404", "No such account"), ("409", "The last admin")]),
+            &[admin[0], admin[1], ("404", "No such account"), ("409", "The last admin, or the caller's own account")]),
     }}));
     paths
 }

@@ -74,6 +74,19 @@ impl NoiseRequest {
                 "the body must be a JSON object",
             ));
         };
+        // The seed project's form: a bare level. Refused with the request that says it.
+        if let Some(level) = body.get("noise") {
+            let rate = level
+                .as_f64()
+                .filter(|r| *r > 0.0 && *r <= 1.0)
+                .unwrap_or(0.5);
+            return Err(invalid(
+                "noise",
+                format!(
+                    "{{\"noise\": {level}}} is not a noise request here: name the mode and the share of events it changes, e.g. {{\"mode\": \"gaussian\", \"rate\": {rate}, \"scale\": 1}}; modes: gaussian, category_swap, prior_shift, new_category, missing"
+                ),
+            ));
+        }
         if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(invalid(
                 unknown,

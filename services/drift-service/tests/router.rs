@@ -295,6 +295,24 @@ async fn every_bad_noise_request_names_its_field() {
             Some("mode"),
         ),
         (
+            r#"{"mode": "gaussian", "rate": 1, "scale": 1e300}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_noise",
+            Some("scale"),
+        ),
+        (
+            r#"{"mode": "missing", "rate": 1, "features": ["speed", "speed"]}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_noise",
+            Some("features"),
+        ),
+        (
+            r#"{"noise": 0.8}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_noise",
+            Some("noise"),
+        ),
+        (
             r#"{"mode": "fire", "rate": 1}"#,
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_noise",
@@ -505,4 +523,43 @@ async fn a_service_that_counts_none_of_the_events_it_reads_is_not_ready() {
     // One counted event and it is ready again.
     h.feed(1, 20.0);
     assert_eq!(h.client.get("/ready", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn absurd_noise_requests_are_refused_with_the_request_to_send_instead() {
+    let h = Harness::new().await;
+    let root = h.client.login("root").await;
+    let many: Vec<String> = (0..100_000).map(|i| format!("f{i}")).collect();
+    let body = json!({"mode": "missing", "rate": 1, "features": many}).to_string();
+    let a = h
+        .client
+        .send("POST", "/config/noise", Some(&root), Some(&body))
+        .await;
+    let e = a.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_noise");
+    assert_eq!(e["field"], "features");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("100000 features named; the model has 2"),
+        "{e}"
+    );
+    // The seed project's {"noise": 0.8}: the message shows the request that says it.
+    let a = h
+        .client
+        .send(
+            "POST",
+            "/config/noise",
+            Some(&root),
+            Some(r#"{"noise": 0.8}"#),
+        )
+        .await;
+    let e = a.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_noise");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"{"mode": "gaussian", "rate": 0.8, "scale": 1}"#),
+        "{e}"
+    );
 }
