@@ -125,7 +125,8 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             embedded = EmbeddedBroker::start().context("cannot start the embedded broker")?;
             let b = embedded.bootstrap_servers();
             let line = format!(
-                "embedded broker at {b} (in memory: its events are gone when vigie up stops)"
+                "embedded broker at {b} (in memory, the last {} MiB of each partition; gone when vigie up stops)",
+                vigie_stream::embedded::RETAINED_BYTES >> 20
             );
             (b, line)
         }

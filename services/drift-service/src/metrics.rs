@@ -3,7 +3,8 @@
 //! counters); `ml_data_drift_score` is the mission's name and is kept as is.
 
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 
 /// The drift service's own metrics.
@@ -28,6 +29,8 @@ pub struct Metrics {
     pub skipped: IntCounterVec,
     /// Partition positions given up because the log is not the one they were taken on.
     pub offset_resets: IntCounterVec,
+    /// Events removed from a partition's log before they were read.
+    pub missed: IntCounter,
     pub late: IntCounterVec,
     pub noised: IntCounterVec,
     pub noise_active: IntGaugeVec,
@@ -73,6 +76,10 @@ impl Metrics {
         )?);
         Ok(Metrics {
             offset_resets,
+            missed: register!(IntCounter::new(
+                "vigie_drift_events_missed_total",
+                "Events the drift service never read: the broker's retention removed them from the log before the service reached them"
+            )?),
             score: register!(GaugeVec::new(
                 Opts::new(
                     "ml_data_drift_score",

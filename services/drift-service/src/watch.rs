@@ -441,6 +441,8 @@ impl State {
             *recent = Recent::default();
             self.origins.remove(&partition);
             self.reset(partition, Reset::Restarted, offset, next);
+        } else if offset > next && next > 0 {
+            self.missed(partition, next, offset);
         }
         let recent = self.recent.entry(partition).or_default();
         recent.push(offset, id);
@@ -519,6 +521,22 @@ impl State {
             .offset_resets
             .with_label_values(&[reset.as_str()])
             .inc();
+    }
+
+    /// Counts the events between a partition's position and the next event delivered: the
+    /// broker no longer held them when the drift service reached them (its retention removed
+    /// them while the service lagged or was stopped). They cannot be counted; they are not
+    /// passed over in silence.
+    fn missed(&mut self, partition: i32, position: i64, offset: i64) {
+        let missed = (offset - position) as u64;
+        tracing::warn!(
+            partition,
+            position,
+            offset,
+            missed,
+            "events were removed from the partition's log before they were read: they are not counted"
+        );
+        self.metrics.missed.inc_by(missed);
     }
 
     /// Removes expired noise injections (the consumer also does it as events arrive; this

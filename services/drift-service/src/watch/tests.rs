@@ -385,3 +385,30 @@ fn scores_are_published_only_from_the_minimum_sample_size() {
     assert!(text().contains("vigie_drift_feature_drifted{feature=\"colour\",model=\"toy\"} 1"));
     assert!(text().contains("vigie_drift_noise_active{model=\"toy\"} 1"));
 }
+
+#[test]
+fn events_removed_from_the_log_before_they_were_read_are_counted_as_missed() {
+    let mut s = state(1);
+    let payload = |i: i64| event("toy", "toy-hash", 1.0, 40.0 + i as f64 % 20.0, i);
+    for offset in 0..50 {
+        s.apply(0, offset, &payload(offset), 0);
+    }
+    // The broker's retention removed offsets 50..120 while the service was behind: the log
+    // resumes at 120 (librdkafka resets a position out of range to the log's start).
+    assert_eq!(
+        s.apply(0, 120, &payload(120), 0),
+        Applied::Counted { noised: false }
+    );
+    assert_eq!(s.metrics.missed.get(), 70);
+    assert_eq!(s.models["toy"].events, 51);
+    assert_eq!(s.offsets[&0], 121);
+    let resets =
+        |s: &State, reason: &str| s.metrics.offset_resets.with_label_values(&[reason]).get();
+    assert_eq!((resets(&s, "restarted"), resets(&s, "replaced")), (0, 0));
+    // A partition read for the first time, or given up, may start past offset 0 (retention
+    // before the service ever read it): nothing it was owed is missing.
+    s.apply(1, 300, &payload(300), 0);
+    s.give_up(0, Reset::Replaced, 0);
+    s.apply(0, 500, &payload(500), 0);
+    assert_eq!(s.metrics.missed.get(), 70);
+}
