@@ -27,9 +27,13 @@ fn acceptable_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// Attaches a [`RequestId`] to the request and its id to the response.
+/// Attaches a [`RequestId`] to the request and its id to the response, and logs every server
+/// error (5xx) with its request.
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let arrived = Instant::now();
+    // Cheap to keep (no allocation for the usual methods; the URI shares its bytes).
+    let method = request.method().clone();
+    let uri = request.uri().clone();
     let id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -42,6 +46,16 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         arrived,
     });
     let mut response = next.run(request).await;
+    let status = response.status();
+    if status.is_server_error() {
+        tracing::warn!(
+            status = status.as_u16(),
+            %method,
+            path = uri.path(),
+            request_id = id,
+            "answered with a server error"
+        );
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
@@ -65,15 +79,8 @@ const ERROR_TEXT_BYTES: usize = 16 * 1024;
 
 /// Every error leaves as the JSON error body, with its reason: errors axum answers itself
 /// (a method the route does not take, a body past its limit or of the wrong type) come as
-/// text or empty, and are rewritten. Every server error (5xx) is logged with its request.
+/// text or empty, and are rewritten ([`request_id`] logs the server errors).
 pub async fn json_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.id.clone())
-        .unwrap_or_default();
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -84,7 +91,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let response = if is_json {
+    if is_json {
         response
     } else {
         let (mut parts, body) = response.into_parts();
@@ -105,17 +112,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
             answer.headers_mut().insert(name, value.clone());
         }
         answer
-    };
-    if status.is_server_error() {
-        tracing::warn!(
-            status = status.as_u16(),
-            %method,
-            path,
-            request_id,
-            "answered with a server error"
-        );
     }
-    response
 }
 
 /// HTTP request counts and latencies by route (the route's pattern, not the raw path),

@@ -96,20 +96,43 @@ impl Answer {
     }
 }
 
-/// Calls a router without a socket.
+/// Calls a router without a socket, and holds every answer to the router's OpenAPI document:
+/// a status the document does not list for the route fails the test (see
+/// [`undocumented`]).
 #[derive(Debug, Clone)]
 pub struct Client {
     pub app: Router,
+    /// The router's `/openapi.json`, read at the first call (`Null` when it has none).
+    document: std::sync::Arc<tokio::sync::OnceCell<Value>>,
 }
 
 impl Client {
     pub fn new(app: Router) -> Self {
-        Client { app }
+        Client {
+            app,
+            document: Default::default(),
+        }
     }
 
     pub async fn call(&self, request: Request<Body>) -> Answer {
+        let method = request.method().as_str().to_ascii_lowercase();
+        let path = request.uri().path().to_string();
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
+        let document = self
+            .document
+            .get_or_init(|| async {
+                let request = Request::get("/openapi.json").body(Body::empty()).unwrap();
+                let response = self.app.clone().oneshot(request).await.unwrap();
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                serde_json::from_slice(&body).unwrap_or(Value::Null)
+            })
+            .await;
+        if let Some(problem) = undocumented(document, &method, &path, status) {
+            panic!("{problem}");
+        }
         let headers = response.headers().clone();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -188,5 +211,82 @@ impl Client {
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.get("/metrics", None).await.text()
+    }
+}
+
+/// Why `status` answered to `method path` breaks `document`, if it does: the route is in the
+/// document with that method but does not list the status (nor `default`). Paths and methods
+/// the document does not hold (the fallback's 404, a 405) are not judged here.
+pub fn undocumented(
+    document: &Value,
+    method: &str,
+    path: &str,
+    status: StatusCode,
+) -> Option<String> {
+    let paths = document.get("paths")?.as_object()?;
+    let matches = |template: &str| {
+        let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+        t.len() == p.len()
+            && t.iter()
+                .zip(&p)
+                .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}') && !p.is_empty()))
+    };
+    // A literal path wins over a template (`/v1/users/me` before `/v1/users/{name}`).
+    let (template, item) = paths
+        .iter()
+        .filter(|(template, _)| matches(template))
+        .min_by_key(|(template, _)| template.matches('{').count())?;
+    let responses = item.get(method)?.get("responses")?.as_object()?;
+    let code = status.as_str();
+    (!responses.contains_key(code) && !responses.contains_key("default")).then(|| {
+        format!(
+            "{} {path} answered {status}, which the OpenAPI document does not list for {template} (it lists {})",
+            method.to_uppercase(),
+            responses.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_is_judged_against_the_route_it_answers() {
+        let doc = serde_json::json!({"paths": {
+            "/v1/models/{name}/promote": {"post": {"responses": {"200": {}, "404": {}}}},
+            "/v1/users/me": {"get": {"responses": {"200": {}}}},
+            "/v1/users/{name}": {"get": {"responses": {"200": {}, "404": {}}}},
+            "/metrics": {"get": {"responses": {"default": {}}}}
+        }});
+        let judge =
+            |m: &str, p: &str, s: u16| undocumented(&doc, m, p, StatusCode::from_u16(s).unwrap());
+        assert_eq!(judge("post", "/v1/models/toy/promote", 404), None);
+        let problem = judge("post", "/v1/models/toy/promote", 403).unwrap();
+        assert!(
+            problem.contains("403 Forbidden") && problem.contains("it lists 200, 404"),
+            "{problem}"
+        );
+        assert!(
+            judge("get", "/v1/users/me", 404).is_some(),
+            "the literal path is the route"
+        );
+        assert_eq!(judge("get", "/v1/users/amy", 404), None);
+        assert_eq!(judge("get", "/metrics", 500), None);
+        assert_eq!(
+            judge("delete", "/v1/users/amy", 405),
+            None,
+            "a method the route lacks"
+        );
+        assert_eq!(
+            judge("get", "/nope", 404),
+            None,
+            "a path the document lacks"
+        );
+        assert_eq!(judge("get", "/v1/models//promote", 404), None);
+        assert_eq!(
+            undocumented(&Value::Null, "get", "/x", StatusCode::OK),
+            None
+        );
     }
 }

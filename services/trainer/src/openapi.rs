@@ -114,7 +114,7 @@ pub fn build() -> Value {
                 "security": token_required(),
                 "parameters": [name_parameter()],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["version"], "properties": {"version": {"type": "integer", "minimum": 1}}}}}},
-                "responses": {"200": {"description": "Promoted"}, "404": error("No such version"), "409": error("The artifact fails its checks"), "422": error("Bad body")}
+                "responses": {"200": {"description": "Promoted"}, "403": error("Not an admin"), "404": error("No such version"), "409": error("The artifact fails its checks"), "422": error("Bad body")}
             }
         },
         "/v1/models/{name}/rollback": {
@@ -122,7 +122,7 @@ pub fn build() -> Value {
                 "summary": "Back to the version the production one replaced (admin)",
                 "security": token_required(),
                 "parameters": [name_parameter()],
-                "responses": {"200": {"description": "Rolled back"}, "404": error("No such model"), "409": error("No earlier version recorded, or its artifact fails its checks")}
+                "responses": {"200": {"description": "Rolled back"}, "403": error("Not an admin"), "404": error("No such model"), "409": error("No earlier version recorded, or its artifact fails its checks")}
             }
         }
     }));
