@@ -252,21 +252,7 @@ impl Runner {
         }
         tracing::debug!(?first, "the partitions' first events");
         for (p, origin) in &origins {
-            let given_up = match first.get(p) {
-                // The same log: the position holds.
-                Some(Some(m)) if m.offset == origin.offset && m.event_id == origin.event_id => None,
-                // The origin is gone from the log's start (retention): the same log as far as
-                // can be told.
-                Some(Some(m)) if m.offset > origin.offset => None,
-                Some(Some(m)) if m.offset == origin.offset => Some((Reset::Replaced, m.offset)),
-                Some(Some(m)) => Some((Reset::Restarted, m.offset)),
-                Some(None) | None => {
-                    let (_, end) = reader
-                        .fetch_watermarks(topic, *p, Duration::from_secs(5))
-                        .unwrap_or((-1, -1));
-                    (end >= 0 && end <= origin.offset).then_some((Reset::Restarted, end))
-                }
-            };
+            let given_up = judge_origin(origin, first.get(p));
             match given_up {
                 Some((reset, offset)) => lock(&self.state).give_up(*p, reset, offset),
                 None if !first.contains_key(p) => tracing::warn!(
@@ -386,4 +372,63 @@ fn commit(
         return Ok(());
     }
     consumer.commit(&offsets, mode)
+}
+
+/// Whether a partition's log is the one its position was taken on, from what was read at the
+/// position's origin: `read` is `None` when nothing answered, `Some(None)` when the partition
+/// ended before any event. `Some` gives the position up, with why and the offset it was seen at.
+fn judge_origin(origin: &Mark, read: Option<&Option<Mark>>) -> Option<(Reset, i64)> {
+    match read? {
+        // The same log: the position holds.
+        Some(m) if m.offset == origin.offset && m.event_id == origin.event_id => None,
+        // The origin is gone from the log's start (retention): the same log as far as can be
+        // told.
+        Some(m) if m.offset > origin.offset => None,
+        Some(m) if m.offset == origin.offset => Some((Reset::Replaced, m.offset)),
+        Some(m) => Some((Reset::Restarted, m.offset)),
+        // The partition ends before its origin: the log that holds the position ends after it
+        // (it held the events up to the position), so this is another one. Asking the broker
+        // for the log's end now would race with the producer: a new log may have grown past
+        // the origin since it answered.
+        None => Some((Reset::Restarted, origin.offset)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(offset: i64, event_id: &str) -> Mark {
+        Mark {
+            offset,
+            event_id: event_id.into(),
+        }
+    }
+
+    #[test]
+    fn a_position_is_given_up_only_on_another_log() {
+        let origin = mark(0, "e-1");
+        let judge = |read: Option<Option<Mark>>| judge_origin(&origin, read.as_ref());
+        assert_eq!(judge(Some(Some(mark(0, "e-1")))), None, "the same log");
+        assert_eq!(
+            judge(Some(Some(mark(0, "e-9")))),
+            Some((Reset::Replaced, 0)),
+            "another event at the origin"
+        );
+        assert_eq!(
+            judge(Some(Some(mark(40, "e-2")))),
+            None,
+            "the origin removed by retention"
+        );
+        // A partition found empty (a new broker whose producer has not written to it yet) is
+        // another log, even if events reach it before the position is used.
+        assert_eq!(judge(Some(None)), Some((Reset::Restarted, 0)));
+        assert_eq!(judge(None), None, "no answer: the position is kept");
+        let later = mark(100, "e-100");
+        assert_eq!(
+            judge_origin(&later, Some(&Some(mark(3, "x")))),
+            Some((Reset::Restarted, 3)),
+            "an earlier event: the broker reset a fetch past the log's end"
+        );
+    }
 }
