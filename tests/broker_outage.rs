@@ -162,10 +162,11 @@ async fn a_broker_outage_under_traffic_fails_no_prediction_and_loses_no_event() 
         assert_eq!(e.model_version, 1);
         assert_eq!(e.schema_hash, spec_hash["spec_hash"].as_str().unwrap());
         assert_eq!(Value::Object(e.features.clone()), s.sent);
-        assert_eq!(e.prediction.class as u64, a["class"].as_u64().unwrap());
-        assert_eq!(e.prediction.label, a["label"].as_str().unwrap());
-        assert_eq!(e.prediction.probability, a["probability"].as_f64().unwrap());
-        assert_eq!(e.prediction.threshold, a["threshold"].as_f64().unwrap());
+        let p = e.prediction.as_class().expect("a classification's event");
+        assert_eq!(p.class as u64, a["class"].as_u64().unwrap());
+        assert_eq!(p.label, a["label"].as_str().unwrap());
+        assert_eq!(p.probability, a["probability"].as_f64().unwrap());
+        assert_eq!(p.threshold, a["threshold"].as_f64().unwrap());
         assert_eq!(e.source, vigie_stream::Source::Api);
         assert_eq!(e.row, None);
         assert!(e.latency_us > 0);

@@ -117,7 +117,7 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
         let id = single["request_id"].as_str().unwrap();
         let event = events.iter().find(|e| e.request_id == id).unwrap();
         assert_eq!(
-            event.prediction.probability,
+            event.prediction.as_class().expect("a class").probability,
             single["probability"].as_f64().unwrap()
         );
         assert_eq!(event.source, vigie_stream::Source::Api);
@@ -131,7 +131,10 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
     for e in batch {
         let row = e.row.unwrap();
         let p = predicted[&row];
-        assert!((e.prediction.probability - p).abs() < 1e-12, "row {row}");
+        assert!(
+            (e.prediction.as_class().expect("a class").probability - p).abs() < 1e-12,
+            "row {row}"
+        );
         let cells = &rows[row as usize];
         let sent = Value::Object(features(&header, cells));
         assert_eq!(Value::Object(e.features.clone()), sent, "row {row}");

@@ -7,9 +7,10 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Deserialize;
 use vigie_core::inference::Model;
-use vigie_core::spec::ModelSpec;
+use vigie_core::spec::{ModelSpec, Task};
 use vigie_core::train::{self, PreparedData};
 use vigie_model::AlgorithmParams;
+use vigie_model::bootstrap::Evaluation as Figures;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -54,34 +55,60 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64()
     );
 
-    println!(
-        "| algorithm | ROC AUC | PR AUC | F1 | precision | recall | accuracy | Brier | threshold | fit (s) | predict (µs/row) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    match spec.task {
+        Task::BinaryClassification => {
+            println!(
+                "| algorithm | ROC AUC | PR AUC | F1 | precision | recall | accuracy | Brier | threshold | fit (s) | predict (µs/row) |"
+            );
+            println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        }
+        Task::Regression => {
+            println!(
+                "| algorithm | MAE | RMSE | R2 | median AE | share > {} under | interval coverage | fit (s) | predict (µs/row) |",
+                spec.regression().underestimate_margin
+            );
+            println!("|---|---|---|---|---|---|---|---|---|");
+        }
+    }
     for candidate in &candidates.candidate {
         eprintln!("Fitting {} ...", candidate.label);
         let trained = train::fit_and_evaluate(&spec, &data, &candidate.algorithm, &mut |_| {})?;
-        let (h, fit_seconds) = (&trained.holdout, trained.summary.fit_seconds);
+        let fit_seconds = trained.summary.fit_seconds;
+        let figures = trained.holdout.clone();
         let model = Model::new(vigie_core::artifact::Artifact::new(
-            trained.clone(),
+            trained,
             0,
             chrono::Utc::now(),
         ));
         let per_row = single_row_micros(&model, &data);
-        println!(
-            "| {} | {:.5} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.1} | {:.1} |",
-            candidate.label,
-            h.roc_auc,
-            h.pr_auc,
-            h.f1,
-            h.precision,
-            h.recall,
-            h.accuracy,
-            h.brier,
-            h.threshold,
-            fit_seconds,
-            per_row
-        );
+        match figures {
+            Figures::Binary(h) => println!(
+                "| {} | {:.5} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.1} | {:.1} |",
+                candidate.label,
+                h.roc_auc,
+                h.pr_auc,
+                h.f1,
+                h.precision,
+                h.recall,
+                h.accuracy,
+                h.brier,
+                h.threshold,
+                fit_seconds,
+                per_row
+            ),
+            Figures::Regression(h) => println!(
+                "| {} | {:.2} | {:.2} | {:.4} | {:.2} | {:.4} | {:.4} | {:.1} | {:.1} |",
+                candidate.label,
+                h.mae,
+                h.rmse,
+                h.r2,
+                h.median_absolute_error,
+                h.share_underestimated,
+                h.interval_coverage.unwrap_or(f64::NAN),
+                fit_seconds,
+                per_row
+            ),
+        }
     }
     Ok(())
 }
@@ -95,7 +122,7 @@ fn single_row_micros(model: &Model, data: &PreparedData) -> f64 {
     let start = Instant::now();
     for r in x.iter_rows() {
         row.copy_from_slice(r);
-        sink += model.predict_parsed(&mut row).probability;
+        sink += model.predict_parsed(&mut row).score();
     }
     let micros = start.elapsed().as_secs_f64() * 1e6 / x.rows().max(1) as f64;
     std::hint::black_box(sink);

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use vigie_core::inference::Model;
+use vigie_core::inference::{Model, Prediction};
 use vigie_core::schema::Schema;
 use vigie_core::spec::{FeatureSpec, code_tokens};
 use vigie_registry::ModelRef;
-use vigie_stream::event::{Features, OutcomeRef, PredictionEventRef, Value};
+use vigie_stream::event::{EstimateRef, Features, OutcomeRef, PredictionEventRef, Value};
 use vigie_stream::{EventProducer, ProducerConfig, Source};
 
 use crate::Cli;
@@ -177,11 +177,22 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
                 names,
                 values: &values,
             },
-            prediction: OutcomeRef {
-                class: p.class,
-                label: model.label(p.class),
-                probability: p.probability,
-                threshold: artifact.threshold,
+            prediction: match &p {
+                Prediction::Class(p) => OutcomeRef {
+                    class: p.class,
+                    label: model.label(p.class),
+                    probability: p.probability,
+                    threshold: artifact.threshold,
+                }
+                .into(),
+                Prediction::Estimate(e) => EstimateRef {
+                    value: e.value,
+                    lower: e.interval[0],
+                    upper: e.interval[1],
+                    underestimation_risk: e.underestimation_risk,
+                    group: model.group_finding(e).map(|(_, g)| g.code.as_str()),
+                }
+                .into(),
             },
             latency_us: 0,
             source: Source::Replay,

@@ -1,5 +1,8 @@
 //! `vigie models`: list and inspect registered model versions.
 
+use vigie_model::bootstrap::Evaluation as Figures;
+use vigie_model::metrics::BinaryMetrics;
+use vigie_model::regression::RegressionMetrics;
 use vigie_registry::{ModelRef, ModelVersion};
 
 use crate::Cli;
@@ -41,19 +44,17 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
                 );
             } else {
                 println!(
-                    "{:<24} {:>7}  {:<10}  {:<17}  {:>7}  {:>7}  {:>9}  created",
-                    "name", "version", "status", "algorithm", "ROC AUC", "F1", "threshold"
+                    "{:<24} {:>7}  {:<10}  {:<17}  {:<36}  created",
+                    "name", "version", "status", "algorithm", "holdout"
                 );
                 for v in &versions {
                     println!(
-                        "{:<24} {:>7}  {:<10}  {:<17}  {:>7.4}  {:>7.4}  {:>9.4}  {}",
+                        "{:<24} {:>7}  {:<10}  {:<17}  {:<36}  {}",
                         v.name,
                         v.version,
                         v.status.as_str(),
                         v.algorithm,
-                        v.metrics.holdout.roc_auc,
-                        v.metrics.holdout.f1,
-                        v.threshold,
+                        headline(v),
                         v.created_at.format("%Y-%m-%d %H:%M:%S")
                     );
                 }
@@ -108,9 +109,25 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A version's main holdout figures on one line.
+pub fn headline(v: &ModelVersion) -> String {
+    match &v.metrics.holdout {
+        Figures::Binary(h) => format!(
+            "ROC AUC {:.4}, F1 {:.4}, threshold {:.4}",
+            h.roc_auc, h.f1, v.threshold
+        ),
+        Figures::Regression(h) => format!(
+            "MAE {:.1}, R2 {:.3}, coverage {}",
+            h.mae,
+            h.r2,
+            h.interval_coverage
+                .map_or_else(|| "-".to_string(), |c| format!("{c:.3}"))
+        ),
+    }
+}
+
 /// A version's details and figures, for people.
 pub fn print_version(v: &ModelVersion) {
-    let (val, hold) = (&v.metrics.validation, &v.metrics.holdout);
     println!("{} ({}, {})", v.id(), v.status.as_str(), v.algorithm);
     println!(
         "  created      {} by {}",
@@ -124,6 +141,50 @@ pub fn print_version(v: &ModelVersion) {
         v.artifact_bytes
     );
     println!("  sha256       {}", v.artifact_sha256);
+    match (&v.metrics.validation, &v.metrics.holdout) {
+        (Figures::Binary(val), Figures::Binary(hold)) => print_binary(v, val, hold),
+        (Figures::Regression(val), Figures::Regression(hold)) => {
+            println!("  fit time     {:.2} s", v.fit_seconds);
+            print_regression(val, hold)
+        }
+        _ => println!(
+            "  (validation and holdout figures of different tasks: the row is inconsistent)"
+        ),
+    }
+}
+
+fn print_regression(val: &RegressionMetrics, hold: &RegressionMetrics) {
+    println!("  {:<24} {:>10} {:>10}", "", "validation", "holdout");
+    let coverage = |m: &RegressionMetrics| m.interval_coverage.unwrap_or(f64::NAN);
+    let width = |m: &RegressionMetrics| m.interval_mean_width.unwrap_or(f64::NAN);
+    for (name, a, b) in [
+        ("MAE", val.mae, hold.mae),
+        ("RMSE", val.rmse, hold.rmse),
+        ("R2", val.r2, hold.r2),
+        (
+            "median absolute error",
+            val.median_absolute_error,
+            hold.median_absolute_error,
+        ),
+        ("mean residual", val.mean_residual, hold.mean_residual),
+        ("interval coverage", coverage(val), coverage(hold)),
+        ("interval mean width", width(val), width(hold)),
+    ] {
+        println!("  {name:<24} {a:>10.4} {b:>10.4}");
+    }
+    println!(
+        "  {:<24} {:>10.4} {:>10.4}",
+        format!("share > {} under", hold.underestimate_margin),
+        val.share_underestimated,
+        hold.share_underestimated
+    );
+    println!(
+        "  holdout rows {}, mean target {:.2}",
+        hold.rows, hold.mean_target
+    );
+}
+
+fn print_binary(v: &ModelVersion, val: &BinaryMetrics, hold: &BinaryMetrics) {
     println!(
         "  threshold    {:.4} (best F1 on the validation slice)",
         v.threshold

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use serde::Serialize;
-use vigie_core::spec::ModelSpec;
+use vigie_core::spec::{ModelSpec, Task};
 use vigie_core::train::{self, PreparedData};
 use vigie_synthetic::{Fidelity, Generator, GeneratorParams, MarginalSampler, fidelity};
 
@@ -76,14 +76,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         target,
     );
 
-    let (on_real, on_synthetic) = if args.no_tstr {
+    // Train-on-synthetic needs class targets: a regression's generator draws none.
+    let (on_real, on_synthetic) = if args.no_tstr || spec.task != Task::BinaryClassification {
         (None, None)
     } else {
         let on_real = train::fit_and_evaluate(&spec, &data, &spec.algorithm, &mut |_| {})?;
         let on_synthetic = train::train_on_synthetic(&spec, &data, args.seed, &mut |_| {})?;
         (
-            Some(on_real.holdout.roc_auc),
-            Some(on_synthetic.holdout.roc_auc),
+            on_real.holdout.as_binary().map(|m| m.roc_auc),
+            on_synthetic.holdout.as_binary().map(|m| m.roc_auc),
         )
     };
 

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use vigie_core::spec::ModelSpec;
-use vigie_core::train;
+use vigie_core::spec::{ModelSpec, Task};
+use vigie_core::train::{self, RegressionModel};
 
 use crate::Cli;
 use crate::commands::models::print_version;
@@ -46,13 +46,17 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         version.status.as_str()
     );
     let summary = &artifact.training;
+    let chosen = match artifact.task {
+        Task::BinaryClassification => "threshold",
+        Task::Regression => "interval and flagged groups",
+    };
     println!(
-        "Rows: {} fit, {} validation (threshold chosen there), {} holdout",
+        "Rows: {} fit, {} validation ({chosen} chosen there), {} holdout",
         summary.fit_rows, summary.validation_rows, summary.holdout_rows
     );
     if summary.refit_on_all_rows {
         println!(
-            "Final model refitted on all {} training rows, threshold kept",
+            "Final model refitted on all {} training rows, {chosen} kept",
             summary.fit_rows + summary.validation_rows
         );
     }
@@ -90,6 +94,81 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     );
     println!();
     print_version(&version);
+    if let Some(regression) = &artifact.regression {
+        print_regression_extras(&artifact.spec.target.unit, regression);
+    }
     registry.close().await;
     Ok(())
+}
+
+/// A regression's interval and underestimated groups, and whether the flag holds on the
+/// holdout.
+pub fn print_regression_extras(unit: &str, regression: &RegressionModel) {
+    let i = &regression.interval;
+    println!(
+        "  interval     estimate {:+.1} to {:+.1} {unit} ({:.0}% split conformal on {} validation rows)",
+        i.lower_offset,
+        i.upper_offset,
+        i.coverage * 100.0,
+        i.calibration_rows
+    );
+    let Some(u) = &regression.underestimation else {
+        return;
+    };
+    let flagged: Vec<_> = u.flagged().collect();
+    println!(
+        "  underestimation: {} of {} groups of {} flagged ({} with at least {} validation rows judged; flagged when the one-sided {:.2}% lower bound of the mean residual is above 0: {:.0}% for all judged groups together)",
+        flagged.len(),
+        u.groups.len(),
+        u.feature,
+        u.judged,
+        u.min_rows,
+        u.per_group_confidence * 100.0,
+        u.confidence * 100.0
+    );
+    if flagged.is_empty() {
+        // Say why: the groups that came closest.
+        let mut closest: Vec<_> = u.groups.iter().filter(|g| g.rows >= u.min_rows).collect();
+        closest.sort_by(|a, b| b.lower_bound.total_cmp(&a.lower_bound));
+        for g in closest.iter().take(3) {
+            println!(
+                "    closest: {}: {} rows, mean residual {:+.1} {unit}, lower bound {:+.1}",
+                g.code, g.rows, g.mean_residual, g.lower_bound
+            );
+        }
+    }
+    for g in &flagged {
+        println!(
+            "    {}: {} rows, mean residual {:+.1} {unit}, lower bound {:+.1}",
+            g.code, g.rows, g.mean_residual, g.lower_bound
+        );
+    }
+    let h = &u.holdout;
+    let show = |m: &vigie_model::regression::MeanEstimate| match m.rows {
+        0 => "none (0 rows)".to_string(),
+        rows => format!(
+            "{:+.1} [{:+.1}, {:+.1}] ({rows} rows)",
+            m.mean, m.lower, m.upper
+        ),
+    };
+    println!(
+        "  holdout mean residual: flagged {}, unflagged {}",
+        show(&h.flagged),
+        show(&h.unflagged)
+    );
+    match &h.difference {
+        Some(d) => println!(
+            "  difference {:+.1} {unit} [{:+.1}, {:+.1}] ({:.0}% bootstrap): {}",
+            d.mean,
+            d.lower,
+            d.upper,
+            h.confidence * 100.0,
+            if h.is_meaningful() {
+                "the flag holds on the holdout"
+            } else {
+                "the flag is not confirmed on the holdout"
+            }
+        ),
+        None => println!("  no holdout row is flagged: nothing to compare"),
+    }
 }

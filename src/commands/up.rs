@@ -75,10 +75,9 @@ pub async fn ensure_models(registry: &Registry, dir: &Path) -> anyhow::Result<()
                 .context("training panicked")??;
         let (version, _) = registry.register(trained, "vigie-up").await?;
         println!(
-            "  registered {}: holdout ROC AUC {:.4}, F1 {:.4}",
+            "  registered {}: holdout {}",
             version.id(),
-            version.metrics.holdout.roc_auc,
-            version.metrics.holdout.f1
+            super::models::headline(&version)
         );
     }
     Ok(())

@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vigie_drift::Profile;
 use vigie_model::TreeEnsemble;
-use vigie_model::metrics::BinaryMetrics;
+use vigie_model::bootstrap::Evaluation;
 
 use crate::schema::Imputation;
 use crate::spec::{ModelSpec, Task};
-use crate::train::{TrainedModel, TrainingSummary};
+use crate::train::{RegressionModel, TrainedModel, TrainingSummary};
 use crate::{Error, Result};
 
 pub const FORMAT: &str = "vigie-model";
@@ -35,13 +35,15 @@ struct Header {
     payload_sha256: String,
 }
 
-/// Quality figures of a model version.
+/// Quality figures of a model version (binary classification or regression figures, by the
+/// model's task).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
-    /// On the validation slice of the training data, where the threshold was chosen.
-    pub validation: BinaryMetrics,
+    /// On the validation slice of the training data, where the threshold was chosen (or the
+    /// interval calibrated).
+    pub validation: Evaluation,
     /// On the fixed holdout, never used to choose anything.
-    pub holdout: BinaryMetrics,
+    pub holdout: Evaluation,
 }
 
 /// The payload of an artifact file.
@@ -56,9 +58,12 @@ pub struct Artifact {
     pub spec_hash: String,
     /// Feature names in the order the model reads them.
     pub feature_order: Vec<String>,
-    /// Decide the positive class when the probability is at least this.
+    /// Decide the positive class when the probability is at least this (0 for a regression).
     pub threshold: f64,
     pub metrics: Metrics,
+    /// A regression's interval and underestimated groups; absent for a classification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<RegressionModel>,
     pub training: TrainingSummary,
     pub spec: ModelSpec,
     pub imputation: Imputation,
@@ -103,6 +108,7 @@ impl Artifact {
                 validation: model.validation,
                 holdout: model.holdout,
             },
+            regression: model.regression,
             training: model.summary,
             spec: model.spec,
             imputation: model.imputation,
@@ -214,8 +220,50 @@ impl Artifact {
         if profiled != order {
             return Err("the drift reference does not profile the spec's features in order".into());
         }
-        if !(0.0..=1.0).contains(&self.threshold) {
-            return Err(format!("threshold {} is not a probability", self.threshold));
+        if self.task != self.spec.task {
+            return Err(format!(
+                "task {} differs from the embedded spec's {}",
+                self.task.as_str(),
+                self.spec.task.as_str()
+            ));
+        }
+        let evaluations = [&self.metrics.validation, &self.metrics.holdout];
+        match (self.task, &self.regression) {
+            (Task::BinaryClassification, None) => {
+                if !(0.0..=1.0).contains(&self.threshold) {
+                    return Err(format!("threshold {} is not a probability", self.threshold));
+                }
+                if evaluations.iter().any(|e| e.as_binary().is_none()) {
+                    return Err("a classification's metrics are not classification figures".into());
+                }
+            }
+            (Task::Regression, Some(regression)) => {
+                if self.ensemble.link() != vigie_model::Link::Identity {
+                    return Err("a regression's trees do not give a number (link)".into());
+                }
+                if evaluations.iter().any(|e| e.as_regression().is_none()) {
+                    return Err("a regression's metrics are not regression figures".into());
+                }
+                regression.interval.validate()?;
+                if let Some(u) = &regression.underestimation {
+                    let position = self.feature_order.iter().position(|f| *f == u.feature);
+                    if position.is_none() {
+                        return Err(format!(
+                            "the underestimation groups' feature {:?} is not a feature",
+                            u.feature
+                        ));
+                    }
+                    if u.groups.windows(2).any(|w| w[0].value >= w[1].value) {
+                        return Err("the underestimation groups are not in order".into());
+                    }
+                }
+            }
+            (Task::BinaryClassification, Some(_)) => {
+                return Err("a classification carries a regression's interval".into());
+            }
+            (Task::Regression, None) => {
+                return Err("a regression carries no interval".into());
+            }
         }
         self.ensemble.validate().map_err(|e| e.to_string())
     }

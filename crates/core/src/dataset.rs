@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use vigie_model::Matrix;
 
 use crate::schema::{Cell, Origin, Schema};
-use crate::spec::{ModelSpec, normalise_token};
+use crate::spec::{ModelSpec, Task, normalise_token};
 use crate::{Error, Result};
 
 /// One thing wrong in a data file.
@@ -67,7 +67,7 @@ pub struct LoadReport {
 pub struct LabelledData {
     /// Row-major, model order, `NaN` where a value is missing.
     pub x: Matrix,
-    /// 1.0 for the positive class, 0.0 for the negative.
+    /// 1.0 for the positive class, 0.0 for the negative; the number, for a regression.
     pub y: Vec<f64>,
     pub report: LoadReport,
 }
@@ -616,7 +616,7 @@ fn read_feature_columns(
 }
 
 /// Reads a target file: the spec's target column, each value the positive class (1) or the
-/// negative one (0).
+/// negative one (0) for a classification, a number inside the target's range for a regression.
 fn read_target(
     spec: &ModelSpec,
     path: &Path,
@@ -633,39 +633,83 @@ fn read_target(
         });
         return Err(());
     };
-    let (positive, negative) = (
-        normalise_token(&target.positive),
-        normalise_token(&target.negative),
-    );
+    let reader = TargetReader::new(spec);
     let before = problems.len();
     let values: Vec<f64> = (1..records.len())
         .map(|r| {
-            let token = normalise_token(records.field(r, column));
-            if token == positive {
-                1.0
-            } else if token == negative {
-                0.0
-            } else {
-                problems.push(Problem {
-                    file: path.to_path_buf(),
-                    line: Some(lines[r]),
-                    column: Some(target.column.clone()),
-                    message: if token.is_empty() {
-                        "missing target value".into()
-                    } else {
-                        format!(
-                            "target {token:?} is neither the positive class {positive:?} nor the negative class {negative:?}"
-                        )
-                    },
-                });
-                f64::NAN
-            }
+            reader
+                .read(records.field(r, column))
+                .unwrap_or_else(|message| {
+                    problems.push(Problem {
+                        file: path.to_path_buf(),
+                        line: Some(lines[r]),
+                        column: Some(target.column.clone()),
+                        message,
+                    });
+                    f64::NAN
+                })
         })
         .collect();
     if problems.len() > before {
         Err(())
     } else {
         Ok(values)
+    }
+}
+
+/// How a target cell becomes the number a model fits.
+enum TargetReader {
+    /// The positive and negative classes' tokens, normalised.
+    Classes { positive: String, negative: String },
+    /// A number in the valid range.
+    Number { min: f64, max: f64 },
+}
+
+impl TargetReader {
+    fn new(spec: &ModelSpec) -> Self {
+        let target = &spec.target;
+        match spec.task {
+            Task::BinaryClassification => TargetReader::Classes {
+                positive: normalise_token(target.positive()),
+                negative: normalise_token(target.negative()),
+            },
+            Task::Regression => {
+                let (min, max) = target.range();
+                TargetReader::Number { min, max }
+            }
+        }
+    }
+
+    fn read(&self, cell: &str) -> std::result::Result<f64, String> {
+        match self {
+            TargetReader::Classes { positive, negative } => {
+                let token = normalise_token(cell);
+                if token == *positive {
+                    Ok(1.0)
+                } else if token == *negative {
+                    Ok(0.0)
+                } else if token.is_empty() {
+                    Err("missing target value".into())
+                } else {
+                    Err(format!(
+                        "target {token:?} is neither the positive class {positive:?} nor the negative class {negative:?}"
+                    ))
+                }
+            }
+            TargetReader::Number { min, max } => {
+                let text = cell.trim();
+                if text.is_empty() {
+                    return Err("missing target value".into());
+                }
+                match crate::number::parse_f64(text).ok() {
+                    Some(v) if v.is_finite() && (*min..=*max).contains(&v) => Ok(v),
+                    Some(v) if v.is_finite() => Err(format!(
+                        "target {v} is outside the valid range [{min}, {max}]"
+                    )),
+                    _ => Err(format!("target {text:?} is not a number")),
+                }
+            }
+        }
     }
 }
 

@@ -22,6 +22,8 @@ pub enum Error {
     Artifact { path: PathBuf, message: String },
     #[error(transparent)]
     Model(#[from] vigie_model::Error),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("cannot build the synthetic reference rows: {0}")]
     Synthetic(#[from] vigie_synthetic::FitError),
 }

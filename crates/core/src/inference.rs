@@ -4,27 +4,98 @@ use vigie_model::Matrix;
 
 use crate::artifact::Artifact;
 use crate::schema::Schema;
+use crate::spec::Task;
+use crate::train::{GroupFinding, Underestimation};
 
 /// A model ready to predict: an artifact and its compiled schema.
 #[derive(Debug, Clone)]
 pub struct Model {
     artifact: Artifact,
     schema: Schema,
+    /// A regression's group feature (its position) and findings, when the spec names one.
+    groups: Option<(usize, Underestimation)>,
 }
 
-/// One prediction.
+/// One prediction: a class with its probability, or an estimate with its interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Prediction {
+pub enum Prediction {
+    Class(ClassPrediction),
+    Estimate(Estimate),
+}
+
+/// A binary classification's answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassPrediction {
     /// 1 for the positive class, 0 for the negative.
     pub class: u8,
     /// Probability of the positive class.
     pub probability: f64,
 }
 
+/// A regression's answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// The estimate, inside the target's valid range.
+    pub value: f64,
+    /// `[lower, upper]` at the spec's coverage.
+    pub interval: [f64; 2],
+    /// Where the row's group is among the underestimation findings (see
+    /// [`Model::group_finding`]); `None` when the spec names no group or the validation slice
+    /// never saw this one.
+    pub group: Option<u32>,
+    /// Whether the row's group is one the model underestimates.
+    pub underestimation_risk: bool,
+}
+
+impl Prediction {
+    /// The classification's answer (`None` for an estimate).
+    pub fn as_class(&self) -> Option<&ClassPrediction> {
+        match self {
+            Prediction::Class(c) => Some(c),
+            Prediction::Estimate(_) => None,
+        }
+    }
+
+    pub fn as_estimate(&self) -> Option<&Estimate> {
+        match self {
+            Prediction::Estimate(e) => Some(e),
+            Prediction::Class(_) => None,
+        }
+    }
+
+    /// The number the answer stands on: the probability, or the estimate.
+    pub fn score(&self) -> f64 {
+        match self {
+            Prediction::Class(c) => c.probability,
+            Prediction::Estimate(e) => e.value,
+        }
+    }
+}
+
 impl Model {
     pub fn new(artifact: Artifact) -> Self {
         let schema = Schema::new(&artifact.spec);
-        Model { artifact, schema }
+        let groups = artifact
+            .regression
+            .as_ref()
+            .and_then(|r| r.underestimation.clone())
+            .and_then(|u| Some((schema.position(&u.feature)?, u)));
+        Model {
+            artifact,
+            schema,
+            groups,
+        }
+    }
+
+    pub fn task(&self) -> Task {
+        self.artifact.task
+    }
+
+    /// The underestimation finding an estimate's group refers to.
+    pub fn group_finding(&self, estimate: &Estimate) -> Option<(&str, &GroupFinding)> {
+        let (_, u) = self.groups.as_ref()?;
+        let finding = u.groups.get(estimate.group? as usize)?;
+        Some((&u.feature, finding))
     }
 
     pub fn artifact(&self) -> &Artifact {
@@ -39,9 +110,9 @@ impl Model {
     pub fn label(&self, class: u8) -> &str {
         let target = &self.artifact.spec.target;
         if class == 1 {
-            &target.positive_label
+            target.positive_label()
         } else {
-            &target.negative_label
+            target.negative_label()
         }
     }
 
@@ -49,11 +120,32 @@ impl Model {
     /// the missing values in place.
     pub fn predict_parsed(&self, row: &mut [f64]) -> Prediction {
         self.artifact.imputation.apply(row);
-        let probability = self.artifact.ensemble.predict_proba(row);
-        Prediction {
-            class: u8::from(probability >= self.artifact.threshold),
-            probability,
-        }
+        let raw = self.artifact.ensemble.predict_proba(row);
+        let Some(regression) = &self.artifact.regression else {
+            return Prediction::Class(ClassPrediction {
+                class: u8::from(raw >= self.artifact.threshold),
+                probability: raw,
+            });
+        };
+        let interval = &regression.interval;
+        let value = raw.clamp(interval.min, interval.max);
+        let (group, underestimation_risk) = match &self.groups {
+            Some((column, u)) => {
+                let at = u
+                    .groups
+                    .binary_search_by(|g| g.value.total_cmp(&row[*column]))
+                    .ok();
+                let risk = at.is_some_and(|i| u.groups[i].flagged);
+                (at.map(|i| i as u32), risk)
+            }
+            None => (None, false),
+        };
+        Prediction::Estimate(Estimate {
+            value,
+            interval: interval.around(value),
+            group,
+            underestimation_risk,
+        })
     }
 
     /// Predicts every row of a parsed matrix (model order, `NaN` = missing). Large batches are
@@ -107,11 +199,17 @@ mod tests {
     #[test]
     fn raw_rows_are_checked_imputed_and_thresholded() {
         let m = model();
-        let p = predict_text(&m, &[Some("1"), Some("60")]).unwrap();
+        let p = *predict_text(&m, &[Some("1"), Some("60")])
+            .unwrap()
+            .as_class()
+            .unwrap();
         assert_eq!((p.class, p.probability), (1, 0.8));
         assert_eq!(m.label(p.class), "yes");
         // Missing speed is imputed with 30: below the split.
-        let p = predict_text(&m, &[Some("2.0"), None]).unwrap();
+        let p = *predict_text(&m, &[Some("2.0"), None])
+            .unwrap()
+            .as_class()
+            .unwrap();
         assert_eq!((p.class, p.probability), (0, 0.2));
         let err = predict_text(&m, &[Some("3"), Some("60")]).unwrap_err();
         assert_eq!(err.to_string(), "feature colour: unknown code \"3\"");
@@ -130,6 +228,36 @@ mod tests {
             err.to_string(),
             "feature speed: 131 is outside the valid range [0, 130]"
         );
+    }
+
+    #[test]
+    fn a_regression_answers_an_estimate_its_interval_and_its_group() {
+        let m = Model::new(Artifact::new(
+            crate::testing::toy_regression_model(),
+            1,
+            chrono::Utc::now(),
+        ));
+        assert_eq!(m.task(), Task::Regression);
+        let answer =
+            |values: &[Option<&str>]| *predict_text(&m, values).unwrap().as_estimate().unwrap();
+        let north = answer(&[Some("north"), Some("5")]);
+        assert_eq!(north.value, 300.0);
+        assert_eq!(north.interval, [240.0, 420.0]);
+        assert!(!north.underestimation_risk);
+        let (feature, finding) = m.group_finding(&north).unwrap();
+        assert_eq!(
+            (feature, finding.code.as_str(), finding.flagged),
+            ("station", "north", false)
+        );
+        // A missing distance is imputed (12 km): the upper leaf.
+        let south = answer(&[Some("south"), None]);
+        assert_eq!(south.value, 600.0);
+        assert!(south.underestimation_risk);
+        assert_eq!(m.group_finding(&south).unwrap().1.code, "south");
+        // A group the validation slice never saw: no finding, no risk.
+        let east = answer(&[Some("east"), Some("1")]);
+        assert!(!east.underestimation_risk && east.group.is_none());
+        assert!(m.group_finding(&east).is_none());
     }
 
     #[test]

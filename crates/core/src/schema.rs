@@ -238,6 +238,23 @@ impl Feature {
         &self.name
     }
 
+    /// The code a categorical value stands for, as the spec spells it (normalised): the text
+    /// of a text code, the number of a whole-number code. `None` for a numerical feature or a
+    /// value that is no code.
+    pub fn code_of(&self, value: f64) -> Option<String> {
+        match &self.domain {
+            Domain::Codes(table) => table
+                .by_token
+                .iter()
+                .find(|(_, v)| v.total_cmp(&value).is_eq())
+                .map(|(t, _)| t.clone()),
+            Domain::CodeRange { min, max } => {
+                in_code_range(value, *min, *max).then(|| format!("{}", value as i64))
+            }
+            Domain::Numerical { .. } => None,
+        }
+    }
+
     /// Codes spelled as text: the model sees their position in the spec, not their value.
     pub fn has_text_codes(&self) -> bool {
         self.text_codes

@@ -19,12 +19,26 @@ use crate::{Error, Result};
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     BinaryClassification,
+    /// A number (a time, a cost) with its unit and valid range.
+    Regression,
 }
 
 impl Task {
+    pub const ALL: [Task; 2] = [Task::BinaryClassification, Task::Regression];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Task::BinaryClassification => "binary_classification",
+            Task::Regression => "regression",
+        }
+    }
+
+    /// The retraining metric when the spec names none: ROC AUC for a classification, MAE for a
+    /// regression.
+    pub fn default_metric(&self) -> Metric {
+        match self {
+            Task::BinaryClassification => Metric::RocAuc,
+            Task::Regression => Metric::Mae,
         }
     }
 }
@@ -51,10 +65,15 @@ pub struct ModelSpec {
     #[serde(default, skip_serializing_if = "is_default_drift")]
     pub drift: vigie_drift::DriftRules,
     /// How the trainer retrains the model and judges a candidate against production (defaults:
-    /// ROC AUC, a paired bootstrap of 1,000 resamples, 95% one-sided, no synthetic rows).
+    /// ROC AUC for a classification and MAE for a regression, a paired bootstrap of 1,000
+    /// resamples, 95% one-sided, no synthetic rows).
     /// Left out of the serialised spec when default, so specs written before it hash the same.
     #[serde(default, skip_serializing_if = "is_default_retraining")]
     pub retraining: RetrainingSpec,
+    /// What a regression answers beside its estimate: the interval, the costly error's
+    /// margin, the underestimated groups. Only for `task = "regression"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<RegressionSpec>,
     pub algorithm: AlgorithmParams,
     /// The features, in the order the model sees them.
     #[serde(rename = "feature")]
@@ -74,8 +93,10 @@ fn is_default_retraining(retraining: &RetrainingSpec) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrainingSpec {
-    /// The primary metric, measured on the fixed holdout for candidate and production alike.
-    pub metric: Metric,
+    /// The primary metric, measured on the fixed holdout for candidate and production alike;
+    /// when absent, the task's default ([`Task::default_metric`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<Metric>,
     /// What the bootstrap's lower bound on the improvement must exceed (metric units, oriented
     /// so that positive is better).
     pub min_improvement: f64,
@@ -92,7 +113,7 @@ pub struct RetrainingSpec {
 impl Default for RetrainingSpec {
     fn default() -> Self {
         RetrainingSpec {
-            metric: Metric::RocAuc,
+            metric: None,
             min_improvement: 0.0,
             bootstrap_samples: 1000,
             confidence: 0.95,
@@ -104,9 +125,14 @@ impl Default for RetrainingSpec {
 }
 
 impl RetrainingSpec {
-    pub fn bootstrap(&self) -> BootstrapParams {
+    /// The primary metric of a model of this task.
+    pub fn metric(&self, task: Task) -> Metric {
+        self.metric.unwrap_or(task.default_metric())
+    }
+
+    pub fn bootstrap(&self, task: Task) -> BootstrapParams {
         BootstrapParams {
-            metric: self.metric,
+            metric: self.metric(task),
             samples: self.bootstrap_samples,
             confidence: self.confidence,
             min_improvement: self.min_improvement,
@@ -114,7 +140,19 @@ impl RetrainingSpec {
         }
     }
 
-    fn check(&self) -> std::result::Result<(), String> {
+    fn check(&self, task: Task) -> std::result::Result<(), String> {
+        let metric = self.metric(task);
+        if metric.is_regression() != (task == Task::Regression) {
+            return Err(format!(
+                "retraining.metric {:?} does not judge a {} model (use {})",
+                metric.as_str(),
+                task.as_str(),
+                match task {
+                    Task::BinaryClassification => "roc_auc, pr_auc, f1, brier or log_loss",
+                    Task::Regression => "mae or rmse",
+                }
+            ));
+        }
         if !(100..=100_000).contains(&self.bootstrap_samples) {
             return Err(format!(
                 "retraining.bootstrap_samples must be between 100 and 100000, not {}",
@@ -143,20 +181,219 @@ impl RetrainingSpec {
     }
 }
 
-/// The target column and its two classes.
+/// The target column: its two classes (a classification) or its unit and valid range (a
+/// regression). What the task does not use must not be given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSpec {
     pub column: String,
     #[serde(default)]
     pub description: String,
-    /// The value that marks the positive class, e.g. "1".
-    pub positive: String,
-    /// The value that marks the negative class, e.g. "0".
-    pub negative: String,
-    /// What the positive and negative classes mean, for people reading predictions.
-    pub positive_label: String,
-    pub negative_label: String,
+    /// Classification: the value that marks the positive class, e.g. "1".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive: Option<String>,
+    /// Classification: the value that marks the negative class, e.g. "0".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative: Option<String>,
+    /// Classification: what the positive and negative classes mean, for people reading
+    /// predictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_label: Option<String>,
+    /// Regression: the unit of the number, e.g. "s".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unit: String,
+    /// Regression: the valid range; a target outside it is refused, and estimates and
+    /// intervals are kept inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+impl TargetSpec {
+    /// The positive class's value (empty for a regression: a checked spec of a classification
+    /// always has one).
+    pub fn positive(&self) -> &str {
+        self.positive.as_deref().unwrap_or_default()
+    }
+
+    pub fn negative(&self) -> &str {
+        self.negative.as_deref().unwrap_or_default()
+    }
+
+    pub fn positive_label(&self) -> &str {
+        self.positive_label.as_deref().unwrap_or_default()
+    }
+
+    pub fn negative_label(&self) -> &str {
+        self.negative_label.as_deref().unwrap_or_default()
+    }
+
+    /// A regression target's valid range (unbounded when not given: a checked regression spec
+    /// always gives it).
+    pub fn range(&self) -> (f64, f64) {
+        (
+            self.min.unwrap_or(f64::NEG_INFINITY),
+            self.max.unwrap_or(f64::INFINITY),
+        )
+    }
+
+    fn check(&self, task: Task) -> std::result::Result<(), String> {
+        let classes = [
+            ("positive", &self.positive),
+            ("negative", &self.negative),
+            ("positive_label", &self.positive_label),
+            ("negative_label", &self.negative_label),
+        ];
+        match task {
+            Task::BinaryClassification => {
+                for (name, value) in classes {
+                    if value.is_none() {
+                        return Err(format!(
+                            "target.{name} is required for a binary_classification"
+                        ));
+                    }
+                }
+                if let Some(name) = [
+                    ("unit", !self.unit.is_empty()),
+                    ("min", self.min.is_some()),
+                    ("max", self.max.is_some()),
+                ]
+                .into_iter()
+                .find_map(|(name, given)| given.then_some(name))
+                {
+                    return Err(format!(
+                        "target.{name} belongs to a regression, not to a binary_classification"
+                    ));
+                }
+                if normalise_token(self.positive()) == normalise_token(self.negative()) {
+                    return Err("target.positive and target.negative must differ".into());
+                }
+            }
+            Task::Regression => {
+                if let Some((name, _)) = classes.iter().find(|(_, v)| v.is_some()) {
+                    return Err(format!(
+                        "target.{name} belongs to a binary_classification, not to a regression"
+                    ));
+                }
+                let (Some(min), Some(max)) = (self.min, self.max) else {
+                    return Err(
+                        "target.min and target.max are required for a regression: the valid range of the number"
+                            .into(),
+                    );
+                };
+                if !(min.is_finite() && max.is_finite() && min < max) {
+                    return Err(format!(
+                        "target range [{min}, {max}] is not a finite range with min below max"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `[regression]` section: what a regression answers beside its estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegressionSpec {
+    /// The share of truths the answer's interval is meant to hold, in (0, 1).
+    #[serde(default = "default_interval_coverage")]
+    pub interval_coverage: f64,
+    /// An estimate more than this far under the truth (target units) counts as a costly
+    /// underestimate; the share of them is one of the model's figures.
+    #[serde(default)]
+    pub underestimate_margin: f64,
+    /// The groups the model tends to underestimate, flagged in every answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underestimation: Option<UnderestimationSpec>,
+}
+
+fn default_interval_coverage() -> f64 {
+    0.9
+}
+
+impl Default for RegressionSpec {
+    fn default() -> Self {
+        RegressionSpec {
+            interval_coverage: default_interval_coverage(),
+            underestimate_margin: 0.0,
+            underestimation: None,
+        }
+    }
+}
+
+/// `[regression.underestimation]`: a group (a categorical feature's value) is flagged when its
+/// residuals on the validation slice have at least `min_rows` rows and a one-sided lower
+/// confidence bound of their mean above zero. `confidence` holds for all judged groups together:
+/// each group's bound is taken at `1 - (1 - confidence) / judged` (Bonferroni), so an unbiased
+/// model gets no flag with probability `confidence` however many groups there are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnderestimationSpec {
+    /// The categorical feature whose values are the groups.
+    pub group: String,
+    #[serde(default = "default_min_rows")]
+    pub min_rows: usize,
+    #[serde(default = "default_group_confidence")]
+    pub confidence: f64,
+}
+
+fn default_min_rows() -> usize {
+    30
+}
+
+fn default_group_confidence() -> f64 {
+    0.95
+}
+
+impl RegressionSpec {
+    fn check(&self, features: &[FeatureSpec]) -> std::result::Result<(), String> {
+        let c = self.interval_coverage;
+        if !(c > 0.0 && c < 1.0) {
+            return Err(format!(
+                "regression.interval_coverage must be above 0 and below 1, not {c}"
+            ));
+        }
+        let m = self.underestimate_margin;
+        if !(m.is_finite() && m >= 0.0) {
+            return Err(format!(
+                "regression.underestimate_margin must be 0 or more, not {m}"
+            ));
+        }
+        if let Some(u) = &self.underestimation {
+            match features.iter().find(|f| f.name() == u.group) {
+                None => {
+                    return Err(format!(
+                        "regression.underestimation.group {:?} is not a feature of the spec",
+                        u.group
+                    ));
+                }
+                Some(f) if !f.is_categorical() => {
+                    return Err(format!(
+                        "regression.underestimation.group {:?} must be a categorical feature: its values are the groups",
+                        u.group
+                    ));
+                }
+                Some(_) => {}
+            }
+            if u.min_rows < 2 {
+                return Err(format!(
+                    "regression.underestimation.min_rows must be at least 2, not {}",
+                    u.min_rows
+                ));
+            }
+            if !(u.confidence > 0.5 && u.confidence < 1.0) {
+                return Err(format!(
+                    "regression.underestimation.confidence must be above 0.5 and below 1, not {}",
+                    u.confidence
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where the training and holdout data are, relative to the spec file.
@@ -404,8 +641,29 @@ impl ModelSpec {
                 self.target.column
             ));
         }
-        if normalise_token(&self.target.positive) == normalise_token(&self.target.negative) {
-            return Err("target.positive and target.negative must differ".into());
+        self.target.check(self.task)?;
+        match (self.task, &self.regression) {
+            (Task::Regression, Some(r)) => r.check(&self.features)?,
+            (Task::Regression, None) => {}
+            (Task::BinaryClassification, Some(_)) => {
+                return Err(
+                    "[regression] belongs to a regression, not to a binary_classification".into(),
+                );
+            }
+            (Task::BinaryClassification, None) => {}
+        }
+        if self.task == Task::Regression {
+            let fits = self
+                .algorithm
+                .clone()
+                .check()
+                .is_ok_and(|p| p.fits_regression());
+            if !fits {
+                return Err(format!(
+                    "algorithm {:?} cannot fit a regression: use gradient_boosting",
+                    self.algorithm.kind()
+                ));
+            }
         }
         let v = self.training.validation_fraction;
         if !(v > 0.0 && v < 0.9) {
@@ -414,7 +672,7 @@ impl ModelSpec {
             ));
         }
         self.check_reference()?;
-        self.retraining.check()?;
+        self.retraining.check(self.task)?;
         let features: Vec<(&str, bool)> = self
             .features
             .iter()
@@ -477,6 +735,11 @@ impl ModelSpec {
         }
         let json = serde_json::to_vec(&canonical).expect("a spec always serialises");
         hex::encode(Sha256::digest(json))
+    }
+
+    /// The `[regression]` section, or its defaults (for a regression without one).
+    pub fn regression(&self) -> RegressionSpec {
+        self.regression.clone().unwrap_or_default()
     }
 
     pub fn feature_names(&self) -> Vec<&str> {

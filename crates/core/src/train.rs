@@ -8,14 +8,16 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use vigie_drift::Profile;
+use vigie_model::bootstrap::Evaluation;
 use vigie_model::metrics::{BinaryMetrics, best_f1_threshold};
+use vigie_model::regression::{FlagCheck, GroupRule, Interval, RegressionMetrics, judge_groups};
 use vigie_model::{AlgorithmParams, Matrix, TreeEnsemble};
 use vigie_synthetic::{Generator, GeneratorParams};
 
 use crate::Result;
 use crate::dataset::{self, LabelledData, LoadReport};
 use crate::schema::{Imputation, Schema};
-use crate::spec::ModelSpec;
+use crate::spec::{ModelSpec, Task};
 
 /// A step of the pipeline, reported to a progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,16 +26,19 @@ pub enum Stage {
     LoadHoldout,
     Fit,
     ChooseThreshold,
+    /// Regression: the interval and the underestimated groups, on the validation slice.
+    Calibrate,
     Refit,
     Evaluate,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 7] = [
         Stage::LoadTraining,
         Stage::LoadHoldout,
         Stage::Fit,
         Stage::ChooseThreshold,
+        Stage::Calibrate,
         Stage::Refit,
         Stage::Evaluate,
     ];
@@ -44,6 +49,9 @@ impl Stage {
             Stage::LoadHoldout => "reading and checking the holdout data",
             Stage::Fit => "fitting the model",
             Stage::ChooseThreshold => "choosing the threshold on the validation slice",
+            Stage::Calibrate => {
+                "calibrating the interval and judging the groups on the validation slice"
+            }
             Stage::Refit => "refitting on every training row",
             Stage::Evaluate => "evaluating on the holdout",
         }
@@ -81,7 +89,8 @@ pub struct TrainingSummary {
     pub holdout_report: LoadReport,
 }
 
-/// A fitted model with its threshold and figures, not yet versioned.
+/// A fitted model with its threshold (classification) or interval and flags (regression) and
+/// its figures, not yet versioned.
 #[derive(Debug, Clone)]
 pub struct TrainedModel {
     pub spec: ModelSpec,
@@ -89,10 +98,73 @@ pub struct TrainedModel {
     pub imputation: Imputation,
     pub reference: Profile,
     pub ensemble: TreeEnsemble,
+    /// The classification's decision threshold; 0 for a regression.
     pub threshold: f64,
-    pub validation: BinaryMetrics,
-    pub holdout: BinaryMetrics,
+    pub validation: Evaluation,
+    pub holdout: Evaluation,
+    /// What a regression answers beside its estimate; `None` for a classification.
+    pub regression: Option<RegressionModel>,
     pub summary: TrainingSummary,
+}
+
+/// What a regression model answers beside its estimate, chosen on the validation slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegressionModel {
+    pub interval: Interval,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underestimation: Option<Underestimation>,
+}
+
+/// The groups of one feature the model underestimates: judged on the validation slice's
+/// residuals, checked on the holdout's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Underestimation {
+    /// The categorical feature whose values are the groups.
+    pub feature: String,
+    pub min_rows: u64,
+    /// The family-wise confidence the spec asked for.
+    pub confidence: f64,
+    /// Groups with at least `min_rows` validation rows.
+    pub judged: u64,
+    /// The confidence of each group's bound: `1 - (1 - confidence) / judged` (Bonferroni).
+    pub per_group_confidence: f64,
+    /// Every group seen on the validation slice, flagged or not, by code.
+    pub groups: Vec<GroupFinding>,
+    /// Flagged against unflagged rows of the holdout (95% bootstrap intervals): whether the
+    /// flag means something on rows it was not chosen on.
+    pub holdout: FlagCheck,
+}
+
+impl Underestimation {
+    /// The finding for the group a row belongs to (its value of the group feature).
+    pub fn group(&self, value: f64) -> Option<&GroupFinding> {
+        self.groups
+            .binary_search_by(|g| g.value.total_cmp(&value))
+            .ok()
+            .map(|i| &self.groups[i])
+    }
+
+    pub fn flagged(&self) -> impl Iterator<Item = &GroupFinding> {
+        self.groups.iter().filter(|g| g.flagged)
+    }
+}
+
+/// One group on the validation slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupFinding {
+    /// The code as the spec spells it.
+    pub code: String,
+    /// The number the model sees for it.
+    pub value: f64,
+    pub rows: u64,
+    /// Mean of `truth - estimate` on the validation slice.
+    pub mean_residual: f64,
+    /// Its one-sided lower confidence bound.
+    pub lower_bound: f64,
+    pub flagged: bool,
 }
 
 impl PreparedData {
@@ -128,11 +200,18 @@ impl PreparedData {
         };
 
         let reference = build_reference(spec, &schema, &train.x, &train.y)?;
-        let (fit_rows, validation_rows) = stratified_split(
-            &train.y,
-            spec.training.validation_fraction,
-            spec.training.seed,
-        );
+        let (fit_rows, validation_rows) = match spec.task {
+            Task::BinaryClassification => stratified_split(
+                &train.y,
+                spec.training.validation_fraction,
+                spec.training.seed,
+            ),
+            Task::Regression => random_split(
+                train.y.len(),
+                spec.training.validation_fraction,
+                spec.training.seed,
+            ),
+        };
         let mut fit = subset(&train, &fit_rows);
         let mut validation = subset(&train, &validation_rows);
         let imputation = Imputation::fit(&schema, &fit.x);
@@ -178,6 +257,11 @@ impl PreparedData {
         if n == 0 {
             return Ok(0);
         }
+        if self.fit.y.iter().any(|&t| t != 0.0 && t != 1.0) {
+            return Err(crate::Error::Unsupported(
+                "synthetic training rows need class targets: a regression draws none".into(),
+            ));
+        }
         let generator = Generator::fit(
             &self.fit.x,
             &self.schema.synthetic_kinds(),
@@ -199,10 +283,12 @@ fn build_reference(spec: &ModelSpec, schema: &Schema, x: &Matrix, y: &[f64]) -> 
     let synthetic = if n_synthetic == 0 || x.rows() == 0 {
         Matrix::from_row_major(Vec::new(), 0, x.cols()).expect("an empty matrix")
     } else {
+        // A class target conditions the generator; a regression's number is not a class.
+        let target = (spec.task == Task::BinaryClassification).then_some(y);
         let generator = Generator::fit(
             x,
             &schema.synthetic_kinds(),
-            Some(y),
+            target,
             &GeneratorParams::default(),
         )?;
         generator.sample(n_synthetic, spec.reference.seed).x
@@ -250,9 +336,192 @@ pub fn stratified_split(y: &[f64], fraction: f64, seed: u64) -> (Vec<usize>, Vec
     (fit, validation)
 }
 
-/// Fits `algorithm` on prepared data, chooses the threshold on the validation slice and
-/// evaluates on the holdout.
+/// Splits row indices into (fit, validation) at random, `fraction` of them for validation.
+pub fn random_split(rows: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..rows).collect();
+    order.shuffle(&mut rng);
+    let n_validation = (rows as f64 * fraction).round() as usize;
+    let mut validation = order[..n_validation].to_vec();
+    let mut fit = order[n_validation..].to_vec();
+    fit.sort_unstable();
+    validation.sort_unstable();
+    (fit, validation)
+}
+
+/// Fits `algorithm` on prepared data, chooses the threshold (classification) or calibrates the
+/// interval and judges the groups (regression) on the validation slice, and evaluates on the
+/// holdout.
 pub fn fit_and_evaluate(
+    spec: &ModelSpec,
+    data: &PreparedData,
+    algorithm: &AlgorithmParams,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<TrainedModel> {
+    match spec.task {
+        Task::BinaryClassification => fit_classifier(spec, data, algorithm, progress),
+        Task::Regression => fit_regression(spec, data, algorithm, progress),
+    }
+}
+
+/// The fit and validation slices together: what the final model is refitted on.
+fn all_training_rows(data: &PreparedData) -> Result<(Matrix, Vec<f64>)> {
+    let rows = data.fit.x.rows() + data.validation.x.rows();
+    let mut x = Vec::with_capacity(rows * data.fit.x.cols());
+    x.extend_from_slice(data.fit.x.as_slice());
+    x.extend_from_slice(data.validation.x.as_slice());
+    let x = Matrix::from_row_major(x, rows, data.fit.x.cols())?;
+    let y: Vec<f64> = data
+        .fit
+        .y
+        .iter()
+        .chain(&data.validation.y)
+        .copied()
+        .collect();
+    Ok((x, y))
+}
+
+fn summary(data: &PreparedData, refit: bool, fit_seconds: f64) -> TrainingSummary {
+    TrainingSummary {
+        fit_rows: data.fit.x.rows(),
+        validation_rows: data.validation.x.rows(),
+        holdout_rows: data.holdout.x.rows(),
+        refit_on_all_rows: refit,
+        fit_seconds,
+        train_report: data.train_report.clone(),
+        holdout_report: data.holdout.report.clone(),
+    }
+}
+
+/// Resamples of the bootstrap intervals a training run reports (groups, flag check).
+const BOOTSTRAP_RESAMPLES: usize = 2_000;
+
+fn fit_regression(
+    spec: &ModelSpec,
+    data: &PreparedData,
+    algorithm: &AlgorithmParams,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<TrainedModel> {
+    let params = algorithm.clone().check()?;
+    let settings = spec.regression();
+    let (min, max) = spec.target.range();
+    let estimate = |ensemble: &TreeEnsemble, x: &Matrix| -> Vec<f64> {
+        x.iter_rows()
+            .map(|row| ensemble.predict_value(row).clamp(min, max))
+            .collect()
+    };
+    let residuals =
+        |y: &[f64], p: &[f64]| -> Vec<f64> { y.iter().zip(p).map(|(t, e)| t - e).collect() };
+
+    progress(Stage::Fit);
+    let start = Instant::now();
+    let mut ensemble = params.fit_regression(&data.fit.x, &data.fit.y)?;
+
+    progress(Stage::Calibrate);
+    let p_validation = estimate(&ensemble, &data.validation.x);
+    let r_validation = residuals(&data.validation.y, &p_validation);
+    let interval = Interval::calibrate(&r_validation, settings.interval_coverage, min, max);
+    let margin = settings.underestimate_margin;
+    let validation = RegressionMetrics::compute(&data.validation.y, &p_validation, margin)
+        .with_interval(&data.validation.y, &p_validation, &interval);
+    let judged = settings.underestimation.as_ref().map(|u| {
+        let column = data
+            .schema
+            .position(&u.group)
+            .expect("a checked spec's group is a feature");
+        let groups: Vec<f64> = data
+            .validation
+            .x
+            .iter_rows()
+            .map(|row| row[column])
+            .collect();
+        let rule = GroupRule {
+            min_rows: u.min_rows,
+            confidence: u.confidence,
+            resamples: BOOTSTRAP_RESAMPLES,
+            seed: spec.training.seed,
+        };
+        (u, column, judge_groups(&groups, &r_validation, &rule))
+    });
+
+    let refit = spec.training.refit_on_all_rows;
+    if refit {
+        progress(Stage::Refit);
+        let (x, y) = all_training_rows(data)?;
+        ensemble = params.fit_regression(&x, &y)?;
+    }
+    let fit_seconds = start.elapsed().as_secs_f64();
+
+    progress(Stage::Evaluate);
+    let p_holdout = estimate(&ensemble, &data.holdout.x);
+    let r_holdout = residuals(&data.holdout.y, &p_holdout);
+    let holdout = RegressionMetrics::compute(&data.holdout.y, &p_holdout, margin).with_interval(
+        &data.holdout.y,
+        &p_holdout,
+        &interval,
+    );
+    let underestimation = judged.map(|(u, column, judged)| {
+        let feature = &data.schema.features()[column];
+        let groups: Vec<GroupFinding> = judged
+            .groups
+            .into_iter()
+            .map(|g| GroupFinding {
+                code: feature
+                    .code_of(g.value)
+                    .unwrap_or_else(|| g.value.to_string()),
+                value: g.value,
+                rows: g.rows,
+                mean_residual: g.mean_residual,
+                lower_bound: g.lower_bound,
+                flagged: g.flagged,
+            })
+            .collect();
+        let flagged_values: Vec<f64> = groups
+            .iter()
+            .filter(|g| g.flagged)
+            .map(|g| g.value)
+            .collect();
+        let flags: Vec<bool> = data
+            .holdout
+            .x
+            .iter_rows()
+            .map(|row| flagged_values.contains(&row[column]))
+            .collect();
+        Underestimation {
+            feature: u.group.clone(),
+            min_rows: u.min_rows as u64,
+            confidence: u.confidence,
+            judged: judged.judged as u64,
+            per_group_confidence: judged.per_group_confidence,
+            groups,
+            holdout: FlagCheck::compute(
+                &r_holdout,
+                &flags,
+                0.95,
+                BOOTSTRAP_RESAMPLES,
+                spec.training.seed,
+            ),
+        }
+    });
+
+    Ok(TrainedModel {
+        spec: spec.clone(),
+        algorithm: algorithm.clone(),
+        imputation: data.imputation.clone(),
+        reference: data.reference.clone(),
+        ensemble,
+        threshold: 0.0,
+        validation: Evaluation::Regression(validation),
+        holdout: Evaluation::Regression(holdout),
+        regression: Some(RegressionModel {
+            interval,
+            underestimation,
+        }),
+        summary: summary(data, refit, fit_seconds),
+    })
+}
+
+fn fit_classifier(
     spec: &ModelSpec,
     data: &PreparedData,
     algorithm: &AlgorithmParams,
@@ -271,18 +540,7 @@ pub fn fit_and_evaluate(
     let refit = spec.training.refit_on_all_rows;
     if refit {
         progress(Stage::Refit);
-        let rows = data.fit.x.rows() + data.validation.x.rows();
-        let mut x = Vec::with_capacity(rows * data.fit.x.cols());
-        x.extend_from_slice(data.fit.x.as_slice());
-        x.extend_from_slice(data.validation.x.as_slice());
-        let x = Matrix::from_row_major(x, rows, data.fit.x.cols())?;
-        let y: Vec<f64> = data
-            .fit
-            .y
-            .iter()
-            .chain(&data.validation.y)
-            .copied()
-            .collect();
+        let (x, y) = all_training_rows(data)?;
         ensemble = params.fit(&x, &y)?;
     }
     let fit_seconds = start.elapsed().as_secs_f64();
@@ -298,17 +556,10 @@ pub fn fit_and_evaluate(
         reference: data.reference.clone(),
         ensemble,
         threshold,
-        validation,
-        holdout,
-        summary: TrainingSummary {
-            fit_rows: data.fit.x.rows(),
-            validation_rows: data.validation.x.rows(),
-            holdout_rows: data.holdout.x.rows(),
-            refit_on_all_rows: refit,
-            fit_seconds,
-            train_report: data.train_report.clone(),
-            holdout_report: data.holdout.report.clone(),
-        },
+        validation: Evaluation::Binary(validation),
+        holdout: Evaluation::Binary(holdout),
+        regression: None,
+        summary: summary(data, refit, fit_seconds),
     })
 }
 
@@ -322,6 +573,12 @@ pub fn train_on_synthetic(
     seed: u64,
     progress: &mut dyn FnMut(Stage),
 ) -> Result<TrainedModel> {
+    if spec.task != Task::BinaryClassification {
+        return Err(crate::Error::Unsupported(
+            "training on synthetic rows needs class targets: a regression's generator draws none"
+                .into(),
+        ));
+    }
     let generator = Generator::fit(
         &data.fit.x,
         &data.schema.synthetic_kinds(),

@@ -22,7 +22,8 @@ pub enum AlgorithmParams {
     DecisionTree(TreeParams),
 }
 
-/// Histogram gradient boosting on the log-loss (`forust-ml`).
+/// Histogram gradient boosting (`forust-ml`): on the log-loss for a classification, on the
+/// squared loss for a regression.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GradientBoostingParams {
@@ -46,7 +47,7 @@ pub struct GradientBoostingParams {
     /// Histogram bins per feature (at most 256).
     pub nbins: u16,
     /// Number of boosters fitted with seeds `seed`, `seed + 1`, ... and averaged (on the log-odds
-    /// scale). Averaging removes much of the variance that row and column sampling add.
+    /// scale for a classification). Averaging removes much of the variance that row and column sampling add.
     pub bags: usize,
     pub seed: u64,
 }
@@ -217,6 +218,38 @@ impl ValidParams {
         &self.0
     }
 
+    /// Whether the algorithm can fit a regression (only gradient boosting can, today: the
+    /// linfa trees are classifiers).
+    pub fn fits_regression(&self) -> bool {
+        matches!(self.0, AlgorithmParams::GradientBoosting(_))
+    }
+
+    /// Fits the algorithm on `x` and numeric targets `y` (finite), on the squared loss.
+    pub fn fit_regression(&self, x: &Matrix, y: &[f64]) -> Result<TreeEnsemble> {
+        if x.rows() == 0 {
+            return Err(Error::EmptyTrainingSet);
+        }
+        if x.rows() != y.len() {
+            return Err(Error::LengthMismatch {
+                rows: x.rows(),
+                targets: y.len(),
+            });
+        }
+        if let Some(row) = y.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteTarget { row });
+        }
+        let ensemble = match &self.0 {
+            AlgorithmParams::GradientBoosting(p) => {
+                fit_gradient_boosting(p, x, y, Objective::Squared)
+            }
+            other => Err(Error::NoRegression(other.kind())),
+        }?;
+        ensemble
+            .validate()
+            .map_err(|e| Error::Unusable(e.to_string()))?;
+        Ok(ensemble)
+    }
+
     /// Fits the algorithm on `x` and binary targets `y` (0.0 or 1.0).
     pub fn fit(&self, x: &Matrix, y: &[f64]) -> Result<TreeEnsemble> {
         if x.rows() == 0 {
@@ -233,7 +266,7 @@ impl ValidParams {
             return Err(Error::SingleClass(y[0]));
         }
         let ensemble = match &self.0 {
-            AlgorithmParams::GradientBoosting(p) => fit_gradient_boosting(p, x, y),
+            AlgorithmParams::GradientBoosting(p) => fit_gradient_boosting(p, x, y, Objective::Log),
             AlgorithmParams::RandomForest(p) => fit_forest(p, x, y),
             AlgorithmParams::DecisionTree(p) => fit_tree(p, x, y),
         }?;
@@ -245,20 +278,35 @@ impl ValidParams {
     }
 }
 
+/// The loss gradient boosting minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Objective {
+    /// Log-loss on 0/1 targets; the booster starts from a log-odds of 0.5 (as it always has).
+    Log,
+    /// Squared error on numeric targets; the booster starts from their mean.
+    Squared,
+}
+
 fn fit_gradient_boosting(
     p: &GradientBoostingParams,
     x: &Matrix,
     y: &[f64],
+    objective: Objective,
 ) -> Result<TreeEnsemble> {
     let columns = x.to_column_major();
     let data = forust_ml::Matrix::new(&columns, x.rows(), x.cols());
     let boosters = (0..p.bags as u64)
-        .map(|bag| fit_booster(p, p.seed.wrapping_add(bag), &data, y))
+        .map(|bag| fit_booster(p, p.seed.wrapping_add(bag), &data, y, objective))
         .collect::<Result<Vec<_>>>()?;
-    // The mean of the boosters' log-odds: every leaf scaled by 1/bags, bases averaged.
+    // The mean of the boosters' raw scores (log-odds, or estimates): every leaf scaled by
+    // 1/bags, bases averaged.
     let scale = 1.0 / boosters.len() as f64;
     let base = boosters.iter().map(|b| b.base_score).sum::<f64>() * scale;
-    let mut ensemble = TreeEnsemble::new(x.cols(), Link::Logit, base);
+    let link = match objective {
+        Objective::Log => Link::Logit,
+        Objective::Squared => Link::Identity,
+    };
+    let mut ensemble = TreeEnsemble::new(x.cols(), link, base);
     for booster in &boosters {
         let n_trees = booster.prediction_iteration.unwrap_or(booster.trees.len());
         for tree in &booster.trees[..n_trees] {
@@ -290,8 +338,10 @@ fn fit_booster(
     seed: u64,
     data: &forust_ml::Matrix<f64>,
     y: &[f64],
+    objective: Objective,
 ) -> Result<forust_ml::GradientBooster> {
     use forust_ml::GradientBooster;
+    use forust_ml::objective::ObjectiveType;
     use forust_ml::sampler::SampleMethod;
 
     let mut booster = GradientBooster::default()
@@ -305,6 +355,11 @@ fn fit_booster(
         .set_nbins(p.nbins)
         .set_seed(seed)
         .set_parallel(true);
+    if objective == Objective::Squared {
+        booster = booster
+            .set_objective_type(ObjectiveType::SquaredLoss)
+            .set_initialize_base_score(true);
+    }
     if let Some(leaves) = p.max_leaves {
         booster = booster.set_max_leaves(leaves);
         booster.grow_policy = forust_ml::gradientbooster::GrowPolicy::LossGuide;
@@ -515,6 +570,94 @@ mod tests {
             let expected = 1.0 / (1.0 + (-raw).exp());
             assert!((model.predict_proba(row) - expected).abs() < 1e-9);
         }
+    }
+
+    /// A seeded regression: y = 3 x0 - 2 x1 + noise, with missing values in x2.
+    fn toy_regression(n: usize, seed: u64) -> (Matrix, Vec<f64>) {
+        use rand::Rng;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut data = Vec::with_capacity(n * 3);
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let a: f64 = rng.gen_range(0.0..10.0);
+            let b: f64 = rng.gen_range(0.0..10.0);
+            let c = if i % 7 == 0 {
+                f64::NAN
+            } else {
+                rng.gen_range(0.0..1.0)
+            };
+            data.extend([a, b, c]);
+            y.push(300.0 + 3.0 * a - 2.0 * b + rng.gen_range(-1.0..1.0));
+        }
+        (Matrix::from_row_major(data, n, 3).unwrap(), y)
+    }
+
+    #[test]
+    fn gradient_boosting_fits_a_regression_and_matches_forust() {
+        let (x, y) = toy_regression(2000, 5);
+        let (xt, yt) = toy_regression(500, 6);
+        let params = GradientBoostingParams {
+            iterations: 200,
+            bags: 2,
+            ..Default::default()
+        };
+        let valid = AlgorithmParams::GradientBoosting(params.clone())
+            .check()
+            .unwrap();
+        assert!(valid.fits_regression());
+        let model = valid.fit_regression(&x, &y).unwrap();
+        assert_eq!(model.link(), Link::Identity);
+        let mae = xt
+            .iter_rows()
+            .zip(&yt)
+            .map(|(row, t)| (model.predict_value(row) - t).abs())
+            .sum::<f64>()
+            / yt.len() as f64;
+        // The noise alone gives 0.5; a constant would give about 8.
+        assert!(mae < 1.0, "MAE {mae}");
+
+        // One bag: the converted ensemble answers as forust does, base score included.
+        let one = AlgorithmParams::GradientBoosting(GradientBoostingParams { bags: 1, ..params })
+            .check()
+            .unwrap()
+            .fit_regression(&x, &y)
+            .unwrap();
+        let columns = xt.to_column_major();
+        let data = forust_ml::Matrix::new(&columns, xt.rows(), xt.cols());
+        let train_columns = x.to_column_major();
+        let train = forust_ml::Matrix::new(&train_columns, x.rows(), x.cols());
+        let mut booster = forust_ml::GradientBooster::default()
+            .set_objective_type(forust_ml::objective::ObjectiveType::SquaredLoss)
+            .set_initialize_base_score(true)
+            .set_iterations(200)
+            .set_learning_rate(0.1)
+            .set_max_depth(6)
+            .set_l2(1.0)
+            .set_nbins(256)
+            .set_seed(0)
+            .set_parallel(true);
+        booster.fit_unweighted(&train, &y, None).unwrap();
+        for (row, theirs) in xt.iter_rows().zip(booster.predict(&data, false)) {
+            assert!((one.predict_value(row) - theirs).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn a_regression_is_refused_by_the_classifiers_and_for_non_finite_targets() {
+        let (x, mut y) = toy_regression(50, 7);
+        let err = AlgorithmParams::RandomForest(ForestParams::default())
+            .check()
+            .unwrap()
+            .fit_regression(&x, &y)
+            .unwrap_err();
+        assert!(err.to_string().contains("random_forest"), "{err}");
+        y[17] = f64::NAN;
+        let err = AlgorithmParams::GradientBoosting(GradientBoostingParams::default())
+            .check()
+            .unwrap()
+            .fit_regression(&x, &y)
+            .unwrap_err();
+        assert!(matches!(err, Error::NonFiniteTarget { row: 17 }), "{err}");
     }
 
     #[test]

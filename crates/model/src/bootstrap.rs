@@ -12,6 +12,39 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::BinaryMetrics;
+use crate::regression::RegressionMetrics;
+
+/// The full evaluation of a model on one data set, for either task. Serialised as the inner
+/// figures alone, so binary evaluations read and write as they always have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Evaluation {
+    Binary(BinaryMetrics),
+    Regression(RegressionMetrics),
+}
+
+impl Evaluation {
+    pub fn rows(&self) -> u64 {
+        match self {
+            Evaluation::Binary(m) => m.rows,
+            Evaluation::Regression(m) => m.rows,
+        }
+    }
+
+    pub fn as_binary(&self) -> Option<&BinaryMetrics> {
+        match self {
+            Evaluation::Binary(m) => Some(m),
+            Evaluation::Regression(_) => None,
+        }
+    }
+
+    pub fn as_regression(&self) -> Option<&RegressionMetrics> {
+        match self {
+            Evaluation::Regression(m) => Some(m),
+            Evaluation::Binary(_) => None,
+        }
+    }
+}
 
 /// A figure two models are compared on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,15 +55,21 @@ pub enum Metric {
     F1,
     Brier,
     LogLoss,
+    /// Mean absolute error of a regression.
+    Mae,
+    /// Root mean squared error of a regression.
+    Rmse,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 5] = [
+    pub const ALL: [Metric; 7] = [
         Metric::RocAuc,
         Metric::PrAuc,
         Metric::F1,
         Metric::Brier,
         Metric::LogLoss,
+        Metric::Mae,
+        Metric::Rmse,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -40,7 +79,15 @@ impl Metric {
             Metric::F1 => "f1",
             Metric::Brier => "brier",
             Metric::LogLoss => "log_loss",
+            Metric::Mae => "mae",
+            Metric::Rmse => "rmse",
         }
+    }
+
+    /// Whether the metric judges a regression (estimates against numbers) rather than a binary
+    /// classification (probabilities against classes).
+    pub fn is_regression(&self) -> bool {
+        matches!(self, Metric::Mae | Metric::Rmse)
     }
 
     /// Whether a larger value is better (AUCs, F1) or worse (Brier score, log loss).
@@ -48,14 +95,17 @@ impl Metric {
         matches!(self, Metric::RocAuc | Metric::PrAuc | Metric::F1)
     }
 
-    /// The metric's value in a full evaluation.
-    pub fn of(&self, m: &BinaryMetrics) -> f64 {
-        match self {
-            Metric::RocAuc => m.roc_auc,
-            Metric::PrAuc => m.pr_auc,
-            Metric::F1 => m.f1,
-            Metric::Brier => m.brier,
-            Metric::LogLoss => m.log_loss,
+    /// The metric's value in a full evaluation; `None` when it belongs to the other task.
+    pub fn of(&self, m: &Evaluation) -> Option<f64> {
+        match (self, m) {
+            (Metric::RocAuc, Evaluation::Binary(m)) => Some(m.roc_auc),
+            (Metric::PrAuc, Evaluation::Binary(m)) => Some(m.pr_auc),
+            (Metric::F1, Evaluation::Binary(m)) => Some(m.f1),
+            (Metric::Brier, Evaluation::Binary(m)) => Some(m.brier),
+            (Metric::LogLoss, Evaluation::Binary(m)) => Some(m.log_loss),
+            (Metric::Mae, Evaluation::Regression(m)) => Some(m.mae),
+            (Metric::Rmse, Evaluation::Regression(m)) => Some(m.rmse),
+            _ => None,
         }
     }
 }
@@ -66,16 +116,21 @@ impl std::str::FromStr for Metric {
         Metric::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("unknown metric {s:?} (roc_auc, pr_auc, f1, brier or log_loss)"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown metric {s:?} (roc_auc, pr_auc, f1, brier or log_loss for a classification; mae or rmse for a regression)"
+                )
+            })
     }
 }
 
 /// One model's answers on the compared rows.
 #[derive(Debug, Clone, Copy)]
 pub struct Scored<'a> {
-    /// Probability of the positive class, one per row.
+    /// Probability of the positive class (classification) or the estimate (regression), one
+    /// per row.
     pub probabilities: &'a [f64],
-    /// The model's decision threshold (F1 is measured at it).
+    /// The model's decision threshold (F1 is measured at it); unused by a regression.
     pub threshold: f64,
 }
 
@@ -127,7 +182,8 @@ pub struct Comparison {
     pub better: bool,
 }
 
-/// Compares `candidate` with `production` on the same rows and targets `y` (1.0 / 0.0).
+/// Compares `candidate` with `production` on the same rows and targets `y` (1.0 / 0.0 for a
+/// classification metric, numbers for a regression one).
 /// Panics when the slices differ in length.
 pub fn compare(
     y: &[f64],
@@ -257,6 +313,23 @@ impl<'a> Prepared<'a> {
                 let den = 2.0 * tp + fp + fn_;
                 if den == 0.0 { 0.0 } else { 2.0 * tp / den }
             }
+            Metric::Mae | Metric::Rmse => {
+                let (mut sum, mut total) = (0.0, 0.0);
+                for ((&t, &e), &w) in y.iter().zip(self.p).zip(w) {
+                    let r = t - e;
+                    sum += w * if metric == Metric::Mae {
+                        r.abs()
+                    } else {
+                        r * r
+                    };
+                    total += w;
+                }
+                match (total == 0.0, metric) {
+                    (true, _) => 0.0,
+                    (false, Metric::Mae) => sum / total,
+                    (false, _) => (sum / total).sqrt(),
+                }
+            }
             Metric::Brier | Metric::LogLoss => {
                 let (mut sum, mut total) = (0.0, 0.0);
                 for ((&t, &q), &w) in y.iter().zip(self.p).zip(w) {
@@ -338,6 +411,19 @@ mod tests {
         }
     }
 
+    /// Every metric's value in the full evaluations of (`y`, `p`), read as a classification and
+    /// as a regression.
+    fn full_metrics(y: &[f64], p: &[f64], threshold: f64) -> impl Fn(Metric) -> f64 {
+        let binary = Evaluation::Binary(BinaryMetrics::compute(y, p, threshold));
+        let regression = Evaluation::Regression(RegressionMetrics::compute(y, p, 0.0));
+        move |metric| {
+            metric
+                .of(&binary)
+                .or(metric.of(&regression))
+                .expect("every metric belongs to a task")
+        }
+    }
+
     #[test]
     fn unit_weights_reproduce_the_full_metrics() {
         let (y, p) = data(2_000, 1, 0.4);
@@ -346,13 +432,13 @@ mod tests {
             threshold: 0.5,
         });
         let ones = vec![1.0; y.len()];
-        let full = BinaryMetrics::compute(&y, &p, 0.5);
+        let full = full_metrics(&y, &p, 0.5);
         for metric in Metric::ALL {
             let got = prepared.metric(metric, &y, &ones);
+            let expected = full(metric);
             assert!(
-                (got - metric.of(&full)).abs() < 1e-12,
-                "{metric:?}: {got} vs {}",
-                metric.of(&full)
+                (got - expected).abs() < 1e-12,
+                "{metric:?}: {got} vs {expected}"
             );
         }
         assert!((prepared.ranked(Metric::RocAuc, &y, &ones) - roc_auc(&y, &p)).abs() < 1e-12);
@@ -376,13 +462,13 @@ mod tests {
             probabilities: &p,
             threshold: 0.4,
         });
-        let expanded = BinaryMetrics::compute(&y2, &p2, 0.4);
+        let expanded = full_metrics(&y2, &p2, 0.4);
         for metric in Metric::ALL {
             let got = prepared.metric(metric, &y, &w);
+            let expected = expanded(metric);
             assert!(
-                (got - metric.of(&expanded)).abs() < 1e-9,
-                "{metric:?}: {got} vs {}",
-                metric.of(&expanded)
+                (got - expected).abs() < 1e-9,
+                "{metric:?}: {got} vs {expected}"
             );
         }
     }

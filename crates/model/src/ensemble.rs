@@ -41,7 +41,8 @@ pub struct Node {
     missing: u8,
 }
 
-/// How the leaf values of all trees become a probability of the positive class.
+/// How the leaf values of all trees become the model's answer: a probability of the positive
+/// class, or an estimate of a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Link {
@@ -49,6 +50,8 @@ pub enum Link {
     Logit,
     /// `mean of leaves`: a forest whose leaves hold the share of positives.
     Mean,
+    /// `base + sum of leaves`: gradient boosting on the squared loss (regression).
+    Identity,
 }
 
 /// Trees stored one after the other in a single node array; `roots[t]` is where tree `t` starts.
@@ -178,6 +181,9 @@ impl TreeEnsemble {
         if self.roots.is_empty() {
             return Err(MalformedEnsemble("no tree".into()));
         }
+        if !self.base.is_finite() {
+            return Err(MalformedEnsemble("the base value is not finite".into()));
+        }
         if self.n_features >= u16::MAX as usize {
             return Err(MalformedEnsemble(format!(
                 "{} features, at most 65,534",
@@ -282,16 +288,24 @@ impl TreeEnsemble {
         )
     }
 
-    /// The probability of the positive class for one row of `n_features` values.
+    /// The model's answer for one row of `n_features` values: the probability of the positive
+    /// class (links `Logit` and `Mean`) or the estimate (link `Identity`).
     pub fn predict_proba(&self, row: &[f64]) -> f64 {
         self.apply_link(self.raw(row))
     }
 
-    /// The probability from the sum of the leaves.
+    /// The estimate of a regression ensemble for one row: [`TreeEnsemble::predict_proba`]
+    /// under the name that says what it is.
+    pub fn predict_value(&self, row: &[f64]) -> f64 {
+        self.predict_proba(row)
+    }
+
+    /// The answer from the sum of the leaves.
     fn apply_link(&self, raw: f64) -> f64 {
         match self.link {
             Link::Logit => sigmoid(self.base + raw),
             Link::Mean => raw / self.roots.len() as f64,
+            Link::Identity => self.base + raw,
         }
     }
 
@@ -616,11 +630,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for case in 0..300 {
             let n_features = rng.gen_range(1..6);
-            let link = if case % 2 == 0 {
-                Link::Logit
-            } else {
-                Link::Mean
-            };
+            let link = [Link::Logit, Link::Mean, Link::Identity][case % 3];
             let mut e = TreeEnsemble::new(n_features, link, 0.25);
             for _ in 0..rng.gen_range(1..40) {
                 e.push_tree(&random_tree(&mut rng, n_features, &pool));

@@ -9,6 +9,10 @@ pub enum Error {
     EmptyTrainingSet,
     #[error("the target must hold both classes 0 and 1, found only {0}")]
     SingleClass(f64),
+    #[error("{0} cannot fit a regression: use gradient_boosting")]
+    NoRegression(&'static str),
+    #[error("target of row {row} is not a finite number")]
+    NonFiniteTarget { row: usize },
     #[error("{rows} feature rows but {targets} targets")]
     LengthMismatch { rows: usize, targets: usize },
     #[error("gradient boosting failed: {0}")]

@@ -9,6 +9,8 @@
 //!   that predicts one row in a few microseconds and serialises independently of the crate that
 //!   grew the trees.
 //! - [`metrics`]: binary classification metrics and the choice of a decision threshold.
+//! - [`regression`]: regression metrics, the conformal prediction interval, and the groups a
+//!   model underestimates.
 //! - [`bootstrap`]: paired bootstrap comparison of two models on the same rows.
 
 mod algorithm;
@@ -17,6 +19,7 @@ mod ensemble;
 mod error;
 mod matrix;
 pub mod metrics;
+pub mod regression;
 
 pub use algorithm::{
     AlgorithmParams, ForestParams, GradientBoostingParams, TreeParams, ValidParams,

@@ -270,8 +270,8 @@ impl Registry {
         let insert = sqlx::query(concat!(
             "INSERT INTO model_versions (",
             columns!(),
-            ", holdout_roc_auc, holdout_f1) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            ", holdout_roc_auc, holdout_f1, holdout_mae) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ))
         .bind(&artifact.name)
         .bind(i64::from(version))
@@ -287,8 +287,9 @@ impl Registry {
         .bind(artifact.training.fit_seconds)
         .bind(triggered_by)
         .bind(artifact.created_at.to_rfc3339())
-        .bind(artifact.metrics.holdout.roc_auc)
-        .bind(artifact.metrics.holdout.f1)
+        .bind(artifact.metrics.holdout.as_binary().map(|m| m.roc_auc))
+        .bind(artifact.metrics.holdout.as_binary().map(|m| m.f1))
+        .bind(artifact.metrics.holdout.as_regression().map(|m| m.mae))
         .execute(&mut *tx)
         .await;
         let committed = match insert {

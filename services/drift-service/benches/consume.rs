@@ -59,7 +59,8 @@ fn baac() -> (ModelSpec, Arc<Reference>, Vec<Vec<u8>>) {
                     label: "hospitalised_or_killed",
                     probability: 0.61,
                     threshold: 0.42,
-                },
+                }
+                .into(),
                 latency_us: 180,
                 source: vigie_stream::Source::Api,
                 row: None,

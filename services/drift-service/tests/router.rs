@@ -66,7 +66,8 @@ impl Harness {
                     label: "no",
                     probability: 0.2,
                     threshold: 0.5,
-                },
+                }
+                .into(),
                 latency_us: 1,
                 source: vigie_stream::Source::Api,
                 row: None,

@@ -6,8 +6,9 @@
 //! client holds at most [`CHANNEL_CHUNKS`] chunks, so a slow reader slows the upload rather
 //! than filling memory. Memory stays bounded by the chunk size, whatever the file's length.
 //!
-//! The answer has one line per data row, in order: `row,class,label,probability,error,field`.
-//! A row the spec refuses gets its error and the field at fault instead of a prediction; the
+//! The answer has one line per data row, in order: `row,class,label,probability,error,field`
+//! for a classification, `row,prediction,lower,upper,underestimation_risk,group,error,field`
+//! for a regression. A row the spec refuses gets its error and the field at fault instead of a prediction; the
 //! other rows are predicted (a status code cannot change once rows are streaming). Every
 //! predicted row is published like any prediction, with `source` `batch` and its row index.
 
@@ -21,7 +22,9 @@ use bytes::Bytes;
 use csv_core::{ReadRecordResult, Reader};
 use futures_util::{Stream, StreamExt};
 use vigie_api::{ApiError, CurrentUser, RequestId};
+use vigie_core::inference::Prediction;
 use vigie_core::schema::RowError;
+use vigie_core::spec::Task;
 use vigie_model::Matrix;
 use vigie_stream::Source;
 use vigie_stream::event::Value as EventValue;
@@ -34,8 +37,20 @@ use crate::state::AppState;
 pub const CHUNK_ROWS: usize = 1024;
 /// Chunks waiting for a slow client before reading pauses.
 pub const CHANNEL_CHUNKS: usize = 4;
-/// The answer's header line.
+/// The answer's header line for a classification.
 pub const ANSWER_HEADER: &str = "row,class,label,probability,error,field\n";
+/// The answer's header line for a regression.
+pub const ESTIMATE_ANSWER_HEADER: &str =
+    "row,prediction,lower,upper,underestimation_risk,group,error,field\n";
+
+/// The answer's header for a model of `task`, and how many answer columns lie between `row`
+/// and `error` (left empty on a refused row).
+fn answer_shape(task: Task) -> (&'static str, &'static str) {
+    match task {
+        Task::BinaryClassification => (ANSWER_HEADER, ",,,"),
+        Task::Regression => (ESTIMATE_ANSWER_HEADER, ",,,,,"),
+    }
+}
 
 /// One CSV record: its text and where each field ends.
 #[derive(Debug, Clone)]
@@ -338,7 +353,11 @@ pub async fn predict_csv(
     let columns = columns_of(&served, &header_record)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_CHUNKS);
     let model_version = served.version_label.clone();
-    let threshold = served.model.artifact().threshold.to_string();
+    let artifact = served.model.artifact();
+    let (decision_header, decision) = match &artifact.regression {
+        None => ("x-threshold", artifact.threshold.to_string()),
+        Some(r) => ("x-interval-coverage", r.interval.coverage.to_string()),
+    };
     let upload = Upload {
         width: header_record.len(),
         columns,
@@ -364,8 +383,8 @@ pub async fn predict_csv(
     if let Ok(v) = HeaderValue::from_str(&model_version) {
         h.insert("x-model-version", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&threshold) {
-        h.insert("x-threshold", v);
+    if let Ok(v) = HeaderValue::from_str(&decision) {
+        h.insert(decision_header, v);
     }
     Ok(response)
 }
@@ -403,8 +422,9 @@ async fn answer_rows<S, E>(
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let (header, blank) = answer_shape(upload.served.model.task());
     if tx
-        .send(Ok(Bytes::from_static(ANSWER_HEADER.as_bytes())))
+        .send(Ok(Bytes::from_static(header.as_bytes())))
         .await
         .is_err()
     {
@@ -482,7 +502,7 @@ async fn answer_rows<S, E>(
         }
     }
     if let Some(message) = closing {
-        let line = format!(",,,,{},\n", quote(&format!("{INCOMPLETE}: {message}")));
+        let line = format!("{blank},{},\n", quote(&format!("{INCOMPLETE}: {message}")));
         let _ = tx.send(Ok(Bytes::from(line))).await;
     }
 }
@@ -568,6 +588,7 @@ fn answer_chunk(upload: &Upload, rows: &[Result<Record, String>], first: usize) 
             Vec::new()
         }
     };
+    let (_, blank) = answer_shape(served.model.task());
     let mut out = String::with_capacity(rows.len() * 48);
     for (i, result) in outcome.into_iter().enumerate() {
         let index = first + i;
@@ -575,19 +596,32 @@ fn answer_chunk(upload: &Upload, rows: &[Result<Record, String>], first: usize) 
             Ok(k) if k < predictions.len() => {
                 let p = predictions[k];
                 answering.publish(Some(index as u64), &values[k], p);
-                out.push_str(&format!(
-                    "{index},{},{},{},,\n",
-                    p.class,
-                    quote(served.model.label(p.class)),
-                    p.probability
-                ));
+                match p {
+                    Prediction::Class(p) => out.push_str(&format!(
+                        "{index},{},{},{},,\n",
+                        p.class,
+                        quote(served.model.label(p.class)),
+                        p.probability
+                    )),
+                    Prediction::Estimate(e) => {
+                        let group = served
+                            .model
+                            .group_finding(&e)
+                            .map(|(_, g)| quote(&g.code))
+                            .unwrap_or_default();
+                        out.push_str(&format!(
+                            "{index},{},{},{},{},{group},,\n",
+                            e.value, e.interval[0], e.interval[1], e.underestimation_risk
+                        ))
+                    }
+                }
             }
-            Ok(_) => out.push_str(&format!("{index},,,,prediction failed,\n")),
+            Ok(_) => out.push_str(&format!("{index}{blank},prediction failed,\n")),
             Err(error) => {
                 let field = error.field.clone().unwrap_or_default();
                 let error = answering.rejected(error);
                 out.push_str(&format!(
-                    "{index},,,,{},{}\n",
+                    "{index}{blank},{},{}\n",
                     quote(&error.message),
                     quote(&field)
                 ));

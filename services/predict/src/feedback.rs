@@ -10,6 +10,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
 use vigie_api::{ApiError, CurrentUser};
+use vigie_core::spec::Task;
 use vigie_stream::LabelEvent;
 
 use crate::models::Served;
@@ -79,32 +80,79 @@ fn label_of(served: &Served, item: &Value, by: &str) -> Result<LabelEvent, ApiEr
         })?),
     };
     let target = &served.model.artifact().spec.target;
-    let class = match map.get("label") {
-        None => {
-            return Err(ApiError::invalid("missing_field", "label is required").with_field("label"));
-        }
-        Some(Value::Number(n)) if n.as_u64() == Some(1) => Some(1),
-        Some(Value::Number(n)) if n.as_u64() == Some(0) => Some(0),
-        Some(Value::String(s)) if *s == target.positive || *s == target.positive_label => Some(1),
-        Some(Value::String(s)) if *s == target.negative || *s == target.negative_label => Some(0),
-        Some(_) => None,
+    let Some(given) = map.get("label") else {
+        return Err(ApiError::invalid("missing_field", "label is required").with_field("label"));
     };
-    let Some(class) = class else {
-        return Err(ApiError::invalid(
-            "invalid_label",
-            format!(
-                "label must be 1 or 0, {:?} or {:?}, or {:?} or {:?}",
-                target.positive, target.negative, target.positive_label, target.negative_label
-            ),
-        )
-        .with_field("label"));
+    let (class, label, value) = match served.model.task() {
+        Task::BinaryClassification => {
+            let class = match given {
+                Value::Number(n) if n.as_u64() == Some(1) => Some(1),
+                Value::Number(n) if n.as_u64() == Some(0) => Some(0),
+                Value::String(s) if s == target.positive() || s == target.positive_label() => {
+                    Some(1)
+                }
+                Value::String(s) if s == target.negative() || s == target.negative_label() => {
+                    Some(0)
+                }
+                _ => None,
+            };
+            let Some(class) = class else {
+                return Err(ApiError::invalid(
+                    "invalid_label",
+                    format!(
+                        "label must be 1 or 0, {:?} or {:?}, or {:?} or {:?}",
+                        target.positive(),
+                        target.negative(),
+                        target.positive_label(),
+                        target.negative_label()
+                    ),
+                )
+                .with_field("label"));
+            };
+            (
+                Some(class),
+                Some(served.model.label(class).to_string()),
+                None,
+            )
+        }
+        Task::Regression => {
+            let (min, max) = target.range();
+            let unit = if target.unit.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", target.unit)
+            };
+            match given.as_f64() {
+                Some(v) if v.is_finite() && (min..=max).contains(&v) => (None, None, Some(v)),
+                Some(v) => {
+                    return Err(ApiError::invalid(
+                        "invalid_label",
+                        format!(
+                            "label {v} is outside the target's valid range [{min}, {max}]{unit}"
+                        ),
+                    )
+                    .with_field("label"));
+                }
+                None => {
+                    return Err(ApiError::invalid(
+                        "invalid_label",
+                        format!(
+                            "label must be a number: the observed {} in{unit} ([{min}, {max}])",
+                            target.column
+                        ),
+                    )
+                    .with_field("label"));
+                }
+            }
+        }
     };
     Ok(LabelEvent {
         request_id,
         row,
         model: served.name().to_string(),
         class,
-        label: served.model.label(class).to_string(),
+        label,
+        value,
         ts: Utc::now(),
         by: by.to_string(),
     })

@@ -56,36 +56,64 @@ pub fn routes(config: &Config) -> Router<AppState> {
 pub struct ModelSummary {
     pub name: String,
     pub version: u32,
+    /// `binary_classification` or `regression`.
+    pub task: &'static str,
     pub description: String,
     pub algorithm: String,
-    pub threshold: f64,
+    /// A classification's decision threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
     pub spec_hash: String,
     pub trained_at: DateTime<Utc>,
     pub serving_since: DateTime<Utc>,
-    pub holdout_roc_auc: f64,
-    pub holdout_f1: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holdout_roc_auc: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holdout_f1: Option<f64>,
+    /// A regression's holdout MAE, in the target's unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holdout_mae: Option<f64>,
+    /// A regression's interval coverage: the one asked for, and the one measured on the
+    /// holdout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_coverage: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holdout_interval_coverage: Option<f64>,
+    /// A regression's unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
     pub features: usize,
-    pub positive_label: String,
-    pub negative_label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub positive_label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_label: Option<String>,
 }
 
 impl ModelSummary {
     fn of(s: &Served) -> Self {
         let artifact = s.model.artifact();
+        let binary = artifact.metrics.holdout.as_binary();
+        let regression = artifact.metrics.holdout.as_regression();
+        let target = &artifact.spec.target;
         ModelSummary {
             name: s.version.name.clone(),
             version: s.version.version,
+            task: artifact.task.as_str(),
             description: artifact.spec.description.clone(),
             algorithm: s.version.algorithm.clone(),
-            threshold: artifact.threshold,
+            threshold: binary.map(|_| artifact.threshold),
             spec_hash: artifact.spec_hash.clone(),
             trained_at: artifact.created_at,
             serving_since: s.since,
-            holdout_roc_auc: artifact.metrics.holdout.roc_auc,
-            holdout_f1: artifact.metrics.holdout.f1,
+            holdout_roc_auc: binary.map(|m| m.roc_auc),
+            holdout_f1: binary.map(|m| m.f1),
+            holdout_mae: regression.map(|m| m.mae),
+            interval_coverage: artifact.regression.as_ref().map(|r| r.interval.coverage),
+            holdout_interval_coverage: regression.and_then(|m| m.interval_coverage),
+            unit: regression.map(|_| target.unit.clone()),
             features: artifact.feature_order.len(),
-            positive_label: artifact.spec.target.positive_label.clone(),
-            negative_label: artifact.spec.target.negative_label.clone(),
+            positive_label: target.positive_label.clone(),
+            negative_label: target.negative_label.clone(),
         }
     }
 }
@@ -107,11 +135,16 @@ async fn model_detail(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let served = state.models.get_or_404(&name)?;
-    let spec = &served.model.artifact().spec;
-    Ok(Json(serde_json::json!({
+    let artifact = served.model.artifact();
+    let spec = &artifact.spec;
+    let mut detail = serde_json::json!({
         "model": ModelSummary::of(&served),
         "target": spec.target,
         "features": spec.features,
-    }))
-    .into_response())
+    });
+    // A regression's interval and groups: what its answers' flags stand on.
+    if let Some(regression) = &artifact.regression {
+        detail["regression"] = serde_json::json!(regression);
+    }
+    Ok(Json(detail).into_response())
 }

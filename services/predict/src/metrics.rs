@@ -5,11 +5,14 @@
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use vigie_stream::producer::ProducerMetrics;
 
+/// The `class` label of a regression's predictions (a classification's are "0" and "1").
+pub const ESTIMATE_CLASS: &str = "estimate";
+
 /// The prediction service's own metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     pub producer: ProducerMetrics,
-    /// Predictions by model, version and class.
+    /// Predictions by model, version and class ([`ESTIMATE_CLASS`] for a regression).
     pub predictions: IntCounterVec,
     /// Rows refused by model and error code (422s, and bad CSV rows).
     pub rejected: IntCounterVec,

@@ -169,6 +169,18 @@ impl ModelSet {
                 .model_info
                 .with_label_values(&[served.name(), &served.version_label])
                 .set(1);
+            // This version's predictions exist from the start too.
+            let classes: &[&str] = match served.model.task() {
+                vigie_core::spec::Task::BinaryClassification => &["0", "1"],
+                vigie_core::spec::Task::Regression => &[crate::metrics::ESTIMATE_CLASS],
+            };
+            for class in classes {
+                metrics.predictions.with_label_values(&[
+                    served.name(),
+                    &served.version_label,
+                    class,
+                ]);
+            }
             next.insert(served.name().to_string(), Arc::new(served));
             changed = true;
         }

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 use vigie_api::openapi::{Document, responses, token_required};
-use vigie_core::spec::{FeatureSpec, MissingPolicy, code_meanings, code_tokens};
+use vigie_core::spec::{FeatureSpec, MissingPolicy, Task, code_meanings, code_tokens};
 
 use crate::models::Served;
 
@@ -130,6 +130,9 @@ fn model_paths(
         spec.features
             .iter()
             .map(|f| match &example[f.name()] {
+                Value::String(s) if s.contains([',', '"', '\n', '\r']) => {
+                    format!("\"{}\"", s.replace('"', "\"\""))
+                }
                 Value::String(s) => s.clone(),
                 v => v.to_string(),
             })
@@ -149,6 +152,24 @@ fn model_paths(
         ("503", "The request took longer than the service's timeout"),
     ];
     let tag = json!([format!("{name}")]);
+    let regression = spec.task == Task::Regression;
+    let (single, batch) = if regression {
+        ("Estimate", "BatchEstimate")
+    } else {
+        ("Prediction", "BatchPrediction")
+    };
+    let single = json!({"$ref": format!("#/components/schemas/{single}")});
+    let batch = json!({"$ref": format!("#/components/schemas/{batch}")});
+    let csv_answer = if regression {
+        "row,prediction,lower,upper,underestimation_risk,group,error,field"
+    } else {
+        "row,class,label,probability,error,field"
+    };
+    let decision_header = if regression {
+        "x-interval-coverage"
+    } else {
+        "x-threshold"
+    };
     paths.insert(
         format!("/v1/models/{name}/predict"),
         json!({"post": {
@@ -161,7 +182,7 @@ fn model_paths(
             "requestBody": {"required": true, "content": {"application/json": {
                 "schema": {"type": "object", "properties": {"features": features_ref}, "required": ["features"], "additionalProperties": false},
                 "example": {"features": example}}}},
-            "responses": responses(json!({"200": {"description": "The prediction", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}}}}), errors),
+            "responses": responses(json!({"200": {"description": "The prediction", "content": {"application/json": {"schema": single}}}}), errors),
         }}),
     );
     paths.insert(
@@ -174,7 +195,7 @@ fn model_paths(
             "requestBody": {"required": true, "content": {"application/json": {
                 "schema": {"type": "object", "properties": {"rows": {"type": "array", "items": features_ref}}, "required": ["rows"], "additionalProperties": false},
                 "example": {"rows": [example]}}}},
-            "responses": responses(json!({"200": {"description": "One prediction per row, in order", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchPrediction"}}}}}), errors),
+            "responses": responses(json!({"200": {"description": "One prediction per row, in order", "content": {"application/json": {"schema": batch}}}}), errors),
         }}),
     );
     paths.insert(
@@ -182,16 +203,23 @@ fn model_paths(
         json!({"post": {
             "tags": tag,
             "summary": format!("Predict a CSV file with {name}, answered as CSV"),
-            "description": "The header names every feature (any order); empty cells are unknown values. The answer streams one line per data row: row,class,label,probability,error,field. Rows the spec refuses carry their error instead of a prediction. Headers x-model, x-model-version and x-threshold describe the model that answered.",
+            "description": format!("The header names every feature (any order); empty cells are unknown values. The answer streams one line per data row: {csv_answer}. Rows the spec refuses carry their error instead of a prediction; an upload that cannot be read to its end ends with a line whose error starts with \"upload incomplete\". Headers x-model, x-model-version and {decision_header} describe the model that answered."),
             "security": token_required(),
             "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string", "minLength": 1}, "example": csv_example}}},
             "responses": responses(json!({"200": {"description": "The predictions, as CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}}), errors),
         }}),
     );
+    let truth = if regression {
+        let (min, max) = spec.target.range();
+        json!({"type": "number", "minimum": min, "maximum": max,
+               "description": format!("What happened: the observed {} ({})", spec.target.column, spec.target.unit)})
+    } else {
+        json!({"description": format!("What happened: {} or {}", spec.target.positive_label(), spec.target.negative_label())})
+    };
     let label = json!({"type": "object", "required": ["request_id", "label"], "additionalProperties": false, "properties": {
         "request_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "The request id the prediction was answered with"},
         "row": {"type": "integer", "minimum": 0, "description": "The row of a batch or CSV upload (absent for a single prediction)"},
-        "label": {"description": format!("What happened: {} or {}", spec.target.positive_label, spec.target.negative_label)}}});
+        "label": truth}});
     paths.insert(
         format!("/v1/models/{name}/feedback"),
         json!({"post": {
@@ -239,9 +267,41 @@ pub fn build(models: &[std::sync::Arc<Served>]) -> Value {
         "request_id": {"type": "string"}, "model": {"type": "string"}, "model_version": {"type": "integer"}, "threshold": {"type": "number"},
         "predictions": {"type": "array", "items": {"type": "object", "properties": {
             "class": {"type": "integer"}, "label": {"type": "string"}, "probability": {"type": "number"}}}}}}));
+    let group = json!({"type": ["object", "null"], "description": "The row's group (the spec's underestimation group) and its residuals on the validation slice: why the flag is what it is. Null when the spec names no group or the validation slice never saw this one.",
+        "properties": {
+            "feature": {"type": "string"}, "group": {"type": "string"},
+            "rows": {"type": "integer", "description": "Validation rows of the group"},
+            "mean_residual": {"type": "number", "description": "Mean of truth minus estimate on them: positive means underestimated"},
+            "lower_bound": {"type": "number", "description": "One-sided lower confidence bound of that mean; above 0 flags the group"},
+            "flagged": {"type": "boolean"}}});
+    let estimate = json!({
+        "prediction": {"type": "number", "description": "The estimate, in the target's unit"},
+        "interval": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2, "description": "[lower, upper]: holds the truth with the probability `coverage` (split conformal, calibrated on the validation slice)"},
+        "underestimation_risk": {"type": "boolean", "description": "Whether the row's group is one the model tends to underestimate"},
+        "underestimation_group": group});
+    let mut single = serde_json::Map::new();
+    single.insert("request_id".into(), json!({"type": "string"}));
+    single.insert("model".into(), json!({"type": "string"}));
+    single.insert("model_version".into(), json!({"type": "integer"}));
+    single.insert("unit".into(), json!({"type": "string"}));
+    single.insert(
+        "coverage".into(),
+        json!({"type": "number", "description": "The interval's coverage"}),
+    );
+    single.extend(estimate.as_object().cloned().unwrap_or_default());
+    schemas.insert(
+        "Estimate".into(),
+        json!({"type": "object", "properties": single,
+        "required": ["prediction", "interval", "underestimation_risk"]}),
+    );
+    schemas.insert("BatchEstimate".into(), json!({"type": "object", "properties": {
+        "request_id": {"type": "string"}, "model": {"type": "string"}, "model_version": {"type": "integer"},
+        "unit": {"type": "string"}, "coverage": {"type": "number"},
+        "predictions": {"type": "array", "items": {"type": "object", "properties": estimate,
+            "required": ["prediction", "interval", "underestimation_risk"]}}}}));
     Document {
         title: "Vigie prediction service".into(),
-        description: "Accident severity predictions for dispatchers. Get a token from /auth/token (Authorize button), then call a model's predict endpoint. Every prediction is published to Kafka for drift monitoring.".into(),
+        description: "Predictions for emergency dispatchers (a class with its probability, or an estimate with its interval). Get a token from /auth/token (Authorize button), then call a model's predict endpoint. Every prediction is published to Kafka for drift monitoring.".into(),
         ready: "At least one model is loaded".into(),
         paths,
         schemas,

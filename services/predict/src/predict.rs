@@ -14,11 +14,14 @@ use chrono::Utc;
 use serde::Serialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use vigie_api::{ApiError, CurrentUser, RequestId};
-use vigie_core::inference::Prediction;
+use vigie_core::inference::{Estimate, Prediction};
 use vigie_core::schema::{Cell, Feature, Origin, Schema, ValueError};
+use vigie_core::train::GroupFinding;
 use vigie_model::Matrix;
 use vigie_stream::Source;
-use vigie_stream::event::{Features, OutcomeRef, PredictionEventRef, Value as EventValue};
+use vigie_stream::event::{
+    EstimateRef, Features, OutcomeRef, PredictionEventRef, Value as EventValue,
+};
 
 use crate::models::Served;
 use crate::state::AppState;
@@ -282,21 +285,84 @@ pub(crate) fn parse_batch<'a>(
 }
 
 #[derive(Debug, Serialize)]
-struct PredictResponse<'a> {
-    request_id: &'a str,
-    model: &'a str,
-    model_version: u32,
-    class: u8,
-    label: &'a str,
-    probability: f64,
-    threshold: f64,
+#[serde(untagged)]
+enum PredictResponse<'a> {
+    Class {
+        request_id: &'a str,
+        model: &'a str,
+        model_version: u32,
+        class: u8,
+        label: &'a str,
+        probability: f64,
+        threshold: f64,
+    },
+    Estimate {
+        request_id: &'a str,
+        model: &'a str,
+        model_version: u32,
+        #[serde(flatten)]
+        estimate: EstimateAnswer<'a>,
+        unit: &'a str,
+        coverage: f64,
+    },
+}
+
+/// A regression's answer for one row.
+#[derive(Debug, Serialize)]
+pub(crate) struct EstimateAnswer<'a> {
+    prediction: f64,
+    interval: [f64; 2],
+    underestimation_risk: bool,
+    /// The row's group and what the validation slice showed of it; null when the spec names
+    /// no group or the validation slice never saw this one.
+    underestimation_group: Option<GroupAnswer<'a>>,
+}
+
+/// Why an answer is (or is not) flagged: its group's residuals on the validation slice.
+#[derive(Debug, Serialize)]
+pub(crate) struct GroupAnswer<'a> {
+    feature: &'a str,
+    group: &'a str,
+    /// Validation rows of the group.
+    rows: u64,
+    /// Their mean of truth minus estimate (positive: underestimated).
+    mean_residual: f64,
+    /// Its one-sided lower confidence bound: above 0 flags the group.
+    lower_bound: f64,
+    flagged: bool,
+}
+
+impl<'a> EstimateAnswer<'a> {
+    pub(crate) fn of(served: &'a Served, e: &Estimate) -> Self {
+        let group = served
+            .model
+            .group_finding(e)
+            .map(|(feature, g): (&str, &GroupFinding)| GroupAnswer {
+                feature,
+                group: &g.code,
+                rows: g.rows,
+                mean_residual: g.mean_residual,
+                lower_bound: g.lower_bound,
+                flagged: g.flagged,
+            });
+        EstimateAnswer {
+            prediction: e.value,
+            interval: e.interval,
+            underestimation_risk: e.underestimation_risk,
+            underestimation_group: group,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
-struct RowPrediction<'a> {
-    class: u8,
-    label: &'a str,
-    probability: f64,
+#[serde(untagged)]
+enum RowPrediction<'a> {
+    Class {
+        class: u8,
+        label: &'a str,
+        probability: f64,
+    },
+    Estimate(EstimateAnswer<'a>),
 }
 
 #[derive(Debug, Serialize)]
@@ -304,8 +370,28 @@ struct BatchResponse<'a> {
     request_id: &'a str,
     model: &'a str,
     model_version: u32,
-    threshold: f64,
+    /// A classification's decision threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threshold: Option<f64>,
+    /// A regression's unit and interval coverage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    coverage: Option<f64>,
     predictions: Vec<RowPrediction<'a>>,
+}
+
+impl<'a> RowPrediction<'a> {
+    fn of(served: &'a Served, p: &Prediction) -> Self {
+        match p {
+            Prediction::Class(p) => RowPrediction::Class {
+                class: p.class,
+                label: served.model.label(p.class),
+                probability: p.probability,
+            },
+            Prediction::Estimate(e) => RowPrediction::Estimate(EstimateAnswer::of(served, e)),
+        }
+    }
 }
 
 /// The request's media type, without its parameters (`text/csv` of `text/csv; charset=utf-8`).
@@ -496,6 +582,29 @@ impl Answering<'_> {
         let event_id = uuid::Uuid::now_v7().to_string();
         let ts = Utc::now();
         let artifact = served.model.artifact();
+        let (answer, class) = match &prediction {
+            Prediction::Class(p) => (
+                OutcomeRef {
+                    class: p.class,
+                    label: served.model.label(p.class),
+                    probability: p.probability,
+                    threshold: artifact.threshold,
+                }
+                .into(),
+                if p.class == 1 { "1" } else { "0" },
+            ),
+            Prediction::Estimate(e) => (
+                EstimateRef {
+                    value: e.value,
+                    lower: e.interval[0],
+                    upper: e.interval[1],
+                    underestimation_risk: e.underestimation_risk,
+                    group: served.model.group_finding(e).map(|(_, g)| g.code.as_str()),
+                }
+                .into(),
+                crate::metrics::ESTIMATE_CLASS,
+            ),
+        };
         let event = PredictionEventRef {
             event_id: &event_id,
             request_id: &request.id,
@@ -507,12 +616,7 @@ impl Answering<'_> {
                 names: served.feature_names(),
                 values,
             },
-            prediction: OutcomeRef {
-                class: prediction.class,
-                label: served.model.label(prediction.class),
-                probability: prediction.probability,
-                threshold: artifact.threshold,
-            },
+            prediction: answer,
             latency_us: request.arrived.elapsed().as_micros() as u64,
             source: *source,
             row,
@@ -529,11 +633,7 @@ impl Answering<'_> {
         state
             .metrics
             .predictions
-            .with_label_values(&[
-                served.name(),
-                &served.version_label,
-                if prediction.class == 1 { "1" } else { "0" },
-            ])
+            .with_label_values(&[served.name(), &served.version_label, class])
             .inc();
     }
 
@@ -571,16 +671,30 @@ pub async fn predict_one(
     parse_features(&served, &parsed, &mut row, &mut values).map_err(|e| answering.rejected(e))?;
     let prediction = served.model.predict_parsed(&mut row);
     answering.publish(None, &values, prediction);
-    Ok(Json(PredictResponse {
-        request_id: &request.id,
-        model: served.name(),
-        model_version: served.version.version,
-        class: prediction.class,
-        label: served.model.label(prediction.class),
-        probability: prediction.probability,
-        threshold: served.model.artifact().threshold,
-    })
-    .into_response())
+    let artifact = served.model.artifact();
+    let answer = match &prediction {
+        Prediction::Class(p) => PredictResponse::Class {
+            request_id: &request.id,
+            model: served.name(),
+            model_version: served.version.version,
+            class: p.class,
+            label: served.model.label(p.class),
+            probability: p.probability,
+            threshold: artifact.threshold,
+        },
+        Prediction::Estimate(e) => PredictResponse::Estimate {
+            request_id: &request.id,
+            model: served.name(),
+            model_version: served.version.version,
+            estimate: EstimateAnswer::of(&served, e),
+            unit: &artifact.spec.target.unit,
+            coverage: artifact
+                .regression
+                .as_ref()
+                .map_or(0.0, |r| r.interval.coverage),
+        },
+    };
+    Ok(Json(answer).into_response())
 }
 
 /// Rows from which a batch is predicted on the blocking pool rather than inline.
@@ -643,18 +757,18 @@ pub async fn predict_batch(
     for (i, (p, row_values)) in predictions.iter().zip(&values).enumerate() {
         answering.publish(Some(i as u64), row_values, *p);
     }
+    let artifact = served.model.artifact();
+    let regression = artifact.regression.as_ref();
     Ok(Json(BatchResponse {
         request_id: &request.id,
         model: served.name(),
         model_version: served.version.version,
-        threshold: served.model.artifact().threshold,
+        threshold: regression.is_none().then_some(artifact.threshold),
+        unit: regression.map(|_| artifact.spec.target.unit.as_str()),
+        coverage: regression.map(|r| r.interval.coverage),
         predictions: predictions
             .iter()
-            .map(|p| RowPrediction {
-                class: p.class,
-                label: served.model.label(p.class),
-                probability: p.probability,
-            })
+            .map(|p| RowPrediction::of(&served, p))
             .collect(),
     })
     .into_response())

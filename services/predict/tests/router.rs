@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use vigie_api::Auth;
 use vigie_api::testing::{self, Client};
-use vigie_core::testing::{toy_model, toy_model_with_leaves};
+use vigie_core::testing::{toy_model, toy_model_with_leaves, toy_regression_model};
 use vigie_predict::{AppState, Config, Inner, Metrics, router};
 use vigie_registry::Registry;
 use vigie_stream::{EmbeddedBroker, EventProducer, PredictionEvent, ProducerConfig};
@@ -334,12 +334,14 @@ async fn single_predictions_answer_check_and_publish() {
         Value::Object(first.features.clone()),
         json!({"colour": 1, "speed": 60})
     );
+    let answer = first.prediction.as_class().unwrap();
+    assert_eq!(first.schema_version, 1);
     assert_eq!(
         (
-            first.prediction.class,
-            first.prediction.label.as_str(),
-            first.prediction.probability,
-            first.prediction.threshold
+            answer.class,
+            answer.label.as_str(),
+            answer.probability,
+            answer.threshold
         ),
         (1, "yes", 0.8, 0.5)
     );
@@ -439,7 +441,7 @@ async fn batches_are_checked_whole_then_answered_in_order() {
     let events = h.events(3).await;
     let mut rows: Vec<(Option<u64>, f64)> = events
         .iter()
-        .map(|e| (e.row, e.prediction.probability))
+        .map(|e| (e.row, e.prediction.as_class().unwrap().probability))
         .collect();
     rows.sort_by_key(|r| r.0);
     assert_eq!(rows, [(Some(0), 0.8), (Some(1), 0.2), (Some(2), 0.2)]);
@@ -840,4 +842,210 @@ async fn the_series_a_healthy_service_never_moves_exist_at_zero() {
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regression_answers_estimates_intervals_and_flags_everywhere() {
+    let h = Harness::new(config()).await;
+    h.registry
+        .register(toy_regression_model(), "test")
+        .await
+        .unwrap();
+    h.state.poll().await;
+    let token = h.client.login("amy").await;
+
+    // Both models listed, each with its task and its figures.
+    let models = h.client.get("/v1/models", Some(&token)).await.json();
+    let time = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "toy-time")
+        .unwrap();
+    assert_eq!(time["task"], "regression");
+    assert_eq!(time["unit"], "s");
+    assert_eq!(time["interval_coverage"], 0.9);
+    assert!(time["holdout_mae"].is_number() && time.get("holdout_roc_auc").is_none());
+    let toy = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "toy")
+        .unwrap();
+    assert_eq!(toy["task"], "binary_classification");
+    assert!(toy.get("holdout_mae").is_none());
+    let detail = h
+        .client
+        .get("/v1/models/toy-time", Some(&token))
+        .await
+        .json();
+    assert_eq!(detail["regression"]["interval"]["coverage"], 0.9);
+    assert_eq!(
+        detail["regression"]["underestimation"]["feature"],
+        "station"
+    );
+
+    // One estimate: its interval, and the flag with its reason.
+    let url = "/v1/models/toy-time/predict";
+    let a = h
+        .client
+        .post_json(
+            url,
+            &token,
+            &json!({"features": {"station": "south", "distance": 20}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let body = a.json();
+    assert_eq!(body["prediction"], 600.0);
+    assert_eq!(body["interval"], json!([540.0, 720.0]));
+    assert_eq!(
+        (body["unit"].as_str(), body["coverage"].as_f64()),
+        (Some("s"), Some(0.9))
+    );
+    assert_eq!(body["underestimation_risk"], true);
+    let group = &body["underestimation_group"];
+    assert_eq!(
+        (
+            group["feature"].as_str(),
+            group["group"].as_str(),
+            group["flagged"].as_bool()
+        ),
+        (Some("station"), Some("south"), Some(true))
+    );
+    assert!(group["lower_bound"].as_f64().unwrap() > 0.0);
+    assert!(body.get("class").is_none() && body.get("threshold").is_none());
+    // A group the validation slice never saw: not flagged, and no group to show.
+    let a = h
+        .client
+        .post_json(
+            url,
+            &token,
+            &json!({"features": {"station": "east", "distance": null}}),
+        )
+        .await
+        .json();
+    assert_eq!(
+        (
+            a["underestimation_risk"].as_bool(),
+            a["underestimation_group"].is_null()
+        ),
+        (Some(false), true)
+    );
+    // A bad value is refused by field, as for any model.
+    let e = h
+        .client
+        .post_json(
+            url,
+            &token,
+            &json!({"features": {"station": "west", "distance": 1}}),
+        )
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "unknown_code");
+    assert_eq!(e["field"], "station");
+
+    // A batch.
+    let a = h
+        .client
+        .post_json(
+            "/v1/models/toy-time/predict/batch",
+            &token,
+            &json!({"rows": [{"station": "north", "distance": 5}, {"station": "south", "distance": 5}]}),
+        )
+        .await
+        .json();
+    assert_eq!((a["unit"].as_str(), a.get("threshold")), (Some("s"), None));
+    let rows: Vec<(f64, bool)> = a["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["prediction"].as_f64().unwrap(),
+                p["underestimation_risk"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [(300.0, false), (300.0, true)]);
+
+    // A CSV upload: the regression's columns, a refused row in place.
+    let a = h
+        .client
+        .post(
+            "/v1/models/toy-time/predict/csv",
+            Some(&token),
+            "text/csv",
+            "distance,station\n20,north\n5,west\n",
+        )
+        .await;
+    assert_eq!(a.headers["x-interval-coverage"], "0.9");
+    assert_eq!(
+        a.text(),
+        "row,prediction,lower,upper,underestimation_risk,group,error,field\n\
+         0,600,540,720,false,north,,\n\
+         1,,,,,,\"feature station: unknown code \"\"west\"\"\",station\n"
+    );
+
+    // Feedback: the observed number, in range.
+    let feedback = "/v1/models/toy-time/feedback";
+    let a = h
+        .client
+        .post_json(
+            feedback,
+            &token,
+            &json!({"request_id": "r1", "label": 655.0}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    for bad in [json!("late"), json!(-5), json!(true)] {
+        let e = h
+            .client
+            .post_json(feedback, &token, &json!({"request_id": "r1", "label": bad}))
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_label");
+        assert_eq!(e["field"], "label");
+    }
+
+    // Events: version 2, the estimate as answered, the group's code.
+    let events = h.events(5).await;
+    let estimates: Vec<_> = events
+        .iter()
+        .filter(|e| e.model == "toy-time")
+        .map(|e| {
+            (
+                e.schema_version,
+                e.prediction.as_estimate().unwrap().clone(),
+            )
+        })
+        .collect();
+    assert_eq!(estimates.len(), 5);
+    assert!(estimates.iter().all(|(v, _)| *v == 2));
+    let flagged = estimates
+        .iter()
+        .filter(|(_, e)| e.underestimation_risk)
+        .count();
+    assert_eq!(flagged, 2);
+    assert!(
+        estimates
+            .iter()
+            .any(|(_, e)| e.group.as_deref() == Some("south")
+                && (e.value, e.lower, e.upper) == (600.0, 540.0, 720.0))
+    );
+
+    let metrics = h.client.get("/metrics", None).await.text();
+    let line = r#"vigie_predictions_total{class="estimate",model="toy-time",version="1"} 5"#;
+    assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+
+    // The document shows each task's answer.
+    let doc = h.client.get("/openapi.json", None).await.json();
+    let answer = |model: &str| {
+        doc["paths"][format!("/v1/models/{model}/predict")]["post"]["responses"]["200"]["content"]
+            ["application/json"]["schema"]["$ref"]
+            .clone()
+    };
+    assert_eq!(answer("toy-time"), "#/components/schemas/Estimate");
+    assert_eq!(answer("toy"), "#/components/schemas/Prediction");
+    assert!(
+        doc["components"]["schemas"]["Estimate"]["properties"]["underestimation_risk"].is_object()
+    );
 }

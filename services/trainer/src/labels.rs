@@ -90,7 +90,8 @@ pub fn gather(
     holdout: &Matrix,
 ) -> Result<Labelled, vigie_stream::Error> {
     let mut summary = Summary::default();
-    let mut wanted: HashMap<(String, Option<u64>), u8> = HashMap::new();
+    // The truth of each labelled prediction: a class (1.0 / 0.0) or a regression's number.
+    let mut wanted: HashMap<(String, Option<u64>), f64> = HashMap::new();
     scan_to_end(
         &source.brokers,
         &source.labels_topic,
@@ -98,12 +99,20 @@ pub fn gather(
         |record| {
             summary.labels_read += 1;
             match serde_json::from_slice::<LabelEvent>(&record.payload) {
-                Ok(label) if label.model == model && label.class <= 1 => {
-                    if wanted
-                        .insert((label.request_id, label.row), label.class)
-                        .is_some()
-                    {
-                        summary.relabelled += 1;
+                Ok(label) if label.model == model => {
+                    let truth = label
+                        .target()
+                        .filter(|_| label.class.is_none_or(|c| c <= 1));
+                    match truth {
+                        Some(truth) => {
+                            if wanted
+                                .insert((label.request_id, label.row), truth)
+                                .is_some()
+                            {
+                                summary.relabelled += 1;
+                            }
+                        }
+                        None => summary.unreadable_labels += 1,
                     }
                 }
                 Ok(_) => {}
@@ -144,7 +153,7 @@ pub fn gather(
                     // Another model's, or a redelivered event (at-least-once).
                     return Scan::Continue;
                 }
-                let Some(&class) = wanted.get(&id) else {
+                let Some(&truth) = wanted.get(&id) else {
                     return Scan::Continue;
                 };
                 joined.insert(id);
@@ -153,7 +162,7 @@ pub fn gather(
                     Some(row) if holdout_rows.contains(&row_key(&row)) => summary.in_holdout += 1,
                     Some(row) => {
                         x.extend_from_slice(&row);
-                        y.push(f64::from(class));
+                        y.push(truth);
                         summary.joined += 1;
                     }
                 }
@@ -200,12 +209,13 @@ mod tests {
             model_version: 1,
             schema_hash: "h".into(),
             features,
-            prediction: vigie_stream::event::Outcome {
+            schema_version: 1,
+            prediction: vigie_stream::event::Outcome::Class(vigie_stream::event::ClassOutcome {
                 class: 0,
                 label: "no".into(),
                 probability: 0.2,
                 threshold: 0.5,
-            },
+            }),
             latency_us: 10,
             source: vigie_stream::Source::Api,
             row,
@@ -217,8 +227,9 @@ mod tests {
             request_id: request_id.into(),
             row,
             model: model.into(),
-            class,
-            label: String::new(),
+            class: Some(class),
+            label: Some(String::new()),
+            value: None,
             ts: chrono::Utc::now(),
             by: "test".into(),
         }

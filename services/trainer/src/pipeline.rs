@@ -23,8 +23,9 @@ use vigie_core::artifact::Artifact;
 use vigie_core::inference::Model;
 use vigie_core::spec::ModelSpec;
 use vigie_core::train::{self, PreparedData, TrainedModel};
-use vigie_model::bootstrap::{self, Comparison, Scored};
+use vigie_model::bootstrap::{self, Comparison, Evaluation as Figures, Scored};
 use vigie_model::metrics::BinaryMetrics;
+use vigie_model::regression::RegressionMetrics;
 use vigie_registry::{ModelVersion, Registry, Run, RunState, RunUpdate, Started};
 
 use crate::labels;
@@ -174,8 +175,8 @@ pub fn fit_candidate(
 /// Candidate and production on the same holdout.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
-    pub production: BinaryMetrics,
-    pub candidate: BinaryMetrics,
+    pub production: Figures,
+    pub candidate: Figures,
     pub comparison: Comparison,
 }
 
@@ -196,18 +197,27 @@ pub fn evaluate(
         }
     }
     let y = &data.holdout.y;
-    let probabilities = |artifact: Artifact| -> (Vec<f64>, f64) {
+    // Each version's answers on the holdout (probabilities or estimates) and its full figures.
+    let answers = |artifact: Artifact| -> (Vec<f64>, f64, Figures) {
         let threshold = artifact.threshold;
+        let margin = spec.regression().underestimate_margin;
+        let interval = artifact.regression.as_ref().map(|r| r.interval.clone());
         let model = Model::new(artifact);
-        let p = model
+        let p: Vec<f64> = model
             .predict_batch(&data.holdout_raw)
-            .into_iter()
-            .map(|p| p.probability)
+            .iter()
+            .map(|p| p.score())
             .collect();
-        (p, threshold)
+        let figures = match interval {
+            None => Figures::Binary(BinaryMetrics::compute(y, &p, threshold)),
+            Some(interval) => Figures::Regression(
+                RegressionMetrics::compute(y, &p, margin).with_interval(y, &p, &interval),
+            ),
+        };
+        (p, threshold, figures)
     };
-    let (p_prod, t_prod) = probabilities(production);
-    let (p_cand, t_cand) = probabilities(candidate);
+    let (p_prod, t_prod, production_figures) = answers(production);
+    let (p_cand, t_cand, candidate_figures) = answers(candidate);
     let comparison = bootstrap::compare(
         y,
         Scored {
@@ -218,11 +228,11 @@ pub fn evaluate(
             probabilities: &p_cand,
             threshold: t_cand,
         },
-        &spec.retraining.bootstrap(),
+        &spec.retraining.bootstrap(spec.task),
     );
     Ok(Evaluation {
-        production: BinaryMetrics::compute(y, &p_prod, t_prod),
-        candidate: BinaryMetrics::compute(y, &p_cand, t_cand),
+        production: production_figures,
+        candidate: candidate_figures,
         comparison,
     })
 }

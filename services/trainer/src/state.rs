@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Value, json};
 use vigie_api::{Readiness, Service, Shared};
+use vigie_model::bootstrap::Evaluation as Figures;
 use vigie_stream::{EventProducer, ModelAction, ModelEvent};
 
 use crate::labels;
@@ -148,16 +149,29 @@ impl Service for Inner {
                 .production_version
                 .with_label_values(&[&v.name])
                 .set(i64::from(v.version));
-            let h = &v.metrics.holdout;
-            for (metric, value) in [
-                ("roc_auc", h.roc_auc),
-                ("pr_auc", h.pr_auc),
-                ("f1", h.f1),
-                ("precision", h.precision),
-                ("recall", h.recall),
-                ("brier", h.brier),
-                ("log_loss", h.log_loss),
-            ] {
+            let figures: Vec<(&str, f64)> = match &v.metrics.holdout {
+                Figures::Binary(h) => vec![
+                    ("roc_auc", h.roc_auc),
+                    ("pr_auc", h.pr_auc),
+                    ("f1", h.f1),
+                    ("precision", h.precision),
+                    ("recall", h.recall),
+                    ("brier", h.brier),
+                    ("log_loss", h.log_loss),
+                ],
+                Figures::Regression(h) => {
+                    let mut f = vec![
+                        ("mae", h.mae),
+                        ("rmse", h.rmse),
+                        ("r2", h.r2),
+                        ("median_absolute_error", h.median_absolute_error),
+                        ("share_underestimated", h.share_underestimated),
+                    ];
+                    f.extend(h.interval_coverage.map(|c| ("interval_coverage", c)));
+                    f
+                }
+            };
+            for (metric, value) in figures {
                 state
                     .metrics
                     .holdout_quality

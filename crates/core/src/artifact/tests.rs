@@ -79,7 +79,7 @@ fn truncated_foreign_and_future_files_are_refused() {
 fn a_payload_rewritten_with_a_valid_hash_must_still_be_consistent() {
     // Someone edits the threshold and the spec, and recomputes the hash: the spec hash catches it.
     let mut a = artifact();
-    a.spec.target.positive_label = "maybe".into();
+    a.spec.target.positive_label = Some("maybe".into());
     let err = Artifact::from_bytes(&a.to_bytes(), Path::new("m"))
         .unwrap_err()
         .to_string();

@@ -356,3 +356,46 @@ fn bytes_equal_to_the_separator_are_all_found() {
     );
     assert_eq!(found, vec![4, 7]);
 }
+
+#[test]
+fn a_regression_target_is_a_number_in_its_range_and_every_bad_one_is_named() {
+    let spec = ModelSpec::from_toml(crate::testing::TOY_REGRESSION_SPEC).unwrap();
+    let files = Files::new(
+        "station,distance\nnorth,1\nsouth,2\neast,3\nnorth,4\nsouth,5\n",
+        // A single column's empty value is written "" (an empty line is a blank line).
+        "seconds\n300\n412.5\nfast\n-1\n\"\"\n",
+    );
+    let loaded = load(
+        &spec,
+        &Schema::new(&spec),
+        &files.path("x.csv"),
+        &files.path("y.csv"),
+    );
+    let problems: Vec<String> = match loaded {
+        Err(Error::Data { problems }) => problems.iter().map(ToString::to_string).collect(),
+        other => panic!("expected data problems, got {other:?}"),
+    };
+    let y = files.path("y.csv").display().to_string();
+    assert_eq!(
+        problems,
+        [
+            format!("{y} line 4 column seconds: target \"fast\" is not a number"),
+            format!("{y} line 5 column seconds: target -1 is outside the valid range [0, 3600]"),
+            format!("{y} line 6 column seconds: missing target value"),
+        ]
+    );
+    let files = Files::new(
+        "station,distance\nnorth,1\nsouth,2\n",
+        "seconds\n300\n412.5\n",
+    );
+    let data = load(
+        &spec,
+        &Schema::new(&spec),
+        &files.path("x.csv"),
+        &files.path("y.csv"),
+    )
+    .unwrap();
+    assert_eq!(data.y, [300.0, 412.5]);
+    // Text codes are their position in the spec.
+    assert_eq!(data.x.row(1), [1.0, 2.0]);
+}

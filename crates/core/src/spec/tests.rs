@@ -165,3 +165,123 @@ fn drift_rules_come_from_the_spec_with_defaults() {
     assert!(rule.drifted(0.2) && !rule.drifted(0.05));
     assert_eq!(spec.drift.categorical.threshold, 0.1, "the default stays");
 }
+
+#[test]
+fn the_lfb_spec_parses_as_a_regression_with_its_group() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/lfb-response-time.toml");
+    let spec = ModelSpec::from_file(&path).unwrap();
+    assert_eq!(spec.task, Task::Regression);
+    assert_eq!(spec.features.len(), 11);
+    assert_eq!(spec.target.range(), (0.0, 7200.0));
+    assert_eq!(spec.retraining.metric(spec.task), Metric::Mae);
+    let regression = spec.regression();
+    assert_eq!(regression.interval_coverage, 0.9);
+    assert_eq!(
+        regression.underestimation.unwrap().group,
+        "IncidentStationGround"
+    );
+    assert!(spec.data.holdout_target.is_file());
+}
+
+#[test]
+fn the_baac_spec_hashes_as_before_the_regression_fields() {
+    // The hash of models/baac-severity.toml when the spec knew only classification: artifacts
+    // registered then must still load.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/baac-severity.toml");
+    let spec = ModelSpec::from_file(&path).unwrap();
+    let json = serde_json::to_value(&spec).unwrap();
+    assert!(json.get("regression").is_none());
+    assert_eq!(json["target"]["positive"], "1");
+    assert!(json["target"].get("unit").is_none() && json["target"].get("min").is_none());
+    assert_eq!(spec.retraining.metric(spec.task), Metric::RocAuc);
+}
+
+#[test]
+fn mistakes_in_a_regression_spec_are_named() {
+    use crate::testing::TOY_REGRESSION_SPEC as R;
+    ModelSpec::from_toml(R).unwrap();
+    for (broken, expected) in [
+        (
+            R.replace("min = 0\nmax = 3600", "max = 3600"),
+            "target.min and target.max are required for a regression",
+        ),
+        (
+            R.replace("min = 0\nmax = 3600", "min = 10\nmax = 5"),
+            "target range [10, 5]",
+        ),
+        (
+            R.replace("unit = \"s\"", "unit = \"s\"\npositive = \"1\""),
+            "target.positive belongs to a binary_classification, not to a regression",
+        ),
+        (
+            format!("{R}\n[retraining]\nmetric = \"roc_auc\"\n"),
+            "retraining.metric \"roc_auc\" does not judge a regression model (use mae or rmse)",
+        ),
+        (
+            R.replace("group = \"station\"", "group = \"depot\""),
+            "regression.underestimation.group \"depot\" is not a feature of the spec",
+        ),
+        (
+            R.replace("group = \"station\"", "group = \"distance\""),
+            "regression.underestimation.group \"distance\" must be a categorical feature",
+        ),
+        (
+            R.replace("interval_coverage = 0.9", "interval_coverage = 1.0"),
+            "regression.interval_coverage must be above 0 and below 1, not 1",
+        ),
+        (
+            R.replace("interval_coverage = 0.9", "interval_coverage = 0"),
+            "regression.interval_coverage must be above 0 and below 1, not 0",
+        ),
+        (
+            R.replace("underestimate_margin = 60", "underestimate_margin = -1"),
+            "regression.underestimate_margin must be 0 or more",
+        ),
+        (
+            R.replace("min_rows = 20", "min_rows = 1"),
+            "regression.underestimation.min_rows must be at least 2",
+        ),
+        (
+            R.replace("kind = \"gradient_boosting\"", "kind = \"random_forest\""),
+            "algorithm \"random_forest\" cannot fit a regression: use gradient_boosting",
+        ),
+        (
+            R.replace(
+                "interval_coverage = 0.9",
+                "interval_coverage = 0.9\nspread = 2",
+            ),
+            "unknown field `spread`",
+        ),
+    ] {
+        let message = error_of(&broken);
+        assert!(
+            message.contains(expected),
+            "expected {expected:?} in {message:?}"
+        );
+    }
+    // And the reverse: a classification asking for a regression's metric or sections.
+    for (broken, expected) in [
+        (
+            format!("{SMALL}\n[retraining]\nmetric = \"mae\"\n"),
+            "retraining.metric \"mae\" does not judge a binary_classification model",
+        ),
+        (
+            format!("{SMALL}\n[regression]\ninterval_coverage = 0.9\n"),
+            "[regression] belongs to a regression, not to a binary_classification",
+        ),
+        (
+            SMALL.replace("column = \"y\"", "column = \"y\"\nmin = 0"),
+            "target.min belongs to a regression, not to a binary_classification",
+        ),
+        (
+            SMALL.replace("negative_label = \"no\"\n", ""),
+            "target.negative_label is required for a binary_classification",
+        ),
+    ] {
+        let message = error_of(&broken);
+        assert!(
+            message.contains(expected),
+            "expected {expected:?} in {message:?}"
+        );
+    }
+}

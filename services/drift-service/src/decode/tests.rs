@@ -119,7 +119,8 @@ fn the_envelope_of_a_published_event_is_read_without_copies() {
             label: "yes",
             probability: 0.8,
             threshold: 0.5,
-        },
+        }
+        .into(),
         latency_us: 12,
         source: vigie_stream::Source::Api,
         row: None,

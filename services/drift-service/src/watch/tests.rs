@@ -67,7 +67,8 @@ pub(crate) fn event(model: &str, hash: &str, colour: f64, speed: f64, ts_ms: i64
             label: "no",
             probability: 0.2,
             threshold: 0.5,
-        },
+        }
+        .into(),
         latency_us: 5,
         source: vigie_stream::Source::Replay,
         row: None,
