@@ -23,6 +23,7 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
     assert!(seen.contains("in memory"), "{seen}");
     assert!(seen.contains("generated for this run"), "{seen}");
     assert!(seen.contains("baac-severity@1"), "{seen}");
+    assert!(seen.contains("lfb-response-time@1"), "{seen}");
 
     let client = reqwest::Client::new();
     let token = token(&client, &url, "admin", &password).await;
@@ -47,6 +48,49 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
         );
         singles.push(answer);
     }
+
+    // The regression beside it: ten London Fire Brigade holdout rows, each an estimate inside
+    // its interval, inside the target's range, with its flag and its group.
+    let (lfb_header, lfb_rows) = lfb_holdout();
+    let mut estimates = Vec::new();
+    for row in lfb_rows.iter().take(10) {
+        let answer = json_of(
+            client
+                .post(format!("{url}/v1/models/lfb-response-time/predict"))
+                .bearer_auth(&token)
+                .json(&json!({"features": lfb_features(&lfb_header, row)})),
+        )
+        .await;
+        let p = answer["prediction"].as_f64().unwrap();
+        let (lo, hi) = (
+            answer["interval"][0].as_f64().unwrap(),
+            answer["interval"][1].as_f64().unwrap(),
+        );
+        assert!(0.0 <= lo && lo <= p && p <= hi && hi <= 7200.0, "{answer}");
+        assert_eq!(answer["unit"], "s");
+        assert!(answer["underestimation_risk"].is_boolean(), "{answer}");
+        // The group's figures, unless the validation slice never saw this station ground.
+        let group = &answer["underestimation_group"];
+        assert!(
+            group.is_null() || group["feature"] == "IncidentStationGround",
+            "{answer}"
+        );
+        estimates.push(answer);
+    }
+    let models = json_of(client.get(format!("{url}/v1/models")).bearer_auth(&token)).await;
+    let tasks: Vec<(&str, &str)> = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["task"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            ("baac-severity", "binary_classification"),
+            ("lfb-response-time", "regression")
+        ]
+    );
 
     // The first 3,000 holdout rows as one CSV upload, answered as CSV. Rows with a speed limit
     // above the spec's 130 are refused one by one; every other row is predicted. (The embedded
@@ -96,7 +140,7 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
     assert!(refused < 30, "{refused} rows refused");
 
     // Every prediction is on the topic, with the values that were answered.
-    let want = singles.len() + predicted.len();
+    let want = singles.len() + estimates.len() + predicted.len();
     let records = tokio::task::spawn_blocking(move || {
         vigie_stream::read::read_topic(
             &brokers,
@@ -122,6 +166,25 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
         );
         assert_eq!(event.source, vigie_stream::Source::Api);
         assert_eq!(event.features.len(), 28);
+    }
+    for answer in &estimates {
+        let id = answer["request_id"].as_str().unwrap();
+        let event = events.iter().find(|e| e.request_id == id).unwrap();
+        assert_eq!(event.schema_version, 2);
+        let estimate = event.prediction.as_estimate().expect("an estimate");
+        assert_eq!(estimate.value, answer["prediction"].as_f64().unwrap());
+        assert_eq!(
+            [estimate.lower, estimate.upper],
+            [
+                answer["interval"][0].as_f64().unwrap(),
+                answer["interval"][1].as_f64().unwrap()
+            ]
+        );
+        assert_eq!(
+            estimate.group.as_deref(),
+            answer["underestimation_group"]["group"].as_str()
+        );
+        assert_eq!(event.features.len(), 11);
     }
     let batch: Vec<&PredictionEvent> = events
         .iter()

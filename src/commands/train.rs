@@ -128,19 +128,26 @@ pub fn print_regression_extras(unit: &str, regression: &RegressionModel) {
     );
     if flagged.is_empty() {
         // Say why: the groups that came closest.
-        let mut closest: Vec<_> = u.groups.iter().filter(|g| g.rows >= u.min_rows).collect();
-        closest.sort_by(|a, b| b.lower_bound.total_cmp(&a.lower_bound));
-        for g in closest.iter().take(3) {
+        let mut closest: Vec<_> = u
+            .groups
+            .iter()
+            .filter_map(|g| Some((g, g.lower_bound?)))
+            .collect();
+        closest.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (g, bound) in closest.iter().take(3) {
             println!(
-                "    closest: {}: {} rows, mean residual {:+.1} {unit}, lower bound {:+.1}",
-                g.code, g.rows, g.mean_residual, g.lower_bound
+                "    closest: {}: {} rows, mean residual {:+.1} {unit}, lower bound {bound:+.1}",
+                g.code, g.rows, g.mean_residual
             );
         }
     }
     for g in &flagged {
         println!(
             "    {}: {} rows, mean residual {:+.1} {unit}, lower bound {:+.1}",
-            g.code, g.rows, g.mean_residual, g.lower_bound
+            g.code,
+            g.rows,
+            g.mean_residual,
+            g.lower_bound.unwrap_or(f64::NAN)
         );
     }
     let h = &u.holdout;

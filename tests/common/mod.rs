@@ -23,16 +23,62 @@ pub fn repo() -> PathBuf {
 /// A copy of the BAAC spec with absolute data paths and a quick algorithm (one booster of
 /// 20 rounds): the service tests need a real model, not a good one.
 pub fn quick_spec(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(repo().join("models/baac-severity.toml")).unwrap();
-    let data = repo().join("data/baac");
+    quick_copy(dir, "baac-severity")
+}
+
+/// `models/{name}.toml` copied into `dir` with absolute data paths and one booster of 20 rounds.
+fn quick_copy(dir: &Path, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join(format!("models/{name}.toml"))).unwrap();
+    let data = repo().join("data");
     let text = text
-        .replace("\"../data/baac/", &format!("\"{}/", data.display()))
+        .replace("\"../data/", &format!("\"{}/", data.display()))
         .replace("iterations = 200", "iterations = 20")
         .replace("bags = 3", "bags = 1");
     std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("baac-severity.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A copy of the London Fire Brigade spec with absolute data paths and a quick algorithm (one
+/// booster of 20 rounds), beside the BAAC one: `vigie up` serves a classification and a
+/// regression side by side.
+pub fn quick_lfb_spec(dir: &Path) -> PathBuf {
+    quick_copy(dir, "lfb-response-time")
+}
+
+/// The London Fire Brigade holdout: the header and the rows as text cells (no quotes in it).
+pub fn lfb_holdout() -> (Vec<String>, Vec<Vec<String>>) {
+    csv_cells(&std::fs::read_to_string(repo().join("data/lfb/X_test.csv")).unwrap())
+}
+
+/// A London Fire Brigade row as a request's features: numbers where the cell is one, text
+/// otherwise.
+pub fn lfb_features(header: &[String], row: &[String]) -> Map<String, Value> {
+    header
+        .iter()
+        .zip(row)
+        .map(|(name, cell)| {
+            let value = cell
+                .parse::<i64>()
+                .map_or_else(|_| Value::from(cell.as_str()), Value::from);
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+fn csv_cells(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let rows = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    (header, rows)
 }
 
 /// The holdout features: the header and the rows as text cells.
@@ -421,8 +467,8 @@ impl Drop for Broker {
     }
 }
 
-/// `vigie up` on embedded defaults in `home` (the quick spec, both services on ports the system
-/// chooses), with `extra` flags, started: the process (its first lines read) and the admin's
+/// `vigie up` on embedded defaults in `home` (the quick specs of both models, the services on
+/// ports the system chooses), with `extra` flags, started: the process (its first lines read) and the admin's
 /// password.
 pub fn start_up(home: &Path, extra: &[&str]) -> (Service, String) {
     let mut up = Service::spawn(up_command(home, extra));
@@ -442,6 +488,7 @@ pub fn restart_up(home: &Path, extra: &[&str]) -> Service {
 fn up_command(home: &Path, extra: &[&str]) -> Command {
     let specs = home.join("models");
     quick_spec(&specs);
+    quick_lfb_spec(&specs);
     let mut command = Command::new(VIGIE);
     command
         .args([

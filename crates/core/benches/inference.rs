@@ -1,7 +1,9 @@
 //! Inference speed of the BAAC severity model: one row (already parsed, and from raw text as a
-//! request gives it) and batches of holdout rows.
+//! request gives it) and batches of holdout rows; and of the London Fire Brigade regression
+//! (one row: trees, interval and group).
 //!
-//! The model is trained from `models/baac-severity.toml` on the real data during setup.
+//! The models are trained from `models/baac-severity.toml` and `models/lfb-response-time.toml`
+//! on the real data during setup.
 //! Run: `cargo bench -p vigie-core --bench inference`.
 
 use std::path::Path;
@@ -13,13 +15,19 @@ use vigie_core::spec::ModelSpec;
 use vigie_core::train::{self, PreparedData};
 use vigie_model::Matrix;
 
-fn setup() -> (Model, PreparedData, Vec<Vec<String>>) {
-    let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/baac-severity.toml");
-    let spec = ModelSpec::from_file(&spec_path).expect("the BAAC spec");
-    let data = PreparedData::load(&spec, &mut |_| {}).expect("the BAAC data");
+/// `models/{name}.toml`'s model trained on its data, and the data.
+fn trained(name: &str) -> (ModelSpec, Model, PreparedData) {
+    let spec_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../models/{name}.toml"));
+    let spec = ModelSpec::from_file(&spec_path).expect("the spec");
+    let data = PreparedData::load(&spec, &mut |_| {}).expect("the data");
     let trained =
         train::fit_and_evaluate(&spec, &data, &spec.algorithm, &mut |_| {}).expect("training");
     let model = Model::new(Artifact::new(trained, 1, chrono::Utc::now()));
+    (spec, model, data)
+}
+
+fn setup() -> (Model, PreparedData, Vec<Vec<String>>) {
+    let (spec, model, data) = trained("baac-severity");
     // The holdout rows as the text a request would carry.
     let raw = std::fs::read_to_string(&spec.data.holdout_features).expect("holdout file");
     let header: Vec<&str> = raw
@@ -120,9 +128,32 @@ fn inference(c: &mut Criterion) {
     group.finish();
 }
 
+/// The London Fire Brigade model on its holdout rows: one row, parsed, then from text.
+fn regression(c: &mut Criterion) {
+    let (_, model, data) = trained("lfb-response-time");
+    eprintln!(
+        "LFB model: {} trees, {} nodes",
+        model.artifact().ensemble.n_trees(),
+        model.artifact().ensemble.n_nodes()
+    );
+    let x = &data.holdout_raw;
+    let mut group = c.benchmark_group("lfb_single_row");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    let mut row = vec![0.0; x.cols()];
+    group.bench_function("parsed", |b| {
+        b.iter(|| {
+            row.copy_from_slice(x.row(i % x.rows()));
+            i += 1;
+            black_box(model.predict_parsed(black_box(&mut row)))
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = inference
+    targets = inference, regression
 }
 criterion_main!(benches);

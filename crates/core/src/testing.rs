@@ -230,7 +230,7 @@ pub fn toy_regression_model() -> TrainedModel {
                         value: 0.0,
                         rows: 40,
                         mean_residual: -3.0,
-                        lower_bound: -20.0,
+                        lower_bound: Some(-20.0),
                         flagged: false,
                     },
                     GroupFinding {
@@ -238,7 +238,7 @@ pub fn toy_regression_model() -> TrainedModel {
                         value: 1.0,
                         rows: 35,
                         mean_residual: 70.0,
-                        lower_bound: 31.0,
+                        lower_bound: Some(31.0),
                         flagged: true,
                     },
                 ],

@@ -162,8 +162,9 @@ pub struct GroupFinding {
     pub rows: u64,
     /// Mean of `truth - estimate` on the validation slice.
     pub mean_residual: f64,
-    /// Its one-sided lower confidence bound.
-    pub lower_bound: f64,
+    /// Its one-sided lower confidence bound; `None` when the group has fewer than `min_rows`
+    /// validation rows (not judged).
+    pub lower_bound: Option<f64>,
     pub flagged: bool,
 }
 
@@ -364,6 +365,23 @@ pub fn fit_and_evaluate(
     }
 }
 
+/// The final model: `fit` again on every training row (fit and validation slices) when the spec
+/// asks, what was chosen on the validation slice kept; otherwise `ensemble` as it is.
+fn refit_if_asked(
+    spec: &ModelSpec,
+    data: &PreparedData,
+    progress: &mut dyn FnMut(Stage),
+    ensemble: TreeEnsemble,
+    fit: impl Fn(&Matrix, &[f64]) -> vigie_model::Result<TreeEnsemble>,
+) -> Result<TreeEnsemble> {
+    if !spec.training.refit_on_all_rows {
+        return Ok(ensemble);
+    }
+    progress(Stage::Refit);
+    let (x, y) = all_training_rows(data)?;
+    Ok(fit(&x, &y)?)
+}
+
 /// The fit and validation slices together: what the final model is refitted on.
 fn all_training_rows(data: &PreparedData) -> Result<(Matrix, Vec<f64>)> {
     let rows = data.fit.x.rows() + data.validation.x.rows();
@@ -445,11 +463,9 @@ fn fit_regression(
     });
 
     let refit = spec.training.refit_on_all_rows;
-    if refit {
-        progress(Stage::Refit);
-        let (x, y) = all_training_rows(data)?;
-        ensemble = params.fit_regression(&x, &y)?;
-    }
+    ensemble = refit_if_asked(spec, data, progress, ensemble, |x, y| {
+        params.fit_regression(x, y)
+    })?;
     let fit_seconds = start.elapsed().as_secs_f64();
 
     progress(Stage::Evaluate);
@@ -538,11 +554,7 @@ fn fit_classifier(
     let validation = BinaryMetrics::compute(&data.validation.y, &p_validation, threshold);
 
     let refit = spec.training.refit_on_all_rows;
-    if refit {
-        progress(Stage::Refit);
-        let (x, y) = all_training_rows(data)?;
-        ensemble = params.fit(&x, &y)?;
-    }
+    ensemble = refit_if_asked(spec, data, progress, ensemble, |x, y| params.fit(x, y))?;
     let fit_seconds = start.elapsed().as_secs_f64();
 
     progress(Stage::Evaluate);

@@ -74,11 +74,8 @@ fn the_lfb_model_trains_calibrates_and_answers_as_its_figures_say() {
     let judged_rows: u64 = u.groups.iter().map(|g| g.rows).sum();
     assert_eq!(judged_rows as usize, data.validation.y.len());
     for g in &u.groups {
-        assert_eq!(
-            g.flagged,
-            g.rows >= u.min_rows && g.lower_bound > 0.0,
-            "{g:?}"
-        );
+        assert_eq!(g.lower_bound.is_some(), g.rows >= u.min_rows, "{g:?}");
+        assert_eq!(g.flagged, g.lower_bound.is_some_and(|b| b > 0.0), "{g:?}");
     }
     let column = data.schema.position("IncidentStationGround").unwrap();
     for (row, p) in data.holdout.x.iter_rows().zip(&answers) {

@@ -226,56 +226,54 @@ impl ValidParams {
 
     /// Fits the algorithm on `x` and numeric targets `y` (finite), on the squared loss.
     pub fn fit_regression(&self, x: &Matrix, y: &[f64]) -> Result<TreeEnsemble> {
-        if x.rows() == 0 {
-            return Err(Error::EmptyTrainingSet);
-        }
-        if x.rows() != y.len() {
-            return Err(Error::LengthMismatch {
-                rows: x.rows(),
-                targets: y.len(),
-            });
-        }
+        check_shape(x, y)?;
         if let Some(row) = y.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFiniteTarget { row });
         }
-        let ensemble = match &self.0 {
+        usable(match &self.0 {
             AlgorithmParams::GradientBoosting(p) => {
                 fit_gradient_boosting(p, x, y, Objective::Squared)
             }
             other => Err(Error::NoRegression(other.kind())),
-        }?;
-        ensemble
-            .validate()
-            .map_err(|e| Error::Unusable(e.to_string()))?;
-        Ok(ensemble)
+        }?)
     }
 
     /// Fits the algorithm on `x` and binary targets `y` (0.0 or 1.0).
     pub fn fit(&self, x: &Matrix, y: &[f64]) -> Result<TreeEnsemble> {
-        if x.rows() == 0 {
-            return Err(Error::EmptyTrainingSet);
-        }
-        if x.rows() != y.len() {
-            return Err(Error::LengthMismatch {
-                rows: x.rows(),
-                targets: y.len(),
-            });
-        }
+        check_shape(x, y)?;
         let positives = y.iter().filter(|&&v| v == 1.0).count();
         if positives == 0 || positives == y.len() {
             return Err(Error::SingleClass(y[0]));
         }
-        let ensemble = match &self.0 {
+        usable(match &self.0 {
             AlgorithmParams::GradientBoosting(p) => fit_gradient_boosting(p, x, y, Objective::Log),
             AlgorithmParams::RandomForest(p) => fit_forest(p, x, y),
             AlgorithmParams::DecisionTree(p) => fit_tree(p, x, y),
-        }?;
-        // What is registered must load again: the same checks a loaded artifact goes through.
-        ensemble
-            .validate()
-            .map_err(|e| Error::Unusable(e.to_string()))?;
-        Ok(ensemble)
+        }?)
     }
+}
+
+/// Rows to fit on, one target each.
+fn check_shape(x: &Matrix, y: &[f64]) -> Result<()> {
+    if x.rows() == 0 {
+        return Err(Error::EmptyTrainingSet);
+    }
+    if x.rows() != y.len() {
+        return Err(Error::LengthMismatch {
+            rows: x.rows(),
+            targets: y.len(),
+        });
+    }
+    Ok(())
+}
+
+/// What is registered must load again: a fitted ensemble passes the checks a loaded artifact
+/// goes through.
+fn usable(ensemble: TreeEnsemble) -> Result<TreeEnsemble> {
+    ensemble
+        .validate()
+        .map_err(|e| Error::Unusable(e.to_string()))?;
+    Ok(ensemble)
 }
 
 /// The loss gradient boosting minimises.

@@ -218,8 +218,8 @@ pub struct GroupResiduals {
     /// Mean of `truth - estimate`.
     pub mean_residual: f64,
     /// One-sided lower confidence bound of that mean (percentile bootstrap), at the per-group
-    /// confidence of [`judge_groups`].
-    pub lower_bound: f64,
+    /// confidence of [`judge_groups`]; `None` for a group with too few rows to be judged.
+    pub lower_bound: Option<f64>,
     /// Whether the group has enough rows and a lower bound above zero.
     pub flagged: bool,
 }
@@ -282,21 +282,14 @@ pub fn judge_groups(groups: &[f64], residuals: &[f64], rule: &GroupRule) -> Judg
         .map(|(value, rs)| {
             let mean = rs.iter().sum::<f64>() / rs.len() as f64;
             let enough = rs.len() >= min_rows;
-            let lower_bound = if enough {
-                bootstrap_means(&rs, resamples, &mut rng, alpha, 0.5).0
-            } else {
-                f64::NEG_INFINITY
-            };
+            let lower_bound =
+                enough.then(|| bootstrap_means(&rs, resamples, &mut rng, alpha, 0.5).0);
             GroupResiduals {
                 value,
                 rows: rs.len() as u64,
                 mean_residual: mean,
-                lower_bound: if lower_bound.is_finite() {
-                    lower_bound
-                } else {
-                    mean
-                },
-                flagged: enough && lower_bound > 0.0,
+                flagged: lower_bound.is_some_and(|b| b > 0.0),
+                lower_bound,
             }
         })
         .collect();
@@ -509,7 +502,9 @@ mod tests {
         let g = &judged.groups;
         let flags: Vec<(f64, bool)> = g.iter().map(|g| (g.value, g.flagged)).collect();
         assert_eq!(flags, [(1.0, true), (2.0, false), (3.0, false)]);
-        assert!(g[0].lower_bound > 0.0 && g[0].lower_bound < g[0].mean_residual);
+        let bound = g[0].lower_bound.unwrap();
+        assert!(bound > 0.0 && bound < g[0].mean_residual);
+        assert_eq!(g[2].lower_bound, None, "too few rows: not judged");
         assert_eq!(g[2].rows, 5);
         // Seeded: the same answer twice.
         assert_eq!(judge_groups(&groups, &residuals, &rule), judged);

@@ -272,7 +272,7 @@ pub fn build(models: &[std::sync::Arc<Served>]) -> Value {
             "feature": {"type": "string"}, "group": {"type": "string"},
             "rows": {"type": "integer", "description": "Validation rows of the group"},
             "mean_residual": {"type": "number", "description": "Mean of truth minus estimate on them: positive means underestimated"},
-            "lower_bound": {"type": "number", "description": "One-sided lower confidence bound of that mean; above 0 flags the group"},
+            "lower_bound": {"type": ["number", "null"], "description": "One-sided lower confidence bound of that mean (Bonferroni over the groups judged); above 0 flags the group; null when the group has too few validation rows to be judged"},
             "flagged": {"type": "boolean"}}});
     let estimate = json!({
         "prediction": {"type": "number", "description": "The estimate, in the target's unit"},

@@ -327,8 +327,9 @@ pub(crate) struct GroupAnswer<'a> {
     rows: u64,
     /// Their mean of truth minus estimate (positive: underestimated).
     mean_residual: f64,
-    /// Its one-sided lower confidence bound: above 0 flags the group.
-    lower_bound: f64,
+    /// Its one-sided lower confidence bound: above 0 flags the group; null when the group has
+    /// too few validation rows to be judged.
+    lower_bound: Option<f64>,
     flagged: bool,
 }
 

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use vigie_api::testing::{self, Answer, Client};
-use vigie_core::testing::{TOY_SPEC, toy_model};
+use vigie_core::testing::{TOY_REGRESSION_SPEC, TOY_SPEC, toy_model, toy_regression_model};
 use vigie_registry::{Registry, RunState, Status};
 use vigie_stream::EventProducer;
 use vigie_stream::producer::{ProducerConfig, ProducerMetrics};
@@ -738,5 +738,118 @@ async fn the_series_a_healthy_trainer_never_moves_exist_at_zero() {
         "vigie_retraining_alerts_skipped_total 0",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+}
+
+/// Writes the toy regression spec (`toy-time`) and its data: the time grows with the distance,
+/// and the south station adds a minute; the hand-made production model knows only two steps.
+fn write_regression_data(dir: &Path) {
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let stations = ["north", "south", "east"];
+    for (prefix, rows) in [("train", 900), ("test", 400)] {
+        let (mut x, mut y) = (
+            String::from("station,distance\n"),
+            String::from("seconds\n"),
+        );
+        for _ in 0..rows {
+            let station = stations[(next() % 3) as usize];
+            let distance = (next() % 500) as f64 / 10.0;
+            let noise = (next() % 41) as f64 - 20.0;
+            let extra = if station == "south" { 60.0 } else { 0.0 };
+            let seconds = 120.0 + 15.0 * distance + extra + noise;
+            x.push_str(&format!("{station},{distance}\n"));
+            y.push_str(&format!("{seconds}\n"));
+        }
+        std::fs::write(dir.join(format!("xt_{prefix}.csv")), x).unwrap();
+        std::fs::write(dir.join(format!("yt_{prefix}.csv")), y).unwrap();
+    }
+    let spec = TOY_REGRESSION_SPEC
+        .replace(
+            "train_features = \"x.csv\"",
+            "train_features = \"xt_train.csv\"",
+        )
+        .replace(
+            "train_target = \"y.csv\"",
+            "train_target = \"yt_train.csv\"",
+        )
+        .replace(
+            "holdout_features = \"x.csv\"",
+            "holdout_features = \"xt_test.csv\"",
+        )
+        .replace(
+            "holdout_target = \"y.csv\"",
+            "holdout_target = \"yt_test.csv\"",
+        )
+        .replace(
+            "[algorithm]",
+            &format!("{RETRAINING}\n[algorithm]\niterations = 100"),
+        );
+    std::fs::write(dir.join("toy-time.toml"), spec).unwrap();
+}
+
+#[tokio::test]
+async fn a_regression_retrains_and_promotes_on_mae() {
+    let h = Harness::new(Truth::Speed).await;
+    write_regression_data(&h.dir.path().join("models"));
+    h.registry
+        .register(toy_regression_model(), "test")
+        .await
+        .unwrap();
+    let root = h.client.login("root").await;
+    let started = h
+        .client
+        .send("POST", "/v1/models/toy-time/retrain", Some(&root), None)
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text());
+    let run = h.finished(started.json()["id"].as_str().unwrap()).await;
+    assert_eq!(run.state, RunState::Promoted, "{run:?}");
+    let evaluation = &run.detail["evaluation"];
+    assert_eq!(evaluation["comparison"]["metric"], "mae");
+    let (production, candidate) = (
+        evaluation["production"]["mae"].as_f64().unwrap(),
+        evaluation["candidate"]["mae"].as_f64().unwrap(),
+    );
+    assert!(
+        candidate < production,
+        "MAE {candidate} against {production}"
+    );
+    // Lower is better: the improvement is production minus candidate, and positive.
+    let improvement = evaluation["comparison"]["improvement"].as_f64().unwrap();
+    assert!((improvement - (production - candidate)).abs() < 1e-9);
+    assert!(
+        evaluation["candidate"]["interval_coverage"]
+            .as_f64()
+            .unwrap()
+            > 0.8
+    );
+    let production = h.registry.production_of("toy-time").await.unwrap().unwrap();
+    assert_eq!(production.version, 2);
+    let loaded = h.registry.load(&production).unwrap();
+    let regression = loaded.regression.as_ref().unwrap();
+    // The south station's extra minute is learned from its feature, not left to the flag.
+    assert!(
+        regression
+            .underestimation
+            .as_ref()
+            .unwrap()
+            .flagged()
+            .count()
+            <= 1
+    );
+
+    h.state.poll().await;
+    let metrics = h.client.get("/metrics", None).await.text();
+    for line in [
+        "vigie_retraining_runs_total{model=\"toy-time\",outcome=\"promoted\"} 1",
+        "vigie_model_holdout_quality{metric=\"mae\",model=\"toy-time\"}",
+        "vigie_model_holdout_quality{metric=\"interval_coverage\",model=\"toy-time\"}",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
 }
