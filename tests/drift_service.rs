@@ -150,8 +150,9 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
 
     // Gaussian noise on every numerical feature, two standard deviations: once a window of
     // noised events is in, the score crosses the threshold.
-    let noise =
-        json!({"mode": "gaussian", "rate": 1.0, "scale": 2.0, "seed": 11, "ttl_seconds": 900});
+    // Two models are watched (BAAC and LFB): the injection names its model.
+    let noise = json!({"model": "baac-severity", "mode": "gaussian", "rate": 1.0, "scale": 2.0,
+        "seed": 11, "ttl_seconds": 900});
     let request = client
         .post(format!("{drift_url}/config/noise"))
         .bearer_auth(&token)
@@ -206,7 +207,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
     assert!(model["noise"].is_null());
 
     // A category swap on every categorical feature.
-    let swap = json!({"mode": "category_swap", "rate": 1.0, "seed": 5});
+    let swap = json!({"model": "baac-severity", "mode": "category_swap", "rate": 1.0, "seed": 5});
     let request = client
         .post(format!("{drift_url}/config/noise"))
         .bearer_auth(&token)
@@ -221,9 +222,20 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
     );
     assert!(swapped >= threshold, "{swapped}");
 
-    // The report page of the live window.
+    // The report page of the live window; with two models watched, the bare page links to
+    // each model's.
     let request = client
         .get(format!("{drift_url}/v1/drift/report"))
+        .bearer_auth(&token);
+    let index = expect(request, 200).await.text().await.unwrap();
+    for model in ["baac-severity", "lfb-response-time"] {
+        assert!(
+            index.contains(&format!("href=\"?model={model}\"")),
+            "{index}"
+        );
+    }
+    let request = client
+        .get(format!("{drift_url}/v1/drift/report?model=baac-severity"))
         .bearer_auth(&token);
     let html = expect(request, 200).await.text().await.unwrap();
     assert!(html.contains("noise injection active"), "{}", &html[..300]);

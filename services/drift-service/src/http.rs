@@ -166,7 +166,8 @@ async fn drift(
         .map_err(|e| ApiError::internal("drift view", &e))
 }
 
-/// `GET /v1/drift/report[?model=NAME]`: the live sliding window against the reference.
+/// `GET /v1/drift/report[?model=NAME]`: the live sliding window against the reference; with
+/// several models watched and none named, a page linking to each model's report.
 async fn report(
     State(state): State<AppState>,
     _user: CurrentUser,
@@ -174,6 +175,9 @@ async fn report(
 ) -> Result<Html<String>, ApiError> {
     let (reference, current, noise) = {
         let guard = lock(&state.state);
+        if query.model.is_none() && guard.models.len() > 1 {
+            return Ok(Html(report_index(guard.models.values())));
+        }
         let name = guard.pick(query.model.as_deref())?;
         let w = &guard.models[&name];
         (
@@ -200,4 +204,25 @@ async fn report(
         &current,
         &result,
     )))
+}
+
+/// The page `/v1/drift/report` answers when several models are watched and none is named: one
+/// link per model, with its reference version and the events in its window. Model names are
+/// lowercase letters, digits and `-` (the spec checks it): nothing to escape.
+fn report_index<'a>(models: impl Iterator<Item = &'a ModelWatch>) -> String {
+    let items: String = models
+        .map(|w| {
+            let r = &w.reference;
+            format!(
+                "<li><a href=\"?model={m}\">{m}</a>: reference version {v}, {n} events in the window</li>",
+                m = r.model,
+                v = r.version,
+                n = w.sliding.histograms().rows()
+            )
+        })
+        .collect();
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Drift reports</title></head>\
+         <body><h1>Drift reports</h1><p>Several models are watched: pick one.</p><ul>{items}</ul></body></html>"
+    )
 }

@@ -564,3 +564,45 @@ async fn absurd_noise_requests_are_refused_with_the_request_to_send_instead() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_classification_and_a_regression_are_watched_side_by_side() {
+    let h = Harness::new().await;
+    h.registry
+        .register(vigie_core::testing::toy_regression_model(), "test")
+        .await
+        .unwrap();
+    h.state.poll().await;
+    let amy = h.client.login("amy").await;
+    let ready = h.client.send("GET", "/ready", None, None).await.json();
+    let watched: Vec<&str> = ready["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(watched, ["toy", "toy-time"]);
+    // Without a model, the report page links to each model's report.
+    let index = h
+        .client
+        .send("GET", "/v1/drift/report", Some(&amy), None)
+        .await;
+    assert_eq!(index.status, StatusCode::OK);
+    let html = index.text();
+    for model in ["toy", "toy-time"] {
+        assert!(html.contains(&format!("href=\"?model={model}\"")), "{html}");
+    }
+    let report = h
+        .client
+        .send("GET", "/v1/drift/report?model=toy-time", Some(&amy), None)
+        .await;
+    assert_eq!(report.status, StatusCode::OK);
+    assert!(report.text().contains("toy-time v1"));
+    // A noise injection must name its model now.
+    let root = h.client.login("root").await;
+    let noise = r#"{"mode": "missing", "rate": 0.5}"#;
+    h.client
+        .send("POST", "/config/noise", Some(&root), Some(noise))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "model_required");
+}
