@@ -57,6 +57,16 @@ fn specs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Trains every spec whose model has no production version yet.
+/// An example request body for `model` in this folder's `benchmarks/`: `NAME-request.json`, or
+/// the file named after the name's first word (`baac-request.json` for `baac-severity`).
+fn example_request(model: &str) -> Option<String> {
+    let first = model.split('-').next().unwrap_or(model);
+    [model, first]
+        .iter()
+        .map(|stem| format!("benchmarks/{stem}-request.json"))
+        .find(|file| Path::new(file).is_file())
+}
+
 pub async fn ensure_models(registry: &Registry, dir: &Path) -> anyhow::Result<()> {
     let production = registry.production().await?;
     for path in specs_in(dir)? {
@@ -196,14 +206,24 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     println!(
         "  TOKEN=$(curl -s {url}/auth/token -d username=admin -d password=PASSWORD | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')"
     );
-    println!("Predict:");
-    println!(
-        "  curl -s {url}/v1/models/{example_model}/predict -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d @benchmarks/baac-request.json"
-    );
+    println!("Predict (each model's request body is in its docs: {url}/docs):");
+    for id in &models {
+        let name = id.split('@').next().unwrap_or(id);
+        match example_request(name) {
+            Some(file) => println!(
+                "  curl -s {url}/v1/models/{name}/predict -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d @{file}"
+            ),
+            None => println!(
+                "  curl -s {url}/v1/models/{name}/predict -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"features\": {{...}}}}'"
+            ),
+        }
+    }
     println!("Watch drift, and inject noise (admin) to see it react:");
-    println!("  curl -s {drift_url}/v1/drift -H \"Authorization: Bearer $TOKEN\"");
     println!(
-        "  curl -s {drift_url}/config/noise -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"mode\": \"category_swap\", \"rate\": 1.0, \"ttl_seconds\": 600}}'"
+        "  curl -s '{drift_url}/v1/drift?model={example_model}' -H \"Authorization: Bearer $TOKEN\""
+    );
+    println!(
+        "  curl -s {drift_url}/config/noise -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"model\": \"{example_model}\", \"mode\": \"category_swap\", \"rate\": 1.0, \"ttl_seconds\": 600}}'"
     );
     println!(
         "Retrain now (admin; without Prometheus and Alertmanager, drift alerts cannot call the trainer: scripts/alerting starts them beside vigie up):"

@@ -64,6 +64,10 @@ pub struct Artifact {
     /// A regression's interval and underestimated groups; absent for a classification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regression: Option<RegressionModel>,
+    /// The reference of the model's answers (one feature, `prediction`); absent from artifacts
+    /// written before prediction drift was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_reference: Option<Profile>,
     pub training: TrainingSummary,
     pub spec: ModelSpec,
     pub imputation: Imputation,
@@ -109,6 +113,7 @@ impl Artifact {
                 holdout: model.holdout,
             },
             regression: model.regression,
+            prediction_reference: model.prediction_reference,
             training: model.summary,
             spec: model.spec,
             imputation: model.imputation,
@@ -263,6 +268,16 @@ impl Artifact {
             }
             (Task::Regression, None) => {
                 return Err("a regression carries no interval".into());
+            }
+        }
+        if let Some(p) = &self.prediction_reference {
+            p.validate().map_err(|e| e.to_string())?;
+            let names: Vec<&str> = p.features.iter().map(|f| f.name()).collect();
+            if names != [crate::train::PREDICTION_FEATURE] {
+                return Err(format!(
+                    "the prediction reference profiles {names:?}, not the one feature {:?}",
+                    crate::train::PREDICTION_FEATURE
+                ));
             }
         }
         self.ensemble.validate().map_err(|e| e.to_string())

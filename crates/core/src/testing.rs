@@ -99,6 +99,7 @@ pub fn toy_model_with_leaves(low: f64, high: f64) -> TrainedModel {
         validation: Evaluation::Binary(metrics.clone()),
         holdout: Evaluation::Binary(metrics),
         regression: None,
+        prediction_reference: None,
         summary: toy_summary(),
     }
 }
@@ -250,6 +251,19 @@ pub fn toy_regression_model() -> TrainedModel {
                 },
             }),
         }),
+        // Answers spread over 250-650 s.
+        prediction_reference: {
+            let answers: Vec<f64> = (0..400).map(|i| 250.0 + f64::from(i)).collect();
+            let x = vigie_model::Matrix::from_row_major(answers, 400, 1).expect("400 rows of 1");
+            let none = vigie_model::Matrix::from_row_major(Vec::new(), 0, 1).expect("empty");
+            Some(vigie_drift::Profile::build(
+                &[crate::train::PREDICTION_FEATURE],
+                &[vigie_drift::Kind::Numerical],
+                &x,
+                &none,
+                &Default::default(),
+            ))
+        },
         summary: toy_summary(),
     }
 }

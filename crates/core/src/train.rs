@@ -104,7 +104,27 @@ pub struct TrainedModel {
     pub holdout: Evaluation,
     /// What a regression answers beside its estimate; `None` for a classification.
     pub regression: Option<RegressionModel>,
+    /// The reference of the model's answers (probabilities or estimates): its answers on the
+    /// validation slice, rows it was not fitted on, as production's are. The drift service
+    /// compares the answers it sees with it (prediction drift).
+    pub prediction_reference: Option<Profile>,
     pub summary: TrainingSummary,
+}
+
+/// The name of the one feature of a prediction reference.
+pub const PREDICTION_FEATURE: &str = "prediction";
+
+/// The profile of a model's answers on the validation slice, binned as the spec bins features.
+fn prediction_profile(spec: &ModelSpec, answers: &[f64]) -> Result<Profile> {
+    let x = Matrix::from_row_major(answers.to_vec(), answers.len(), 1)?;
+    let none = Matrix::from_row_major(Vec::new(), 0, 1)?;
+    Ok(Profile::build(
+        &[PREDICTION_FEATURE],
+        &[vigie_drift::Kind::Numerical],
+        &x,
+        &none,
+        &spec.reference.binning(),
+    ))
 }
 
 /// What a regression model answers beside its estimate, chosen on the validation slice.
@@ -462,6 +482,7 @@ fn fit_regression(
         (u, column, judge_groups(&groups, &r_validation, &rule))
     });
 
+    let prediction_reference = Some(prediction_profile(spec, &p_validation)?);
     let refit = spec.training.refit_on_all_rows;
     ensemble = refit_if_asked(spec, data, progress, ensemble, |x, y| {
         params.fit_regression(x, y)
@@ -533,6 +554,7 @@ fn fit_regression(
             interval,
             underestimation,
         }),
+        prediction_reference,
         summary: summary(data, refit, fit_seconds),
     })
 }
@@ -553,6 +575,7 @@ fn fit_classifier(
     let threshold = best_f1_threshold(&data.validation.y, &p_validation);
     let validation = BinaryMetrics::compute(&data.validation.y, &p_validation, threshold);
 
+    let prediction_reference = Some(prediction_profile(spec, &p_validation)?);
     let refit = spec.training.refit_on_all_rows;
     ensemble = refit_if_asked(spec, data, progress, ensemble, |x, y| params.fit(x, y))?;
     let fit_seconds = start.elapsed().as_secs_f64();
@@ -571,6 +594,7 @@ fn fit_classifier(
         validation: Evaluation::Binary(validation),
         holdout: Evaluation::Binary(holdout),
         regression: None,
+        prediction_reference,
         summary: summary(data, refit, fit_seconds),
     })
 }

@@ -45,6 +45,10 @@ pub struct ModelCheckpoint {
     pub events: u64,
     pub late: u64,
     pub sliding: SlidingState,
+    /// The answers' window (absent for a model whose answers have no reference, and in
+    /// checkpoints written before answers were watched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<SlidingState>,
     pub tumbling: TumblingWindows,
     pub total: Histograms,
     pub tumbling_scored_until_ms: i64,
@@ -82,6 +86,7 @@ impl State {
                             events: w.events,
                             late: w.late,
                             sliding: w.sliding.state(),
+                            predicted: w.predicted.as_ref().map(SlidingWindow::state),
                             tumbling: w.tumbling.clone(),
                             total: w.total.clone(),
                             tumbling_scored_until_ms: w.tumbling_scored_until_ms,
@@ -143,6 +148,15 @@ impl State {
                 continue;
             }
             watch.sliding = sliding;
+            // The answers' window comes back when it fits; otherwise it refills from here.
+            if let (Some(saved), Some(p)) = (&saved.predicted, &reference.predictions) {
+                match SlidingWindow::restore(&p.binner, self.config.sliding_events, saved) {
+                    Ok(window) => watch.predicted = Some(window),
+                    Err(e) => {
+                        tracing::warn!(%model, error = %e, "the answers' window does not fit its reference: it starts empty");
+                    }
+                }
+            }
             // Tumbling windows of another width (the configuration changed) start over.
             if saved.tumbling.width_ms() == self.config.tumbling_ms {
                 watch.tumbling = saved.tumbling;

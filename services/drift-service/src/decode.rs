@@ -35,6 +35,29 @@ pub struct Envelope<'a> {
     pub ts: chrono::DateTime<chrono::Utc>,
     #[serde(borrow)]
     pub features: &'a RawValue,
+    /// The model's answer (read only for a model whose answers are watched).
+    #[serde(borrow, default)]
+    pub prediction: Option<&'a RawValue>,
+}
+
+/// The number an answer stands on: a class outcome's probability, an estimate's value.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    probability: Option<f64>,
+    value: Option<f64>,
+}
+
+/// The probability or the estimate of an event's answer; `None` when it has neither.
+pub fn answer_score(prediction: &RawValue) -> Option<f64> {
+    // An object only: serde would read a struct from an array too.
+    if !prediction.get().starts_with('{') {
+        return None;
+    }
+    let answer: Answer = serde_json::from_str(prediction.get()).ok()?;
+    answer
+        .probability
+        .or(answer.value)
+        .filter(|v| v.is_finite())
 }
 
 impl<'a> Envelope<'a> {

@@ -22,6 +22,13 @@ pub struct Metrics {
     pub feature_drifted: IntGaugeVec,
     /// The score of the last closed tumbling window.
     pub tumbling_score: GaugeVec,
+    /// The answers' statistic (the numerical rule's: histogram correlation by default) on the
+    /// sliding window's answers against the prediction reference.
+    pub prediction_score: GaugeVec,
+    /// 1 when the answers' statistic crossed its threshold.
+    pub prediction_drifted: IntGaugeVec,
+    /// Events counted whose answer had no probability or estimate to read.
+    pub answers_unreadable: IntCounter,
     /// Events in each model's windows.
     pub window_events: IntGaugeVec,
     pub window_capacity: IntGaugeVec,
@@ -121,6 +128,24 @@ impl Metrics {
                     "Share of drifted features in the last closed tumbling window"
                 ),
                 model
+            )?),
+            prediction_score: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_drift_prediction_score",
+                    "The statistic of a model's answers (probabilities or estimates) in the sliding window against the answers on its validation slice"
+                ),
+                &["model", "statistic"]
+            )?),
+            prediction_drifted: register!(IntGaugeVec::new(
+                Opts::new(
+                    "vigie_drift_prediction_drifted",
+                    "1 when a model's answers drifted from its validation slice's"
+                ),
+                model
+            )?),
+            answers_unreadable: register!(IntCounter::new(
+                "vigie_drift_answers_unreadable_total",
+                "Events counted whose answer had neither a probability nor an estimate (left out of the answers' window)"
             )?),
             window_events: register!(IntGaugeVec::new(
                 Opts::new("vigie_drift_window_events", "Events in a model's windows"),

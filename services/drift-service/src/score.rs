@@ -15,6 +15,8 @@ use crate::watch::{Reference, Scored, State, WindowScore, lock};
 struct Snapshot {
     reference: Arc<Reference>,
     sliding: Histograms,
+    /// The answers of the sliding window's events, when the model's are watched.
+    predicted: Option<Histograms>,
     closed: Vec<ClosedWindow>,
     noise_active: bool,
     capacity: usize,
@@ -54,6 +56,7 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics) {
                 Snapshot {
                     reference: w.reference.clone(),
                     sliding: w.sliding.histograms().clone(),
+                    predicted: w.predicted.as_ref().map(|p| p.histograms().clone()),
                     closed,
                     noise_active: w.noise.is_some(),
                     capacity: w.sliding.capacity(),
@@ -67,10 +70,16 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics) {
         let started = Instant::now();
         let reference = &snap.reference;
         let report = compare(&reference.profile, &snap.sliding, &reference.rules);
+        let predictions = reference
+            .predictions
+            .as_ref()
+            .zip(snap.predicted.as_ref())
+            .map(|(p, h)| compare(&p.profile, h, &reference.rules));
         metrics
             .scoring_seconds
             .observe(started.elapsed().as_secs_f64());
         publish(metrics, reference, &report, &snap);
+        publish_predictions(metrics, reference, predictions.as_ref());
         let windows: Vec<WindowScore> = snap
             .closed
             .iter()
@@ -92,6 +101,7 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics) {
             version: reference.version,
             noise_active: snap.noise_active,
             report,
+            predictions,
         };
         results.push((snap.reference, scored, windows));
     }
@@ -170,8 +180,41 @@ fn publish(metrics: &Metrics, reference: &Reference, report: &DriftReport, snap:
     }
 }
 
+/// The answers' drift: its statistic and decision, or nothing below the minimum sample size
+/// (or for a model whose answers have no reference).
+fn publish_predictions(metrics: &Metrics, reference: &Reference, report: Option<&DriftReport>) {
+    let model = reference.model.as_str();
+    match report.and_then(|r| r.features.first().filter(|_| r.scored)) {
+        Some(f) => {
+            metrics
+                .prediction_score
+                .with_label_values(&[model, f.rule.statistic.name()])
+                .set(f.score);
+            metrics
+                .prediction_drifted
+                .with_label_values(&[model])
+                .set(i64::from(f.drifted));
+        }
+        None => unpublish_predictions(metrics, reference),
+    }
+}
+
+fn unpublish_predictions(metrics: &Metrics, reference: &Reference) {
+    let model = reference.model.as_str();
+    if let Some(p) = &reference.predictions {
+        for f in &p.profile.features {
+            let rule = reference.rules.rule(f);
+            let _ = metrics
+                .prediction_score
+                .remove_label_values(&[model, rule.statistic.name()]);
+        }
+    }
+    let _ = metrics.prediction_drifted.remove_label_values(&[model]);
+}
+
 /// Forgets a model's published series (its reference changed: the old features may differ).
 pub fn unpublish(metrics: &Metrics, reference: &Reference) {
+    unpublish_predictions(metrics, reference);
     let model = reference.model.as_str();
     let _ = metrics.score.remove_label_values(&[model]);
     let _ = metrics.dataset_drifted.remove_label_values(&[model]);

@@ -31,7 +31,16 @@ pub struct Reference {
     pub binner: Binner,
     pub rules: DriftRules,
     pub decoder: Decoder,
+    /// The reference of the model's answers, when its artifact has one.
+    pub predictions: Option<Predictions>,
     pub loaded_at: DateTime<Utc>,
+}
+
+/// The reference of a model's answers (probabilities or estimates): one numerical feature.
+#[derive(Debug)]
+pub struct Predictions {
+    pub profile: Profile,
+    pub binner: Binner,
 }
 
 impl Reference {
@@ -44,17 +53,26 @@ impl Reference {
             profile,
             rules: spec.drift.clone(),
             decoder: Decoder::new(&Schema::new(spec)),
+            predictions: None,
             loaded_at: Utc::now(),
         }
     }
 
     pub fn of_artifact(artifact: &Artifact) -> Self {
-        Reference::new(
+        let mut reference = Reference::new(
             &artifact.spec,
             &artifact.spec_hash,
             artifact.version,
             artifact.reference.clone(),
-        )
+        );
+        reference.predictions = artifact
+            .prediction_reference
+            .clone()
+            .map(|profile| Predictions {
+                binner: Binner::new(&profile),
+                profile,
+            });
+        reference
     }
 }
 
@@ -116,6 +134,9 @@ pub struct Scored {
     pub version: u32,
     pub noise_active: bool,
     pub report: DriftReport,
+    /// The answers of the window against the prediction reference (absent for a model whose
+    /// artifact has none).
+    pub predictions: Option<DriftReport>,
 }
 
 /// The drift score of a closed tumbling window.
@@ -145,6 +166,9 @@ pub struct ModelWatch {
     pub tumbling_scores: VecDeque<WindowScore>,
     /// The last score of the sliding window.
     pub last: Option<Arc<Scored>>,
+    /// The last answers, as many as the sliding window holds events, when the reference has
+    /// a prediction reference.
+    pub predicted: Option<SlidingWindow>,
     pub since: DateTime<Utc>,
     row: Vec<f64>,
     counted: IntCounter,
@@ -172,6 +196,10 @@ impl ModelWatch {
             tumbling_scored_until_ms: i64::MIN,
             tumbling_scores: VecDeque::new(),
             last: None,
+            predicted: reference
+                .predictions
+                .as_ref()
+                .map(|p| SlidingWindow::new(&p.binner, config.sliding_events)),
             since: Utc::now(),
             row: vec![f64::NAN; binner.features()],
             counted: metrics.events.with_label_values(&[model]),
@@ -487,6 +515,17 @@ impl State {
         if !watch.tumbling.add(time_ms, bins) {
             watch.late += 1;
             watch.late_events.inc();
+        }
+        if let (Some(window), Some(predictions)) =
+            (&mut watch.predicted, &watch.reference.predictions)
+        {
+            // Answers are what the model said: noise injected into the features leaves them.
+            match envelope.prediction.and_then(crate::decode::answer_score) {
+                Some(score) => {
+                    window.push(&predictions.binner, &[score]);
+                }
+                None => self.metrics.answers_unreadable.inc(),
+            }
         }
         watch.events += 1;
         watch.counted.inc();

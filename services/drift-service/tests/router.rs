@@ -10,7 +10,7 @@ use vigie_api::testing::{self, Client};
 use vigie_core::testing::{toy_model, toy_model_with_leaves};
 use vigie_drift_service::{AppState, Config, Inner, Metrics, router};
 use vigie_registry::Registry;
-use vigie_stream::event::{Features, OutcomeRef, PredictionEventRef, Value as Cell};
+use vigie_stream::event::{EstimateRef, Features, OutcomeRef, PredictionEventRef, Value as Cell};
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -81,6 +81,45 @@ impl Harness {
     fn spec_hash(&self) -> String {
         let state = self.state.state.lock().unwrap();
         state.models["toy"].reference.spec_hash.clone()
+    }
+
+    /// Applies `n` events of the toy regression (station north, distance 5) whose estimates
+    /// come from `estimate(i)`.
+    fn feed_estimates(&mut self, n: usize, estimate: impl Fn(usize) -> f64) {
+        let names = vec!["station".to_string(), "distance".to_string()];
+        let ts = chrono::Utc::now();
+        let mut state = self.state.state.lock().unwrap();
+        let hash = state.models["toy-time"].reference.spec_hash.clone();
+        for i in 0..n {
+            let values = [Cell::Text("north"), Cell::Number(5.0)];
+            let value = estimate(i);
+            let payload = PredictionEventRef {
+                event_id: "e",
+                request_id: "r",
+                ts: &ts,
+                model: "toy-time",
+                model_version: 1,
+                schema_hash: &hash,
+                features: Features {
+                    names: &names,
+                    values: &values,
+                },
+                prediction: EstimateRef {
+                    value,
+                    lower: value - 60.0,
+                    upper: value + 120.0,
+                    underestimation_risk: false,
+                    group: Some("north"),
+                }
+                .into(),
+                latency_us: 1,
+                source: vigie_stream::Source::Api,
+                row: None,
+            }
+            .to_json();
+            state.apply(0, self.offset, &payload, ts.timestamp_millis());
+            self.offset += 1;
+        }
     }
 }
 
@@ -565,9 +604,20 @@ async fn absurd_noise_requests_are_refused_with_the_request_to_send_instead() {
     );
 }
 
+/// Scores now and returns the regression's answers report (`/v1/drift`).
+async fn answers(h: &Harness, token: &str) -> serde_json::Value {
+    h.state.score();
+    let state = h
+        .client
+        .send("GET", "/v1/drift?model=toy-time", Some(token), None)
+        .await
+        .json();
+    state["models"][0]["sliding"]["predictions"].clone()
+}
+
 #[tokio::test]
 async fn a_classification_and_a_regression_are_watched_side_by_side() {
-    let h = Harness::new().await;
+    let mut h = Harness::new().await;
     h.registry
         .register(vigie_core::testing::toy_regression_model(), "test")
         .await
@@ -605,4 +655,45 @@ async fn a_classification_and_a_regression_are_watched_side_by_side() {
         .send("POST", "/config/noise", Some(&root), Some(noise))
         .await
         .error(StatusCode::UNPROCESSABLE_ENTITY, "model_required");
+
+    // The regression's answers: spread as on its validation slice (250 to 650 s), then all
+    // at 300 s. Below the minimum sample size nothing is published.
+    h.feed_estimates(100, |i| 250.0 + (i * 4 % 400) as f64);
+    assert_eq!(answers(&h, &amy).await["scored"], false);
+    assert!(
+        !h.client
+            .metrics()
+            .await
+            .contains("vigie_drift_prediction_score{")
+    );
+    h.feed_estimates(900, |i| 250.0 + (i * 4 % 400) as f64);
+    let report = answers(&h, &amy).await;
+    assert_eq!(report["scored"], true, "{report}");
+    assert_eq!(report["features"][0]["name"], "prediction");
+    assert_eq!(report["features"][0]["drifted"], false, "{report}");
+    let metrics = h.client.metrics().await;
+    assert!(
+        metrics.contains("vigie_drift_prediction_drifted{model=\"toy-time\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("vigie_drift_prediction_score{model=\"toy-time\",statistic=\"correlation\"}")
+    );
+    h.feed_estimates(1_000, |_| 300.0);
+    let report = answers(&h, &amy).await;
+    assert_eq!(report["features"][0]["drifted"], true, "{report}");
+    assert!(
+        h.client
+            .metrics()
+            .await
+            .contains("vigie_drift_prediction_drifted{model=\"toy-time\"} 1")
+    );
+    // The classification's artifact has no answers' reference: no such series for it.
+    assert!(
+        !h.client
+            .metrics()
+            .await
+            .contains("vigie_drift_prediction_drifted{model=\"toy\"}")
+    );
 }

@@ -144,3 +144,13 @@ fn the_envelope_of_a_published_event_is_read_without_copies() {
         Err(DecodeError::Envelope(_))
     ));
 }
+
+#[test]
+fn an_answer_gives_its_probability_or_its_estimate() {
+    let class = raw(r#"{"class":1,"label":"yes","probability":0.75,"threshold":0.5}"#);
+    assert_eq!(answer_score(&class), Some(0.75));
+    let estimate = raw(r#"{"value":412.5,"lower":350,"upper":560,"underestimation_risk":true}"#);
+    assert_eq!(answer_score(&estimate), Some(412.5));
+    assert_eq!(answer_score(&raw(r#"{"class":1}"#)), None);
+    assert_eq!(answer_score(&raw("[1, 2]")), None);
+}

@@ -42,7 +42,23 @@ pub(crate) fn reference(version: u32) -> Arc<Reference> {
         &none,
         &ProfileParams::default(),
     );
-    Arc::new(Reference::new(&spec, "toy-hash", version, profile))
+    let mut reference = Reference::new(&spec, "toy-hash", version, profile);
+    // Its answers: probabilities spread from 0 to 1.
+    let answers: Vec<f64> = (0..1000).map(|i| f64::from(i) / 1000.0).collect();
+    let answers = vigie_model::Matrix::from_row_major(answers, 1000, 1).unwrap();
+    let none = vigie_model::Matrix::from_row_major(Vec::new(), 0, 1).unwrap();
+    let profile = Profile::build(
+        &["prediction"],
+        &[Kind::Numerical],
+        &answers,
+        &none,
+        &ProfileParams::default(),
+    );
+    reference.predictions = Some(Predictions {
+        binner: Binner::new(&profile),
+        profile,
+    });
+    Arc::new(reference)
 }
 
 /// An event of `model`; its id is made of its values and time, so equal events have one id.
@@ -310,6 +326,13 @@ fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
     let (a, b) = (&s.models["toy"], &restored.models["toy"]);
     assert_eq!(a.sliding.histograms(), b.sliding.histograms());
     assert_eq!(a.total, b.total);
+    let answers = |w: &ModelWatch| w.predicted.as_ref().unwrap().histograms().clone();
+    assert_eq!(
+        answers(a).rows(),
+        a.sliding.histograms().rows(),
+        "an answer per event of the sliding window"
+    );
+    assert_eq!(answers(a), answers(b));
     // Both go on identically, whatever the offsets they are given.
     let more_a = feed(&mut s, 600, 5, 400);
     let more_b = feed(&mut restored, 600, 5, 400);
@@ -412,4 +435,25 @@ fn events_removed_from_the_log_before_they_were_read_are_counted_as_missed() {
     s.give_up(0, Reset::Replaced, 0);
     s.apply(0, 500, &payload(500), 0);
     assert_eq!(s.metrics.missed.get(), 70);
+}
+
+#[test]
+fn an_answer_without_a_number_is_counted_apart_and_its_event_still_counts() {
+    let mut s = state(1);
+    let good = event("toy", "toy-hash", 1.0, 50.0, 1_000);
+    let text = String::from_utf8(event("toy", "toy-hash", 2.0, 50.0, 2_000)).unwrap();
+    let without = text.replace("\"probability\":0.2,", "");
+    assert_ne!(text, without);
+    assert_eq!(
+        s.apply(0, 0, &good, 3_000),
+        Applied::Counted { noised: false }
+    );
+    assert_eq!(
+        s.apply(0, 1, without.as_bytes(), 3_000),
+        Applied::Counted { noised: false }
+    );
+    let watch = &s.models["toy"];
+    assert_eq!(watch.events, 2);
+    assert_eq!(watch.predicted.as_ref().unwrap().histograms().rows(), 1);
+    assert_eq!(s.metrics.answers_unreadable.get(), 1);
 }
