@@ -35,29 +35,65 @@ pub struct Envelope<'a> {
     pub ts: chrono::DateTime<chrono::Utc>,
     #[serde(borrow)]
     pub features: &'a RawValue,
-    /// The model's answer (read only for a model whose answers are watched).
-    #[serde(borrow, default)]
-    pub prediction: Option<&'a RawValue>,
+    /// The numbers of the model's answer, read in the same pass (the rest of it skipped).
+    #[serde(default)]
+    pub prediction: AnswerNumbers,
 }
 
-/// The number an answer stands on: a class outcome's probability, an estimate's value.
-#[derive(Debug, Deserialize)]
-struct Answer {
+/// The numbers an answer stands on: a class outcome's probability, an estimate's value.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct AnswerNumbers {
     probability: Option<f64>,
     value: Option<f64>,
 }
 
-/// The probability or the estimate of an event's answer; `None` when it has neither.
-pub fn answer_score(prediction: &RawValue) -> Option<f64> {
-    // An object only: serde would read a struct from an array too.
-    if !prediction.get().starts_with('{') {
-        return None;
+impl AnswerNumbers {
+    /// The probability or the estimate; `None` when the answer has neither.
+    pub fn score(&self) -> Option<f64> {
+        self.probability.or(self.value).filter(|v| v.is_finite())
     }
-    let answer: Answer = serde_json::from_str(prediction.get()).ok()?;
-    answer
-        .probability
-        .or(answer.value)
-        .filter(|v| v.is_finite())
+}
+
+/// The answer's field names the drift service reads; the others are skipped.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum AnswerField {
+    Probability,
+    Value,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for AnswerNumbers {
+    /// An object only (a derived struct would read an array too): its `probability` and
+    /// `value`, every other field skipped without being kept.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AnswerVisitor;
+
+        impl<'de> Visitor<'de> for AnswerVisitor {
+            type Value = AnswerNumbers;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an answer object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnswerNumbers, A::Error> {
+                let mut numbers = AnswerNumbers::default();
+                while let Some(field) = map.next_key::<AnswerField>()? {
+                    match field {
+                        AnswerField::Probability => numbers.probability = map.next_value()?,
+                        AnswerField::Value => numbers.value = map.next_value()?,
+                        AnswerField::Other => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(numbers)
+            }
+        }
+
+        deserializer.deserialize_map(AnswerVisitor)
+    }
 }
 
 impl<'a> Envelope<'a> {

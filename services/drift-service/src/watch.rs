@@ -520,7 +520,7 @@ impl State {
             (&mut watch.predicted, &watch.reference.predictions)
         {
             // Answers are what the model said: noise injected into the features leaves them.
-            match envelope.prediction.and_then(crate::decode::answer_score) {
+            match envelope.prediction.score() {
                 Some(score) => {
                     window.push(&predictions.binner, &[score]);
                 }

@@ -147,10 +147,22 @@ fn the_envelope_of_a_published_event_is_read_without_copies() {
 
 #[test]
 fn an_answer_gives_its_probability_or_its_estimate() {
-    let class = raw(r#"{"class":1,"label":"yes","probability":0.75,"threshold":0.5}"#);
-    assert_eq!(answer_score(&class), Some(0.75));
-    let estimate = raw(r#"{"value":412.5,"lower":350,"upper":560,"underestimation_risk":true}"#);
-    assert_eq!(answer_score(&estimate), Some(412.5));
-    assert_eq!(answer_score(&raw(r#"{"class":1}"#)), None);
-    assert_eq!(answer_score(&raw("[1, 2]")), None);
+    let score = |json: &str| serde_json::from_str::<AnswerNumbers>(json).map(|a| a.score());
+    let class = r#"{"class":1,"label":"yes","probability":0.75,"threshold":0.5}"#;
+    assert_eq!(score(class).unwrap(), Some(0.75));
+    let estimate =
+        r#"{"value":412.5,"lower":350,"upper":560,"underestimation_risk":true,"group":"south"}"#;
+    assert_eq!(score(estimate).unwrap(), Some(412.5));
+    assert_eq!(score(r#"{"class":1}"#).unwrap(), None);
+    assert!(score("[1, 2]").is_err(), "an array is no answer");
+    // In an envelope: read in the same pass; absent, no number.
+    let answer = r#","prediction":{"class":0,"label":"no","probability":0.25,"threshold":0.5}"#;
+    let event = format!(
+        r#"{{"event_id":"e","model":"m","model_version":1,"schema_hash":"h","ts":"2026-11-30T10:00:00Z","features":{{}}{answer}}}"#
+    );
+    let parsed = Envelope::parse(event.as_bytes()).unwrap();
+    assert_eq!(parsed.prediction.score(), Some(0.25));
+    let without = event.replace(answer, "");
+    let parsed = Envelope::parse(without.as_bytes()).unwrap();
+    assert_eq!(parsed.prediction.score(), None);
 }
