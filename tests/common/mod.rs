@@ -67,6 +67,7 @@ pub fn lfb_features(header: &[String], row: &[String]) -> Map<String, Value> {
         .collect()
 }
 
+/// A CSV file without quotes as its header and its rows of text cells.
 fn csv_cells(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut lines = text.lines();
     let header = lines
@@ -83,18 +84,7 @@ fn csv_cells(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
 
 /// The holdout features: the header and the rows as text cells.
 pub fn holdout() -> (Vec<String>, Vec<Vec<String>>) {
-    let text = std::fs::read_to_string(repo().join("data/baac/X_test.csv")).unwrap();
-    let mut lines = text.lines();
-    let header = lines
-        .next()
-        .unwrap()
-        .split(',')
-        .map(str::to_string)
-        .collect();
-    let rows = lines
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect();
-    (header, rows)
+    csv_cells(&std::fs::read_to_string(repo().join("data/baac/X_test.csv")).unwrap())
 }
 
 /// A holdout row as a prediction request's features (numbers, null for empty cells).

@@ -59,6 +59,24 @@ fn setup() -> (Model, PreparedData, Vec<Vec<String>>) {
     (model, data, rows)
 }
 
+/// One row already parsed (`Model::predict_parsed`: imputation + trees), the rows of `x` in
+/// turn.
+fn bench_parsed(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    model: &Model,
+    x: &Matrix,
+) {
+    let mut i = 0;
+    let mut row = vec![0.0; x.cols()];
+    group.bench_function("parsed", |b| {
+        b.iter(|| {
+            row.copy_from_slice(x.row(i % x.rows()));
+            i += 1;
+            black_box(model.predict_parsed(black_box(&mut row)))
+        })
+    });
+}
+
 fn inference(c: &mut Criterion) {
     let (model, data, raw_rows) = setup();
     let x = &data.holdout.x;
@@ -70,15 +88,8 @@ fn inference(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("single_row");
     group.throughput(Throughput::Elements(1));
-    let mut i = 0;
+    bench_parsed(&mut group, &model, x);
     let mut row = vec![0.0; x.cols()];
-    group.bench_function("parsed", |b| {
-        b.iter(|| {
-            row.copy_from_slice(x.row(i % x.rows()));
-            i += 1;
-            black_box(model.predict_parsed(black_box(&mut row)))
-        })
-    });
     let mut j = 0;
     group.bench_function("from_text", |b| {
         b.iter(|| {
@@ -136,18 +147,9 @@ fn regression(c: &mut Criterion) {
         model.artifact().ensemble.n_trees(),
         model.artifact().ensemble.n_nodes()
     );
-    let x = &data.holdout_raw;
     let mut group = c.benchmark_group("lfb_single_row");
     group.throughput(Throughput::Elements(1));
-    let mut i = 0;
-    let mut row = vec![0.0; x.cols()];
-    group.bench_function("parsed", |b| {
-        b.iter(|| {
-            row.copy_from_slice(x.row(i % x.rows()));
-            i += 1;
-            black_box(model.predict_parsed(black_box(&mut row)))
-        })
-    });
+    bench_parsed(&mut group, &model, &data.holdout_raw);
     group.finish();
 }
 
