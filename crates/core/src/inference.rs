@@ -12,8 +12,8 @@ use crate::train::{GroupFinding, Underestimation};
 pub struct Model {
     artifact: Artifact,
     schema: Schema,
-    /// A regression's group feature (its position) and findings, when the spec names one.
-    groups: Option<(usize, Underestimation)>,
+    /// Where a regression's group feature is in a row, when its artifact judged groups.
+    group_column: Option<usize>,
 }
 
 /// One prediction: a class with its probability, or an estimate with its interval.
@@ -75,16 +75,27 @@ impl Prediction {
 impl Model {
     pub fn new(artifact: Artifact) -> Self {
         let schema = Schema::new(&artifact.spec);
-        let groups = artifact
+        let group_column = artifact
             .regression
             .as_ref()
-            .and_then(|r| r.underestimation.clone())
-            .and_then(|u| Some((schema.position(&u.feature)?, u)));
+            .and_then(|r| r.underestimation.as_ref())
+            .and_then(|u| schema.position(&u.feature));
         Model {
             artifact,
             schema,
-            groups,
+            group_column,
         }
+    }
+
+    /// A regression's judged groups, with the column of their feature.
+    fn underestimation(&self) -> Option<(usize, &Underestimation)> {
+        let u = self
+            .artifact
+            .regression
+            .as_ref()?
+            .underestimation
+            .as_ref()?;
+        Some((self.group_column?, u))
     }
 
     pub fn task(&self) -> Task {
@@ -93,7 +104,7 @@ impl Model {
 
     /// The underestimation finding an estimate's group refers to.
     pub fn group_finding(&self, estimate: &Estimate) -> Option<(&str, &GroupFinding)> {
-        let (_, u) = self.groups.as_ref()?;
+        let (_, u) = self.underestimation()?;
         let finding = u.groups.get(estimate.group? as usize)?;
         Some((&u.feature, finding))
     }
@@ -129,12 +140,9 @@ impl Model {
         };
         let interval = &regression.interval;
         let value = raw.clamp(interval.min, interval.max);
-        let (group, underestimation_risk) = match &self.groups {
+        let (group, underestimation_risk) = match self.underestimation() {
             Some((column, u)) => {
-                let at = u
-                    .groups
-                    .binary_search_by(|g| g.value.total_cmp(&row[*column]))
-                    .ok();
+                let at = u.position(row[column]);
                 let risk = at.is_some_and(|i| u.groups[i].flagged);
                 (at.map(|i| i as u32), risk)
             }

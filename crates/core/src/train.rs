@@ -160,15 +160,22 @@ pub struct Underestimation {
 impl Underestimation {
     /// The finding for the group a row belongs to (its value of the group feature).
     pub fn group(&self, value: f64) -> Option<&GroupFinding> {
-        self.groups
-            .binary_search_by(|g| g.value.total_cmp(&value))
-            .ok()
-            .map(|i| &self.groups[i])
+        self.position(value).map(|i| &self.groups[i])
+    }
+
+    /// Where the group of a row's value is in `groups`.
+    pub fn position(&self, value: f64) -> Option<usize> {
+        find_group(&self.groups, value)
     }
 
     pub fn flagged(&self) -> impl Iterator<Item = &GroupFinding> {
         self.groups.iter().filter(|g| g.flagged)
     }
+}
+
+/// The group of `value` among groups ordered by value.
+fn find_group(groups: &[GroupFinding], value: f64) -> Option<usize> {
+    groups.binary_search_by(|g| g.value.total_cmp(&value)).ok()
 }
 
 /// One group on the validation slice.
@@ -513,16 +520,11 @@ fn fit_regression(
                 flagged: g.flagged,
             })
             .collect();
-        let flagged_values: Vec<f64> = groups
-            .iter()
-            .filter(|g| g.flagged)
-            .map(|g| g.value)
-            .collect();
         let flags: Vec<bool> = data
             .holdout
             .x
             .iter_rows()
-            .map(|row| flagged_values.contains(&row[column]))
+            .map(|row| find_group(&groups, row[column]).is_some_and(|i| groups[i].flagged))
             .collect();
         Underestimation {
             feature: u.group.clone(),

@@ -258,7 +258,7 @@ pub fn compare(
 }
 
 /// The `q` quantile of sorted values (nearest rank); 0 when there are none.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -11,6 +11,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::bootstrap::percentile;
+
 /// Every figure Vigie reports for a regression on one data set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -313,16 +315,10 @@ fn bootstrap_means(
         return (0.0, 0.0);
     }
     let mut means: Vec<f64> = (0..resamples.max(1))
-        .map(|_| {
-            let sum: f64 = (0..values.len())
-                .map(|_| values[rng.gen_range(0..values.len())])
-                .sum();
-            sum / values.len() as f64
-        })
+        .map(|_| resample_mean(values, rng))
         .collect();
     means.sort_by(f64::total_cmp);
-    let at = |q: f64| means[((q * (means.len() - 1) as f64).round() as usize).min(means.len() - 1)];
-    (at(lower), at(upper))
+    (percentile(&means, lower), percentile(&means, upper))
 }
 
 /// The mean of `values` with its two-sided percentile bootstrap interval at `confidence`.
@@ -383,14 +379,11 @@ impl FlagCheck {
                 .collect();
             diffs.sort_by(f64::total_cmp);
             let alpha = (1.0 - confidence) / 2.0;
-            let at = |q: f64| {
-                diffs[((q * (diffs.len() - 1) as f64).round() as usize).min(diffs.len() - 1)]
-            };
             MeanEstimate {
                 rows: residuals.len() as u64,
                 mean: a.mean - b.mean,
-                lower: at(alpha),
-                upper: at(1.0 - alpha),
+                lower: percentile(&diffs, alpha),
+                upper: percentile(&diffs, 1.0 - alpha),
             }
         });
         FlagCheck {
@@ -407,6 +400,7 @@ impl FlagCheck {
     }
 }
 
+/// The mean of one bootstrap resample of `values` (not empty).
 fn resample_mean(values: &[f64], rng: &mut StdRng) -> f64 {
     (0..values.len())
         .map(|_| values[rng.gen_range(0..values.len())])
