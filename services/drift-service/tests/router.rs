@@ -10,7 +10,9 @@ use vigie_api::testing::{self, Client};
 use vigie_core::testing::{toy_model, toy_model_with_leaves};
 use vigie_drift_service::{AppState, Config, Inner, Metrics, router};
 use vigie_registry::Registry;
-use vigie_stream::event::{EstimateRef, Features, OutcomeRef, PredictionEventRef, Value as Cell};
+use vigie_stream::event::{
+    AnswerRef, EstimateRef, Features, OutcomeRef, PredictionEventRef, Value as Cell,
+};
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -45,37 +47,50 @@ impl Harness {
 
     /// [`Harness::feed`] with events of the spec whose hash is `hash`.
     fn feed_with(&mut self, n: usize, speed: f64, hash: &str) {
-        let names = vec!["colour".to_string(), "speed".to_string()];
-        let ts = chrono::Utc::now();
-        let mut state = self.state.state.lock().unwrap();
+        let answer = OutcomeRef {
+            class: 0,
+            label: "no",
+            probability: 0.2,
+            threshold: 0.5,
+        };
         for i in 0..n {
             let values = [Cell::Number(1.0 + (i % 2) as f64), Cell::Number(speed)];
-            let payload = PredictionEventRef {
-                event_id: "e",
-                request_id: "r",
-                ts: &ts,
-                model: "toy",
-                model_version: 1,
-                schema_hash: hash,
-                features: Features {
-                    names: &names,
-                    values: &values,
-                },
-                prediction: OutcomeRef {
-                    class: 0,
-                    label: "no",
-                    probability: 0.2,
-                    threshold: 0.5,
-                }
-                .into(),
-                latency_us: 1,
-                source: vigie_stream::Source::Api,
-                row: None,
-            }
-            .to_json();
-            state.apply(0, self.offset, &payload, ts.timestamp_millis());
-            self.offset += 1;
+            self.apply("toy", hash, ["colour", "speed"], &values, answer.into());
         }
+    }
+
+    /// Applies one event of `model` (its spec's hash, feature names and values, its answer)
+    /// to the state, at the next offset of partition 0.
+    fn apply(
+        &mut self,
+        model: &str,
+        hash: &str,
+        names: [&str; 2],
+        values: &[Cell<'_>],
+        answer: AnswerRef<'_>,
+    ) {
+        let names = names.map(String::from);
+        let ts = chrono::Utc::now();
+        let payload = PredictionEventRef {
+            event_id: "e",
+            request_id: "r",
+            ts: &ts,
+            model,
+            model_version: 1,
+            schema_hash: hash,
+            features: Features {
+                names: &names,
+                values,
+            },
+            prediction: answer,
+            latency_us: 1,
+            source: vigie_stream::Source::Api,
+            row: None,
+        }
+        .to_json();
+        let mut state = self.state.state.lock().unwrap();
+        state.apply(0, self.offset, &payload, ts.timestamp_millis());
+        self.offset += 1;
     }
 
     fn spec_hash(&self) -> String {
@@ -86,39 +101,27 @@ impl Harness {
     /// Applies `n` events of the toy regression (station north, distance 5) whose estimates
     /// come from `estimate(i)`.
     fn feed_estimates(&mut self, n: usize, estimate: impl Fn(usize) -> f64) {
-        let names = vec!["station".to_string(), "distance".to_string()];
-        let ts = chrono::Utc::now();
-        let mut state = self.state.state.lock().unwrap();
-        let hash = state.models["toy-time"].reference.spec_hash.clone();
+        let hash = {
+            let state = self.state.state.lock().unwrap();
+            state.models["toy-time"].reference.spec_hash.clone()
+        };
         for i in 0..n {
-            let values = [Cell::Text("north"), Cell::Number(5.0)];
             let value = estimate(i);
-            let payload = PredictionEventRef {
-                event_id: "e",
-                request_id: "r",
-                ts: &ts,
-                model: "toy-time",
-                model_version: 1,
-                schema_hash: &hash,
-                features: Features {
-                    names: &names,
-                    values: &values,
-                },
-                prediction: EstimateRef {
-                    value,
-                    lower: value - 60.0,
-                    upper: value + 120.0,
-                    underestimation_risk: false,
-                    group: Some("north"),
-                }
-                .into(),
-                latency_us: 1,
-                source: vigie_stream::Source::Api,
-                row: None,
-            }
-            .to_json();
-            state.apply(0, self.offset, &payload, ts.timestamp_millis());
-            self.offset += 1;
+            let answer = EstimateRef {
+                value,
+                lower: value - 60.0,
+                upper: value + 120.0,
+                underestimation_risk: false,
+                group: Some("north"),
+            };
+            let values = [Cell::Text("north"), Cell::Number(5.0)];
+            self.apply(
+                "toy-time",
+                &hash,
+                ["station", "distance"],
+                &values,
+                answer.into(),
+            );
         }
     }
 }
