@@ -194,6 +194,38 @@ impl FeatureProfile {
         }
     }
 
+    /// The `q` quantile (0 to 1) of the present values counted in `counts` (this profile's
+    /// bins), interpolated inside the bin it falls in; values under or over the edges count
+    /// as the outer edge. `None` for a categorical feature or no present value.
+    pub fn quantile(&self, counts: &[u64], q: f64) -> Option<f64> {
+        let FeatureProfile::Numerical { edges, .. } = self else {
+            return None;
+        };
+        let n = edges.len() - 1;
+        let present = counts.get(..n + 2)?;
+        let total: u64 = present.iter().sum();
+        if total == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let rank = q * total as f64;
+        let mut below = 0.0;
+        for (bin, &count) in present.iter().enumerate() {
+            let count = count as f64;
+            if count > 0.0 && below + count >= rank {
+                return Some(match bin {
+                    0 => edges[0],
+                    b if b == n + 1 => edges[n],
+                    b => {
+                        let (lo, hi) = (edges[b - 1], edges[b]);
+                        lo + (hi - lo) * ((rank - below) / count).clamp(0.0, 1.0)
+                    }
+                });
+            }
+            below += count;
+        }
+        Some(edges[n])
+    }
+
     /// Where each present-value bin sits on the feature's axis (every bin but "missing"), for
     /// the Wasserstein distance: a numerical bin's midpoint, with the underflow and overflow
     /// bins half a bin width beyond the outer edges; `None` for a categorical feature, whose

@@ -379,3 +379,36 @@ fn profiles_from_columns_equal_profiles_from_rows() {
         Profile::build(&["a", "b", "c"], &kinds, &rows, &empty, &params)
     );
 }
+
+#[test]
+fn quantiles_are_read_off_the_bins() {
+    let p = FeatureProfile::Numerical {
+        name: "x".into(),
+        edges: vec![0.0, 10.0, 20.0, 40.0],
+        counts: vec![0; 6],
+        mean: 0.0,
+        std: 0.0,
+    };
+    // Underflow 0, bins [0,10) 2, [10,20) 6, [20,40] 2, overflow 0, missing 5 (left out).
+    let counts = [0, 2, 6, 2, 0, 5];
+    close(p.quantile(&counts, 0.5).unwrap(), 15.0);
+    close(p.quantile(&counts, 0.1).unwrap(), 5.0);
+    close(p.quantile(&counts, 0.9).unwrap(), 30.0);
+    close(p.quantile(&counts, 1.0).unwrap(), 40.0);
+    // Values beyond the edges count as the edge.
+    close(p.quantile(&[4, 0, 0, 0, 1, 0], 0.5).unwrap(), 0.0);
+    close(p.quantile(&[0, 0, 0, 0, 3, 0], 0.5).unwrap(), 40.0);
+    assert_eq!(
+        p.quantile(&[0, 0, 0, 0, 0, 9], 0.5),
+        None,
+        "nothing present"
+    );
+    assert_eq!(p.quantile(&counts, 1.5), None);
+    let c = FeatureProfile::build(
+        "c",
+        &Kind::Categorical { codes: None },
+        &[1.0],
+        &ProfileParams::default(),
+    );
+    assert_eq!(c.quantile(&[1, 0, 0], 0.5), None);
+}

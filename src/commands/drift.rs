@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use vigie_drift_service::quality::QualityConfig;
 use vigie_drift_service::{Config, DriftService, WindowConfig};
 
 use crate::Cli;
@@ -52,6 +53,19 @@ pub struct DriftArgs {
     /// Longest time to live a noise injection may ask for, in seconds.
     #[arg(long, default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_noise_ttl_secs: u64,
+    /// Longest wait of an answer for its label (and of a label for its answer), in seconds.
+    #[arg(long, env = "VIGIE_LABEL_WAIT_SECS", default_value_t = 72 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..=365 * 24 * 3600))]
+    pub label_wait_secs: u64,
+    /// Most answers waiting for a label per model (the oldest leave first, counted); each
+    /// takes about 100 bytes of memory and of every checkpoint.
+    #[arg(long, env = "VIGIE_LABEL_CAPACITY", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub label_capacity: u64,
+    /// Labelled answers a model's realised quality is measured on (the last ones).
+    #[arg(long, env = "VIGIE_QUALITY_WINDOW", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub quality_window: u64,
 }
 
 impl DriftArgs {
@@ -65,6 +79,11 @@ impl DriftArgs {
                 tumbling_ms: self.tumbling_secs as i64 * 1000,
                 lateness_ms: self.lateness_secs as i64 * 1000,
                 retain: self.retain_windows as usize,
+                quality: QualityConfig {
+                    wait_ms: self.label_wait_secs as i64 * 1000,
+                    capacity: self.label_capacity as usize,
+                    window: self.quality_window as usize,
+                },
             },
             score_interval: Duration::from_millis(self.score_ms),
             checkpoint_interval: Duration::from_millis(self.checkpoint_ms),

@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use vigie_drift::{Histograms, SlidingState, SlidingWindow, TumblingWindows};
 
-use crate::watch::{Mark, State};
+use crate::quality::QualityState;
+use crate::watch::{Mark, Positions, State};
 
 /// Version of the checkpoint format.
 pub const FORMAT: u32 = 1;
@@ -32,7 +33,19 @@ pub struct Checkpoint {
     /// origins were kept: their positions are taken as they are).
     #[serde(default)]
     pub origins: BTreeMap<i32, Mark>,
+    /// The labels topic's position (absent from checkpoints written before labels were read:
+    /// the labels topic is then read from the group's committed offsets or its beginning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<TopicPosition>,
     pub models: BTreeMap<String, ModelCheckpoint>,
+}
+
+/// A topic's position, as the checkpoint holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicPosition {
+    pub topic: String,
+    pub offsets: BTreeMap<i32, i64>,
+    pub origins: BTreeMap<i32, Mark>,
 }
 
 /// One model's windows.
@@ -52,6 +65,10 @@ pub struct ModelCheckpoint {
     pub tumbling: TumblingWindows,
     pub total: Histograms,
     pub tumbling_scored_until_ms: i64,
+    /// Answers waiting for labels and the quality window (absent from checkpoints written
+    /// before labels were joined).
+    #[serde(default)]
+    pub quality: QualityState,
 }
 
 /// What a restore did per model.
@@ -65,14 +82,19 @@ pub enum Restored {
 }
 
 impl State {
-    /// The state as a checkpoint of `topic`.
-    pub fn checkpoint(&self, topic: &str) -> Checkpoint {
+    /// The state as a checkpoint of `topic` (and of `labels_topic`, when labels are read).
+    pub fn checkpoint(&self, topic: &str, labels_topic: Option<&str>) -> Checkpoint {
         Checkpoint {
             format: FORMAT,
             topic: topic.to_string(),
             written_at: Utc::now(),
-            offsets: self.offsets.clone(),
-            origins: self.origins.clone(),
+            offsets: self.positions.offsets.clone(),
+            origins: self.positions.origins.clone(),
+            labels: labels_topic.map(|topic| TopicPosition {
+                topic: topic.to_string(),
+                offsets: self.label_positions.offsets.clone(),
+                origins: self.label_positions.origins.clone(),
+            }),
             models: self
                 .models
                 .iter()
@@ -90,6 +112,7 @@ impl State {
                             tumbling: w.tumbling.clone(),
                             total: w.total.clone(),
                             tumbling_scored_until_ms: w.tumbling_scored_until_ms,
+                            quality: w.quality.state(),
                         },
                     )
                 })
@@ -106,8 +129,18 @@ impl State {
                 checkpoint.format
             ));
         }
-        self.offsets = checkpoint.offsets;
-        self.origins = checkpoint.origins;
+        self.positions = Positions {
+            offsets: checkpoint.offsets,
+            origins: checkpoint.origins,
+            recent: BTreeMap::new(),
+        };
+        if let Some(labels) = checkpoint.labels {
+            self.label_positions = Positions {
+                offsets: labels.offsets,
+                origins: labels.origins,
+                recent: BTreeMap::new(),
+            };
+        }
         let mut done = Vec::new();
         for (model, saved) in checkpoint.models {
             let Some(watch) = self.models.get_mut(&model) else {
@@ -118,6 +151,12 @@ impl State {
                 continue;
             };
             let reference = watch.reference.clone();
+            // Answers waiting for labels come back whatever the version (each answer carries
+            // its own); the quality window only with the version it measured.
+            watch.quality.restore(saved.quality.clone());
+            if saved.version != reference.version {
+                watch.quality.clear_window();
+            }
             if saved.version != reference.version || saved.spec_hash != reference.spec_hash {
                 done.push(Restored::Discarded {
                     model,

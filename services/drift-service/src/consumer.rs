@@ -1,5 +1,6 @@
-//! The consumer: one thread that reads every partition of `vigie.predictions`, counts each
-//! event into the state, and checkpoints the state with the offsets it stops at.
+//! The consumer: one thread that reads every partition of `vigie.predictions` (and of
+//! `vigie.labels`, joined to the answers: see [`crate::quality`]), counts each event into the
+//! state, and checkpoints the state with the offsets it stops at on both topics.
 //!
 //! It commits its offsets to its consumer group, but takes its partitions itself (`assign`,
 //! every partition of the topic) instead of joining the group's rebalancing: a model's
@@ -35,7 +36,7 @@ use vigie_registry::Registry;
 
 use crate::checkpoint::Checkpoint;
 use crate::metrics::Metrics;
-use crate::watch::{Applied, Mark, Reset, Skip, State, lock};
+use crate::watch::{Applied, Feed, Mark, Reset, Skip, State, label_identity, lock};
 
 /// Where and how the consumer reads.
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct ConsumerConfig {
     pub brokers: String,
     pub group: String,
     pub topic: String,
+    /// The labels topic, read beside the predictions (`None`: labels are not joined).
+    pub labels_topic: Option<String>,
     /// How often the state is saved and the offsets committed.
     pub checkpoint_interval: Duration,
 }
@@ -143,18 +146,18 @@ impl Runner {
             .collect();
         let mut last_checkpoint = Instant::now();
         let mut dirty = false;
-        let mut partitions = 0;
+        let mut partitions = Partitions::default();
         let mut last_partition_check: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             if last_partition_check.is_none_or(|t| t.elapsed() >= PARTITION_CHECK) {
                 last_partition_check = Some(Instant::now());
-                match self.assign(partitions) {
+                match self.assign(&partitions) {
                     Ok(n) => partitions = n,
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot list the topic's partitions; retrying")
+                        tracing::warn!(error = %e, "cannot list the topics' partitions; retrying")
                     }
                 }
-                if partitions == 0 {
+                if partitions.predictions.is_empty() {
                     // No topic yet (or no broker): look again soon.
                     last_partition_check =
                         Some(Instant::now() - PARTITION_CHECK + Duration::from_secs(1));
@@ -162,6 +165,17 @@ impl Runner {
             }
             if let Some(message) = self.consumer.poll(Duration::from_millis(100)) {
                 match message {
+                    Ok(m) if Some(m.topic()) == self.config.labels_topic.as_deref() => {
+                        let now_ms = chrono::Utc::now().timestamp_millis();
+                        let payload = m.payload().unwrap_or_default();
+                        let _ = lock(&self.state).apply_label(
+                            m.partition(),
+                            m.offset(),
+                            payload,
+                            now_ms,
+                        );
+                        dirty = true;
+                    }
                     Ok(m) => {
                         let now_ms = chrono::Utc::now().timestamp_millis();
                         let payload = m.payload().unwrap_or_default();
@@ -195,16 +209,17 @@ impl Runner {
     /// earlier one (the broker reset a fetch past the end to the beginning), or a log that ends
     /// before it means the log started again, and the partition's position is given up. A
     /// partition that answers nothing within [`ORIGIN_WAIT`] keeps its position.
-    fn check_origins(&self, partitions: &[i32]) -> rdkafka::error::KafkaResult<()> {
-        let topic = &self.config.topic;
+    fn check_origins(&self, feed: Feed, partitions: &[i32]) -> rdkafka::error::KafkaResult<()> {
+        let topic = self.topic(feed);
         let origins: BTreeMap<i32, Mark> = {
             let state = lock(&self.state);
-            state
+            let positions = state.positions_of(feed);
+            positions
                 .origins
                 .iter()
                 .filter(|(p, origin)| {
                     partitions.contains(p)
-                        && state
+                        && positions
                             .offsets
                             .get(p)
                             .is_some_and(|&next| next > origin.offset)
@@ -235,9 +250,13 @@ impl Runner {
         while first.len() < origins.len() && Instant::now() < deadline {
             match reader.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    let event_id = crate::decode::Envelope::parse(m.payload().unwrap_or_default())
-                        .map(|e| e.event_id.to_string())
-                        .unwrap_or_default();
+                    let payload = m.payload().unwrap_or_default();
+                    let event_id = match feed {
+                        Feed::Predictions => crate::decode::Envelope::parse(payload)
+                            .map(|e| e.event_id.to_string())
+                            .unwrap_or_default(),
+                        Feed::Labels => label_identity(payload),
+                    };
                     first.entry(m.partition()).or_insert(Some(Mark {
                         offset: m.offset(),
                         event_id,
@@ -254,7 +273,7 @@ impl Runner {
         for (p, origin) in &origins {
             let given_up = judge_origin(origin, first.get(p));
             match given_up {
-                Some((reset, offset)) => lock(&self.state).give_up(*p, reset, offset),
+                Some((reset, offset)) => lock(&self.state).give_up(feed, *p, reset, offset),
                 None if !first.contains_key(p) => tracing::warn!(
                     partition = p,
                     "the partition's first event was not read in time; its position is kept"
@@ -265,58 +284,98 @@ impl Runner {
         Ok(())
     }
 
-    /// Assigns every partition of the topic when their number is not `current`; returns the
-    /// number assigned.
-    fn assign(&self, current: usize) -> rdkafka::error::KafkaResult<usize> {
-        let topic = &self.config.topic;
+    /// The topic a feed is read from.
+    fn topic(&self, feed: Feed) -> &str {
+        match feed {
+            Feed::Predictions => &self.config.topic,
+            Feed::Labels => self.config.labels_topic.as_deref().unwrap_or_default(),
+        }
+    }
+
+    /// The feeds read: the predictions, and the labels when configured.
+    fn feeds(&self) -> Vec<Feed> {
+        let mut feeds = vec![Feed::Predictions];
+        if self.config.labels_topic.is_some() {
+            feeds.push(Feed::Labels);
+        }
+        feeds
+    }
+
+    /// The partitions of `feed`'s topic (none when it does not exist yet).
+    fn partitions(&self, feed: Feed) -> rdkafka::error::KafkaResult<Vec<i32>> {
+        let topic = self.topic(feed);
         let metadata = self
             .consumer
             .fetch_metadata(Some(topic), Duration::from_secs(5))?;
-        let partitions: Vec<i32> = metadata
+        let mut partitions: Vec<i32> = metadata
             .topics()
             .iter()
             .filter(|t| t.name() == topic && t.error().is_none())
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
-        if partitions.len() == current || partitions.is_empty() {
-            return Ok(current);
-        }
-        if current == 0
-            && let Err(e) = self.check_origins(&partitions)
-        {
-            tracing::warn!(error = %e, "cannot read the partitions' origins; the positions are kept");
-        }
-        let positions = lock(&self.state).offsets.clone();
-        let mut query = TopicPartitionList::new();
-        for &p in &partitions {
-            query.add_partition(topic, p);
-        }
-        let committed = self
-            .consumer
-            .committed_offsets(query, Duration::from_secs(5))
-            .ok();
-        let mut assignment = TopicPartitionList::new();
-        for &p in &partitions {
-            let offset = match positions.get(&p) {
-                Some(&next) => Offset::Offset(next),
-                None => committed
-                    .as_ref()
-                    .and_then(|c| c.find_partition(topic, p))
-                    .map(|e| e.offset())
-                    .filter(|o| matches!(o, Offset::Offset(_)))
-                    .unwrap_or(Offset::Beginning),
+        partitions.sort_unstable();
+        Ok(partitions)
+    }
+
+    /// Assigns every partition of the topics when they are not `current`'s; returns those
+    /// assigned. The whole assignment is given again (both topics), each partition at the
+    /// state's position, else the group's committed offset, else its beginning.
+    fn assign(&self, current: &Partitions) -> rdkafka::error::KafkaResult<Partitions> {
+        let mut found = Partitions::default();
+        for feed in self.feeds() {
+            let partitions = self.partitions(feed)?;
+            let before = current.of(feed);
+            if before.is_empty()
+                && !partitions.is_empty()
+                && let Err(e) = self.check_origins(feed, &partitions)
+            {
+                tracing::warn!(error = %e, ?feed, "cannot read the partitions' origins; the positions are kept");
+            }
+            // A topic listed empty (a broker that did not answer for it) keeps what it had.
+            *found.of_mut(feed) = if partitions.is_empty() {
+                before.to_vec()
+            } else {
+                partitions
             };
-            tracing::info!(topic, partition = p, ?offset, "reading partition");
-            assignment.add_partition_offset(topic, p, offset)?;
+        }
+        if &found == current || found.predictions.is_empty() {
+            return Ok(current.clone());
+        }
+        let mut assignment = TopicPartitionList::new();
+        for feed in self.feeds() {
+            let topic = self.topic(feed);
+            let positions = lock(&self.state).positions_of(feed).offsets.clone();
+            let mut query = TopicPartitionList::new();
+            for &p in found.of(feed) {
+                query.add_partition(topic, p);
+            }
+            let committed = self
+                .consumer
+                .committed_offsets(query, Duration::from_secs(5))
+                .ok();
+            for &p in found.of(feed) {
+                let offset = match positions.get(&p) {
+                    Some(&next) => Offset::Offset(next),
+                    None => committed
+                        .as_ref()
+                        .and_then(|c| c.find_partition(topic, p))
+                        .map(|e| e.offset())
+                        .filter(|o| matches!(o, Offset::Offset(_)))
+                        .unwrap_or(Offset::Beginning),
+                };
+                tracing::info!(topic, partition = p, ?offset, "reading partition");
+                assignment.add_partition_offset(topic, p, offset)?;
+            }
         }
         self.consumer.assign(&assignment)?;
-        Ok(partitions.len())
+        Ok(found)
     }
 
     /// Saves the state with its offsets, then commits those offsets to the group. A failed
     /// save commits nothing: the next checkpoint carries everything.
     pub fn checkpoint(&self, mode: CommitMode) -> bool {
-        let checkpoint = lock(&self.state).checkpoint(&self.config.topic);
+        let checkpoint =
+            lock(&self.state).checkpoint(&self.config.topic, self.config.labels_topic.as_deref());
         let text = match serde_json::to_string(&checkpoint) {
             Ok(t) => t,
             Err(e) => {
@@ -349,7 +408,7 @@ impl Runner {
         self.metrics
             .checkpoint_time
             .set(now.timestamp_millis() as f64 / 1000.0);
-        if let Err(e) = commit(&self.consumer, &self.config.topic, &checkpoint, mode) {
+        if let Err(e) = commit(&self.consumer, &checkpoint, mode) {
             // The saved checkpoint still holds the position: the next commit catches up.
             tracing::warn!(error = %e, "cannot commit the offsets");
         }
@@ -357,16 +416,43 @@ impl Runner {
     }
 }
 
-/// Commits the offsets of `checkpoint` for the partitions it has a position on.
+/// The partitions assigned, per topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Partitions {
+    predictions: Vec<i32>,
+    labels: Vec<i32>,
+}
+
+impl Partitions {
+    fn of(&self, feed: Feed) -> &[i32] {
+        match feed {
+            Feed::Predictions => &self.predictions,
+            Feed::Labels => &self.labels,
+        }
+    }
+
+    fn of_mut(&mut self, feed: Feed) -> &mut Vec<i32> {
+        match feed {
+            Feed::Predictions => &mut self.predictions,
+            Feed::Labels => &mut self.labels,
+        }
+    }
+}
+
+/// Commits the offsets of `checkpoint` (both topics) for the partitions it has a position on.
 fn commit(
     consumer: &DriftConsumer,
-    topic: &str,
     checkpoint: &Checkpoint,
     mode: CommitMode,
 ) -> rdkafka::error::KafkaResult<()> {
     let mut offsets = TopicPartitionList::new();
     for (&partition, &next) in &checkpoint.offsets {
-        offsets.add_partition_offset(topic, partition, Offset::Offset(next))?;
+        offsets.add_partition_offset(&checkpoint.topic, partition, Offset::Offset(next))?;
+    }
+    if let Some(labels) = &checkpoint.labels {
+        for (&partition, &next) in &labels.offsets {
+            offsets.add_partition_offset(&labels.topic, partition, Offset::Offset(next))?;
+        }
     }
     if offsets.count() == 0 {
         return Ok(());

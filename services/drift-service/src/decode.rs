@@ -26,6 +26,12 @@ pub enum DecodeError {
 pub struct Envelope<'a> {
     #[serde(borrow)]
     pub event_id: &'a str,
+    /// The request's id and the row of a batch: what a label names (an event without one
+    /// still counts for drift; no label can name it).
+    #[serde(borrow, default)]
+    pub request_id: &'a str,
+    #[serde(default)]
+    pub row: Option<u64>,
     #[serde(borrow)]
     pub model: &'a str,
     pub model_version: u32,
@@ -40,17 +46,40 @@ pub struct Envelope<'a> {
     pub prediction: AnswerNumbers,
 }
 
-/// The numbers an answer stands on: a class outcome's probability, an estimate's value.
+/// The numbers an answer stands on: a class outcome's probability and class, an estimate's
+/// value, interval and flag.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct AnswerNumbers {
     probability: Option<f64>,
+    class: Option<u8>,
     value: Option<f64>,
+    lower: Option<f64>,
+    upper: Option<f64>,
+    underestimation_risk: Option<bool>,
 }
 
 impl AnswerNumbers {
     /// The probability or the estimate; `None` when the answer has neither.
     pub fn score(&self) -> Option<f64> {
         self.probability.or(self.value).filter(|v| v.is_finite())
+    }
+
+    /// The class answered (1 positive, 0 negative), for a classification.
+    pub fn class(&self) -> Option<u8> {
+        self.class
+    }
+
+    /// The estimate's prediction interval, when the answer has one.
+    pub fn interval(&self) -> Option<(f64, f64)> {
+        match (self.lower, self.upper) {
+            (Some(lo), Some(hi)) if lo.is_finite() && hi.is_finite() => Some((lo, hi)),
+            _ => None,
+        }
+    }
+
+    /// Whether the estimate was flagged as at risk of being underestimated.
+    pub fn flagged(&self) -> bool {
+        self.underestimation_risk.unwrap_or(false)
     }
 }
 
@@ -59,14 +88,19 @@ impl AnswerNumbers {
 #[serde(field_identifier, rename_all = "lowercase")]
 enum AnswerField {
     Probability,
+    Class,
     Value,
+    Lower,
+    Upper,
+    #[serde(rename = "underestimation_risk")]
+    UnderestimationRisk,
     #[serde(other)]
     Other,
 }
 
 impl<'de> Deserialize<'de> for AnswerNumbers {
-    /// An object only (a derived struct would read an array too): its `probability` and
-    /// `value`, every other field skipped without being kept.
+    /// An object only (a derived struct would read an array too): the numbers above, every
+    /// other field (the label, the threshold, the group) skipped without being kept.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct AnswerVisitor;
 
@@ -82,7 +116,13 @@ impl<'de> Deserialize<'de> for AnswerNumbers {
                 while let Some(field) = map.next_key::<AnswerField>()? {
                     match field {
                         AnswerField::Probability => numbers.probability = map.next_value()?,
+                        AnswerField::Class => numbers.class = map.next_value()?,
                         AnswerField::Value => numbers.value = map.next_value()?,
+                        AnswerField::Lower => numbers.lower = map.next_value()?,
+                        AnswerField::Upper => numbers.upper = map.next_value()?,
+                        AnswerField::UnderestimationRisk => {
+                            numbers.underestimation_risk = map.next_value()?
+                        }
                         AnswerField::Other => {
                             map.next_value::<de::IgnoredAny>()?;
                         }

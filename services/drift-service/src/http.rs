@@ -15,6 +15,7 @@ use serde::Serialize;
 use vigie_api::{ApiError, CurrentUser};
 use vigie_drift::compare;
 
+use crate::quality::Realised;
 use crate::score::time;
 use crate::state::AppState;
 use crate::watch::{ModelQuery, ModelWatch, NoiseView, Scored, WindowScore, lock};
@@ -78,6 +79,17 @@ pub struct ModelView {
     /// Scores of the last closed tumbling windows, oldest first.
     tumbling: Vec<WindowScore>,
     noise: Option<NoiseView>,
+    /// Labels joined to the answers: the quality of the last labelled ones.
+    quality: QualityView,
+}
+
+#[derive(Debug, Serialize)]
+struct QualityView {
+    #[serde(flatten)]
+    realised: Realised,
+    /// Answers waiting for their label, and labels read before their answer.
+    answers_waiting: usize,
+    labels_waiting: usize,
 }
 
 fn view(w: &ModelWatch, lateness_ms: i64) -> ModelView {
@@ -114,6 +126,14 @@ fn view(w: &ModelWatch, lateness_ms: i64) -> ModelView {
         sliding: w.last.clone(),
         tumbling: w.tumbling_scores.iter().cloned().collect(),
         noise: w.noise_view(),
+        quality: {
+            let (answers_waiting, labels_waiting) = w.quality.waiting();
+            QualityView {
+                realised: w.quality.realised(r.regression_margin),
+                answers_waiting,
+                labels_waiting,
+            }
+        },
     }
 }
 
@@ -130,6 +150,10 @@ struct ConsumerView {
     /// Next offset counted, per partition.
     positions: BTreeMap<i32, i64>,
     lag_events: i64,
+    /// The labels topic and the next offset read on each of its partitions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels_topic: Option<String>,
+    label_positions: BTreeMap<i32, i64>,
 }
 
 /// `GET /v1/drift[?model=NAME]`
@@ -150,7 +174,8 @@ async fn drift(
         }
         None => guard.models.values().map(|w| view(w, lateness)).collect(),
     };
-    let positions = guard.offsets.clone();
+    let positions = guard.positions.offsets.clone();
+    let label_positions = guard.label_positions.offsets.clone();
     drop(guard);
     let body = DriftView {
         models,
@@ -159,6 +184,8 @@ async fn drift(
             topic: state.config.topic.clone(),
             positions,
             lag_events: state.metrics.consumer_lag.get(),
+            labels_topic: state.config.labels_topic.clone(),
+            label_positions,
         },
     };
     serde_json::to_value(body)

@@ -21,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod noise;
 pub mod openapi;
+pub mod quality;
 pub mod score;
 pub mod service;
 pub mod state;

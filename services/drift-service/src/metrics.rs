@@ -51,6 +51,22 @@ pub struct Metrics {
     pub checkpoint_time: Gauge,
     pub reference_info: IntGaugeVec,
     pub reference_switches: IntCounterVec,
+    /// Labels of watched models by what became of them (see `quality::LabelOutcome`).
+    pub quality_labels: IntCounterVec,
+    /// Labels not read as a watched model's: unreadable, or of a model not watched here.
+    pub labels_skipped: IntCounterVec,
+    /// Answers that left without a label, by why.
+    pub quality_unlabelled: IntCounterVec,
+    /// From a prediction to its label.
+    pub label_delay: Histogram,
+    /// The quality of each model's last labelled answers, by metric.
+    pub quality_realised: GaugeVec,
+    /// Labelled answers in each model's quality window.
+    pub quality_window_labels: IntGaugeVec,
+    /// Answers waiting for a label, and labels waiting for an answer.
+    pub quality_waiting: IntGaugeVec,
+    /// Quantiles of each model's answers: the sliding window's and the reference's.
+    pub prediction_quantile: GaugeVec,
 }
 
 impl Metrics {
@@ -241,6 +257,72 @@ impl Metrics {
                     "Times a model's reference changed (a promotion)"
                 ),
                 model
+            )?),
+            quality_labels: register!(IntCounterVec::new(
+                Opts::new(
+                    "vigie_quality_labels_total",
+                    "Labels of watched models, by outcome: joined to their answer, relabelled (the first counts), old_version (the answer's version left production), wrong_type, unmatched (no answer within the wait)"
+                ),
+                &["model", "outcome"]
+            )?),
+            labels_skipped: register!(IntCounterVec::new(
+                Opts::new(
+                    "vigie_quality_labels_skipped_total",
+                    "Messages of the labels topic not read as a watched model's label, by reason"
+                ),
+                &["reason"]
+            )?),
+            quality_unlabelled: register!(IntCounterVec::new(
+                Opts::new(
+                    "vigie_quality_answers_unlabelled_total",
+                    "Answers that stopped waiting for a label, by reason (wait: its wait ran out; capacity: the oldest of too many)"
+                ),
+                &["model", "reason"]
+            )?),
+            label_delay: register!(seconds(
+                "vigie_quality_label_delay_seconds",
+                "From a prediction to its label",
+                vec![
+                    1.0,
+                    10.0,
+                    60.0,
+                    300.0,
+                    900.0,
+                    3600.0,
+                    4.0 * 3600.0,
+                    12.0 * 3600.0,
+                    86400.0,
+                    3.0 * 86400.0,
+                    7.0 * 86400.0
+                ]
+            )?),
+            quality_realised: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_quality_realised",
+                    "Quality of a model's last labelled answers, by metric (regression: mae, rmse, mean_residual, interval_coverage, share_underestimated, share_flagged; classification: accuracy, brier)"
+                ),
+                &["model", "metric"]
+            )?),
+            quality_window_labels: register!(IntGaugeVec::new(
+                Opts::new(
+                    "vigie_quality_window_labels",
+                    "Labelled answers in a model's quality window"
+                ),
+                model
+            )?),
+            quality_waiting: register!(IntGaugeVec::new(
+                Opts::new(
+                    "vigie_quality_waiting",
+                    "Answers waiting for their label (kind=answers) and labels read before their answer (kind=labels)"
+                ),
+                &["model", "kind"]
+            )?),
+            prediction_quantile: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_drift_prediction_quantile",
+                    "Quantiles of a model's answers (probabilities or estimates): of the sliding window (source=window) and of the validation slice's (source=reference), read off the reference's bins"
+                ),
+                &["model", "source", "quantile"]
             )?),
         })
     }

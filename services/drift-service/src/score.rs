@@ -10,6 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use vigie_drift::{ClosedWindow, DriftReport, Histograms, compare};
 
 use crate::metrics::Metrics;
+use crate::quality::Realised;
 use crate::watch::{Reference, Scored, State, WindowScore, lock};
 
 struct Snapshot {
@@ -21,6 +22,9 @@ struct Snapshot {
     noise_active: bool,
     capacity: usize,
     open_events: u64,
+    /// The quality of the last labelled answers, and the answers and labels waiting.
+    realised: Realised,
+    waiting: (usize, usize),
 }
 
 /// A time in milliseconds since the epoch as a date (the epoch if out of range).
@@ -53,6 +57,7 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics) {
                 if let Some(last) = closed.last() {
                     w.tumbling_scored_until_ms = last.end_ms;
                 }
+                w.quality.expire(now.timestamp_millis());
                 Snapshot {
                     reference: w.reference.clone(),
                     sliding: w.sliding.histograms().clone(),
@@ -61,6 +66,8 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics) {
                     noise_active: w.noise.is_some(),
                     capacity: w.sliding.capacity(),
                     open_events: w.tumbling.open().map(|(_, h)| h.rows()).sum(),
+                    realised: w.quality.realised(w.reference.regression_margin),
+                    waiting: w.quality.waiting(),
                 }
             })
             .collect()
@@ -80,6 +87,8 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics) {
             .observe(started.elapsed().as_secs_f64());
         publish(metrics, reference, &report, &snap);
         publish_predictions(metrics, reference, predictions.as_ref());
+        publish_answers(metrics, reference, snap.predicted.as_ref());
+        publish_quality(metrics, reference, &snap.realised, snap.waiting);
         let windows: Vec<WindowScore> = snap
             .closed
             .iter()
@@ -212,10 +221,80 @@ fn unpublish_predictions(metrics: &Metrics, reference: &Reference) {
     let _ = metrics.prediction_drifted.remove_label_values(&[model]);
 }
 
+/// The quantiles of the answers exported, as Prometheus labels.
+const QUANTILES: [(f64, &str); 3] = [(0.1, "0.1"), (0.5, "0.5"), (0.9, "0.9")];
+
+/// Quantiles of the answers (a regression's estimates, a classification's probabilities): the
+/// sliding window's and the validation slice's, both read off the reference's bins.
+fn publish_answers(metrics: &Metrics, reference: &Reference, window: Option<&Histograms>) {
+    let model = reference.model.as_str();
+    let Some(profile) = reference
+        .predictions
+        .as_ref()
+        .and_then(|p| p.profile.features.first())
+    else {
+        return;
+    };
+    let sources = [
+        ("reference", Some(profile.counts())),
+        ("window", window.map(|h| h.feature(0))),
+    ];
+    for (source, counts) in sources {
+        for (q, name) in QUANTILES {
+            let gauge = [model, source, name];
+            match counts.and_then(|c| profile.quantile(c, q)) {
+                Some(v) => metrics.prediction_quantile.with_label_values(&gauge).set(v),
+                None => {
+                    let _ = metrics.prediction_quantile.remove_label_values(&gauge);
+                }
+            }
+        }
+    }
+}
+
+/// The realised quality of the last labelled answers; nothing before the first label.
+fn publish_quality(
+    metrics: &Metrics,
+    reference: &Reference,
+    realised: &Realised,
+    (answers, labels): (usize, usize),
+) {
+    let model = reference.model.as_str();
+    metrics
+        .quality_window_labels
+        .with_label_values(&[model])
+        .set(realised.labels as i64);
+    for (kind, n) in [("answers", answers), ("labels", labels)] {
+        metrics
+            .quality_waiting
+            .with_label_values(&[model, kind])
+            .set(n as i64);
+    }
+    let present = realised.metrics();
+    for name in Realised::NAMES {
+        match present.iter().find(|(n, _)| *n == name) {
+            Some(&(_, v)) => metrics
+                .quality_realised
+                .with_label_values(&[model, name])
+                .set(v),
+            None => {
+                let _ = metrics.quality_realised.remove_label_values(&[model, name]);
+            }
+        }
+    }
+}
+
 /// Forgets a model's published series (its reference changed: the old features may differ).
 pub fn unpublish(metrics: &Metrics, reference: &Reference) {
     unpublish_predictions(metrics, reference);
     let model = reference.model.as_str();
+    for source in ["reference", "window"] {
+        for (_, name) in QUANTILES {
+            let _ = metrics
+                .prediction_quantile
+                .remove_label_values(&[model, source, name]);
+        }
+    }
     let _ = metrics.score.remove_label_values(&[model]);
     let _ = metrics.dataset_drifted.remove_label_values(&[model]);
     let _ = metrics.tumbling_score.remove_label_values(&[model]);

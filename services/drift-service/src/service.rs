@@ -39,6 +39,7 @@ impl DriftService {
             brokers: common.brokers.clone(),
             group: config.group.clone(),
             topic: config.topic.clone(),
+            labels_topic: config.labels_topic.clone(),
             checkpoint_interval: config.checkpoint_interval,
         };
         let consumer = crate::consumer::create(&consumer_config, &metrics)

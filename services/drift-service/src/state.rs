@@ -21,6 +21,8 @@ pub struct Config {
     /// The consumer group (one per deployment of the drift service).
     pub group: String,
     pub topic: String,
+    /// The labels topic, joined to the predictions (`None`: no realised quality).
+    pub labels_topic: Option<String>,
     pub windows: WindowConfig,
     /// How often the windows are scored.
     pub score_interval: Duration,
@@ -39,6 +41,7 @@ impl Default for Config {
         Config {
             group: "vigie-drift".into(),
             topic: vigie_stream::PREDICTIONS_TOPIC.into(),
+            labels_topic: Some(vigie_stream::LABELS_TOPIC.into()),
             windows: WindowConfig::default(),
             score_interval: Duration::from_secs(5),
             checkpoint_interval: Duration::from_secs(2),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use vigie_api::ApiError;
 use vigie_core::artifact::Artifact;
 use vigie_core::schema::Schema;
-use vigie_core::spec::ModelSpec;
+use vigie_core::spec::{ModelSpec, Task};
 use vigie_drift::{
     Binner, DriftReport, DriftRules, Histograms, Profile, SlidingWindow, TumblingWindows,
 };
@@ -20,6 +20,7 @@ use vigie_synthetic::{Injector, NoiseSpec};
 
 use crate::decode::{Decoder, Envelope};
 use crate::metrics::Metrics;
+use crate::quality::{self, Answer, Early, LabelOutcome, Quality, QualityConfig};
 
 /// What a model's events are scored against: the production version's reference profile.
 #[derive(Debug)]
@@ -33,6 +34,9 @@ pub struct Reference {
     pub decoder: Decoder,
     /// The reference of the model's answers, when its artifact has one.
     pub predictions: Option<Predictions>,
+    /// A regression's underestimation margin (the realised share of estimates more than this
+    /// under the truth); `None` for a classification.
+    pub regression_margin: Option<f64>,
     pub loaded_at: DateTime<Utc>,
 }
 
@@ -54,6 +58,8 @@ impl Reference {
             rules: spec.drift.clone(),
             decoder: Decoder::new(&Schema::new(spec)),
             predictions: None,
+            regression_margin: (spec.task == Task::Regression)
+                .then(|| spec.regression().underestimate_margin),
             loaded_at: Utc::now(),
         }
     }
@@ -87,6 +93,8 @@ pub struct WindowConfig {
     pub lateness_ms: i64,
     /// Closed tumbling windows kept.
     pub retain: usize,
+    /// How labels are joined to answers.
+    pub quality: QualityConfig,
 }
 
 impl Default for WindowConfig {
@@ -96,6 +104,7 @@ impl Default for WindowConfig {
             tumbling_ms: 60_000,
             lateness_ms: 10_000,
             retain: 10,
+            quality: QualityConfig::default(),
         }
     }
 }
@@ -169,6 +178,8 @@ pub struct ModelWatch {
     /// The last answers, as many as the sliding window holds events, when the reference has
     /// a prediction reference.
     pub predicted: Option<SlidingWindow>,
+    /// Labels joined to the answers, and the quality of the last labelled ones.
+    pub quality: Quality,
     pub since: DateTime<Utc>,
     row: Vec<f64>,
     counted: IntCounter,
@@ -200,6 +211,7 @@ impl ModelWatch {
                 .predictions
                 .as_ref()
                 .map(|p| SlidingWindow::new(&p.binner, config.sliding_events)),
+            quality: Quality::new(config.quality, metrics, model),
             since: Utc::now(),
             row: vec![f64::NAN; binner.features()],
             counted: metrics.events.with_label_values(&[model]),
@@ -369,12 +381,10 @@ pub struct Uncounted {
 /// How many events read in a row without one counted make the service not ready.
 pub const UNCOUNTED_STREAK: u64 = 100;
 
-/// Every model's windows and the consumer's position.
-#[derive(Debug)]
-pub struct State {
-    pub config: WindowConfig,
-    pub models: BTreeMap<String, ModelWatch>,
-    /// Next offset to count, per partition: every event before it is in the windows (or was
+/// Where the consumer stands on one topic.
+#[derive(Debug, Clone, Default)]
+pub struct Positions {
+    /// Next offset to count, per partition: every event before it is in the state (or was
     /// skipped for a reason counted in the metrics).
     pub offsets: BTreeMap<i32, i64>,
     /// The first event counted on each partition's log: saved with the checkpoint, so that a
@@ -382,6 +392,104 @@ pub struct State {
     pub origins: BTreeMap<i32, Mark>,
     /// The last events read on each partition.
     pub recent: BTreeMap<i32, Recent>,
+}
+
+/// What [`Positions::advance`] found about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The next message, or one past a gap the broker's retention left (counted by the
+    /// caller as missed).
+    Next { missed: Option<i64> },
+    /// One of the last messages read, delivered again.
+    AlreadyRead,
+    /// The first of a log that starts again: the position was given up.
+    Restarted { position: i64 },
+}
+
+impl Positions {
+    /// Moves a partition's position past the message at `offset` whose identity is `id`.
+    fn advance(&mut self, partition: i32, offset: i64, id: &str) -> Step {
+        let hash = id_hash(id);
+        let next = self.offsets.get(&partition).copied().unwrap_or(0);
+        let recent = self.recent.entry(partition).or_default();
+        let mut step = Step::Next { missed: None };
+        if offset < next {
+            if recent.holds(offset, hash) {
+                return Step::AlreadyRead;
+            }
+            *recent = Recent::default();
+            self.origins.remove(&partition);
+            step = Step::Restarted { position: next };
+        } else if offset > next && next > 0 {
+            step = Step::Next { missed: Some(next) };
+        }
+        let recent = self.recent.entry(partition).or_default();
+        recent.push(offset, hash);
+        self.offsets.insert(partition, offset + 1);
+        self.origins.entry(partition).or_insert_with(|| Mark {
+            offset,
+            event_id: id.to_string(),
+        });
+        step
+    }
+
+    /// Forgets a partition's position: it is read from its beginning.
+    fn forget(&mut self, partition: i32) {
+        self.offsets.insert(partition, 0);
+        self.origins.remove(&partition);
+        self.recent.remove(&partition);
+    }
+}
+
+/// The identity of a label message (label events carry no id of their own): a hash of its
+/// bytes, as text. A message delivered again has the same.
+pub fn label_identity(payload: &[u8]) -> String {
+    let hash = payload.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+/// The topic a message comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    Predictions,
+    Labels,
+}
+
+/// Why a label message was not read as a watched model's label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelSkip {
+    Unreadable,
+    UnknownModel,
+    AlreadyRead,
+}
+
+impl LabelSkip {
+    pub const ALL: [LabelSkip; 3] = [
+        LabelSkip::Unreadable,
+        LabelSkip::UnknownModel,
+        LabelSkip::AlreadyRead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelSkip::Unreadable => "unreadable",
+            LabelSkip::UnknownModel => "unknown_model",
+            LabelSkip::AlreadyRead => "already_read",
+        }
+    }
+}
+
+/// Every model's windows and the consumer's position.
+#[derive(Debug)]
+pub struct State {
+    pub config: WindowConfig,
+    pub models: BTreeMap<String, ModelWatch>,
+    /// The position on the predictions topic.
+    pub positions: Positions,
+    /// The position on the labels topic.
+    pub label_positions: Positions,
     /// Events read since the last one counted.
     pub uncounted: Uncounted,
     pub metrics: Metrics,
@@ -397,12 +505,14 @@ impl State {
         for reset in Reset::ALL {
             metrics.offset_resets.with_label_values(&[reset.as_str()]);
         }
+        for skip in LabelSkip::ALL {
+            metrics.labels_skipped.with_label_values(&[skip.as_str()]);
+        }
         State {
             config,
             models: BTreeMap::new(),
-            offsets: BTreeMap::new(),
-            origins: BTreeMap::new(),
-            recent: BTreeMap::new(),
+            positions: Positions::default(),
+            label_positions: Positions::default(),
             uncounted: Uncounted::default(),
             delay: metrics.delay.clone(),
             metrics,
@@ -415,9 +525,15 @@ impl State {
     pub fn set_reference(&mut self, reference: Arc<Reference>) {
         let model = reference.model.clone();
         let mut watch = ModelWatch::new(reference, &self.config, &self.metrics);
-        if let Some(old) = self.models.remove(&model)
-            && let Some(noise) = old.noise
-        {
+        let Some(old) = self.models.remove(&model) else {
+            self.models.insert(model, watch);
+            return;
+        };
+        // Answers waiting for labels still wait (their labels count as the old version's);
+        // the quality window starts again with the new version's answers.
+        watch.quality = old.quality;
+        watch.quality.clear_window();
+        if let Some(noise) = old.noise {
             match Injector::new(noise.injector.spec().clone(), &watch.reference.profile) {
                 Ok(injector) => {
                     watch.start_noise(ActiveNoise { injector, ..noise });
@@ -459,26 +575,20 @@ impl State {
     ) -> Applied {
         let envelope = Envelope::parse(payload);
         let event_id = envelope.as_ref().map_or("", |e| e.event_id);
-        let id = id_hash(event_id);
-        let next = self.offsets.get(&partition).copied().unwrap_or(0);
-        let recent = self.recent.entry(partition).or_default();
-        if offset < next {
-            if recent.holds(offset, id) {
-                return Applied::Skipped(Skip::AlreadyCounted);
-            }
-            *recent = Recent::default();
-            self.origins.remove(&partition);
-            self.reset(partition, Reset::Restarted, offset, next);
-        } else if offset > next && next > 0 {
-            self.missed(partition, next, offset);
+        match self.positions.advance(partition, offset, event_id) {
+            Step::AlreadyRead => return Applied::Skipped(Skip::AlreadyCounted),
+            Step::Restarted { position } => self.reset(
+                Feed::Predictions,
+                partition,
+                Reset::Restarted,
+                offset,
+                position,
+            ),
+            Step::Next {
+                missed: Some(position),
+            } => self.missed(Feed::Predictions, partition, position, offset),
+            Step::Next { missed: None } => {}
         }
-        let recent = self.recent.entry(partition).or_default();
-        recent.push(offset, id);
-        self.offsets.insert(partition, offset + 1);
-        self.origins.entry(partition).or_insert_with(|| Mark {
-            offset,
-            event_id: event_id.to_string(),
-        });
         let Ok(envelope) = envelope else {
             return Applied::Skipped(Skip::Unreadable);
         };
@@ -516,16 +626,31 @@ impl State {
             watch.late += 1;
             watch.late_events.inc();
         }
-        if let (Some(window), Some(predictions)) =
-            (&mut watch.predicted, &watch.reference.predictions)
-        {
-            // Answers are what the model said: noise injected into the features leaves them.
-            match envelope.prediction.score() {
-                Some(score) => {
+        // Answers are what the model said: noise injected into the features leaves them.
+        let answer = &envelope.prediction;
+        match answer.score() {
+            Some(score) => {
+                if let (Some(window), Some(predictions)) =
+                    (&mut watch.predicted, &watch.reference.predictions)
+                {
                     window.push(&predictions.binner, &[score]);
                 }
-                None => self.metrics.answers_unreadable.inc(),
+                let version = watch.reference.version;
+                watch.quality.answer(
+                    quality::key(envelope.request_id, envelope.row),
+                    Answer {
+                        version: envelope.model_version,
+                        value: score,
+                        class: answer.class(),
+                        interval: answer.interval(),
+                        flagged: answer.flagged(),
+                        at_ms: time_ms,
+                    },
+                    version,
+                    now_ms,
+                );
             }
+            None => self.metrics.answers_unreadable.inc(),
         }
         watch.events += 1;
         watch.counted.inc();
@@ -539,17 +664,95 @@ impl State {
 
     /// Gives up the position of a partition whose log is not the one it was taken on (see
     /// [`Reset`]): it is read from its beginning. `offset` is where that was seen.
-    pub fn give_up(&mut self, partition: i32, reset: Reset, offset: i64) {
-        let position = self.offsets.get(&partition).copied().unwrap_or(0);
-        self.reset(partition, reset, offset, position);
-        self.offsets.insert(partition, 0);
-        self.origins.remove(&partition);
-        self.recent.remove(&partition);
+    pub fn give_up(&mut self, feed: Feed, partition: i32, reset: Reset, offset: i64) {
+        let positions = self.positions_mut(feed);
+        let position = positions.offsets.get(&partition).copied().unwrap_or(0);
+        positions.forget(partition);
+        self.reset(feed, partition, reset, offset, position);
+    }
+
+    pub fn positions_of(&self, feed: Feed) -> &Positions {
+        match feed {
+            Feed::Predictions => &self.positions,
+            Feed::Labels => &self.label_positions,
+        }
+    }
+
+    fn positions_mut(&mut self, feed: Feed) -> &mut Positions {
+        match feed {
+            Feed::Predictions => &mut self.positions,
+            Feed::Labels => &mut self.label_positions,
+        }
+    }
+
+    /// Reads one message of the labels topic: a label of a watched model is joined to its
+    /// answer (or waits for it); see [`crate::quality`].
+    pub fn apply_label(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        payload: &[u8],
+        now_ms: i64,
+    ) -> Result<LabelOutcome, LabelSkip> {
+        let outcome = self.apply_label_unrecorded(partition, offset, payload, now_ms);
+        if let Err(skip) = outcome {
+            self.metrics
+                .labels_skipped
+                .with_label_values(&[skip.as_str()])
+                .inc();
+        }
+        outcome
+    }
+
+    fn apply_label_unrecorded(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        payload: &[u8],
+        now_ms: i64,
+    ) -> Result<LabelOutcome, LabelSkip> {
+        let identity = label_identity(payload);
+        match self.label_positions.advance(partition, offset, &identity) {
+            Step::AlreadyRead => return Err(LabelSkip::AlreadyRead),
+            Step::Restarted { position } => {
+                self.reset(Feed::Labels, partition, Reset::Restarted, offset, position)
+            }
+            Step::Next {
+                missed: Some(position),
+            } => self.missed(Feed::Labels, partition, position, offset),
+            Step::Next { missed: None } => {}
+        }
+        let label: vigie_stream::LabelEvent =
+            serde_json::from_slice(payload).map_err(|_| LabelSkip::Unreadable)?;
+        let watch = self
+            .models
+            .get_mut(&label.model)
+            .ok_or(LabelSkip::UnknownModel)?;
+        // A regression's truth is a number; a classification's, a class.
+        let truth = match (watch.reference.regression_margin, label.class, label.value) {
+            (Some(_), None, Some(v)) if v.is_finite() => Some(v),
+            (None, Some(c @ (0 | 1)), None) => Some(f64::from(c)),
+            _ => None,
+        };
+        let Some(truth) = truth else {
+            watch.quality.wrong_type();
+            return Ok(LabelOutcome::WrongType);
+        };
+        Ok(watch.quality.label(
+            quality::key(&label.request_id, label.row),
+            Early {
+                truth,
+                at_ms: label.ts.timestamp_millis(),
+            },
+            watch.reference.version,
+            now_ms,
+        ))
     }
 
     /// Gives up a partition's position: logged and counted.
-    fn reset(&mut self, partition: i32, reset: Reset, offset: i64, position: i64) {
+    fn reset(&mut self, feed: Feed, partition: i32, reset: Reset, offset: i64, position: i64) {
         tracing::warn!(
+            ?feed,
             partition,
             offset,
             position,
@@ -566,9 +769,10 @@ impl State {
     /// broker no longer held them when the drift service reached them (its retention removed
     /// them while the service lagged or was stopped). They cannot be counted; they are not
     /// passed over in silence.
-    fn missed(&mut self, partition: i32, position: i64, offset: i64) {
+    fn missed(&mut self, feed: Feed, partition: i32, position: i64, offset: i64) {
         let missed = (offset - position) as u64;
         tracing::warn!(
+            ?feed,
             partition,
             position,
             offset,

@@ -98,6 +98,7 @@ fn config() -> WindowConfig {
         tumbling_ms: 60_000,
         lateness_ms: 5_000,
         retain: 4,
+        quality: QualityConfig::default(),
     }
 }
 
@@ -145,8 +146,11 @@ fn events_fill_the_windows_and_move_the_position() {
     );
     assert_eq!(w.total.rows(), 1500);
     assert_eq!(w.events, 1500);
-    assert_eq!(s.offsets, BTreeMap::from([(0, 500), (1, 500), (2, 500)]));
-    assert_eq!(s.origins[&2].offset, 0);
+    assert_eq!(
+        s.positions.offsets,
+        BTreeMap::from([(0, 500), (1, 500), (2, 500)])
+    );
+    assert_eq!(s.positions.origins[&2].offset, 0);
     // A partition that delivers events before its position starts again (a new broker, a
     // topic created again): the position is given up once per partition, every event counted.
     let again = feed(&mut s, 30, 2, 490);
@@ -156,7 +160,10 @@ fn events_fill_the_windows_and_move_the_position() {
             .all(|a| *a == Applied::Counted { noised: false })
     );
     assert_eq!(s.models["toy"].total.rows(), 1530);
-    assert_eq!(s.offsets, BTreeMap::from([(0, 500), (1, 500), (2, 500)]));
+    assert_eq!(
+        s.positions.offsets,
+        BTreeMap::from([(0, 500), (1, 500), (2, 500)])
+    );
     let resets =
         |s: &State, reason: &str| s.metrics.offset_resets.with_label_values(&[reason]).get();
     assert_eq!(resets(&s, "restarted"), 3);
@@ -177,7 +184,8 @@ fn a_log_that_starts_again_is_told_apart_from_events_delivered_again() {
         |s: &State, reason: &str| s.metrics.offset_resets.with_label_values(&[reason]).get();
     // The first event counted is the partition's origin, saved with the checkpoint.
     let saved: Checkpoint =
-        serde_json::from_str(&serde_json::to_string(&s.checkpoint("t")).unwrap()).unwrap();
+        serde_json::from_str(&serde_json::to_string(&s.checkpoint("t", Some("l"))).unwrap())
+            .unwrap();
     assert_eq!(saved.origins[&0].offset, 0);
     assert_eq!(saved.origins[&0].event_id, "e-0-1-40");
 
@@ -190,7 +198,7 @@ fn a_log_that_starts_again_is_told_apart_from_events_delivered_again() {
         );
     }
     assert_eq!(s.models["toy"].events, 100);
-    assert_eq!(s.offsets[&0], 100);
+    assert_eq!(s.positions.offsets[&0], 100);
 
     // A log that starts again (the embedded broker after a restart, a topic created again):
     // other events before the position. The position is given up once, every event counted.
@@ -201,17 +209,17 @@ fn a_log_that_starts_again_is_told_apart_from_events_delivered_again() {
         );
     }
     assert_eq!(s.models["toy"].events, 110);
-    assert_eq!(s.offsets[&0], 10);
+    assert_eq!(s.positions.offsets[&0], 10);
     assert_eq!(
-        s.origins[&0].event_id,
+        s.positions.origins[&0].event_id,
         format!("e-1000-1-{}", 40.0 + 1000.0 % 20.0)
     );
     assert_eq!((resets(&s, "restarted"), resets(&s, "replaced")), (1, 0));
 
     // A partition found to be another log (see the consumer): its position is given up.
-    s.give_up(0, Reset::Replaced, 0);
-    assert_eq!(s.offsets[&0], 0);
-    assert!(!s.origins.contains_key(&0));
+    s.give_up(Feed::Predictions, 0, Reset::Replaced, 0);
+    assert_eq!(s.positions.offsets[&0], 0);
+    assert!(!s.positions.origins.contains_key(&0));
     assert_eq!(
         s.apply(0, 0, &payload(5000), 0),
         Applied::Counted { noised: false }
@@ -268,7 +276,7 @@ fn events_that_cannot_be_counted_are_skipped_with_their_reason() {
     );
     assert_eq!(s.models["toy"].events, 0);
     // Skipped events are passed: the position moves on.
-    assert_eq!(s.offsets[&0], 4);
+    assert_eq!(s.positions.offsets[&0], 4);
 }
 
 #[test]
@@ -313,7 +321,8 @@ fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
     let mut s = state(1);
     feed(&mut s, 1300, 4, 0);
     let saved: Checkpoint =
-        serde_json::from_str(&serde_json::to_string(&s.checkpoint("t")).unwrap()).unwrap();
+        serde_json::from_str(&serde_json::to_string(&s.checkpoint("t", Some("l"))).unwrap())
+            .unwrap();
     let mut restored = state(1);
     assert_eq!(
         restored.restore(saved.clone()).unwrap(),
@@ -322,7 +331,7 @@ fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
             events: 1300
         }]
     );
-    assert_eq!(restored.offsets, s.offsets);
+    assert_eq!(restored.positions.offsets, s.positions.offsets);
     let (a, b) = (&s.models["toy"], &restored.models["toy"]);
     assert_eq!(a.sliding.histograms(), b.sliding.histograms());
     assert_eq!(a.total, b.total);
@@ -349,7 +358,7 @@ fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
     assert!(matches!(&done[0], Restored::Discarded { model, .. } if model == "toy"));
     assert_eq!(promoted.models["toy"].events, 0);
     assert_eq!(
-        promoted.offsets,
+        promoted.positions.offsets,
         BTreeMap::from([(0, 434), (1, 433), (2, 433)])
     );
 }
@@ -425,14 +434,14 @@ fn events_removed_from_the_log_before_they_were_read_are_counted_as_missed() {
     );
     assert_eq!(s.metrics.missed.get(), 70);
     assert_eq!(s.models["toy"].events, 51);
-    assert_eq!(s.offsets[&0], 121);
+    assert_eq!(s.positions.offsets[&0], 121);
     let resets =
         |s: &State, reason: &str| s.metrics.offset_resets.with_label_values(&[reason]).get();
     assert_eq!((resets(&s, "restarted"), resets(&s, "replaced")), (0, 0));
     // A partition read for the first time, or given up, may start past offset 0 (retention
     // before the service ever read it): nothing it was owed is missing.
     s.apply(1, 300, &payload(300), 0);
-    s.give_up(0, Reset::Replaced, 0);
+    s.give_up(Feed::Predictions, 0, Reset::Replaced, 0);
     s.apply(0, 500, &payload(500), 0);
     assert_eq!(s.metrics.missed.get(), 70);
 }
@@ -456,4 +465,127 @@ fn an_answer_without_a_number_is_counted_apart_and_its_event_still_counts() {
     assert_eq!(watch.events, 2);
     assert_eq!(watch.predicted.as_ref().unwrap().histograms().rows(), 1);
     assert_eq!(s.metrics.answers_unreadable.get(), 1);
+}
+
+/// An answer of the toy model to request `request_id`: class 1 when `probability` >= 0.5.
+fn answered(request_id: &str, probability: f64, ts_ms: i64) -> Vec<u8> {
+    let ts = chrono::DateTime::from_timestamp_millis(ts_ms).unwrap();
+    let names = vec!["colour".to_string(), "speed".to_string()];
+    let values = [Value::Number(1.0), Value::Number(50.0)];
+    let event_id = format!("e-{request_id}");
+    PredictionEventRef {
+        event_id: &event_id,
+        request_id,
+        ts: &ts,
+        model: "toy",
+        model_version: 1,
+        schema_hash: "toy-hash",
+        features: Features {
+            names: &names,
+            values: &values,
+        },
+        prediction: OutcomeRef {
+            class: u8::from(probability >= 0.5),
+            label: "",
+            probability,
+            threshold: 0.5,
+        }
+        .into(),
+        latency_us: 5,
+        source: vigie_stream::Source::Api,
+        row: None,
+    }
+    .to_json()
+}
+
+fn label(request_id: &str, model: &str, class: Option<u8>, value: Option<f64>) -> Vec<u8> {
+    serde_json::to_vec(&vigie_stream::LabelEvent {
+        request_id: request_id.into(),
+        row: None,
+        model: model.into(),
+        class,
+        label: None,
+        value,
+        ts: chrono::DateTime::from_timestamp_millis(1_060_000).unwrap(),
+        by: "test".into(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn labels_join_their_answers_whichever_topic_is_read_first_and_survive_a_checkpoint() {
+    let mut s = state(1);
+    let now = 2_000_000;
+    // Four answers; then their labels (class 1 for r0 and r1), one label before its answer.
+    for (i, p) in [0.9, 0.2, 0.1, 0.7].into_iter().enumerate() {
+        let applied = s.apply(0, i as i64, &answered(&format!("r{i}"), p, 1_000_000), now);
+        assert_eq!(applied, Applied::Counted { noised: false });
+    }
+    let labels: Vec<(Vec<u8>, Result<LabelOutcome, LabelSkip>)> = vec![
+        (label("r0", "toy", Some(1), None), Ok(LabelOutcome::Joined)),
+        (label("r1", "toy", Some(1), None), Ok(LabelOutcome::Joined)),
+        (label("r2", "toy", Some(0), None), Ok(LabelOutcome::Joined)),
+        (
+            label("r2", "toy", Some(1), None),
+            Ok(LabelOutcome::Relabelled),
+        ),
+        (label("r4", "toy", Some(0), None), Ok(LabelOutcome::Early)),
+        (
+            label("r3", "toy", None, Some(3.5)),
+            Ok(LabelOutcome::WrongType),
+        ),
+        (
+            label("r3", "other", Some(1), None),
+            Err(LabelSkip::UnknownModel),
+        ),
+        (b"not json".to_vec(), Err(LabelSkip::Unreadable)),
+    ];
+    for (offset, (payload, expected)) in labels.iter().enumerate() {
+        let got = s.apply_label(0, offset as i64, payload, now);
+        assert_eq!(got, *expected, "label {offset}");
+    }
+    // The first label delivered again: read once.
+    assert_eq!(
+        s.apply_label(0, 0, &labels[0].0, now),
+        Err(LabelSkip::AlreadyRead)
+    );
+    assert_eq!(s.label_positions.offsets[&0], labels.len() as i64);
+    // The early label's answer arrives: joined.
+    s.apply(0, 4, &answered("r4", 0.4, 1_000_000), now);
+    let quality = &s.models["toy"].quality;
+    assert_eq!(
+        quality.waiting(),
+        (1, 0),
+        "r3 waits for a label of its type"
+    );
+    let realised = quality.realised(None);
+    assert_eq!(realised.labels, 4);
+    // r0 right, r1 wrong (0.2 < 0.5), r2 right, r4 right.
+    assert_eq!(realised.accuracy, Some(0.75));
+    let brier = (0.01 + 0.64 + 0.01 + 0.16) / 4.0;
+    assert!((realised.brier.unwrap() - brier).abs() < 1e-12);
+    assert_eq!(realised.median_label_delay_seconds, 60.0);
+
+    // A checkpoint carries the join and both positions.
+    let saved: Checkpoint =
+        serde_json::from_str(&serde_json::to_string(&s.checkpoint("t", Some("l"))).unwrap())
+            .unwrap();
+    let mut back = state(1);
+    back.restore(saved).unwrap();
+    assert_eq!(back.label_positions.offsets, s.label_positions.offsets);
+    let q = &back.models["toy"].quality;
+    assert_eq!(q.state(), quality.state());
+    // r3's label comes, now of the right type.
+    assert_eq!(
+        back.apply_label(0, 8, &label("r3", "toy", Some(1), None), now),
+        Ok(LabelOutcome::Joined)
+    );
+    // A promotion starts the window again; the old version's answers are counted apart.
+    back.apply(0, 5, &answered("r5", 0.9, 1_000_000), now);
+    back.set_reference(reference(2));
+    assert_eq!(back.models["toy"].quality.realised(None).labels, 0);
+    assert_eq!(
+        back.apply_label(0, 9, &label("r5", "toy", Some(1), None), now),
+        Ok(LabelOutcome::OldVersion)
+    );
 }

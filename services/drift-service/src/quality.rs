@@ -1,0 +1,715 @@
+//! Realised quality: the labels of `vigie.labels` joined to the answers of `vigie.predictions`
+//! by request id and row, and what the last labelled answers show (a regression's MAE and
+//! interval coverage, a classification's accuracy and Brier score).
+//!
+//! Labels come late (an attendance time minutes after the call, a hospitalisation days
+//! later). An answer waits for its label at most [`QualityConfig::wait_ms`], and at most
+//! [`QualityConfig::capacity`] answers wait per model: the oldest leave first. A label read
+//! before its answer (the two topics are read side by side, in no common order) waits the
+//! same way. Whatever leaves without its partner is counted; nothing leaves in silence.
+//!
+//! The first label of an answer counts. A later one for the same answer is counted as
+//! relabelled and changes nothing (the window already holds the first; an operator who
+//! corrects a label reads the counter). An answer of a version no longer in production is
+//! counted apart and kept out of the window: the window is the production version's quality.
+//!
+//! The whole state is saved with the drift checkpoint (see `crate::checkpoint`).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use prometheus::{Histogram, IntCounter};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
+
+/// How long and how many answers wait for labels, and how many labelled answers a model's
+/// quality is measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QualityConfig {
+    /// Longest wait of an answer for its label (and of a label for its answer), in ms.
+    pub wait_ms: i64,
+    /// Most answers (and most early labels) waiting per model.
+    pub capacity: usize,
+    /// Labelled answers in a model's quality window.
+    pub window: usize,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig {
+            wait_ms: 72 * 3_600_000,
+            capacity: 20_000,
+            window: 500,
+        }
+    }
+}
+
+/// The identity of an answer: its request id and row, hashed (FNV-1a, stable across runs).
+/// At 20,000 waiting answers, two sharing a key is a one in 10^10 event.
+pub fn key(request_id: &str, row: Option<u64>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    request_id.bytes().for_each(&mut eat);
+    // A separator no request id holds, then the row (absent and row 0 differ).
+    eat(0xff);
+    match row {
+        None => eat(0),
+        Some(r) => {
+            eat(1);
+            r.to_le_bytes().into_iter().for_each(&mut eat);
+        }
+    }
+    h
+}
+
+/// What an answer said, as far as its quality goes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    #[serde(rename = "v")]
+    pub version: u32,
+    /// The probability of the positive class, or the estimate.
+    #[serde(rename = "y")]
+    pub value: f64,
+    /// The class answered (classification).
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<u8>,
+    /// The prediction interval (regression).
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<(f64, f64)>,
+    #[serde(rename = "f", default, skip_serializing_if = "std::ops::Not::not")]
+    pub flagged: bool,
+    /// Event time of the prediction, ms.
+    #[serde(rename = "t")]
+    pub at_ms: i64,
+}
+
+/// A label read before its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Early {
+    pub truth: f64,
+    /// When the label was given, ms.
+    pub at_ms: i64,
+}
+
+/// A labelled answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Joined {
+    pub answer: Answer,
+    pub truth: f64,
+    /// From the prediction to its label, ms.
+    pub delay_ms: i64,
+}
+
+/// What became of a label of a watched model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelOutcome {
+    /// Joined to its answer: in the window.
+    Joined,
+    /// Its answer is not read yet: it waits.
+    Early,
+    /// Its answer was labelled already: the first label counts.
+    Relabelled,
+    /// Its answer came from a version no longer in production: counted, not in the window.
+    OldVersion,
+    /// The label's type does not fit the model's task (a class for a regression...).
+    WrongType,
+    /// Its answer never came within the wait (or the early labels were full).
+    Unmatched,
+}
+
+impl LabelOutcome {
+    /// The outcomes counted in `vigie_quality_labels_total` (early labels are counted when
+    /// they are joined or leave).
+    pub const COUNTED: [LabelOutcome; 5] = [
+        LabelOutcome::Joined,
+        LabelOutcome::Relabelled,
+        LabelOutcome::OldVersion,
+        LabelOutcome::WrongType,
+        LabelOutcome::Unmatched,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelOutcome::Joined => "joined",
+            LabelOutcome::Early => "early",
+            LabelOutcome::Relabelled => "relabelled",
+            LabelOutcome::OldVersion => "old_version",
+            LabelOutcome::WrongType => "wrong_type",
+            LabelOutcome::Unmatched => "unmatched",
+        }
+    }
+}
+
+/// Why an answer left without a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlabelled {
+    /// Its wait ran out.
+    Wait,
+    /// More answers waited than the capacity: the oldest left.
+    Capacity,
+}
+
+impl Unlabelled {
+    pub const ALL: [Unlabelled; 2] = [Unlabelled::Wait, Unlabelled::Capacity];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unlabelled::Wait => "wait",
+            Unlabelled::Capacity => "capacity",
+        }
+    }
+}
+
+/// The quality of a model's last labelled answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Realised {
+    /// Labelled answers measured (at most the window).
+    pub labels: usize,
+    pub window: usize,
+    /// Regression: mean absolute error, root mean squared error, mean residual (truth minus
+    /// estimate), the share of truths inside the interval, the share of estimates more than
+    /// the spec's margin under the truth, the share flagged as at risk of underestimation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mae: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rmse: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_residual: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_coverage: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_underestimated: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_flagged: Option<f64>,
+    /// Classification: the share of answers whose class was the truth, and the Brier score of
+    /// the probabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brier: Option<f64>,
+    /// Median delay from the prediction to its label, seconds.
+    pub median_label_delay_seconds: f64,
+}
+
+impl Realised {
+    /// The metrics present, by the name `vigie_quality_realised` gives them.
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        [
+            ("mae", self.mae),
+            ("rmse", self.rmse),
+            ("mean_residual", self.mean_residual),
+            ("interval_coverage", self.interval_coverage),
+            ("share_underestimated", self.share_underestimated),
+            ("share_flagged", self.share_flagged),
+            ("accuracy", self.accuracy),
+            ("brier", self.brier),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| (name, v)))
+        .collect()
+    }
+
+    /// Every name [`Realised::metrics`] may give.
+    pub const NAMES: [&'static str; 8] = [
+        "mae",
+        "rmse",
+        "mean_residual",
+        "interval_coverage",
+        "share_underestimated",
+        "share_flagged",
+        "accuracy",
+        "brier",
+    ];
+}
+
+/// The saved form of a model's [`Quality`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityState {
+    /// Answers waiting, oldest first: key, when read (ms), the answer.
+    pub awaiting: Vec<(u64, i64, Answer)>,
+    /// Labels waiting for their answer, oldest first: key, when read (ms), the label.
+    pub early: Vec<(u64, i64, Early)>,
+    /// Keys of the answers labelled lately, oldest first.
+    pub labelled: Vec<u64>,
+    /// The window, oldest first.
+    pub window: Vec<Joined>,
+}
+
+/// One model's join of labels to answers, and its window of labelled answers.
+#[derive(Debug)]
+pub struct Quality {
+    config: QualityConfig,
+    awaiting: HashMap<u64, (i64, Answer)>,
+    /// Keys in the order they were read, with when: the front leaves first. A key joined
+    /// meanwhile is gone from the map and is passed over.
+    awaiting_order: VecDeque<(u64, i64)>,
+    early: HashMap<u64, (i64, Early)>,
+    early_order: VecDeque<(u64, i64)>,
+    labelled: HashSet<u64>,
+    labelled_order: VecDeque<u64>,
+    window: VecDeque<Joined>,
+    counters: Counters,
+}
+
+/// The model's counters, resolved once.
+#[derive(Debug, Clone)]
+struct Counters {
+    labels: [IntCounter; LabelOutcome::COUNTED.len()],
+    unlabelled: [IntCounter; Unlabelled::ALL.len()],
+    delay: Histogram,
+}
+
+impl Counters {
+    fn new(metrics: &Metrics, model: &str) -> Self {
+        Counters {
+            labels: LabelOutcome::COUNTED.map(|o| {
+                metrics
+                    .quality_labels
+                    .with_label_values(&[model, o.as_str()])
+            }),
+            unlabelled: Unlabelled::ALL.map(|u| {
+                metrics
+                    .quality_unlabelled
+                    .with_label_values(&[model, u.as_str()])
+            }),
+            delay: metrics.label_delay.clone(),
+        }
+    }
+
+    fn label(&self, outcome: LabelOutcome) {
+        if let Some(at) = LabelOutcome::COUNTED.iter().position(|o| *o == outcome) {
+            self.labels[at].inc();
+        }
+    }
+
+    fn unlabelled(&self, why: Unlabelled) {
+        let at = Unlabelled::ALL.iter().position(|u| *u == why).unwrap_or(0);
+        self.unlabelled[at].inc();
+    }
+}
+
+impl Quality {
+    pub fn new(config: QualityConfig, metrics: &Metrics, model: &str) -> Self {
+        Quality {
+            config,
+            awaiting: HashMap::new(),
+            awaiting_order: VecDeque::new(),
+            early: HashMap::new(),
+            early_order: VecDeque::new(),
+            labelled: HashSet::new(),
+            labelled_order: VecDeque::new(),
+            window: VecDeque::new(),
+            counters: Counters::new(metrics, model),
+        }
+    }
+
+    /// Answers and labels waiting.
+    pub fn waiting(&self) -> (usize, usize) {
+        (self.awaiting.len(), self.early.len())
+    }
+
+    /// An answer read: joined at once to its early label, else waits. `version` is the
+    /// production version now.
+    pub fn answer(&mut self, key: u64, answer: Answer, version: u32, now_ms: i64) {
+        self.expire(now_ms);
+        if let Some((_, early)) = self.early.remove(&key) {
+            self.join(key, answer, early, version);
+            return;
+        }
+        if self.labelled.contains(&key) {
+            // Delivered again after its label (at-least-once): already joined.
+            return;
+        }
+        if self.awaiting.insert(key, (now_ms, answer)).is_none() {
+            self.awaiting_order.push_back((key, now_ms));
+        }
+        while self.awaiting.len() > self.config.capacity {
+            let Some((oldest, _)) = self.awaiting_order.pop_front() else {
+                break;
+            };
+            if self.awaiting.remove(&oldest).is_some() {
+                self.counters.unlabelled(Unlabelled::Capacity);
+            }
+        }
+    }
+
+    /// A label read for the answer `key`; `version` is the production version now.
+    pub fn label(&mut self, key: u64, label: Early, version: u32, now_ms: i64) -> LabelOutcome {
+        self.expire(now_ms);
+        if self.labelled.contains(&key) {
+            self.counters.label(LabelOutcome::Relabelled);
+            return LabelOutcome::Relabelled;
+        }
+        if let Some((_, answer)) = self.awaiting.remove(&key) {
+            return self.join(key, answer, label, version);
+        }
+        if self.early.contains_key(&key) {
+            // A second label before the answer: the first counts.
+            self.counters.label(LabelOutcome::Relabelled);
+            return LabelOutcome::Relabelled;
+        }
+        self.early.insert(key, (now_ms, label));
+        self.early_order.push_back((key, now_ms));
+        while self.early.len() > self.config.capacity {
+            let Some((oldest, _)) = self.early_order.pop_front() else {
+                break;
+            };
+            if self.early.remove(&oldest).is_some() {
+                self.counters.label(LabelOutcome::Unmatched);
+            }
+        }
+        LabelOutcome::Early
+    }
+
+    /// Counts a label whose type does not fit the task.
+    pub fn wrong_type(&self) {
+        self.counters.label(LabelOutcome::WrongType);
+    }
+
+    fn join(&mut self, key: u64, answer: Answer, label: Early, version: u32) -> LabelOutcome {
+        self.labelled.insert(key);
+        self.labelled_order.push_back(key);
+        while self.labelled_order.len() > self.config.capacity {
+            if let Some(old) = self.labelled_order.pop_front() {
+                self.labelled.remove(&old);
+            }
+        }
+        let delay_ms = (label.at_ms - answer.at_ms).max(0);
+        self.counters.delay.observe(delay_ms as f64 / 1000.0);
+        if answer.version != version {
+            self.counters.label(LabelOutcome::OldVersion);
+            return LabelOutcome::OldVersion;
+        }
+        self.window.push_back(Joined {
+            answer,
+            truth: label.truth,
+            delay_ms,
+        });
+        while self.window.len() > self.config.window {
+            self.window.pop_front();
+        }
+        self.counters.label(LabelOutcome::Joined);
+        LabelOutcome::Joined
+    }
+
+    /// Lets the answers and labels whose wait ran out leave, counted.
+    pub fn expire(&mut self, now_ms: i64) {
+        let before = now_ms - self.config.wait_ms;
+        while let Some(&(key, read)) = self.awaiting_order.front() {
+            if read > before {
+                break;
+            }
+            self.awaiting_order.pop_front();
+            if self.awaiting.get(&key).is_some_and(|(r, _)| *r == read) {
+                self.awaiting.remove(&key);
+                self.counters.unlabelled(Unlabelled::Wait);
+            }
+        }
+        while let Some(&(key, read)) = self.early_order.front() {
+            if read > before {
+                break;
+            }
+            self.early_order.pop_front();
+            if self.early.get(&key).is_some_and(|(r, _)| *r == read) {
+                self.early.remove(&key);
+                self.counters.label(LabelOutcome::Unmatched);
+            }
+        }
+    }
+
+    /// Forgets the window (a new production version: its quality starts from its own labels).
+    /// Answers waiting stay: their labels are still counted, as the old version's.
+    pub fn clear_window(&mut self) {
+        self.window.clear();
+    }
+
+    /// The quality of the window; `margin` is the regression spec's underestimation margin
+    /// (`None` for a classification).
+    pub fn realised(&self, margin: Option<f64>) -> Realised {
+        let n = self.window.len();
+        let mut delays: Vec<i64> = self.window.iter().map(|j| j.delay_ms).collect();
+        delays.sort_unstable();
+        let median_label_delay_seconds = delays.get(n / 2).map_or(0.0, |&d| d as f64 / 1000.0);
+        let mut realised = Realised {
+            labels: n,
+            window: self.config.window,
+            mae: None,
+            rmse: None,
+            mean_residual: None,
+            interval_coverage: None,
+            share_underestimated: None,
+            share_flagged: None,
+            accuracy: None,
+            brier: None,
+            median_label_delay_seconds,
+        };
+        if n == 0 {
+            return realised;
+        }
+        let count = n as f64;
+        let mean = |f: &dyn Fn(&Joined) -> f64| self.window.iter().map(f).sum::<f64>() / count;
+        let share = |f: &dyn Fn(&Joined) -> bool| {
+            self.window.iter().filter(|j| f(j)).count() as f64 / count
+        };
+        match margin {
+            Some(margin) => {
+                realised.mae = Some(mean(&|j| (j.truth - j.answer.value).abs()));
+                realised.rmse = Some(mean(&|j| (j.truth - j.answer.value).powi(2)).sqrt());
+                realised.mean_residual = Some(mean(&|j| j.truth - j.answer.value));
+                realised.share_underestimated = Some(share(&|j| j.truth - j.answer.value > margin));
+                realised.share_flagged = Some(share(&|j| j.answer.flagged));
+                let with_interval = self
+                    .window
+                    .iter()
+                    .filter(|j| j.answer.interval.is_some())
+                    .count();
+                if with_interval > 0 {
+                    let covered = self
+                        .window
+                        .iter()
+                        .filter(|j| {
+                            j.answer
+                                .interval
+                                .is_some_and(|(lo, hi)| lo <= j.truth && j.truth <= hi)
+                        })
+                        .count();
+                    realised.interval_coverage = Some(covered as f64 / with_interval as f64);
+                }
+            }
+            None => {
+                realised.brier = Some(mean(&|j| (j.answer.value - j.truth).powi(2)));
+                let with_class: Vec<&Joined> = self
+                    .window
+                    .iter()
+                    .filter(|j| j.answer.class.is_some())
+                    .collect();
+                if !with_class.is_empty() {
+                    let right = with_class
+                        .iter()
+                        .filter(|j| j.answer.class.map(f64::from) == Some(j.truth))
+                        .count();
+                    realised.accuracy = Some(right as f64 / with_class.len() as f64);
+                }
+            }
+        }
+        realised
+    }
+
+    pub fn state(&self) -> QualityState {
+        QualityState {
+            awaiting: self
+                .awaiting_order
+                .iter()
+                .filter_map(|&(key, read)| {
+                    let &(r, answer) = self.awaiting.get(&key)?;
+                    (r == read).then_some((key, read, answer))
+                })
+                .collect(),
+            early: self
+                .early_order
+                .iter()
+                .filter_map(|&(key, read)| {
+                    let &(r, label) = self.early.get(&key)?;
+                    (r == read).then_some((key, read, label))
+                })
+                .collect(),
+            labelled: self.labelled_order.iter().copied().collect(),
+            window: self.window.iter().copied().collect(),
+        }
+    }
+
+    /// Takes a saved state back, within this configuration's bounds (the newest kept).
+    pub fn restore(&mut self, saved: QualityState) {
+        let keep = |len: usize, bound: usize| len.saturating_sub(bound);
+        let skip = keep(saved.awaiting.len(), self.config.capacity);
+        for (key, read, answer) in saved.awaiting.into_iter().skip(skip) {
+            self.awaiting.insert(key, (read, answer));
+            self.awaiting_order.push_back((key, read));
+        }
+        let skip = keep(saved.early.len(), self.config.capacity);
+        for (key, read, label) in saved.early.into_iter().skip(skip) {
+            self.early.insert(key, (read, label));
+            self.early_order.push_back((key, read));
+        }
+        let skip = keep(saved.labelled.len(), self.config.capacity);
+        for key in saved.labelled.into_iter().skip(skip) {
+            self.labelled.insert(key);
+            self.labelled_order.push_back(key);
+        }
+        let skip = keep(saved.window.len(), self.config.window);
+        self.window = saved.window.into_iter().skip(skip).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quality(capacity: usize, window: usize) -> (Quality, prometheus::Registry) {
+        let registry = prometheus::Registry::new();
+        let metrics = Metrics::register(&registry).expect("metrics");
+        let config = QualityConfig {
+            wait_ms: 1_000,
+            capacity,
+            window,
+        };
+        (Quality::new(config, &metrics, "m"), registry)
+    }
+
+    fn estimate(value: f64, lo: f64, hi: f64, flagged: bool) -> Answer {
+        Answer {
+            version: 1,
+            value,
+            class: None,
+            interval: Some((lo, hi)),
+            flagged,
+            at_ms: 0,
+        }
+    }
+
+    fn truth(truth: f64, at_ms: i64) -> Early {
+        Early { truth, at_ms }
+    }
+
+    fn counted(registry: &prometheus::Registry, family: &str, outcome: &str) -> u64 {
+        let text = vigie_api::encode_metrics(registry);
+        text.lines()
+            .filter(|l| l.starts_with(family) && l.contains(&format!("\"{outcome}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    #[test]
+    fn keys_tell_requests_and_rows_apart() {
+        assert_ne!(key("r1", None), key("r1", Some(0)));
+        assert_ne!(key("r1", Some(0)), key("r1", Some(1)));
+        assert_ne!(key("r1", Some(1)), key("r2", Some(1)));
+        assert_eq!(key("r1", Some(7)), key("r1", Some(7)));
+    }
+
+    #[test]
+    fn a_regression_window_gives_its_mae_coverage_and_underestimation() {
+        let (mut q, registry) = quality(100, 4);
+        // Four answers labelled in order, a fifth pushes the first out of the window.
+        let answers = [
+            (100.0, 50.0, 150.0, false, 400.0), // far under, outside: the oldest, leaves
+            (100.0, 50.0, 150.0, false, 90.0),  // |e| 10, covered
+            (200.0, 150.0, 250.0, true, 300.0), // |e| 100, outside, under by 100
+            (300.0, 250.0, 350.0, false, 330.0), // |e| 30, covered
+            (400.0, 350.0, 450.0, true, 380.0), // |e| 20, covered
+        ];
+        for (i, &(value, lo, hi, flagged, _)) in answers.iter().enumerate() {
+            q.answer(i as u64, estimate(value, lo, hi, flagged), 1, 0);
+        }
+        for (i, &(.., y)) in answers.iter().enumerate() {
+            let got = q.label(i as u64, truth(y, 2_000 + i as i64), 1, 10);
+            assert_eq!(got, LabelOutcome::Joined);
+        }
+        let r = q.realised(Some(60.0));
+        assert_eq!(r.labels, 4);
+        assert_eq!(r.mae, Some(40.0));
+        assert_eq!(r.mean_residual, Some((-10.0 + 100.0 + 30.0 - 20.0) / 4.0));
+        assert_eq!(r.interval_coverage, Some(0.75));
+        assert_eq!(r.share_underestimated, Some(0.25));
+        assert_eq!(r.share_flagged, Some(0.5));
+        assert_eq!(r.accuracy, None);
+        assert_eq!(r.median_label_delay_seconds, 2.003);
+        assert_eq!(
+            counted(&registry, "vigie_quality_labels_total", "joined"),
+            5
+        );
+    }
+
+    #[test]
+    fn a_label_before_its_answer_waits_and_a_second_label_changes_nothing() {
+        let (mut q, registry) = quality(100, 10);
+        assert_eq!(q.label(7, truth(1.0, 5), 1, 0), LabelOutcome::Early);
+        assert_eq!(q.waiting(), (0, 1));
+        let answer = Answer {
+            class: Some(1),
+            interval: None,
+            ..estimate(0.8, 0.0, 0.0, false)
+        };
+        q.answer(7, answer, 1, 10);
+        assert_eq!(q.waiting(), (0, 0));
+        assert_eq!(q.label(7, truth(0.0, 6), 1, 20), LabelOutcome::Relabelled);
+        // The same answer delivered again after its label waits for nothing.
+        q.answer(7, answer, 1, 30);
+        assert_eq!(q.waiting(), (0, 0));
+        let r = q.realised(None);
+        assert_eq!((r.labels, r.accuracy), (1, Some(1.0)));
+        assert!((r.brier.unwrap() - 0.04).abs() < 1e-12);
+        assert_eq!(
+            counted(&registry, "vigie_quality_labels_total", "relabelled"),
+            1
+        );
+    }
+
+    #[test]
+    fn whatever_waits_too_long_or_overflows_leaves_counted() {
+        let (mut q, registry) = quality(2, 10);
+        for k in 0..3 {
+            q.answer(k, estimate(1.0, 0.0, 2.0, false), 1, 0);
+        }
+        assert_eq!(q.waiting(), (2, 0), "the oldest left for the capacity");
+        assert_eq!(
+            counted(
+                &registry,
+                "vigie_quality_answers_unlabelled_total",
+                "capacity"
+            ),
+            1
+        );
+        assert_eq!(q.label(9, truth(1.0, 0), 1, 500), LabelOutcome::Early);
+        // Past the wait (1 s): both answers and the early label leave.
+        q.expire(1_500);
+        assert_eq!(q.waiting(), (0, 0));
+        assert_eq!(
+            counted(&registry, "vigie_quality_answers_unlabelled_total", "wait"),
+            2
+        );
+        assert_eq!(
+            counted(&registry, "vigie_quality_labels_total", "unmatched"),
+            1
+        );
+        // A label for an answer that left waits in turn: it cannot be joined.
+        assert_eq!(q.label(1, truth(1.0, 0), 1, 1_600), LabelOutcome::Early);
+    }
+
+    #[test]
+    fn an_old_versions_answer_is_counted_out_of_the_window() {
+        let (mut q, registry) = quality(10, 10);
+        q.answer(1, estimate(1.0, 0.0, 2.0, false), 1, 0);
+        assert_eq!(q.label(1, truth(1.0, 0), 2, 0), LabelOutcome::OldVersion);
+        assert_eq!(q.realised(Some(0.0)).labels, 0);
+        assert_eq!(
+            counted(&registry, "vigie_quality_labels_total", "old_version"),
+            1
+        );
+    }
+
+    #[test]
+    fn the_state_comes_back_as_it_was_saved() {
+        let (mut q, _registry) = quality(10, 3);
+        for k in 0..5 {
+            q.answer(k, estimate(k as f64, 0.0, 10.0, k % 2 == 0), 1, k as i64);
+        }
+        for k in 0..4 {
+            q.label(k, truth(1.0, 100), 1, 50);
+        }
+        q.label(42, truth(3.0, 100), 1, 60);
+        let saved = q.state();
+        assert_eq!(saved.awaiting.len(), 1);
+        assert_eq!(saved.early.len(), 1);
+        assert_eq!(saved.window.len(), 3);
+        let text = serde_json::to_string(&saved).expect("json");
+        let (mut back, _r) = quality(10, 3);
+        back.restore(serde_json::from_str(&text).expect("read back"));
+        assert_eq!(back.state(), saved);
+        assert_eq!(back.realised(Some(0.0)), q.realised(Some(0.0)));
+        // A smaller window keeps the newest.
+        let (mut small, _r) = quality(10, 2);
+        small.restore(saved.clone());
+        assert_eq!(small.state().window, saved.window[1..].to_vec());
+    }
+}
