@@ -14,6 +14,8 @@ pub struct Metrics {
     pub producer: ProducerMetrics,
     /// Predictions by model, version and class ([`ESTIMATE_CLASS`] for a regression).
     pub predictions: IntCounterVec,
+    /// A regression's answers flagged as at risk of underestimation, by model and version.
+    pub flagged: IntCounterVec,
     /// Rows refused by model and error code (422s, and bad CSV rows).
     pub rejected: IntCounterVec,
     /// Labels (ground truth) queued for `vigie.labels`, by model.
@@ -46,6 +48,11 @@ impl Metrics {
                 "vigie_predictions_total",
                 "Predictions served, each batch row counted",
                 &["model", "version", "class"],
+            )?,
+            flagged: counter(
+                "vigie_underestimation_flags_total",
+                "A regression's answers flagged as at risk of being underestimated (their group's)",
+                &["model", "version"],
             )?,
             rejected: counter(
                 "vigie_prediction_rejections_total",

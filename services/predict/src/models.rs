@@ -181,6 +181,11 @@ impl ModelSet {
                     class,
                 ]);
             }
+            if served.model.task() == vigie_core::spec::Task::Regression {
+                metrics
+                    .flagged
+                    .with_label_values(&[served.name(), &served.version_label]);
+            }
             next.insert(served.name().to_string(), Arc::new(served));
             changed = true;
         }

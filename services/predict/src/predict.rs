@@ -636,6 +636,15 @@ impl Answering<'_> {
             .predictions
             .with_label_values(&[served.name(), &served.version_label, class])
             .inc();
+        if let Prediction::Estimate(e) = &prediction
+            && e.underestimation_risk
+        {
+            state
+                .metrics
+                .flagged
+                .with_label_values(&[served.name(), &served.version_label])
+                .inc();
+        }
     }
 
     /// Counts a refused row (by its error code) and passes the error on.
