@@ -3,11 +3,15 @@
 //! `vigie drift`, `vigie trainer`, Prometheus (alerting/vigie.rules.yml, 1 s scrape and
 //! evaluation) and Alertmanager (alerting/alertmanager.yml, short group and repeat intervals).
 //!
-//! Production starts as a deliberately weak version of the BAAC model (3 shallow boosting
-//! rounds); the trainer retrains from the real spec. The holdout is replayed as traffic, some of
-//! it labelled; noise is injected through /config/noise; the test follows the drift score over
-//! the threshold, the alert firing in Prometheus, Alertmanager calling the trainer, exactly one
-//! run although the alert keeps firing, its promotion with its holdout figures, and the
+//! Two models run side by side, a classification (BAAC accident severity) and a regression
+//! (London Fire Brigade attendance time); production starts as a deliberately weak version of
+//! each (3 shallow boosting rounds), and the trainer retrains from the real specs. Both holdouts
+//! are replayed as traffic and labelled (300 BAAC rows, every LFB row): the drift service joins
+//! the labels to the answers, and the regression's realised MAE and interval coverage must be
+//! those of the answers the service gave. Noise is injected through /config/noise; the test
+//! follows the drift scores over the threshold, the alerts firing in Prometheus, Alertmanager
+//! calling the trainer, exactly one run per model although the alerts keep firing, their
+//! promotions on each task's metric (ROC AUC up, MAE down) with their holdout figures, and the
 //! prediction service switching versions with zero failed requests. It prints the delays from
 //! the injection to each step (benchmarks/README.md records them).
 //!
@@ -34,6 +38,10 @@ use tokio::task::JoinHandle;
 const SECRET: &str = "a secret of the retraining loop test, long enough";
 const WEBHOOK_TOKEN: &str = "webhook-token-of-the-loop-test";
 const MODEL: &str = "baac-severity";
+/// The regression beside it.
+const LFB: &str = "lfb-response-time";
+/// The drift service's quality window (labelled answers), as the test starts it.
+const QUALITY_WINDOW: usize = 500;
 /// The drift score from which the alert fires (`ml_data_drift_score >= 0.25`).
 const THRESHOLD: f64 = 0.25;
 
@@ -98,8 +106,14 @@ impl Stack {
         let text = replace_once(&text, "iterations = 20", "iterations = 3");
         let text = replace_once(&text, "max_depth = 6", "max_depth = 2");
         std::fs::write(&weak, text).unwrap();
+        let weak_lfb = common::quick_lfb_spec(&home.join("weak"));
+        let text = std::fs::read_to_string(&weak_lfb).unwrap();
+        let text = replace_once(&text, "iterations = 20", "iterations = 3");
+        let text = replace_once(&text, "max_depth = 6", "max_depth = 2");
+        std::fs::write(&weak_lfb, text).unwrap();
         let db = [("DATABASE_URL", database_url.as_str())];
         vigie_ok(home, &["train", "--spec", weak.to_str().unwrap()], &db);
+        vigie_ok(home, &["train", "--spec", weak_lfb.to_str().unwrap()], &db);
         vigie_ok(
             home,
             &["users", "add", "ops", "--admin"],
@@ -127,6 +141,8 @@ impl Stack {
                 "5",
                 "--lateness-secs",
                 "1",
+                "--quality-window",
+                &QUALITY_WINDOW.to_string(),
             ],
             &env,
             home,
@@ -173,12 +189,17 @@ impl Stack {
         })
     }
 
-    /// Uploads the whole holdout as CSV traffic; returns the upload's request id.
-    async fn replay_holdout(&self) -> String {
-        let holdout = std::fs::read(repo().join("data/baac/X_test.csv")).unwrap();
+    /// Uploads a model's whole holdout as CSV traffic; returns the upload's request id and
+    /// the answers (the CSV the service sent back).
+    async fn replay(&self, model: &str) -> (String, String) {
+        let (file, rows) = match model {
+            MODEL => ("data/baac/X_test.csv", 16_410),
+            _ => ("data/lfb/X_test.csv", 1_895),
+        };
+        let holdout = std::fs::read(repo().join(file)).unwrap();
         let request = self
             .client
-            .post(format!("{}/v1/models/{MODEL}/predict/csv", self.predict))
+            .post(format!("{}/v1/models/{model}/predict/csv", self.predict))
             .bearer_auth(&self.token)
             .header("content-type", "text/csv")
             .body(holdout);
@@ -188,17 +209,41 @@ impl Stack {
             .unwrap()
             .to_string();
         let text = response.text().await.unwrap();
-        assert_eq!(text.lines().count(), 16_411, "every holdout row answered");
-        request_id
+        assert_eq!(text.lines().count(), rows + 1, "every holdout row answered");
+        (request_id, text)
     }
 
-    /// The model's `ml_data_drift_score`, once published.
-    async fn score(&self) -> Option<f64> {
+    /// Both holdouts replayed: the BAAC upload's request id and the LFB upload's, with its
+    /// answers.
+    async fn replay_both(&self) -> (String, (String, String)) {
+        let (baac, _) = self.replay(MODEL).await;
+        (baac, self.replay(LFB).await)
+    }
+
+    /// A model's `ml_data_drift_score`, once published.
+    async fn score(&self, model: &str) -> Option<f64> {
         let text = common::metrics(&self.client, &self.drift).await;
-        let series = format!("ml_data_drift_score{{model=\"{MODEL}\"}}");
+        let series = format!("ml_data_drift_score{{model=\"{model}\"}}");
         text.lines()
             .any(|l| l.starts_with(&series))
             .then(|| metric(&text, &series))
+    }
+
+    /// The observed attendance time of every LFB holdout row, sent as feedback.
+    async fn label_lfb(&self, request_id: &str) {
+        let truths = std::fs::read_to_string(repo().join("data/lfb/y_test.csv")).unwrap();
+        let labels: Vec<Value> = truths
+            .lines()
+            .skip(1)
+            .enumerate()
+            .map(|(row, y)| json!({"request_id": request_id, "row": row, "label": y.trim().parse::<f64>().unwrap()}))
+            .collect();
+        let request = self
+            .client
+            .post(format!("{}/v1/models/{LFB}/feedback", self.predict))
+            .bearer_auth(&self.token)
+            .json(&json!({"labels": labels}));
+        expect(request, 202).await;
     }
 
     /// Ground truth for the first `n` rows of an upload, sent as feedback.
@@ -415,33 +460,37 @@ struct Timeline {
     serving: f64,
 }
 
-/// Noise on every event (categorical values swapped, as a tester proves the loop works) and
-/// the holdout replayed through it: waits for the score over the threshold, then for the
-/// alert firing in Prometheus.
-async fn inject_noise_until_the_alert_fires(
+/// Noise on every event of both models (categorical values swapped, as a tester proves the
+/// loop works) and both holdouts replayed through it: waits for both scores over the
+/// threshold, then for both alerts firing in Prometheus.
+async fn inject_noise_until_the_alerts_fire(
     stack: &Stack,
     injected: Instant,
     timeline: &mut Timeline,
 ) {
-    let noise = json!({"model": MODEL, "mode": "category_swap", "rate": 1.0, "seed": 7, "ttl_seconds": 3600});
-    let request = stack
-        .client
-        .post(format!("{}/config/noise", stack.drift))
-        .bearer_auth(&stack.token)
-        .json(&noise);
-    expect(request, 201).await;
-    stack.replay_holdout().await;
-    let drifted = until(
-        "the drift score over the threshold",
-        Duration::from_secs(120),
-        || async { stack.score().await.filter(|&s| s >= THRESHOLD) },
-    )
-    .await;
+    for model in [MODEL, LFB] {
+        let noise = json!({"model": model, "mode": "category_swap", "rate": 1.0, "seed": 7, "ttl_seconds": 3600});
+        let request = stack
+            .client
+            .post(format!("{}/config/noise", stack.drift))
+            .bearer_auth(&stack.token)
+            .json(&noise);
+        expect(request, 201).await;
+    }
+    stack.replay_both().await;
+    for model in [MODEL, LFB] {
+        let drifted = until(
+            &format!("{model}'s drift score over the threshold"),
+            Duration::from_secs(120),
+            || async { stack.score(model).await.filter(|&s| s >= THRESHOLD) },
+        )
+        .await;
+        eprintln!("{model}: drift score with noise {drifted}");
+    }
     timeline.score = injected.elapsed().as_secs_f64();
-    eprintln!("drift score with noise: {drifted}");
 
     until(
-        "the VigieDataDrift alert firing in Prometheus",
+        "the VigieDataDrift alerts of both models firing in Prometheus",
         Duration::from_secs(120),
         || async {
             let alerts = get_json(
@@ -450,33 +499,111 @@ async fn inject_noise_until_the_alert_fires(
                 None,
             )
             .await?;
-            alerts["data"]["alerts"]
-                .as_array()?
-                .iter()
-                .any(|a| {
+            let alerts = alerts["data"]["alerts"].as_array()?;
+            let firing = |model: &str| {
+                alerts.iter().any(|a| {
                     a["labels"]["alertname"] == "VigieDataDrift"
-                        && a["labels"]["model"] == MODEL
+                        && a["labels"]["model"] == model
                         && a["state"] == "firing"
                 })
-                .then_some(())
+            };
+            (firing(MODEL) && firing(LFB)).then_some(())
         },
     )
     .await;
     timeline.alert = injected.elapsed().as_secs_f64();
 }
 
-/// The run the alert started, followed to its end: it must be promoted, on the fixed
-/// holdout, with a bootstrap lower bound above zero. Returns the finished run.
+/// The realised quality the drift service measures on the labelled LFB traffic: once every
+/// label is joined (`round` uploads labelled so far), the window holds the last labelled
+/// answers, and its MAE and interval coverage are those of the answers the prediction service
+/// sent back (`answers`, its CSV) against the truths.
+async fn the_realised_quality_is_that_of_the_answers(stack: &Stack, answers: &str, round: usize) {
+    let truths: Vec<f64> = std::fs::read_to_string(repo().join("data/lfb/y_test.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|y| y.trim().parse().unwrap())
+        .collect();
+    // row,prediction,lower,upper,...: the rows answered, in order.
+    let mut answered: Vec<(f64, f64, f64, f64)> = Vec::new();
+    for line in answers.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        if let (Ok(row), Ok(value), Ok(lower), Ok(upper)) = (
+            cells[0].parse::<usize>(),
+            cells[1].parse::<f64>(),
+            cells[2].parse::<f64>(),
+            cells[3].parse::<f64>(),
+        ) {
+            answered.push((truths[row], value, lower, upper));
+        }
+    }
+    assert!(
+        answered.len() > QUALITY_WINDOW,
+        "{} answered",
+        answered.len()
+    );
+    let window = &answered[answered.len() - QUALITY_WINDOW..];
+    let n = window.len() as f64;
+    let mae = window.iter().map(|(y, p, ..)| (y - p).abs()).sum::<f64>() / n;
+    let coverage = window
+        .iter()
+        .filter(|(y, _, lo, hi)| lo <= y && y <= hi)
+        .count() as f64
+        / n;
+    let joined = format!("vigie_quality_labels_total{{model=\"{LFB}\",outcome=\"joined\"}}");
+    until(
+        "every LFB label joined to its answer",
+        Duration::from_secs(60),
+        || async {
+            let text = common::metrics(&stack.client, &stack.drift).await;
+            (metric(&text, &joined) as usize == round * answered.len()).then_some(())
+        },
+    )
+    .await;
+    let url = format!("{}/v1/drift?model={LFB}", stack.drift);
+    let drift = get_json(&stack.client, &url, Some(&stack.token))
+        .await
+        .unwrap();
+    let quality = &drift["models"][0]["quality"];
+    assert_eq!(quality["labels"], QUALITY_WINDOW, "{quality}");
+    let realised_mae = quality["mae"].as_f64().unwrap();
+    assert!(
+        (realised_mae - mae).abs() < 0.01,
+        "realised MAE {realised_mae}, from the answers {mae}: {quality}"
+    );
+    assert_eq!(
+        quality["interval_coverage"].as_f64().unwrap(),
+        coverage,
+        "{quality}"
+    );
+    eprintln!(
+        "LFB labelled traffic, round {round}: realised MAE {realised_mae:.2} s, interval coverage {coverage:.3} over the last {QUALITY_WINDOW} labels"
+    );
+}
+
+/// The run the alert started for `model`, followed to its end: it must be promoted, on the
+/// fixed holdout, on the task's metric, with a bootstrap lower bound above zero. Returns the
+/// finished run.
 async fn the_alert_starts_a_run_that_promotes(
     stack: &Stack,
+    model: &str,
     injected: Instant,
     timeline: &mut Timeline,
 ) -> Value {
-    let run = until("a retraining run", Duration::from_secs(120), || async {
-        stack.runs().await?.as_array()?.first().cloned()
-    })
+    let run = until(
+        &format!("a retraining run of {model}"),
+        Duration::from_secs(120),
+        || async {
+            let runs = stack.runs().await?;
+            runs.as_array()?
+                .iter()
+                .find(|r| r["model"] == model)
+                .cloned()
+        },
+    )
     .await;
-    timeline.run = injected.elapsed().as_secs_f64();
+    timeline.run = timeline.run.max(injected.elapsed().as_secs_f64());
     assert_eq!(run["trigger"], "alert", "{run}");
     assert!(
         run["triggered_by"]
@@ -494,18 +621,20 @@ async fn the_alert_starts_a_run_that_promotes(
             .then_some(run)
     })
     .await;
-    timeline.done = injected.elapsed().as_secs_f64();
+    timeline.done = timeline.done.max(injected.elapsed().as_secs_f64());
     assert_eq!(run["state"], "promoted", "{run:#}");
     let evaluation = &run["detail"]["evaluation"];
+    let (metric, rows) = match model {
+        MODEL => ("roc_auc", 16_410),
+        _ => ("mae", 1_895),
+    };
+    assert_eq!(evaluation["comparison"]["metric"], metric, "{evaluation}");
     let (before, after) = (
-        evaluation["production"]["roc_auc"].as_f64().unwrap(),
-        evaluation["candidate"]["roc_auc"].as_f64().unwrap(),
+        evaluation["production"][metric].as_f64().unwrap(),
+        evaluation["candidate"][metric].as_f64().unwrap(),
     );
-    assert_eq!(
-        evaluation["production"]["rows"], 16_410,
-        "the fixed holdout"
-    );
-    assert_eq!(evaluation["candidate"]["rows"], 16_410);
+    assert_eq!(evaluation["production"]["rows"], rows, "the fixed holdout");
+    assert_eq!(evaluation["candidate"]["rows"], rows);
     assert!(
         evaluation["comparison"]["improvement_lower"]
             .as_f64()
@@ -513,7 +642,7 @@ async fn the_alert_starts_a_run_that_promotes(
             > 0.0
     );
     eprintln!(
-        "holdout ROC AUC: production {before:.4}, candidate {after:.4}; verdict: {}",
+        "{model}: holdout {metric} production {before:.4}, candidate {after:.4}; verdict: {}",
         run["detail"]["verdict"]
     );
     run
@@ -540,7 +669,7 @@ fn the_run_read_every_label_and_trained_on_none(run: &Value, labels: u64) {
 }
 
 /// Alertmanager keeps notifying (repeat_interval, a new firing after the windows restart):
-/// the trainer records those alerts and starts nothing more.
+/// the trainer records those alerts and starts nothing more: one run per model.
 async fn repeated_alerts_start_no_second_run(stack: &Stack) {
     until(
         "a repeated alert held back",
@@ -555,11 +684,12 @@ async fn repeated_alerts_start_no_second_run(stack: &Stack) {
     )
     .await;
     let runs = stack.runs().await.unwrap();
-    assert_eq!(
-        runs.as_array().unwrap().len(),
-        1,
-        "exactly one retraining: {runs:#}"
-    );
+    let runs = runs.as_array().unwrap();
+    for model in [MODEL, LFB] {
+        let of_model = runs.iter().filter(|r| r["model"] == model).count();
+        assert_eq!(of_model, 1, "exactly one retraining of {model}: {runs:#?}");
+    }
+    assert_eq!(runs.len(), 2, "{runs:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -568,33 +698,55 @@ async fn drift_fires_the_alert_and_the_trainer_promotes_a_better_model_without_a
         return;
     };
 
-    // The holdout as traffic: the window fills with rows like the training data's.
-    let request_id = stack.replay_holdout().await;
-    let clean = until("a first drift score", Duration::from_secs(120), || {
-        stack.score()
-    })
-    .await;
-    eprintln!("drift score of the replayed holdout: {clean}");
-    assert!(clean < THRESHOLD, "the holdout does not drift: {clean}");
+    // The holdouts as traffic: the windows fill with rows like the training data's.
+    let (request_id, (lfb_request, lfb_answers)) = stack.replay_both().await;
+    for model in [MODEL, LFB] {
+        let clean = until(
+            &format!("a first drift score of {model}"),
+            Duration::from_secs(120),
+            || stack.score(model),
+        )
+        .await;
+        eprintln!("{model}: drift score of the replayed holdout {clean}");
+        assert!(
+            clean < THRESHOLD,
+            "{model}'s holdout does not drift: {clean}"
+        );
+    }
 
-    // Ground truth for 300 rows of that traffic. They are holdout rows: the trainer must keep
-    // them out of the fit.
+    // Ground truth for 300 BAAC rows of that traffic and every LFB row. They are holdout
+    // rows: the trainer must keep them out of the fit. The drift service joins them to the
+    // answers: the LFB model's realised quality.
     stack.label(&request_id, 300).await;
+    stack.label_lfb(&lfb_request).await;
+    the_realised_quality_is_that_of_the_answers(&stack, &lfb_answers, 1).await;
 
     // Dispatchers keep calling through everything that follows.
     let dispatcher = Dispatcher::start(&stack);
     let injected = Instant::now();
     let mut timeline = Timeline::default();
-    inject_noise_until_the_alert_fires(&stack, injected, &mut timeline).await;
-    let run = the_alert_starts_a_run_that_promotes(&stack, injected, &mut timeline).await;
+    inject_noise_until_the_alerts_fire(&stack, injected, &mut timeline).await;
+    let run = the_alert_starts_a_run_that_promotes(&stack, MODEL, injected, &mut timeline).await;
+    let lfb_run = the_alert_starts_a_run_that_promotes(&stack, LFB, injected, &mut timeline).await;
 
-    let new_version = run["candidate_version"].as_u64().unwrap();
+    let new_versions = [
+        (MODEL, run["candidate_version"].as_u64().unwrap()),
+        (LFB, lfb_run["candidate_version"].as_u64().unwrap()),
+    ];
     until(
-        "the prediction service serving the new version",
+        "the prediction service serving the new versions",
         Duration::from_secs(60),
         || async {
             let ready = get_json(&stack.client, &format!("{}/ready", stack.predict), None).await?;
-            (ready["models"][0]["version"].as_u64()? == new_version).then_some(())
+            let models = ready["models"].as_array()?;
+            new_versions
+                .iter()
+                .all(|(name, version)| {
+                    models
+                        .iter()
+                        .any(|m| m["name"] == *name && m["version"] == *version)
+                })
+                .then_some(())
         },
     )
     .await;
@@ -602,14 +754,22 @@ async fn drift_fires_the_alert_and_the_trainer_promotes_a_better_model_without_a
 
     repeated_alerts_start_no_second_run(&stack).await;
 
+    // The new versions' own realised quality: the promotions started the quality windows
+    // again; the holdouts replayed and labelled once more fill them.
+    let (request_id, (lfb_request, lfb_answers)) = stack.replay_both().await;
+    stack.label(&request_id, 300).await;
+    stack.label_lfb(&lfb_request).await;
+    the_realised_quality_is_that_of_the_answers(&stack, &lfb_answers, 2).await;
+
     // The dashboards against this live Prometheus: every query answers with data.
     let checked = dashboards_answer(&stack.client, &stack.prom).await;
     eprintln!("dashboards: {checked} Prometheus queries answered with data");
 
     the_run_read_every_label_and_trained_on_none(&run, 300);
-    dispatcher.stop_after_newer(20, new_version).await;
+    the_run_read_every_label_and_trained_on_none(&lfb_run, 1_895);
+    dispatcher.stop_after_newer(20, new_versions[0].1).await;
     eprintln!(
-        "from noise injection: score over threshold {:.1} s, alert firing {:.1} s, run started {:.1} s, run ended {:.1} s, new version serving {:.1} s",
+        "from noise injection: scores over threshold {:.1} s, alerts firing {:.1} s, runs started {:.1} s, runs ended {:.1} s, new versions serving {:.1} s",
         timeline.score, timeline.alert, timeline.run, timeline.done, timeline.serving
     );
 }
