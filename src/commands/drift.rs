@@ -58,8 +58,8 @@ pub struct DriftArgs {
           value_parser = clap::value_parser!(u64).range(1..=365 * 24 * 3600))]
     pub label_wait_secs: u64,
     /// Most answers waiting for a label per model (the oldest leave first, counted); each
-    /// takes about 100 bytes of memory and of every checkpoint.
-    #[arg(long, env = "VIGIE_LABEL_CAPACITY", default_value_t = 20_000,
+    /// takes about 90 bytes of every checkpoint.
+    #[arg(long, env = "VIGIE_LABEL_CAPACITY", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub label_capacity: u64,
     /// Labelled answers a model's realised quality is measured on (the last ones).

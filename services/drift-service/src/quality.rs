@@ -16,6 +16,7 @@
 //! The whole state is saved with the drift checkpoint (see `crate::checkpoint`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hasher;
 
 use prometheus::{Histogram, IntCounter};
 use serde::{Deserialize, Serialize};
@@ -38,29 +39,99 @@ impl Default for QualityConfig {
     fn default() -> Self {
         QualityConfig {
             wait_ms: 72 * 3_600_000,
-            capacity: 20_000,
+            capacity: 10_000,
             window: 500,
         }
     }
 }
 
-/// The identity of an answer: its request id and row, hashed (FNV-1a, stable across runs).
-/// At 20,000 waiting answers, two sharing a key is a one in 10^10 event.
+/// The identity of an answer: its request id and row, hashed eight bytes at a time (stable
+/// across runs and platforms: keys are saved in checkpoints). Not a defence against chosen
+/// collisions: the maps below hash keys again with a per-process secret. At 10,000 waiting
+/// answers, two sharing a key is a one in 10^10 event.
 pub fn key(request_id: &str, row: Option<u64>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: u8| h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    request_id.bytes().for_each(&mut eat);
-    // A separator no request id holds, then the row (absent and row 0 differ).
-    eat(0xff);
-    match row {
-        None => eat(0),
-        Some(r) => {
-            eat(1);
-            r.to_le_bytes().into_iter().for_each(&mut eat);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes = request_id.as_bytes();
+    let mut h = K ^ bytes.len() as u64;
+    let mut eat = |word: u64| h = (h ^ word).wrapping_mul(K).rotate_left(29);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        eat(u64::from_le_bytes(word));
+    }
+    let rest = chunks.remainder();
+    let mut word = [0u8; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    eat(u64::from_le_bytes(word));
+    // Absent and row 0 differ.
+    eat(row.map_or(0, |r| r.wrapping_add(1)));
+    mix(h)
+}
+
+/// splitmix64's finaliser: every output bit depends on every input bit.
+fn mix(mut h: u64) -> u64 {
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// How the maps hash keys: the key mixed with a secret drawn once per process, so that no
+/// one can choose request ids that pile up in one place of a map. Keys are hashes already:
+/// a general-purpose hasher on top, twice per answer, was a measurable share of the drift
+/// service's time per event.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyState {
+    secret: u64,
+}
+
+impl Default for KeyState {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        static SECRET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let secret = *SECRET
+            .get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64));
+        KeyState { secret }
+    }
+}
+
+impl std::hash::BuildHasher for KeyState {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            secret: self.secret,
+            value: 0,
         }
     }
-    h
 }
+
+/// See [`KeyState`].
+#[derive(Debug, Clone, Copy)]
+pub struct KeyHasher {
+    secret: u64,
+    value: u64,
+}
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        mix(self.value ^ self.secret)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; other input still hashes.
+        for &b in bytes {
+            self.value = (self.value ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.value ^= key;
+    }
+}
+
+type KeyMap<V> = HashMap<u64, V, KeyState>;
+type KeySet = HashSet<u64, KeyState>;
 
 /// What an answer said, as far as its quality goes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -235,17 +306,88 @@ pub struct QualityState {
     pub window: Vec<Joined>,
 }
 
+/// Answers waiting for their label, in the order they were read: a ring of slots (read in
+/// order, so the oldest are found without a search) and an index from key to slot (16-byte
+/// entries, looked up at random: small enough to stay in cache for a busy model). A joined
+/// answer leaves a hole; holes at the front are dropped at once.
+#[derive(Debug, Default)]
+struct Waiting {
+    slots: VecDeque<Option<(u64, i64, Answer)>>,
+    /// The sequence number of `slots[0]`.
+    first: u64,
+    index: KeyMap<u64>,
+}
+
+impl Waiting {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn slot(&self, seq: u64) -> usize {
+        (seq - self.first) as usize
+    }
+
+    /// Adds an answer read at `read`; a second answer under the same key replaces the first.
+    fn push(&mut self, key: u64, read: i64, answer: Answer) {
+        let seq = self.first + self.slots.len() as u64;
+        if let Some(old) = self.index.insert(key, seq) {
+            let at = self.slot(old);
+            self.slots[at] = None;
+        }
+        self.slots.push_back(Some((key, read, answer)));
+    }
+
+    /// The answer under `key`, taken out.
+    fn take(&mut self, key: u64) -> Option<Answer> {
+        let seq = self.index.remove(&key)?;
+        let at = self.slot(seq);
+        let (_, _, answer) = self.slots[at].take()?;
+        self.trim();
+        Some(answer)
+    }
+
+    /// Drops the holes at the front.
+    fn trim(&mut self) {
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+    }
+
+    /// Takes the oldest answer out when `leave(read)` says it leaves; `false` when it stays
+    /// (or nothing waits).
+    fn pop_oldest_if(&mut self, leave: impl Fn(i64) -> bool) -> bool {
+        self.trim();
+        match self.slots.front() {
+            Some(Some((key, read, _))) if leave(*read) => {
+                let key = *key;
+                self.slots.pop_front();
+                self.index.remove(&key);
+                self.first += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Slots in use, holes included.
+    fn span(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(u64, i64, Answer)> {
+        self.slots.iter().flatten()
+    }
+}
+
 /// One model's join of labels to answers, and its window of labelled answers.
 #[derive(Debug)]
 pub struct Quality {
     config: QualityConfig,
-    awaiting: HashMap<u64, (i64, Answer)>,
-    /// Keys in the order they were read, with when: the front leaves first. A key joined
-    /// meanwhile is gone from the map and is passed over.
-    awaiting_order: VecDeque<(u64, i64)>,
-    early: HashMap<u64, (i64, Early)>,
+    awaiting: Waiting,
+    early: KeyMap<(i64, Early)>,
     early_order: VecDeque<(u64, i64)>,
-    labelled: HashSet<u64>,
+    labelled: KeySet,
     labelled_order: VecDeque<u64>,
     window: VecDeque<Joined>,
     counters: Counters,
@@ -292,11 +434,10 @@ impl Quality {
     pub fn new(config: QualityConfig, metrics: &Metrics, model: &str) -> Self {
         Quality {
             config,
-            awaiting: HashMap::new(),
-            awaiting_order: VecDeque::new(),
-            early: HashMap::new(),
+            awaiting: Waiting::default(),
+            early: KeyMap::default(),
             early_order: VecDeque::new(),
-            labelled: HashSet::new(),
+            labelled: KeySet::default(),
             labelled_order: VecDeque::new(),
             window: VecDeque::new(),
             counters: Counters::new(metrics, model),
@@ -312,24 +453,26 @@ impl Quality {
     /// production version now.
     pub fn answer(&mut self, key: u64, answer: Answer, version: u32, now_ms: i64) {
         self.expire(now_ms);
-        if let Some((_, early)) = self.early.remove(&key) {
+        if !self.early.is_empty()
+            && let Some((_, early)) = self.early.remove(&key)
+        {
             self.join(key, answer, early, version);
             return;
         }
-        if self.labelled.contains(&key) {
+        if !self.labelled.is_empty() && self.labelled.contains(&key) {
             // Delivered again after its label (at-least-once): already joined.
             return;
         }
-        if self.awaiting.insert(key, (now_ms, answer)).is_none() {
-            self.awaiting_order.push_back((key, now_ms));
-        }
-        while self.awaiting.len() > self.config.capacity {
-            let Some((oldest, _)) = self.awaiting_order.pop_front() else {
+        self.awaiting.push(key, now_ms, answer);
+        // At most `capacity` answers wait, over at most twice as many slots (the holes of
+        // answers joined out of order).
+        while self.awaiting.len() > self.config.capacity
+            || self.awaiting.span() > 2 * self.config.capacity
+        {
+            if !self.awaiting.pop_oldest_if(|_| true) {
                 break;
-            };
-            if self.awaiting.remove(&oldest).is_some() {
-                self.counters.unlabelled(Unlabelled::Capacity);
             }
+            self.counters.unlabelled(Unlabelled::Capacity);
         }
     }
 
@@ -340,7 +483,7 @@ impl Quality {
             self.counters.label(LabelOutcome::Relabelled);
             return LabelOutcome::Relabelled;
         }
-        if let Some((_, answer)) = self.awaiting.remove(&key) {
+        if let Some(answer) = self.awaiting.take(key) {
             return self.join(key, answer, label, version);
         }
         if self.early.contains_key(&key) {
@@ -395,15 +538,8 @@ impl Quality {
     /// Lets the answers and labels whose wait ran out leave, counted.
     pub fn expire(&mut self, now_ms: i64) {
         let before = now_ms - self.config.wait_ms;
-        while let Some(&(key, read)) = self.awaiting_order.front() {
-            if read > before {
-                break;
-            }
-            self.awaiting_order.pop_front();
-            if self.awaiting.get(&key).is_some_and(|(r, _)| *r == read) {
-                self.awaiting.remove(&key);
-                self.counters.unlabelled(Unlabelled::Wait);
-            }
+        while self.awaiting.pop_oldest_if(|read| read <= before) {
+            self.counters.unlabelled(Unlabelled::Wait);
         }
         while let Some(&(key, read)) = self.early_order.front() {
             if read > before {
@@ -497,14 +633,7 @@ impl Quality {
 
     pub fn state(&self) -> QualityState {
         QualityState {
-            awaiting: self
-                .awaiting_order
-                .iter()
-                .filter_map(|&(key, read)| {
-                    let &(r, answer) = self.awaiting.get(&key)?;
-                    (r == read).then_some((key, read, answer))
-                })
-                .collect(),
+            awaiting: self.awaiting.iter().copied().collect(),
             early: self
                 .early_order
                 .iter()
@@ -523,8 +652,7 @@ impl Quality {
         let keep = |len: usize, bound: usize| len.saturating_sub(bound);
         let skip = keep(saved.awaiting.len(), self.config.capacity);
         for (key, read, answer) in saved.awaiting.into_iter().skip(skip) {
-            self.awaiting.insert(key, (read, answer));
-            self.awaiting_order.push_back((key, read));
+            self.awaiting.push(key, read, answer);
         }
         let skip = keep(saved.early.len(), self.config.capacity);
         for (key, read, label) in saved.early.into_iter().skip(skip) {
