@@ -229,36 +229,27 @@ impl Stack {
             .then(|| metric(&text, &series))
     }
 
-    /// The observed attendance time of every LFB holdout row, sent as feedback.
-    async fn label_lfb(&self, request_id: &str) {
-        let truths = std::fs::read_to_string(repo().join("data/lfb/y_test.csv")).unwrap();
-        let labels: Vec<Value> = truths
-            .lines()
-            .skip(1)
-            .enumerate()
-            .map(|(row, y)| json!({"request_id": request_id, "row": row, "label": y.trim().parse::<f64>().unwrap()}))
-            .collect();
-        let request = self
-            .client
-            .post(format!("{}/v1/models/{LFB}/feedback", self.predict))
-            .bearer_auth(&self.token)
-            .json(&json!({"labels": labels}));
-        expect(request, 202).await;
-    }
-
-    /// Ground truth for the first `n` rows of an upload, sent as feedback.
-    async fn label(&self, request_id: &str, n: usize) {
-        let targets = std::fs::read_to_string(repo().join("data/baac/y_test.csv")).unwrap();
+    /// Ground truth for the first `n` rows of a model's upload (its holdout's targets: a class,
+    /// or an attendance time), sent as feedback.
+    async fn label(&self, model: &str, request_id: &str, n: usize) {
+        let file = match model {
+            MODEL => "data/baac/y_test.csv",
+            _ => "data/lfb/y_test.csv",
+        };
+        let targets = std::fs::read_to_string(repo().join(file)).unwrap();
         let labels: Vec<Value> = targets
             .lines()
             .skip(1)
             .take(n)
             .enumerate()
-            .map(|(row, y)| json!({"request_id": request_id, "row": row, "label": y.trim().parse::<u8>().unwrap()}))
+            .map(|(row, y)| {
+                let truth: Value = serde_json::from_str(y.trim()).unwrap();
+                json!({"request_id": request_id, "row": row, "label": truth})
+            })
             .collect();
         let request = self
             .client
-            .post(format!("{}/v1/models/{MODEL}/feedback", self.predict))
+            .post(format!("{}/v1/models/{model}/feedback", self.predict))
             .bearer_auth(&self.token)
             .json(&json!({"labels": labels}));
         expect(request, 202).await;
@@ -450,14 +441,34 @@ impl Dispatcher {
     }
 }
 
-/// Seconds from the noise injection to each step of the loop (benchmarks/README.md).
+/// Seconds from the noise injection to each step of the loop (benchmarks/README.md); the
+/// runs' steps are read from their own records, the latest of both models'.
 #[derive(Debug, Default)]
 struct Timeline {
+    /// The injection, Unix time in milliseconds.
+    injected_ms: i64,
     score: f64,
     alert: f64,
     run: f64,
     done: f64,
     serving: f64,
+}
+
+impl Timeline {
+    fn starting_now() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        Timeline {
+            injected_ms: now.as_millis() as i64,
+            ..Timeline::default()
+        }
+    }
+
+    /// Seconds from the injection to a run's record of a time (Unix milliseconds).
+    fn since(&self, run_time: &Value) -> f64 {
+        (run_time.as_i64().unwrap() - self.injected_ms) as f64 / 1000.0
+    }
 }
 
 /// Noise on every event of both models (categorical values swapped, as a tester proves the
@@ -588,7 +599,6 @@ async fn the_realised_quality_is_that_of_the_answers(stack: &Stack, answers: &st
 async fn the_alert_starts_a_run_that_promotes(
     stack: &Stack,
     model: &str,
-    injected: Instant,
     timeline: &mut Timeline,
 ) -> Value {
     let run = until(
@@ -603,7 +613,6 @@ async fn the_alert_starts_a_run_that_promotes(
         },
     )
     .await;
-    timeline.run = timeline.run.max(injected.elapsed().as_secs_f64());
     assert_eq!(run["trigger"], "alert", "{run}");
     assert!(
         run["triggered_by"]
@@ -621,7 +630,12 @@ async fn the_alert_starts_a_run_that_promotes(
             .then_some(run)
     })
     .await;
-    timeline.done = timeline.done.max(injected.elapsed().as_secs_f64());
+    let (started, ended) = (
+        timeline.since(&run["created_at"]),
+        timeline.since(&run["finished_at"]),
+    );
+    timeline.run = timeline.run.max(started);
+    timeline.done = timeline.done.max(ended);
     assert_eq!(run["state"], "promoted", "{run:#}");
     let evaluation = &run["detail"]["evaluation"];
     let (metric, rows) = match model {
@@ -642,7 +656,7 @@ async fn the_alert_starts_a_run_that_promotes(
             > 0.0
     );
     eprintln!(
-        "{model}: holdout {metric} production {before:.4}, candidate {after:.4}; verdict: {}",
+        "{model}: run started {started:.1} s and ended {ended:.1} s after the injection; holdout {metric} production {before:.4}, candidate {after:.4}; verdict: {}",
         run["detail"]["verdict"]
     );
     run
@@ -717,17 +731,17 @@ async fn drift_fires_the_alert_and_the_trainer_promotes_a_better_model_without_a
     // Ground truth for 300 BAAC rows of that traffic and every LFB row. They are holdout
     // rows: the trainer must keep them out of the fit. The drift service joins them to the
     // answers: the LFB model's realised quality.
-    stack.label(&request_id, 300).await;
-    stack.label_lfb(&lfb_request).await;
+    stack.label(MODEL, &request_id, 300).await;
+    stack.label(LFB, &lfb_request, usize::MAX).await;
     the_realised_quality_is_that_of_the_answers(&stack, &lfb_answers, 1).await;
 
     // Dispatchers keep calling through everything that follows.
     let dispatcher = Dispatcher::start(&stack);
     let injected = Instant::now();
-    let mut timeline = Timeline::default();
+    let mut timeline = Timeline::starting_now();
     inject_noise_until_the_alerts_fire(&stack, injected, &mut timeline).await;
-    let run = the_alert_starts_a_run_that_promotes(&stack, MODEL, injected, &mut timeline).await;
-    let lfb_run = the_alert_starts_a_run_that_promotes(&stack, LFB, injected, &mut timeline).await;
+    let run = the_alert_starts_a_run_that_promotes(&stack, MODEL, &mut timeline).await;
+    let lfb_run = the_alert_starts_a_run_that_promotes(&stack, LFB, &mut timeline).await;
 
     let new_versions = [
         (MODEL, run["candidate_version"].as_u64().unwrap()),
@@ -757,8 +771,8 @@ async fn drift_fires_the_alert_and_the_trainer_promotes_a_better_model_without_a
     // The new versions' own realised quality: the promotions started the quality windows
     // again; the holdouts replayed and labelled once more fill them.
     let (request_id, (lfb_request, lfb_answers)) = stack.replay_both().await;
-    stack.label(&request_id, 300).await;
-    stack.label_lfb(&lfb_request).await;
+    stack.label(MODEL, &request_id, 300).await;
+    stack.label(LFB, &lfb_request, usize::MAX).await;
     the_realised_quality_is_that_of_the_answers(&stack, &lfb_answers, 2).await;
 
     // The dashboards against this live Prometheus: every query answers with data.

@@ -575,19 +575,8 @@ impl State {
     ) -> Applied {
         let envelope = Envelope::parse(payload);
         let event_id = envelope.as_ref().map_or("", |e| e.event_id);
-        match self.positions.advance(partition, offset, event_id) {
-            Step::AlreadyRead => return Applied::Skipped(Skip::AlreadyCounted),
-            Step::Restarted { position } => self.reset(
-                Feed::Predictions,
-                partition,
-                Reset::Restarted,
-                offset,
-                position,
-            ),
-            Step::Next {
-                missed: Some(position),
-            } => self.missed(Feed::Predictions, partition, position, offset),
-            Step::Next { missed: None } => {}
+        if self.advance(Feed::Predictions, partition, offset, event_id) {
+            return Applied::Skipped(Skip::AlreadyCounted);
         }
         let Ok(envelope) = envelope else {
             return Applied::Skipped(Skip::Unreadable);
@@ -671,6 +660,23 @@ impl State {
         self.reset(feed, partition, reset, offset, position);
     }
 
+    /// Moves `feed`'s position past the message at `offset` whose identity is `id`, logging
+    /// and counting a log that starts again or a gap; `true` when the message was read
+    /// already (delivered again).
+    fn advance(&mut self, feed: Feed, partition: i32, offset: i64, id: &str) -> bool {
+        match self.positions_mut(feed).advance(partition, offset, id) {
+            Step::AlreadyRead => return true,
+            Step::Restarted { position } => {
+                self.reset(feed, partition, Reset::Restarted, offset, position)
+            }
+            Step::Next {
+                missed: Some(position),
+            } => self.missed(feed, partition, position, offset),
+            Step::Next { missed: None } => {}
+        }
+        false
+    }
+
     pub fn positions_of(&self, feed: Feed) -> &Positions {
         match feed {
             Feed::Predictions => &self.positions,
@@ -711,16 +717,8 @@ impl State {
         payload: &[u8],
         now_ms: i64,
     ) -> Result<LabelOutcome, LabelSkip> {
-        let identity = label_identity(payload);
-        match self.label_positions.advance(partition, offset, &identity) {
-            Step::AlreadyRead => return Err(LabelSkip::AlreadyRead),
-            Step::Restarted { position } => {
-                self.reset(Feed::Labels, partition, Reset::Restarted, offset, position)
-            }
-            Step::Next {
-                missed: Some(position),
-            } => self.missed(Feed::Labels, partition, position, offset),
-            Step::Next { missed: None } => {}
+        if self.advance(Feed::Labels, partition, offset, &label_identity(payload)) {
+            return Err(LabelSkip::AlreadyRead);
         }
         let label: vigie_stream::LabelEvent =
             serde_json::from_slice(payload).map_err(|_| LabelSkip::Unreadable)?;
