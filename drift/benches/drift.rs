@@ -6,7 +6,7 @@
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use vigie_drift::{
-    Binner, DriftRules, Histograms, Kind, Profile, ProfileParams, SlidingWindow, compare,
+    Binner, DriftRules, Histograms, Kind, NullModel, Profile, ProfileParams, SlidingWindow, compare,
 };
 use vigie_model::Matrix;
 
@@ -85,6 +85,16 @@ fn drift(c: &mut Criterion) {
     let rules = DriftRules::default();
     c.bench_function("compare/28_features_all_statistics", |b| {
         b.iter(|| black_box(compare(&profile, black_box(&current), &rules)))
+    });
+    // The same comparison with noise thresholds: a lookup per feature and the features' level.
+    let mut with_null = profile.clone();
+    with_null.null = Some(NullModel::simulate(&profile, &rules, &rules.null));
+    c.bench_function("compare/28_features_with_noise_thresholds", |b| {
+        b.iter(|| black_box(compare(&with_null, black_box(&current), &rules)))
+    });
+    // Estimating them, as `vigie train` does once per reference (both cores, rayon).
+    c.bench_function("null/simulate_28_features_default_grid", |b| {
+        b.iter(|| black_box(NullModel::simulate(&profile, &rules, &rules.null)))
     });
 }
 

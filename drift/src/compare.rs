@@ -1,10 +1,22 @@
 //! Decisions: which statistic decides that a feature drifted, at which threshold, and the
 //! dataset score (the share of features that drifted, exported as `ml_data_drift_score`).
+//!
+//! A feature drifts when its statistic is beyond both:
+//! - the noise threshold for this window's size: the null distribution's quantile (see
+//!   [`crate::null`]) at the level each feature is tested at, derived from the spec's
+//!   `false_alarms_per_30_days` (the expected data-set alerts by chance) and how many
+//!   independent windows a month holds ([`Cadence`]); and
+//! - the rule's threshold, now the effect floor: a difference too small to matter is not
+//!   drift, however sure it is (large windows make every p-value small).
+//!
+//! A profile without null distributions (written before they existed) decides on the floor
+//! alone, as before.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::null::{NullParams, feature_level};
 use crate::profile::{FeatureProfile, Profile};
 use crate::stats::Statistics;
 use crate::window::Histograms;
@@ -117,6 +129,11 @@ pub struct DriftRules {
     pub min_rows: u64,
     /// The data set drifted when at least this share of its features did.
     pub dataset_share: f64,
+    /// Expected data-set alerts per 30 days when nothing drifted: what the noise thresholds
+    /// are set for.
+    pub false_alarms_per_30_days: f64,
+    /// How the null distributions are estimated at training time.
+    pub null: NullParams,
 }
 
 impl Default for DriftRules {
@@ -133,6 +150,8 @@ impl Default for DriftRules {
             features: BTreeMap::new(),
             min_rows: 500,
             dataset_share: 0.5,
+            false_alarms_per_30_days: 1.0,
+            null: NullParams::default(),
         }
     }
 }
@@ -188,6 +207,13 @@ impl DriftRules {
                 self.dataset_share
             ));
         }
+        let target = self.false_alarms_per_30_days;
+        if !(target.is_finite() && target > 0.0 && target <= 1_000.0) {
+            return bad(format!(
+                "drift.false_alarms_per_30_days must be above 0 and at most 1,000, got {target}"
+            ));
+        }
+        self.null.check().map_err(BadRule)?;
         let rules = [
             ("categorical", &self.categorical),
             ("numerical", &self.numerical),
@@ -233,7 +259,16 @@ pub struct FeatureDrift {
     pub rule: Rule,
     /// The rule's statistic.
     pub score: f64,
-    /// `false` below the minimum number of events.
+    /// The statistic's noise threshold for this window's size (absent without a null
+    /// distribution); the rule's threshold is the effect floor.
+    #[serde(default)]
+    pub noise_threshold: Option<f64>,
+    /// Whether the statistic is beyond the noise threshold, and beyond the floor.
+    #[serde(default)]
+    pub beyond_noise: bool,
+    #[serde(default)]
+    pub beyond_floor: bool,
+    /// Both, from the minimum number of events on.
     pub drifted: bool,
 }
 
@@ -252,6 +287,56 @@ pub struct DriftReport {
     pub dataset_share: f64,
     /// `score >= dataset_share`, when scored.
     pub dataset_drifted: bool,
+    /// The level each feature is tested at (absent without null distributions), and the
+    /// independent windows per 30 days it was derived for.
+    #[serde(default)]
+    pub feature_level: Option<f64>,
+    #[serde(default)]
+    pub windows_per_30_days: f64,
+    /// The spec's target the level was derived from.
+    #[serde(default)]
+    pub false_alarms_per_30_days: f64,
+}
+
+/// How many independent windows 30 days hold, for the level of each test: a window is a fresh
+/// sample once all its events are new, so a sliding window of n events at r events a second
+/// gives `30 days x r / n` of them (at most one per scoring).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cadence {
+    pub windows_per_30_days: f64,
+}
+
+/// Seconds in 30 days.
+pub const THIRTY_DAYS: f64 = 30.0 * 86_400.0;
+
+impl Cadence {
+    /// A window a day: what a one-off comparison (a file against the reference) assumes.
+    pub const DAILY: Cadence = Cadence {
+        windows_per_30_days: 30.0,
+    };
+
+    /// A sliding window of `window` events filled at `events_per_second`, scored every
+    /// `score_seconds`.
+    pub fn sliding(window: u64, events_per_second: f64, score_seconds: f64) -> Self {
+        // No rate known yet: every scoring counts as a fresh window (the most windows, the
+        // strictest thresholds).
+        let refill = if events_per_second > 0.0 {
+            window as f64 / events_per_second
+        } else {
+            0.0
+        };
+        let every = refill.max(score_seconds).max(1e-3);
+        Cadence {
+            windows_per_30_days: (THIRTY_DAYS / every).max(1.0),
+        }
+    }
+
+    /// Tumbling windows `width_seconds` wide.
+    pub fn tumbling(width_seconds: f64) -> Self {
+        Cadence {
+            windows_per_30_days: (THIRTY_DAYS / width_seconds.max(1e-3)).max(1.0),
+        }
+    }
 }
 
 /// Scores `current` (counted with `profile`'s bins) against the profile.
@@ -260,12 +345,32 @@ pub struct DriftReport {
 /// When `current` has another number of features than the profile (they come from the same
 /// [`crate::Binner`]).
 pub fn compare(profile: &Profile, current: &Histograms, rules: &DriftRules) -> DriftReport {
+    compare_at(profile, current, rules, Cadence::DAILY)
+}
+
+/// [`compare`] for windows scored at `cadence`.
+///
+/// # Panics
+/// As [`compare`].
+pub fn compare_at(
+    profile: &Profile,
+    current: &Histograms,
+    rules: &DriftRules,
+    cadence: Cadence,
+) -> DriftReport {
     assert_eq!(
         current.features(),
         profile.features.len(),
         "histograms binned with this profile"
     );
     let scored = current.rows() >= rules.min_rows.max(1);
+    let count = profile.features.len();
+    let needed = ((rules.dataset_share * count as f64).ceil() as usize).max(1);
+    let window_level = (rules.false_alarms_per_30_days / cadence.windows_per_30_days).min(1.0);
+    let level = profile
+        .null
+        .as_ref()
+        .map(|_| feature_level(window_level, count, needed));
     let features: Vec<FeatureDrift> = profile
         .features
         .iter()
@@ -278,10 +383,25 @@ pub fn compare(profile: &Profile, current: &Histograms, rules: &DriftRules) -> D
                 rule = rules.categorical;
             }
             let score = rule.statistic.of(&statistics).unwrap_or(statistics.tvd);
+            let noise_threshold =
+                profile.null.as_ref().zip(level).and_then(|(null, level)| {
+                    null.threshold(f, rule.statistic, current.rows(), level)
+                });
+            let beyond_noise = noise_threshold.is_none_or(|t| {
+                Rule {
+                    statistic: rule.statistic,
+                    threshold: t,
+                }
+                .drifted(score)
+            });
+            let beyond_floor = rule.drifted(score);
             FeatureDrift {
                 name: feature.name().to_string(),
                 kind: feature.kind_name().to_string(),
-                drifted: scored && rule.drifted(score),
+                drifted: scored && beyond_noise && beyond_floor,
+                noise_threshold,
+                beyond_noise,
+                beyond_floor,
                 statistics,
                 rule,
                 score,
@@ -303,6 +423,9 @@ pub fn compare(profile: &Profile, current: &Histograms, rules: &DriftRules) -> D
         score,
         dataset_share: rules.dataset_share,
         dataset_drifted: scored && score >= rules.dataset_share,
+        feature_level: level,
+        windows_per_30_days: cadence.windows_per_30_days,
+        false_alarms_per_30_days: rules.false_alarms_per_30_days,
         features,
     }
 }

@@ -22,18 +22,25 @@
 //! - [`window`]: histograms, the sliding window of the last N events, tumbling event-time windows.
 //! - [`stats`]: total variation, histogram correlation, PSI, Jensen-Shannon, normed Wasserstein,
 //!   chi-square and Kolmogorov-Smirnov p-values, each defined on degenerate inputs.
-//! - [`compare`]: decision rules per feature and the dataset score.
+//! - [`null`]: each feature's statistic when nothing drifted, by window size: the noise
+//!   thresholds.
+//! - [`compare`]: decision rules per feature (beyond the noise threshold and the effect floor)
+//!   and the dataset score.
 //! - [`report`]: the HTML page of a comparison (self-contained, works offline).
 
 pub mod binner;
 pub mod compare;
+pub mod null;
 pub mod profile;
 pub mod report;
 pub mod stats;
 pub mod window;
 
 pub use binner::Binner;
-pub use compare::{BadRule, DriftReport, DriftRules, FeatureDrift, Rule, Statistic, compare};
+pub use compare::{
+    BadRule, Cadence, DriftReport, DriftRules, FeatureDrift, Rule, Statistic, compare, compare_at,
+};
+pub use null::{NullModel, NullParams};
 pub use profile::{
     FeatureProfile, Kind, MAX_BINS, MalformedProfile, PROFILE_VERSION, Profile, ProfileParams,
 };

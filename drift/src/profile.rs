@@ -59,8 +59,9 @@ pub enum FeatureProfile {
     },
 }
 
-/// The profile format written by this version; version 1 profiles (no moments) still load.
-pub const PROFILE_VERSION: u32 = 2;
+/// The profile format written by this version; version 1 profiles (no moments) and version 2
+/// profiles (no null distributions) still load.
+pub const PROFILE_VERSION: u32 = 3;
 
 /// Most bins of one feature (window slots hold bin numbers as `u16`).
 pub const MAX_BINS: usize = u16::MAX as usize;
@@ -80,6 +81,10 @@ pub struct Profile {
     pub real_rows: u64,
     pub synthetic_rows: u64,
     pub features: Vec<FeatureProfile>,
+    /// Each feature's statistic when nothing drifted, by window size (format 3 on; absent
+    /// from older profiles, which decide on the rules' thresholds alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null: Option<crate::null::NullModel>,
 }
 
 impl FeatureProfile {
@@ -398,6 +403,18 @@ impl Profile {
                 self.version
             )));
         }
+        if let Some(null) = &self.null
+            && (null.features.len() != self.features.len()
+                || null
+                    .features
+                    .iter()
+                    .zip(&self.features)
+                    .any(|(n, f)| n.name != f.name()))
+        {
+            return Err(MalformedProfile(
+                "the null distributions are not the features'".into(),
+            ));
+        }
         self.features.iter().try_for_each(FeatureProfile::validate)
     }
 
@@ -425,6 +442,7 @@ impl Profile {
             real_rows: rows as u64,
             synthetic_rows: 0,
             features,
+            null: None,
         }
     }
 

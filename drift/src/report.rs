@@ -96,21 +96,23 @@ pub fn html(title: &str, profile: &Profile, current: &Histograms, report: &Drift
     );
     page.push_str(
         "<table><thead><tr><th class=\"l\">feature</th><th class=\"l\">kind</th>\
-         <th class=\"l\">rule</th><th>score</th><th>drifted</th><th>TVD</th>\
+         <th class=\"l\">effect floor</th><th>score</th><th>noise threshold</th><th>drifted</th><th>TVD</th>\
          <th>correlation</th><th>PSI</th><th>JS distance</th><th>Wasserstein (normed)</th>\
          <th>chi-square p</th><th>KS p</th></tr></thead><tbody>",
     );
     for f in &report.features {
-        let badge = match (report.scored, f.drifted) {
-            (false, _) => "<span class=\"badge na\">n/a</span>",
-            (true, true) => "<span class=\"badge yes\">yes</span>",
-            (true, false) => "<span class=\"badge no\">no</span>",
+        let badge = match (report.scored, f.drifted, f.beyond_floor, f.beyond_noise) {
+            (false, ..) => "<span class=\"badge na\">n/a</span>",
+            (true, true, ..) => "<span class=\"badge yes\">yes</span>",
+            (true, false, true, false) => "<span class=\"badge no\">no: within noise</span>",
+            (true, false, false, true) => "<span class=\"badge no\">no: below the floor</span>",
+            (true, false, ..) => "<span class=\"badge no\">no</span>",
         };
         let s = &f.statistics;
         let _ = write!(
             page,
             "<tr{class}><td><a href=\"#f-{anchor}\">{name}</a></td><td class=\"l\">{kind}</td>\
-             <td class=\"l\">{rule}</td><td>{score}</td><td>{badge}</td><td>{tvd}</td><td>{corr}</td>\
+             <td class=\"l\">{rule}</td><td>{score}</td><td>{noise}</td><td>{badge}</td><td>{tvd}</td><td>{corr}</td>\
              <td>{psi}</td><td>{js}</td><td>{w}</td><td>{chi}</td><td>{ks}</td></tr>",
             class = if f.drifted { " class=\"drift\"" } else { "" },
             anchor = escape(&f.name),
@@ -118,6 +120,7 @@ pub fn html(title: &str, profile: &Profile, current: &Histograms, report: &Drift
             kind = f.kind,
             rule = escape(&f.rule.to_string()),
             score = number(Some(f.score)),
+            noise = number(f.noise_threshold),
             tvd = number(Some(s.tvd)),
             corr = number(Some(s.correlation)),
             psi = number(Some(s.psi)),
@@ -128,6 +131,18 @@ pub fn html(title: &str, profile: &Profile, current: &Histograms, report: &Drift
         );
     }
     page.push_str("</tbody></table>");
+    if let Some(level) = report.feature_level {
+        let _ = write!(
+            page,
+            "<p class=\"sub\">A feature drifts when its score is beyond its noise threshold (what \
+             a window of {rows} events drawn from the reference passes with probability \
+             {level:.2e}, so that about {target} data-set alert comes by chance in 30 days of \
+             {windows:.0} fresh windows) and beyond the effect floor.</p>",
+            rows = report.current_rows,
+            target = report.false_alarms_per_30_days,
+            windows = report.windows_per_30_days,
+        );
+    }
     let _ = write!(
         page,
         "<p class=\"legend\">Share of events per bin:<span style=\"background:{REFERENCE_COLOUR}\">\

@@ -412,3 +412,197 @@ fn quantiles_are_read_off_the_bins() {
     );
     assert_eq!(c.quantile(&[1, 0, 0], 0.5), None);
 }
+
+/// A categorical feature of 100 codes with skewed shares, and a peaked numerical one, as
+/// columns of `n` rows drawn with `seed`.
+fn two_features(n: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut code = Vec::with_capacity(n);
+    let mut speed = Vec::with_capacity(n);
+    for _ in 0..n {
+        // Code k with a share falling with k (a Zipf-like vocabulary, as départements).
+        let u: f64 = rng.r#gen();
+        code.push((u * u * 100.0).floor());
+        speed.push((0..3).map(|_| rng.gen_range(0.0..20.0)).sum::<f64>() + 20.0);
+    }
+    vec![code, speed]
+}
+
+fn two_feature_profile(rules: &DriftRules) -> Profile {
+    let kinds = [
+        Kind::Categorical {
+            codes: Some((0..100).map(f64::from).collect()),
+        },
+        Kind::Numerical,
+    ];
+    let mut profile = Profile::from_columns(
+        &["code", "speed"],
+        &kinds,
+        &two_features(50_000, 1),
+        &ProfileParams::default(),
+    );
+    profile.null = Some(NullModel::simulate(&profile, rules, &rules.null));
+    profile
+}
+
+/// The share of windows of `n` rows, drawn from the reference's own distribution (not from
+/// its counts), whose statistic passes the noise threshold at each of `levels`: per level,
+/// per feature.
+fn false_alarm_rates(
+    profile: &Profile,
+    rules: &DriftRules,
+    n: usize,
+    levels: &[f64],
+) -> Vec<Vec<f64>> {
+    let binner = Binner::new(profile);
+    let null = profile.null.as_ref().unwrap();
+    let windows = 1_000;
+    let mut alarms = vec![vec![0usize; 2]; levels.len()];
+    for w in 0..windows {
+        let columns = two_features(n, 1_000 + w as u64);
+        let mut current = Histograms::new(&binner);
+        current.add_columns(&binner, &columns);
+        for (f, feature) in profile.features.iter().enumerate() {
+            let rule = rules.rule(feature);
+            let stats = Statistics::compute(feature, current.feature(f));
+            let score = rule.statistic.of(&stats).unwrap();
+            for (l, &level) in levels.iter().enumerate() {
+                let beyond = Rule {
+                    statistic: rule.statistic,
+                    threshold: null.threshold(f, rule.statistic, n as u64, level).unwrap(),
+                }
+                .drifted(score);
+                alarms[l][f] += usize::from(beyond);
+            }
+        }
+    }
+    alarms
+        .iter()
+        .map(|a| a.iter().map(|&a| a as f64 / windows as f64).collect())
+        .collect()
+}
+
+#[test]
+fn noise_thresholds_pass_windows_of_undrifted_rows_at_their_level() {
+    let rules = DriftRules::default();
+    let profile = two_feature_profile(&rules);
+    // On the grid (500), between sizes (300, 1,500) and past it (4,000); at the 90th
+    // percentile kept and in the exponential tail.
+    for n in [300, 500, 1_500, 4_000] {
+        let rates = false_alarm_rates(&profile, &rules, n, &[0.1, 0.01]);
+        let (at_10, at_1) = (&rates[0], &rates[1]);
+        for f in 0..2 {
+            assert!(
+                (0.06..=0.14).contains(&at_10[f]),
+                "n {n}, feature {f}: {} of windows past the 10% threshold",
+                at_10[f]
+            );
+            assert!(
+                at_1[f] <= 0.02,
+                "n {n}, feature {f}: {} of windows past the 1% threshold",
+                at_1[f]
+            );
+        }
+    }
+}
+
+#[test]
+fn the_fixed_rules_flag_noise_at_small_windows_and_the_noise_thresholds_do_not() {
+    let rules = DriftRules {
+        min_rows: 100,
+        ..DriftRules::default()
+    };
+    let profile = two_feature_profile(&rules);
+    let binner = Binner::new(&profile);
+    let mut current = Histograms::new(&binner);
+    current.add_columns(&binner, &two_features(500, 77));
+    let report = compare(&profile, &current, &rules);
+    let code = &report.features[0];
+    assert!(code.beyond_floor, "TVD {} over 0.1 by chance", code.score);
+    assert!(!code.beyond_noise && !code.drifted, "{code:?}");
+    assert!(code.noise_threshold.unwrap() > code.score);
+    // A real shift (every code moved by 10) is beyond both.
+    let mut shifted = two_features(500, 78);
+    shifted[0].iter_mut().for_each(|c| *c = (*c + 10.0) % 100.0);
+    let mut current = Histograms::new(&binner);
+    current.add_columns(&binner, &shifted);
+    let report = compare(&profile, &current, &rules);
+    assert!(report.features[0].drifted, "{:?}", report.features[0]);
+    // Without null distributions (an older profile) the floor decides alone, as before.
+    let old = Profile {
+        null: None,
+        ..profile.clone()
+    };
+    let mut current = Histograms::new(&binner);
+    current.add_columns(&binner, &two_features(500, 77));
+    let report = compare(&old, &current, &rules);
+    assert!(report.features[0].drifted && report.feature_level.is_none());
+}
+
+#[test]
+fn feature_levels_spread_the_data_set_target_over_the_features() {
+    use crate::null::feature_level;
+    // One feature needed of ten: about the window's level over ten (Sidak).
+    let a = feature_level(0.01, 10, 1);
+    assert!((a - 0.01 / 10.0).abs() < 0.0001, "{a}");
+    // Seven of 28 needed: each feature may be tested far more loosely.
+    let b = feature_level(1e-6, 28, 7);
+    assert!(b > 0.01 && b < 0.05, "{b}");
+    // A stricter target, a stricter level.
+    assert!(feature_level(1e-8, 28, 7) < b);
+    // The level found gives the target back: P(Binomial(28, b) >= 7) = 1e-6.
+    let tail: f64 = (7..=28)
+        .map(|k| {
+            let choose = (0..k).fold(1.0, |c, i| c * (28 - i) as f64 / (i + 1) as f64);
+            choose * b.powi(k) * (1.0 - b).powi(28 - k)
+        })
+        .sum();
+    assert!((tail / 1e-6 - 1.0).abs() < 1e-6, "{tail}");
+    // A loose target: a loose level, below 1.
+    let loose = feature_level(0.5, 11, 3);
+    assert!(loose > 0.1 && loose < 0.5, "{loose}");
+}
+
+#[test]
+fn null_grids_and_targets_out_of_range_are_refused() {
+    let rules = DriftRules {
+        false_alarms_per_30_days: 0.0,
+        ..DriftRules::default()
+    };
+    let profile = Profile::from_columns(
+        &["code", "speed"],
+        &[Kind::Categorical { codes: None }, Kind::Numerical],
+        &two_features(100, 2),
+        &ProfileParams::default(),
+    );
+    let err = rules.check(&profile).unwrap_err().to_string();
+    assert!(err.contains("drift.false_alarms_per_30_days"), "{err}");
+    let mut rules = DriftRules::default();
+    rules.null.sizes = Vec::new();
+    assert!(
+        rules
+            .check(&profile)
+            .unwrap_err()
+            .to_string()
+            .contains("drift.null.sizes")
+    );
+    rules.null.sizes = vec![500, 100];
+    assert!(
+        rules
+            .check(&profile)
+            .unwrap_err()
+            .to_string()
+            .contains("ascending")
+    );
+    rules.null.sizes = vec![5];
+    assert!(rules.check(&profile).is_err());
+    rules.null.sizes = vec![100];
+    rules.null.resamples = 10;
+    assert!(
+        rules
+            .check(&profile)
+            .unwrap_err()
+            .to_string()
+            .contains("resamples")
+    );
+}

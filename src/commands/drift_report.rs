@@ -9,7 +9,7 @@ use serde::Serialize;
 use vigie_core::dataset;
 use vigie_core::schema::Schema;
 use vigie_core::spec::ModelSpec;
-use vigie_drift::{Binner, DriftReport, Histograms, Profile, compare, report};
+use vigie_drift::{Binner, DriftReport, Histograms, NullModel, Profile, compare, report};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -58,7 +58,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let loaded = start.elapsed().as_secs_f64();
 
     let (names, kinds) = (schema.names(), schema.drift_kinds());
-    let profile = Profile::from_columns(&names, &kinds, &reference_x, &spec.reference.binning());
+    let mut profile =
+        Profile::from_columns(&names, &kinds, &reference_x, &spec.reference.binning());
+    profile.null = Some(NullModel::simulate(&profile, &spec.drift, &spec.drift.null));
     let binner = Binner::new(&profile);
     let mut current = Histograms::new(&binner);
     current.add_columns(&binner, &current_x);
@@ -111,18 +113,30 @@ fn print_summary(drift: &DriftReport) {
             drift.current_rows, drift.min_rows
         );
     }
+    if let Some(level) = drift.feature_level {
+        println!(
+            "Each feature tested at level {level:.2e} (a window a day, drift.false_alarms_per_30_days spread over the features)"
+        );
+    }
     println!(
-        "{:<14} {:<12} {:<20} {:>9}  drifted",
-        "feature", "kind", "rule", "score"
+        "{:<14} {:<12} {:<20} {:>9} {:>9}  drifted",
+        "feature", "kind", "floor", "score", "noise"
     );
     for f in &drift.features {
         println!(
-            "{:<14} {:<12} {:<20} {:>9.4}  {}",
+            "{:<14} {:<12} {:<20} {:>9.4} {:>9}  {}",
             f.name,
             f.kind,
             f.rule.to_string(),
             f.score,
-            if f.drifted { "yes" } else { "no" }
+            f.noise_threshold
+                .map_or_else(|| "-".to_string(), |t| format!("{t:.4}")),
+            match (f.drifted, f.beyond_floor, f.beyond_noise) {
+                (true, ..) => "yes",
+                (false, true, false) => "no (within noise)",
+                (false, false, true) => "no (below the floor)",
+                _ => "no",
+            }
         );
     }
     println!(

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
-use vigie_drift::Profile;
+use vigie_drift::{NullModel, Profile};
 use vigie_model::bootstrap::Evaluation;
 use vigie_model::metrics::{BinaryMetrics, best_f1_threshold};
 use vigie_model::regression::{FlagCheck, GroupRule, Interval, RegressionMetrics, judge_groups};
@@ -118,13 +118,15 @@ pub const PREDICTION_FEATURE: &str = "prediction";
 fn prediction_profile(spec: &ModelSpec, answers: &[f64]) -> Result<Profile> {
     let x = Matrix::from_row_major(answers.to_vec(), answers.len(), 1)?;
     let none = Matrix::from_row_major(Vec::new(), 0, 1)?;
-    Ok(Profile::build(
+    let mut profile = Profile::build(
         &[PREDICTION_FEATURE],
         &[vigie_drift::Kind::Numerical],
         &x,
         &none,
         &spec.reference.binning(),
-    ))
+    );
+    profile.null = Some(NullModel::simulate(&profile, &spec.drift, &spec.drift.null));
+    Ok(profile)
 }
 
 /// What a regression model answers beside its estimate, chosen on the validation slice.
@@ -322,13 +324,9 @@ fn build_reference(spec: &ModelSpec, schema: &Schema, x: &Matrix, y: &[f64]) -> 
         generator.sample(n_synthetic, spec.reference.seed).x
     };
     let (names, kinds) = (schema.names(), schema.drift_kinds());
-    Ok(Profile::build(
-        &names,
-        &kinds,
-        x,
-        &synthetic,
-        &spec.reference.binning(),
-    ))
+    let mut profile = Profile::build(&names, &kinds, x, &synthetic, &spec.reference.binning());
+    profile.null = Some(NullModel::simulate(&profile, &spec.drift, &spec.drift.null));
+    Ok(profile)
 }
 
 fn subset(data: &LabelledData, rows: &[usize]) -> LabelledData {

@@ -158,3 +158,126 @@ fn windows_of_the_holdout_the_size_the_drift_service_holds_stay_below_the_alert(
         }
     }
 }
+
+#[test]
+fn i_i_d_windows_of_the_holdout_raise_no_more_false_alarms_than_the_target() {
+    use rand::seq::SliceRandom;
+    use rand::{SeedableRng, rngs::StdRng};
+    use vigie_drift::{Cadence, DriftRules, compare_at};
+
+    let spec = spec();
+    let data = PreparedData::load(&spec, &mut |_| {}).expect("the BAAC split loads");
+    let with_null = &data.reference;
+    assert!(with_null.null.is_some(), "training estimates the null");
+    let fixed = Profile {
+        null: None,
+        ..with_null.clone()
+    };
+    let rows: Vec<Vec<f64>> = holdout(&spec).iter_rows().map(<[f64]>::to_vec).collect();
+    // Windows of 200 rows are scored too here (the default minimum is 500).
+    let rules = DriftRules {
+        min_rows: 100,
+        ..spec.drift.clone()
+    };
+    // A busy model: every 5 s scoring sees a fresh window (the strictest level).
+    let busy = Cadence::sliding(1, 1e9, 5.0);
+    let mut rng = StdRng::seed_from_u64(20);
+    let windows = 100;
+    println!("size  rules  feature alarms (rate)  data-set alerts  feature level");
+    for size in [200, 500, 1_000, 5_000] {
+        let (mut alarms, mut alerts) = ([0usize; 2], [0usize; 2]);
+        let mut level = 0.0;
+        for _ in 0..windows {
+            let window: Vec<Vec<f64>> = rows.choose_multiple(&mut rng, size).cloned().collect();
+            let binner = Binner::new(with_null);
+            let mut h = Histograms::new(&binner);
+            for row in &window {
+                h.add_row(&binner, row);
+            }
+            for (k, profile) in [&fixed, with_null].into_iter().enumerate() {
+                let r = compare_at(profile, &h, &rules, busy);
+                alarms[k] += r.drifted_features;
+                alerts[k] += usize::from(r.dataset_drifted);
+                level = r.feature_level.unwrap_or(level);
+            }
+        }
+        let decisions = (windows * with_null.features.len()) as f64;
+        for (k, name) in ["fixed", "noise"].into_iter().enumerate() {
+            println!(
+                "{size:>5} {name:>6} {:>6} ({:.4}) {:>6} {level:.4}",
+                alarms[k],
+                alarms[k] as f64 / decisions,
+                alerts[k]
+            );
+        }
+        // The bar: at most the level per feature (three standard errors of slack) and no
+        // data-set alert.
+        let rate = alarms[1] as f64 / decisions;
+        let slack = 3.0 * (level * (1.0 - level) / decisions).sqrt();
+        assert!(rate <= level + slack, "{size} rows: {rate} against {level}");
+        assert_eq!(alerts[1], 0, "{size} rows: data-set alerts");
+    }
+}
+
+/// Real shifts between two parts of the real data: a reference profile (with its null
+/// distributions, as training builds them) from the training rows `reference` keeps, against
+/// the holdout rows `current` keeps.
+fn split(
+    spec: &ModelSpec,
+    reference: &dyn Fn(&[f64]) -> bool,
+    current: &dyn Fn(&[f64]) -> bool,
+) -> DriftReport {
+    let schema = Schema::new(spec);
+    let train = dataset::load_features(spec, &schema, &spec.data.train_features)
+        .expect("X_train loads")
+        .0;
+    let rows: Vec<&[f64]> = train.iter_rows().filter(|r| reference(r)).collect();
+    let columns: Vec<Vec<f64>> = (0..train.cols())
+        .map(|c| rows.iter().map(|r| r[c]).collect())
+        .collect();
+    let (names, kinds) = (schema.names(), schema.drift_kinds());
+    let mut profile = Profile::from_columns(&names, &kinds, &columns, &spec.reference.binning());
+    profile.null = Some(vigie_drift::NullModel::simulate(
+        &profile,
+        &spec.drift,
+        &spec.drift.null,
+    ));
+    let x_test = holdout(spec);
+    report(
+        &profile,
+        spec,
+        x_test
+            .iter_rows()
+            .filter(|r| current(r))
+            .map(<[f64]>::to_vec),
+    )
+}
+
+#[test]
+fn summer_against_winter_and_paris_against_the_rest_are_flagged_on_the_features_that_moved() {
+    let spec = spec();
+    let mois = column(&spec, "mois");
+    let winter = |r: &[f64]| [12.0, 1.0, 2.0].contains(&r[mois]);
+    let summer = |r: &[f64]| (6.0..=8.0).contains(&r[mois]);
+    let r = split(&spec, &winter, &summer);
+    let moved = drifted(&r);
+    println!("summer against winter ({} rows): {moved:?}", r.current_rows);
+    for feature in ["lum", "surf", "atm"] {
+        assert!(moved.contains(&feature), "summer against winter: {moved:?}");
+    }
+
+    let dep = column(&spec, "dep");
+    let paris = |r: &[f64]| [75.0, 92.0, 93.0, 94.0].contains(&r[dep]);
+    let r = split(&spec, &|r| !paris(r), &paris);
+    let moved = drifted(&r);
+    println!(
+        "Paris area against the rest ({} rows): {moved:?}",
+        r.current_rows
+    );
+    for feature in ["catr", "agg_", "vma"] {
+        assert!(
+            moved.contains(&feature),
+            "Paris area against the rest: {moved:?}"
+        );
+    }
+}

@@ -103,7 +103,7 @@ fn bench(c: &mut Criterion) {
     let state = Mutex::new(state);
     c.bench_function(
         "score the sliding window (28 features, 5,000 events)",
-        |b| b.iter(|| score_all(&state, &metrics)),
+        |b| b.iter(|| score_all(&state, &metrics, 5.0)),
     );
 }
 

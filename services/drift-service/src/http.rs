@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use vigie_api::{ApiError, CurrentUser};
-use vigie_drift::compare;
+use vigie_drift::{Cadence, compare_at};
 
 use crate::quality::Realised;
 use crate::score::time;
@@ -200,7 +200,7 @@ async fn report(
     _user: CurrentUser,
     Query(query): Query<ModelQuery>,
 ) -> Result<Html<String>, ApiError> {
-    let (reference, current, noise) = {
+    let (reference, current, noise, cadence) = {
         let guard = lock(&state.state);
         if query.model.is_none() && guard.models.len() > 1 {
             return Ok(Html(report_index(guard.models.values())));
@@ -211,9 +211,15 @@ async fn report(
             w.reference.clone(),
             w.sliding.histograms().clone(),
             w.noise.is_some(),
+            // As the scoring sees the window: the same noise thresholds.
+            Cadence::sliding(
+                w.sliding.capacity() as u64,
+                w.rate.per_second(),
+                state.config.score_interval.as_secs_f64(),
+            ),
         )
     };
-    let result = compare(&reference.profile, &current, &reference.rules);
+    let result = compare_at(&reference.profile, &current, &reference.rules, cadence);
     let title = format!(
         "{} v{}: the last {} events against the reference{}",
         reference.model,

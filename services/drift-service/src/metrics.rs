@@ -67,6 +67,10 @@ pub struct Metrics {
     pub quality_waiting: IntGaugeVec,
     /// Quantiles of each model's answers: the sliding window's and the reference's.
     pub prediction_quantile: GaugeVec,
+    /// Each feature's noise threshold for the sliding window's size.
+    pub noise_threshold: GaugeVec,
+    /// The level each feature is tested at.
+    pub feature_level: GaugeVec,
 }
 
 impl Metrics {
@@ -316,6 +320,20 @@ impl Metrics {
                     "Answers waiting for their label (kind=answers) and labels read before their answer (kind=labels)"
                 ),
                 &["model", "kind"]
+            )?),
+            noise_threshold: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_drift_feature_noise_threshold",
+                    "The statistic a feature's sliding window passes by chance at the feature's level, for the window's size (a feature drifts beyond it and beyond the rule's threshold, the effect floor)"
+                ),
+                &["model", "feature", "statistic"]
+            )?),
+            feature_level: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_drift_feature_level",
+                    "The false-alarm level each feature is tested at, derived from the spec's false_alarms_per_30_days and the windows a month holds"
+                ),
+                model
             )?),
             prediction_quantile: register!(GaugeVec::new(
                 Opts::new(

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, TimeZone, Utc};
-use vigie_drift::{ClosedWindow, DriftReport, Histograms, compare};
+use vigie_drift::{Cadence, ClosedWindow, DriftReport, Histograms, compare_at};
 
 use crate::metrics::Metrics;
 use crate::quality::Realised;
@@ -25,6 +25,9 @@ struct Snapshot {
     /// The quality of the last labelled answers, and the answers and labels waiting.
     realised: Realised,
     waiting: (usize, usize),
+    /// How often the sliding window is a fresh sample, and the tumbling windows' width.
+    sliding_cadence: Cadence,
+    tumbling_cadence: Cadence,
 }
 
 /// A time in milliseconds since the epoch as a date (the epoch if out of range).
@@ -33,12 +36,13 @@ pub(crate) fn time(ms: i64) -> DateTime<Utc> {
 }
 
 /// Scores every model once.
-pub fn score_all(state: &Mutex<State>, metrics: &Metrics) {
+pub fn score_all(state: &Mutex<State>, metrics: &Metrics, score_seconds: f64) {
     let now = Utc::now();
     let snapshots: Vec<Snapshot> = {
         let mut state = lock(state);
         state.expire_noise(now);
         let lateness = state.config.lateness_ms;
+        let tumbling_seconds = state.config.tumbling_ms as f64 / 1000.0;
         state
             .models
             .values_mut()
@@ -68,6 +72,12 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics) {
                     open_events: w.tumbling.open().map(|(_, h)| h.rows()).sum(),
                     realised: w.quality.realised(w.reference.regression_margin),
                     waiting: w.quality.waiting(),
+                    sliding_cadence: Cadence::sliding(
+                        w.sliding.capacity() as u64,
+                        w.rate.update(now.timestamp_millis(), w.events),
+                        score_seconds,
+                    ),
+                    tumbling_cadence: Cadence::tumbling(tumbling_seconds),
                 }
             })
             .collect()
@@ -76,12 +86,13 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics) {
     for snap in snapshots {
         let started = Instant::now();
         let reference = &snap.reference;
-        let report = compare(&reference.profile, &snap.sliding, &reference.rules);
+        let cadence = snap.sliding_cadence;
+        let report = compare_at(&reference.profile, &snap.sliding, &reference.rules, cadence);
         let predictions = reference
             .predictions
             .as_ref()
             .zip(snap.predicted.as_ref())
-            .map(|(p, h)| compare(&p.profile, h, &reference.rules));
+            .map(|(p, h)| compare_at(&p.profile, h, &reference.rules, cadence));
         metrics
             .scoring_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -96,7 +107,12 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics) {
                 start: time(c.start_ms),
                 end: time(c.end_ms),
                 events: c.histograms.rows(),
-                report: compare(&reference.profile, &c.histograms, &reference.rules),
+                report: compare_at(
+                    &reference.profile,
+                    &c.histograms,
+                    &reference.rules,
+                    snap.tumbling_cadence,
+                ),
             })
             .collect();
         if let Some(last) = windows.iter().rev().find(|w| w.report.scored) {
@@ -160,12 +176,11 @@ fn publish(metrics: &Metrics, reference: &Reference, report: &DriftReport, snap:
         // score of noise.
         let _ = metrics.score.remove_label_values(&[model]);
         let _ = metrics.dataset_drifted.remove_label_values(&[model]);
+        let _ = metrics.feature_level.remove_label_values(&[model]);
         for f in &report.features {
-            let _ = metrics.feature_score.remove_label_values(&[
-                model,
-                &f.name,
-                f.rule.statistic.name(),
-            ]);
+            let labels = [model, &f.name, f.rule.statistic.name()];
+            let _ = metrics.feature_score.remove_label_values(&labels);
+            let _ = metrics.noise_threshold.remove_label_values(&labels);
             let _ = metrics
                 .feature_drifted
                 .remove_label_values(&[model, &f.name]);
@@ -177,11 +192,24 @@ fn publish(metrics: &Metrics, reference: &Reference, report: &DriftReport, snap:
         .dataset_drifted
         .with_label_values(&[model])
         .set(i64::from(report.dataset_drifted));
+    match report.feature_level {
+        Some(level) => metrics.feature_level.with_label_values(&[model]).set(level),
+        None => {
+            let _ = metrics.feature_level.remove_label_values(&[model]);
+        }
+    }
     for f in &report.features {
         metrics
             .feature_score
             .with_label_values(&[model, &f.name, f.rule.statistic.name()])
             .set(f.score);
+        let labels = [model, &f.name, f.rule.statistic.name()];
+        match f.noise_threshold {
+            Some(t) => metrics.noise_threshold.with_label_values(&labels).set(t),
+            None => {
+                let _ = metrics.noise_threshold.remove_label_values(&labels);
+            }
+        }
         metrics
             .feature_drifted
             .with_label_values(&[model, &f.name])
@@ -298,12 +326,12 @@ pub fn unpublish(metrics: &Metrics, reference: &Reference) {
     let _ = metrics.score.remove_label_values(&[model]);
     let _ = metrics.dataset_drifted.remove_label_values(&[model]);
     let _ = metrics.tumbling_score.remove_label_values(&[model]);
+    let _ = metrics.feature_level.remove_label_values(&[model]);
     for f in &reference.profile.features {
         let rule = reference.rules.rule(f);
-        let _ =
-            metrics
-                .feature_score
-                .remove_label_values(&[model, f.name(), rule.statistic.name()]);
+        let labels = [model, f.name(), rule.statistic.name()];
+        let _ = metrics.feature_score.remove_label_values(&labels);
+        let _ = metrics.noise_threshold.remove_label_values(&labels);
         let _ = metrics
             .feature_drifted
             .remove_label_values(&[model, f.name()]);

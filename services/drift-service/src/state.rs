@@ -106,7 +106,11 @@ impl Inner {
 
     /// Scores every model's windows now.
     pub fn score(&self) {
-        score_all(&self.state, &self.metrics);
+        score_all(
+            &self.state,
+            &self.metrics,
+            self.config.score_interval.as_secs_f64(),
+        );
     }
 
     /// The models watched, as `NAME@VERSION`.

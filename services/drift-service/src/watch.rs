@@ -180,6 +180,8 @@ pub struct ModelWatch {
     pub predicted: Option<SlidingWindow>,
     /// Labels joined to the answers, and the quality of the last labelled ones.
     pub quality: Quality,
+    /// The model's event rate, for how many fresh windows a month holds.
+    pub rate: Rate,
     pub since: DateTime<Utc>,
     row: Vec<f64>,
     counted: IntCounter,
@@ -212,6 +214,7 @@ impl ModelWatch {
                 .as_ref()
                 .map(|p| SlidingWindow::new(&p.binner, config.sliding_events)),
             quality: Quality::new(config.quality, metrics, model),
+            rate: Rate::default(),
             since: Utc::now(),
             row: vec![f64::NAN; binner.features()],
             counted: metrics.events.with_label_values(&[model]),
@@ -252,6 +255,37 @@ impl ModelWatch {
             events_seen: n.events_seen,
             events_noised: n.events_noised,
         })
+    }
+}
+
+/// A model's events per second, smoothed over the scorings (each update weighs a tenth, so
+/// a burst moves it, a lull does not erase it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rate {
+    last: Option<(i64, u64)>,
+    per_second: f64,
+}
+
+impl Rate {
+    /// Takes the count of events at `now_ms`; returns the rate (0 until two counts are known).
+    pub fn update(&mut self, now_ms: i64, events: u64) -> f64 {
+        if let Some((at, before)) = self.last
+            && now_ms > at
+        {
+            let current = events.saturating_sub(before) as f64 * 1000.0 / (now_ms - at) as f64;
+            self.per_second = if self.per_second == 0.0 {
+                current
+            } else {
+                0.9 * self.per_second + 0.1 * current
+            };
+        }
+        self.last = Some((now_ms, events));
+        self.per_second
+    }
+
+    /// The rate as last updated.
+    pub fn per_second(&self) -> f64 {
+        self.per_second
     }
 }
 

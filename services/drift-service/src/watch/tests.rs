@@ -372,13 +372,13 @@ fn scores_are_published_only_from_the_minimum_sample_size() {
     let state = Mutex::new(s);
     let text = || vigie_api::encode_metrics(&registry);
     feed(&mut state.lock().unwrap(), 300, 6, 0);
-    score_all(&state, &metrics);
+    score_all(&state, &metrics, 1.0);
     assert!(!text().contains("ml_data_drift_score{"), "{}", text());
     let last = state.lock().unwrap().models["toy"].last.clone().unwrap();
     assert!(!last.report.scored);
 
     feed(&mut state.lock().unwrap(), 900, 7, 100);
-    score_all(&state, &metrics);
+    score_all(&state, &metrics, 1.0);
     assert!(
         text().contains("ml_data_drift_score{model=\"toy\"} 0\n"),
         "{}",
@@ -409,7 +409,7 @@ fn scores_are_published_only_from_the_minimum_sample_size() {
             });
     }
     feed(&mut state.lock().unwrap(), 3000, 8, 1000);
-    score_all(&state, &metrics);
+    score_all(&state, &metrics, 1.0);
     assert!(
         text().contains("ml_data_drift_score{model=\"toy\"} 0.5\n"),
         "{}",
