@@ -273,6 +273,12 @@ impl Registry {
             ", holdout_roc_auc, holdout_f1, holdout_mae) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ))
+        // Not a cached prepared statement: sqlx keys its cache on the SQL text alone, and the
+        // holdout figures are absent or present by task. On PostgreSQL a statement prepared
+        // for a regression's row (no ROC AUC) refused a classification's ROC AUC next on the
+        // same connection (22P03, "incorrect binary data format in bind parameter 15"; a test
+        // in tests/registry.rs registers both kinds in turn).
+        .persistent(false)
         .bind(&artifact.name)
         .bind(i64::from(version))
         .bind(status.as_str())

@@ -354,3 +354,26 @@ async fn concurrent_writers_wait_for_each_other_instead_of_failing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_classification_and_a_regression_register_one_after_the_other() {
+    use vigie_core::testing::toy_regression_model;
+    on_each_backend(|_, url, artifacts| async move {
+        let registry = Registry::open(&url, &artifacts).await.unwrap();
+        // Either order, several times: every insert binds the three holdout figures, some
+        // absent, on whichever pooled connection comes.
+        for _ in 0..3 {
+            registry
+                .register(toy_regression_model(), "test")
+                .await
+                .unwrap();
+            registry.register(toy_model(), "test").await.unwrap();
+        }
+        registry.register(toy_model(), "test").await.unwrap();
+        registry
+            .register(toy_regression_model(), "test")
+            .await
+            .unwrap();
+    })
+    .await;
+}
