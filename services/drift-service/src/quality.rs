@@ -120,9 +120,7 @@ impl Hasher for KeyHasher {
 
     fn write(&mut self, bytes: &[u8]) {
         // Only u64 keys are hashed here; other input still hashes.
-        for &b in bytes {
-            self.value = (self.value ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+        self.value = crate::watch::fnv1a(self.value, bytes);
     }
 
     fn write_u64(&mut self, key: u64) {
@@ -265,19 +263,22 @@ pub struct Realised {
 impl Realised {
     /// The metrics present, by the name `vigie_quality_realised` gives them.
     pub fn metrics(&self) -> Vec<(&'static str, f64)> {
-        [
-            ("mae", self.mae),
-            ("rmse", self.rmse),
-            ("mean_residual", self.mean_residual),
-            ("interval_coverage", self.interval_coverage),
-            ("share_underestimated", self.share_underestimated),
-            ("share_flagged", self.share_flagged),
-            ("accuracy", self.accuracy),
-            ("brier", self.brier),
-        ]
-        .into_iter()
-        .filter_map(|(name, v)| v.map(|v| (name, v)))
-        .collect()
+        // In the order of [`Realised::NAMES`].
+        let values = [
+            self.mae,
+            self.rmse,
+            self.mean_residual,
+            self.interval_coverage,
+            self.share_underestimated,
+            self.share_flagged,
+            self.accuracy,
+            self.brier,
+        ];
+        Self::NAMES
+            .into_iter()
+            .zip(values)
+            .filter_map(|(name, v)| v.map(|v| (name, v)))
+            .collect()
     }
 
     /// Every name [`Realised::metrics`] may give.
@@ -306,44 +307,62 @@ pub struct QualityState {
     pub window: Vec<Joined>,
 }
 
-/// Answers waiting for their label, in the order they were read: a ring of slots (read in
-/// order, so the oldest are found without a search) and an index from key to slot (16-byte
-/// entries, looked up at random: small enough to stay in cache for a busy model). A joined
-/// answer leaves a hole; holes at the front are dropped at once.
-#[derive(Debug, Default)]
-struct Waiting {
-    slots: VecDeque<Option<(u64, i64, Answer)>>,
+/// Answers waiting for their label (or labels for their answer), in the order they were read:
+/// a ring of slots (read in order, so the oldest are found without a search) and an index from
+/// key to slot (16-byte entries, looked up at random: small enough to stay in cache for a busy
+/// model). A joined item leaves a hole; holes at the front are dropped at once.
+#[derive(Debug)]
+struct Waiting<T> {
+    slots: VecDeque<Option<(u64, i64, T)>>,
     /// The sequence number of `slots[0]`.
     first: u64,
     index: KeyMap<u64>,
 }
 
-impl Waiting {
+impl<T> Default for Waiting<T> {
+    fn default() -> Self {
+        Waiting {
+            slots: VecDeque::new(),
+            first: 0,
+            index: KeyMap::default(),
+        }
+    }
+}
+
+impl<T: Copy> Waiting<T> {
     fn len(&self) -> usize {
         self.index.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.index.is_empty()
     }
 
     fn slot(&self, seq: u64) -> usize {
         (seq - self.first) as usize
     }
 
-    /// Adds an answer read at `read`; a second answer under the same key replaces the first.
-    fn push(&mut self, key: u64, read: i64, answer: Answer) {
+    fn contains(&self, key: u64) -> bool {
+        self.index.contains_key(&key)
+    }
+
+    /// Adds an item read at `read`; a second one under the same key replaces the first.
+    fn push(&mut self, key: u64, read: i64, item: T) {
         let seq = self.first + self.slots.len() as u64;
         if let Some(old) = self.index.insert(key, seq) {
             let at = self.slot(old);
             self.slots[at] = None;
         }
-        self.slots.push_back(Some((key, read, answer)));
+        self.slots.push_back(Some((key, read, item)));
     }
 
-    /// The answer under `key`, taken out.
-    fn take(&mut self, key: u64) -> Option<Answer> {
+    /// The item under `key`, taken out.
+    fn take(&mut self, key: u64) -> Option<T> {
         let seq = self.index.remove(&key)?;
         let at = self.slot(seq);
-        let (_, _, answer) = self.slots[at].take()?;
+        let (_, _, item) = self.slots[at].take()?;
         self.trim();
-        Some(answer)
+        Some(item)
     }
 
     /// Drops the holes at the front.
@@ -354,8 +373,8 @@ impl Waiting {
         }
     }
 
-    /// Takes the oldest answer out when `leave(read)` says it leaves; `false` when it stays
-    /// (or nothing waits).
+    /// Takes the oldest item out when `leave(read)` says it leaves; `false` when it stays (or
+    /// nothing waits).
     fn pop_oldest_if(&mut self, leave: impl Fn(i64) -> bool) -> bool {
         self.trim();
         match self.slots.front() {
@@ -375,7 +394,7 @@ impl Waiting {
         self.slots.len()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &(u64, i64, Answer)> {
+    fn iter(&self) -> impl Iterator<Item = &(u64, i64, T)> {
         self.slots.iter().flatten()
     }
 }
@@ -384,9 +403,8 @@ impl Waiting {
 #[derive(Debug)]
 pub struct Quality {
     config: QualityConfig,
-    awaiting: Waiting,
-    early: KeyMap<(i64, Early)>,
-    early_order: VecDeque<(u64, i64)>,
+    awaiting: Waiting<Answer>,
+    early: Waiting<Early>,
     labelled: KeySet,
     labelled_order: VecDeque<u64>,
     window: VecDeque<Joined>,
@@ -435,8 +453,7 @@ impl Quality {
         Quality {
             config,
             awaiting: Waiting::default(),
-            early: KeyMap::default(),
-            early_order: VecDeque::new(),
+            early: Waiting::default(),
             labelled: KeySet::default(),
             labelled_order: VecDeque::new(),
             window: VecDeque::new(),
@@ -454,7 +471,7 @@ impl Quality {
     pub fn answer(&mut self, key: u64, answer: Answer, version: u32, now_ms: i64) {
         self.expire(now_ms);
         if !self.early.is_empty()
-            && let Some((_, early)) = self.early.remove(&key)
+            && let Some(early) = self.early.take(key)
         {
             self.join(key, answer, early, version);
             return;
@@ -486,20 +503,19 @@ impl Quality {
         if let Some(answer) = self.awaiting.take(key) {
             return self.join(key, answer, label, version);
         }
-        if self.early.contains_key(&key) {
+        if self.early.contains(key) {
             // A second label before the answer: the first counts.
             self.counters.label(LabelOutcome::Relabelled);
             return LabelOutcome::Relabelled;
         }
-        self.early.insert(key, (now_ms, label));
-        self.early_order.push_back((key, now_ms));
-        while self.early.len() > self.config.capacity {
-            let Some((oldest, _)) = self.early_order.pop_front() else {
+        self.early.push(key, now_ms, label);
+        while self.early.len() > self.config.capacity
+            || self.early.span() > 2 * self.config.capacity
+        {
+            if !self.early.pop_oldest_if(|_| true) {
                 break;
-            };
-            if self.early.remove(&oldest).is_some() {
-                self.counters.label(LabelOutcome::Unmatched);
             }
+            self.counters.label(LabelOutcome::Unmatched);
         }
         LabelOutcome::Early
     }
@@ -541,15 +557,8 @@ impl Quality {
         while self.awaiting.pop_oldest_if(|read| read <= before) {
             self.counters.unlabelled(Unlabelled::Wait);
         }
-        while let Some(&(key, read)) = self.early_order.front() {
-            if read > before {
-                break;
-            }
-            self.early_order.pop_front();
-            if self.early.get(&key).is_some_and(|(r, _)| *r == read) {
-                self.early.remove(&key);
-                self.counters.label(LabelOutcome::Unmatched);
-            }
+        while self.early.pop_oldest_if(|read| read <= before) {
+            self.counters.label(LabelOutcome::Unmatched);
         }
     }
 
@@ -634,14 +643,7 @@ impl Quality {
     pub fn state(&self) -> QualityState {
         QualityState {
             awaiting: self.awaiting.iter().copied().collect(),
-            early: self
-                .early_order
-                .iter()
-                .filter_map(|&(key, read)| {
-                    let &(r, label) = self.early.get(&key)?;
-                    (r == read).then_some((key, read, label))
-                })
-                .collect(),
+            early: self.early.iter().copied().collect(),
             labelled: self.labelled_order.iter().copied().collect(),
             window: self.window.iter().copied().collect(),
         }
@@ -656,8 +658,7 @@ impl Quality {
         }
         let skip = keep(saved.early.len(), self.config.capacity);
         for (key, read, label) in saved.early.into_iter().skip(skip) {
-            self.early.insert(key, (read, label));
-            self.early_order.push_back((key, read));
+            self.early.push(key, read, label);
         }
         let skip = keep(saved.labelled.len(), self.config.capacity);
         for key in saved.labelled.into_iter().skip(skip) {

@@ -396,11 +396,19 @@ impl Recent {
     }
 }
 
-/// A stable 64-bit hash of an event id (FNV-1a): the same on every run and platform.
-fn id_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+/// FNV-1a's starting value.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `bytes`, from `hash`: stable on every run and platform.
+pub(crate) fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// A stable 64-bit hash of an event id.
+fn id_hash(id: &str) -> u64 {
+    fnv1a(FNV_OFFSET, id.as_bytes())
 }
 
 /// Events read in a row without one counted (events of models this instance does not watch
@@ -478,10 +486,7 @@ impl Positions {
 /// The identity of a label message (label events carry no id of their own): a hash of its
 /// bytes, as text. A message delivered again has the same.
 pub fn label_identity(payload: &[u8]) -> String {
-    let hash = payload.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
+    format!("{:016x}", fnv1a(FNV_OFFSET, payload))
 }
 
 /// The topic a message comes from.
