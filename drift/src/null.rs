@@ -359,14 +359,13 @@ pub fn feature_level(window_level: f64, features: usize, needed: usize) -> f64 {
         ln_fact[k] = ln_fact[k - 1] + (k as f64).ln();
     }
     let ln_choose = |n: usize, k: usize| ln_fact[n] - ln_fact[k] - ln_fact[n - k];
-    // ln P(X >= m) and ln of its derivative, at a = e^t.
+    // ln P(X >= m) and ln of its derivative, at a = e^t; the tail's terms summed around the
+    // largest (no allocation: this runs at every scoring).
     let ln_tail = |a: f64| -> f64 {
         let (la, lb) = (a.ln(), (-a).ln_1p());
-        let terms: Vec<f64> = (m..=n)
-            .map(|k| ln_choose(n, k) + k as f64 * la + (n - k) as f64 * lb)
-            .collect();
-        let top = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        top + terms.iter().map(|t| (t - top).exp()).sum::<f64>().ln()
+        let term = |k: usize| ln_choose(n, k) + k as f64 * la + (n - k) as f64 * lb;
+        let top = (m..=n).map(term).fold(f64::NEG_INFINITY, f64::max);
+        top + (m..=n).map(|k| (term(k) - top).exp()).sum::<f64>().ln()
     };
     let ln_derivative = |a: f64| -> f64 {
         (n as f64).ln()
@@ -380,12 +379,13 @@ pub fn feature_level(window_level: f64, features: usize, needed: usize) -> f64 {
         .exp()
         .clamp(1e-300, 0.5);
     for _ in 0..50 {
-        let f = ln_tail(a) - goal;
+        let tail = ln_tail(a);
+        let f = tail - goal;
         if f.abs() < 1e-12 {
             break;
         }
         // d ln(tail) / d ln(a) = a tail'(a) / tail(a).
-        let slope = (a.ln() + ln_derivative(a) - ln_tail(a)).exp();
+        let slope = (a.ln() + ln_derivative(a) - tail).exp();
         let next = (a.ln() - f / slope.max(1e-12)).exp();
         a = next.clamp(a / 10.0, (a * 10.0).min(1.0 - 1e-12));
     }
