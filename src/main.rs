@@ -59,6 +59,10 @@ enum Command {
     /// Compare a current features file with a reference one: per-feature drift statistics and
     /// decisions, written as an HTML page and JSON.
     DriftReport(commands::drift_report::Args),
+    /// Run the drift service's windows, decisions and alert offline over a features file in
+    /// time order or a predictions topic read to its end: per window, each feature's decision
+    /// and when the data-set alert would have fired, for the model's rules or rules given here.
+    Backtest(commands::backtest::Args),
     /// Draw synthetic rows from a generator fitted on a spec's training data and measure their
     /// fidelity.
     Synthetic(commands::synthetic::Args),
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
             Command::Users(cmd) => commands::users::run(&cli, cmd).await,
             Command::Bootstrap(args) => commands::bootstrap::run(&cli, args).await,
             Command::Events(cmd) => commands::events::run(&cli, cmd).await,
+            Command::Backtest(args) => commands::backtest::run(&cli, args).await,
             Command::DriftReport(args) => {
                 tokio::task::block_in_place(|| commands::drift_report::run(args))
             }

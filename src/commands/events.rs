@@ -118,66 +118,68 @@ fn value<'a>(v: f64, tokens: Option<&'a [String]>) -> Value<'a> {
     }
 }
 
-async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
-    let registry = cli.registry().await?;
-    let reference: ModelRef = args.model.parse()?;
-    let version = registry.resolve(&reference).await?;
-    let r = registry.clone();
-    let v = version.clone();
-    let artifact = tokio::task::spawn_blocking(move || r.load(&v)).await??;
-    let model = Model::new(artifact);
-    let artifact = model.artifact();
-    let spec = &artifact.spec;
-    let schema = Schema::new(spec);
-    let (x, report) = vigie_core::dataset::load_features(spec, &schema, &args.features)
-        .with_context(|| format!("cannot read {}", args.features.display()))?;
-    anyhow::ensure!(report.rows > 0, "{} has no rows", args.features.display());
-    let predictions = model.predict_batch(&x);
-    let tokens: Vec<Option<Vec<String>>> = spec
-        .features
-        .iter()
-        .zip(schema.features())
-        .map(|(f, compiled)| match f {
-            FeatureSpec::Categorical {
-                codes: Some(codes), ..
-            } if compiled.has_text_codes() => Some(code_tokens(codes)),
-            _ => None,
-        })
-        .collect();
-    let count = args.count.unwrap_or(x.rows() as u64);
-    let producer = EventProducer::new(
-        &ProducerConfig::new(args.kafka_brokers.clone()),
-        vigie_stream::producer::ProducerMetrics::register(&prometheus::Registry::new())?,
-    )?;
-    let version_label = version.version.to_string();
-    let request_id = uuid::Uuid::now_v7().to_string();
-    let names = &artifact.feature_order;
-    let started = Instant::now();
-    let mut values = Vec::with_capacity(names.len());
-    for i in 0..count {
-        let row = (i % x.rows() as u64) as usize;
-        values.clear();
-        values.extend(
-            x.row(row)
-                .iter()
-                .zip(&tokens)
-                .map(|(&v, t)| value(v, t.as_deref())),
-        );
-        let p = predictions[row];
-        let event_id = uuid::Uuid::now_v7().to_string();
-        let ts = chrono::Utc::now();
-        let event = PredictionEventRef {
-            event_id: &event_id,
-            request_id: &request_id,
-            ts: &ts,
-            model: &version.name,
-            model_version: version.version,
+/// Builds the prediction events of a model's rows, as the prediction service publishes them
+/// (source `replay`): for `vigie events replay` and `vigie backtest`.
+pub struct EventBuilder<'a> {
+    model: &'a Model,
+    name: &'a str,
+    version: u32,
+    /// Per feature (model order), the tokens of text codes.
+    tokens: Vec<Option<Vec<String>>>,
+}
+
+impl<'a> EventBuilder<'a> {
+    pub fn new(model: &'a Model, name: &'a str, version: u32) -> Self {
+        let spec = &model.artifact().spec;
+        let schema = Schema::new(spec);
+        let tokens = spec
+            .features
+            .iter()
+            .zip(schema.features())
+            .map(|(f, compiled)| match f {
+                FeatureSpec::Categorical {
+                    codes: Some(codes), ..
+                } if compiled.has_text_codes() => Some(code_tokens(codes)),
+                _ => None,
+            })
+            .collect();
+        EventBuilder {
+            model,
+            name,
+            version,
+            tokens,
+        }
+    }
+
+    /// The event of one row (model order) and the model's answer to it, as JSON.
+    pub fn payload(
+        &self,
+        row: &[f64],
+        prediction: &Prediction,
+        event_id: &str,
+        request_id: &str,
+        ts: &chrono::DateTime<chrono::Utc>,
+        row_index: u64,
+    ) -> Vec<u8> {
+        let model = self.model;
+        let artifact = model.artifact();
+        let values: Vec<Value<'_>> = row
+            .iter()
+            .zip(&self.tokens)
+            .map(|(&v, t)| value(v, t.as_deref()))
+            .collect();
+        PredictionEventRef {
+            event_id,
+            request_id,
+            ts,
+            model: self.name,
+            model_version: self.version,
             schema_hash: &artifact.spec_hash,
             features: Features {
-                names,
+                names: &artifact.feature_order,
                 values: &values,
             },
-            prediction: match &p {
+            prediction: match prediction {
                 Prediction::Class(p) => OutcomeRef {
                     class: p.class,
                     label: model.label(p.class),
@@ -196,14 +198,53 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
             },
             latency_us: 0,
             source: Source::Replay,
-            row: Some(i),
-        };
+            row: Some(row_index),
+        }
+        .to_json()
+    }
+}
+
+async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
+    let registry = cli.registry().await?;
+    let reference: ModelRef = args.model.parse()?;
+    let version = registry.resolve(&reference).await?;
+    let r = registry.clone();
+    let v = version.clone();
+    let artifact = tokio::task::spawn_blocking(move || r.load(&v)).await??;
+    let model = Model::new(artifact);
+    let artifact = model.artifact();
+    let spec = &artifact.spec;
+    let schema = Schema::new(spec);
+    let (x, report) = vigie_core::dataset::load_features(spec, &schema, &args.features)
+        .with_context(|| format!("cannot read {}", args.features.display()))?;
+    anyhow::ensure!(report.rows > 0, "{} has no rows", args.features.display());
+    let predictions = model.predict_batch(&x);
+    let events = EventBuilder::new(&model, &version.name, version.version);
+    let count = args.count.unwrap_or(x.rows() as u64);
+    let producer = EventProducer::new(
+        &ProducerConfig::new(args.kafka_brokers.clone()),
+        vigie_stream::producer::ProducerMetrics::register(&prometheus::Registry::new())?,
+    )?;
+    let version_label = version.version.to_string();
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let started = Instant::now();
+    for i in 0..count {
+        let row = (i % x.rows() as u64) as usize;
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let payload = events.payload(
+            x.row(row),
+            &predictions[row],
+            &event_id,
+            &request_id,
+            &chrono::Utc::now(),
+            i,
+        );
         let headers = [
             ("model", version.name.as_str()),
             ("model_version", &version_label),
         ];
         while producer
-            .publish(&args.topic, &request_id, &event.to_json(), &headers)
+            .publish(&args.topic, &request_id, &payload, &headers)
             .is_err()
         {
             // A full queue: let the producer deliver some.

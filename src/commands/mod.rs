@@ -1,5 +1,6 @@
 //! The subcommands of `vigie`, one module each.
 
+pub mod backtest;
 pub mod bootstrap;
 pub mod compare;
 pub mod drift;

@@ -130,6 +130,82 @@ pub fn load_features(
     }
 }
 
+/// Reads a column of event times from a data file (the spec's separator), which must be in
+/// time order: what `vigie backtest` replays. A time is RFC 3339 (`2021-06-01T08:30:00+02:00`),
+/// a date and time in UTC (`2021-06-01 08:30:00`, seconds optional, `T` or a space), or a date
+/// (midnight UTC). Returned as milliseconds since the epoch, one per record.
+pub fn load_times(spec: &ModelSpec, path: &Path, column: &str) -> Result<Vec<i64>> {
+    let mut problems = Vec::new();
+    let Ok((records, lines, header)) = read_records(path, spec.data.separator, &mut problems)
+    else {
+        return Err(Error::Data { problems });
+    };
+    let problem = |line: usize, message: String| Problem {
+        file: path.to_path_buf(),
+        line: Some(line),
+        column: Some(column.to_string()),
+        message,
+    };
+    let Some(c) = header.iter().position(|h| h == column) else {
+        return Err(Error::Data {
+            problems: vec![problem(1, "missing column: the events' time".into())],
+        });
+    };
+    let mut times = Vec::with_capacity(records.len().saturating_sub(1));
+    let mut previous: Option<(i64, usize)> = None;
+    for (r, &line) in lines.iter().enumerate().skip(1) {
+        let text = records.field(r, c).trim();
+        let Some(t) = parse_time(text) else {
+            problems.push(problem(
+                line,
+                format!(
+                    "{text:?} is not a time: write 2021-06-01T08:30:00Z (RFC 3339), 2021-06-01 08:30:00 (UTC) or 2021-06-01"
+                ),
+            ));
+            continue;
+        };
+        if let Some((before, before_line)) = previous
+            && t < before
+        {
+            problems.push(problem(
+                line,
+                format!(
+                    "{text} is before the time of line {before_line}: the events must be in time order (sort the file by {column})"
+                ),
+            ));
+        }
+        previous = Some((t, line));
+        times.push(t);
+    }
+    if problems.is_empty() {
+        Ok(times)
+    } else {
+        Err(Error::Data { problems })
+    }
+}
+
+/// A time as [`load_times`] reads it, in milliseconds since the epoch.
+fn parse_time(text: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis());
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(t.and_utc().timestamp_millis());
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+}
+
 /// Reads a file and checks the spec's separator: the bytes, and the separator as a byte.
 fn read_file(
     path: &Path,

@@ -9,11 +9,14 @@
 //! - [`consumer`]: one thread reading every partition of `vigie.predictions`; each event is
 //!   decoded ([`decode`]) and counted into its model's windows ([`watch`]); the state is saved
 //!   with the offsets it stops at ([`checkpoint`]), and only then are those offsets committed.
+//! - [`backtest`]: the same windows, scorings and alert run offline over a stream of events,
+//!   on the events' clock.
 //! - [`score`]: every period, each model's sliding window is compared with the production
 //!   version's reference profile (vigie-drift); `ml_data_drift_score` and the per-feature
 //!   scores go to `/metrics`, the details to `/v1/drift`.
 //! - [`openapi`]: the OpenAPI document.
 
+pub mod backtest;
 pub mod checkpoint;
 pub mod consumer;
 pub mod decode;

@@ -35,9 +35,28 @@ pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-/// Scores every model once.
+/// Scores every model once, now.
 pub fn score_all(state: &Mutex<State>, metrics: &Metrics, score_seconds: f64) {
-    let now = Utc::now();
+    score_at(state, metrics, score_seconds, Utc::now());
+}
+
+/// What one scoring gave a model: its sliding window's score, and the tumbling windows that
+/// closed since the last scoring.
+#[derive(Debug, Clone)]
+pub struct ModelScores {
+    pub model: String,
+    pub scored: Arc<Scored>,
+    pub windows: Vec<WindowScore>,
+}
+
+/// Scores every model once at `now` (the wall clock in the service; the events' clock in a
+/// backtest): one code path for both. Returns what each model got.
+pub fn score_at(
+    state: &Mutex<State>,
+    metrics: &Metrics,
+    score_seconds: f64,
+    now: DateTime<Utc>,
+) -> Vec<ModelScores> {
     let snapshots: Vec<Snapshot> = {
         let mut state = lock(state);
         state.expire_noise(now);
@@ -96,7 +115,7 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics, score_seconds: f64) {
         metrics
             .scoring_seconds
             .observe(started.elapsed().as_secs_f64());
-        publish(metrics, reference, &report, &snap);
+        publish(metrics, reference, &report, &snap, now);
         publish_predictions(metrics, reference, predictions.as_ref());
         publish_answers(metrics, reference, snap.predicted.as_ref());
         publish_quality(metrics, reference, &snap.realised, snap.waiting);
@@ -132,6 +151,7 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics, score_seconds: f64) {
     }
     let mut state = lock(state);
     let retain = state.config.retain;
+    let mut scores = Vec::with_capacity(results.len());
     for (reference, scored, windows) in results {
         // A promotion between the copy and now replaced the windows: the result is stale.
         let Some(watch) = state
@@ -141,15 +161,28 @@ pub fn score_all(state: &Mutex<State>, metrics: &Metrics, score_seconds: f64) {
         else {
             continue;
         };
-        watch.last = Some(Arc::new(scored));
-        watch.tumbling_scores.extend(windows);
+        let scored = Arc::new(scored);
+        watch.last = Some(scored.clone());
+        watch.tumbling_scores.extend(windows.iter().cloned());
         while watch.tumbling_scores.len() > retain {
             watch.tumbling_scores.pop_front();
         }
+        scores.push(ModelScores {
+            model: reference.model.clone(),
+            scored,
+            windows,
+        });
     }
+    scores
 }
 
-fn publish(metrics: &Metrics, reference: &Reference, report: &DriftReport, snap: &Snapshot) {
+fn publish(
+    metrics: &Metrics,
+    reference: &Reference,
+    report: &DriftReport,
+    snap: &Snapshot,
+    now: DateTime<Utc>,
+) {
     let model = reference.model.as_str();
     metrics
         .window_events
@@ -170,7 +203,7 @@ fn publish(metrics: &Metrics, reference: &Reference, report: &DriftReport, snap:
     metrics
         .last_scored
         .with_label_values(&[model])
-        .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+        .set(now.timestamp_millis() as f64 / 1000.0);
     if !report.scored {
         // Below the minimum sample size nothing is published: no score is better than a
         // score of noise.

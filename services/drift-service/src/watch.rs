@@ -885,4 +885,4 @@ pub fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

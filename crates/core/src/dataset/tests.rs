@@ -399,3 +399,42 @@ fn a_regression_target_is_a_number_in_its_range_and_every_bad_one_is_named() {
     // Text codes are their position in the spec.
     assert_eq!(data.x.row(1), [1.0, 2.0]);
 }
+
+fn times(text: &str, column: &str) -> std::result::Result<Vec<i64>, Vec<String>> {
+    let files = Files::new(text, "y\n");
+    match load_times(&spec(), &files.path("x.csv"), column) {
+        Ok(times) => Ok(times),
+        Err(Error::Data { problems }) => Err(problems.iter().map(ToString::to_string).collect()),
+        Err(other) => panic!("expected data problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn event_times_are_read_in_every_written_form() {
+    let text = "colour,at\n1,2021-06-01T08:30:00+02:00\n1,2021-06-01 06:30:00\n2,2021-06-01T06:31\n2,2021-06-02\n";
+    let t = times(text, "at").unwrap();
+    let base = 1_622_529_000_000; // 2021-06-01T06:30:00Z
+    assert_eq!(t, vec![base, base, base + 60_000, base + 63_000_000]);
+}
+
+#[test]
+fn event_times_out_of_order_or_unreadable_name_their_line() {
+    let text = "colour,at\n1,2021-06-02\n1,2021-06-01\n2,noon\n2,2021-06-03\n";
+    let problems = times(text, "at").unwrap_err();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("line 3 column at"), "{problems:?}");
+    assert!(
+        problems[0].contains("before the time of line 2"),
+        "{problems:?}"
+    );
+    assert!(problems[1].contains("line 4 column at"), "{problems:?}");
+    assert!(
+        problems[1].contains("\"noon\" is not a time"),
+        "{problems:?}"
+    );
+    let missing = times(text, "when").unwrap_err();
+    assert!(
+        missing[0].contains("line 1 column when: missing column"),
+        "{missing:?}"
+    );
+}

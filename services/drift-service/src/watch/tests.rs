@@ -13,7 +13,7 @@ use crate::score::score_all;
 /// A speed peaked at 50 km/h, from 20 to 80. (Histogram correlation suits peaked
 /// distributions: on a flat one every bin's share is the same and the correlation of two
 /// samples is mostly noise.)
-fn speed(rng: &mut StdRng) -> f64 {
+pub(crate) fn speed(rng: &mut StdRng) -> f64 {
     20.0 + (rng.gen_range(0.0..20.0) + rng.gen_range(0.0..20.0) + rng.gen_range(0.0..20.0))
 }
 
