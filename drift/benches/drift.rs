@@ -92,6 +92,24 @@ fn drift(c: &mut Criterion) {
     c.bench_function("compare/28_features_with_noise_thresholds", |b| {
         b.iter(|| black_box(compare(&with_null, black_box(&current), &rules)))
     });
+    // What the noise thresholds add to a comparison, alone: the features' level (Newton's
+    // method, once per scoring) and the 28 thresholds for a window's size.
+    let null = with_null.null.clone().expect("simulated above");
+    c.bench_function("null/level_and_28_thresholds", |b| {
+        b.iter(|| {
+            let level = vigie_drift::null::feature_level(black_box(1.0 / 518_400.0), 28, 7);
+            let total: f64 = (0..28)
+                .filter_map(|f| {
+                    let statistic = rules.rule(&profile.features[f]).statistic;
+                    null.threshold(f, statistic, black_box(5_000), level)
+                })
+                .sum();
+            black_box(total)
+        })
+    });
+    c.bench_function("null/level", |b| {
+        b.iter(|| vigie_drift::null::feature_level(black_box(1.0 / 518_400.0), 28, 7))
+    });
     // Estimating them, as `vigie train` does once per reference (both cores, rayon).
     c.bench_function("null/simulate_28_features_default_grid", |b| {
         b.iter(|| black_box(NullModel::simulate(&profile, &rules, &rules.null)))

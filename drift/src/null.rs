@@ -354,34 +354,38 @@ pub fn feature_level(window_level: f64, features: usize, needed: usize) -> f64 {
         return target.min(1.0);
     }
     let (n, m) = (features, needed.min(features));
-    let mut ln_fact = vec![0.0; n + 1];
-    for k in 1..=n {
-        ln_fact[k] = ln_fact[k - 1] + (k as f64).ln();
-    }
-    let ln_choose = |n: usize, k: usize| ln_fact[n] - ln_fact[k] - ln_fact[n - k];
-    // ln P(X >= m) and ln of its derivative, at a = e^t; the tail's terms summed around the
-    // largest (no allocation: this runs at every scoring).
+    // ln C(n, m), and ln C(n - 1, m - 1) = ln C(n, m) + ln(m / n).
+    let ln_choose_nm: f64 = (1..=m).map(|i| ((n - m + i) as f64 / i as f64).ln()).sum();
+    let ln_choose_n1m1 = ln_choose_nm + (m as f64 / n as f64).ln();
+    // ln P(X >= m) at `a`: the first term, times the sum of the terms relative to it (each the
+    // last times (n - k) / (k + 1) x a / (1 - a): no logarithm or exponential per term, this
+    // runs at every scoring), rescaled before it could overflow.
     let ln_tail = |a: f64| -> f64 {
-        let (la, lb) = (a.ln(), (-a).ln_1p());
-        let term = |k: usize| ln_choose(n, k) + k as f64 * la + (n - k) as f64 * lb;
-        let top = (m..=n).map(term).fold(f64::NEG_INFINITY, f64::max);
-        top + (m..=n).map(|k| (term(k) - top).exp()).sum::<f64>().ln()
+        let first = ln_choose_nm + m as f64 * a.ln() + (n - m) as f64 * (-a).ln_1p();
+        let odds = a / (1.0 - a);
+        let (mut term, mut sum, mut scale) = (1.0_f64, 1.0_f64, 0.0_f64);
+        for k in m..n {
+            term *= (n - k) as f64 / (k + 1) as f64 * odds;
+            sum += term;
+            if sum > 1e200 {
+                term *= 1e-200;
+                sum *= 1e-200;
+                scale += 200.0 * std::f64::consts::LN_10;
+            }
+        }
+        first + sum.ln() + scale
     };
+    // ln of the tail's derivative: n times the probability of m - 1 of n - 1.
     let ln_derivative = |a: f64| -> f64 {
-        (n as f64).ln()
-            + ln_choose(n - 1, m - 1)
-            + (m - 1) as f64 * a.ln()
-            + (n - m) as f64 * (-a).ln_1p()
+        (n as f64).ln() + ln_choose_n1m1 + (m - 1) as f64 * a.ln() + (n - m) as f64 * (-a).ln_1p()
     };
     let goal = target.ln();
     // The first term alone: C(n, m) a^m = target.
-    let mut a = ((goal - ln_choose(n, m)) / m as f64)
-        .exp()
-        .clamp(1e-300, 0.5);
+    let mut a = ((goal - ln_choose_nm) / m as f64).exp().clamp(1e-300, 0.5);
     for _ in 0..50 {
         let tail = ln_tail(a);
         let f = tail - goal;
-        if f.abs() < 1e-12 {
+        if f.abs() < 1e-10 {
             break;
         }
         // d ln(tail) / d ln(a) = a tail'(a) / tail(a).

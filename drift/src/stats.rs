@@ -37,7 +37,11 @@ pub fn total_variation(reference: &[u64], current: &[u64]) -> f64 {
     let (Some(p), Some(q)) = (shares(reference), shares(current)) else {
         return 0.0;
     };
-    (0.5 * p.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum::<f64>()).clamp(0.0, 1.0)
+    tvd_of_shares(&p, &q)
+}
+
+fn tvd_of_shares(p: &[f64], q: &[f64]) -> f64 {
+    (0.5 * p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum::<f64>()).clamp(0.0, 1.0)
 }
 
 /// Pearson correlation of the two histograms' shares (OpenCV's HISTCMP_CORREL): 1 for the same
@@ -47,10 +51,14 @@ pub fn histogram_correlation(reference: &[u64], current: &[u64]) -> f64 {
     let (Some(p), Some(q)) = (shares(reference), shares(current)) else {
         return 1.0;
     };
+    correlation_of_shares(&p, &q)
+}
+
+fn correlation_of_shares(p: &[f64], q: &[f64]) -> f64 {
     let n = p.len() as f64;
     let (mp, mq) = (p.iter().sum::<f64>() / n, q.iter().sum::<f64>() / n);
     let (mut cov, mut vp, mut vq) = (0.0, 0.0, 0.0);
-    for (a, b) in p.iter().zip(&q) {
+    for (a, b) in p.iter().zip(q) {
         cov += (a - mp) * (b - mq);
         vp += (a - mp).powi(2);
         vq += (b - mq).powi(2);
@@ -72,9 +80,13 @@ pub fn psi(reference: &[u64], current: &[u64]) -> f64 {
     let (Some(p), Some(q)) = (shares(reference), shares(current)) else {
         return 0.0;
     };
+    psi_of_shares(&p, &q)
+}
+
+fn psi_of_shares(p: &[f64], q: &[f64]) -> f64 {
     let floor = |s: f64| if s == 0.0 { PSI_EMPTY_SHARE } else { s };
     p.iter()
-        .zip(&q)
+        .zip(q)
         .map(|(&a, &b)| {
             let (a, b) = (floor(a), floor(b));
             (b - a) * (b / a).ln()
@@ -90,10 +102,14 @@ pub fn jensen_shannon(reference: &[u64], current: &[u64]) -> f64 {
     let (Some(p), Some(q)) = (shares(reference), shares(current)) else {
         return 0.0;
     };
+    js_of_shares(&p, &q)
+}
+
+fn js_of_shares(p: &[f64], q: &[f64]) -> f64 {
     let kl_to_mid = |a: f64, m: f64| if a > 0.0 { a * (a / m).log2() } else { 0.0 };
     let divergence: f64 = p
         .iter()
-        .zip(&q)
+        .zip(q)
         .map(|(&a, &b)| {
             let m = (a + b) / 2.0;
             0.5 * kl_to_mid(a, m) + 0.5 * kl_to_mid(b, m)
@@ -112,6 +128,10 @@ pub fn wasserstein_normed(positions: &[f64], reference: &[u64], current: &[u64])
     let (Some(p), Some(q)) = (shares(reference), shares(current)) else {
         return 0.0;
     };
+    wasserstein_of_shares(positions, &p, &q)
+}
+
+fn wasserstein_of_shares(positions: &[f64], p: &[f64], q: &[f64]) -> f64 {
     let (mut cp, mut cq, mut distance) = (0.0, 0.0, 0.0);
     for i in 0..positions.len().saturating_sub(1) {
         cp += p[i];
@@ -170,8 +190,12 @@ pub fn ks_statistic(reference: &[u64], current: &[u64]) -> f64 {
     let (Some(p), Some(q)) = (shares(reference), shares(current)) else {
         return 0.0;
     };
+    ks_of_shares(&p, &q)
+}
+
+fn ks_of_shares(p: &[f64], q: &[f64]) -> f64 {
     let (mut cp, mut cq, mut d) = (0.0f64, 0.0f64, 0.0f64);
-    for (a, b) in p.iter().zip(&q) {
+    for (a, b) in p.iter().zip(q) {
         cp += a;
         cq += b;
         d = d.max((cp - cq).abs());
@@ -245,21 +269,41 @@ impl Statistics {
         let reference = profile.counts();
         let present = reference.len() - 1;
         let (wasserstein, ks_p) = match profile.positions() {
-            Some(positions) => (
-                Some(wasserstein_normed(
-                    &positions,
-                    &reference[..present],
-                    &current[..present],
-                )),
-                Some(ks_p(&reference[..present], &current[..present])),
-            ),
+            Some(positions) => {
+                // Over the present values: their shares once for both.
+                let (r, c) = (&reference[..present], &current[..present]);
+                same_bins(r, c);
+                assert_eq!(positions.len(), r.len(), "one position per bin");
+                match (shares(r), shares(c)) {
+                    (Some(p), Some(q)) => {
+                        let (n, m) = (r.iter().sum::<u64>() as f64, c.iter().sum::<u64>() as f64);
+                        let d = ks_of_shares(&p, &q);
+                        (
+                            Some(wasserstein_of_shares(&positions, &p, &q)),
+                            Some(kolmogorov_sf((n * m / (n + m)).sqrt() * d)),
+                        )
+                    }
+                    _ => (Some(0.0), Some(1.0)),
+                }
+            }
             None => (None, None),
         };
+        same_bins(reference, current);
+        // The shares once for the four statistics over every bin (an empty side: no drift).
+        let (tvd, correlation, psi, js_distance) = match (shares(reference), shares(current)) {
+            (Some(p), Some(q)) => (
+                tvd_of_shares(&p, &q),
+                correlation_of_shares(&p, &q),
+                psi_of_shares(&p, &q),
+                js_of_shares(&p, &q),
+            ),
+            _ => (0.0, 1.0, 0.0, 0.0),
+        };
         Statistics {
-            tvd: total_variation(reference, current),
-            correlation: histogram_correlation(reference, current),
-            psi: psi(reference, current),
-            js_distance: jensen_shannon(reference, current),
+            tvd,
+            correlation,
+            psi,
+            js_distance,
             wasserstein,
             chi_square_p: chi_square_p(reference, current),
             ks_p,

@@ -561,6 +561,13 @@ fn feature_levels_spread_the_data_set_target_over_the_features() {
     // A loose target: a loose level, below 1.
     let loose = feature_level(0.5, 11, 3);
     assert!(loose > 0.1 && loose < 0.5, "{loose}");
+    // Thousands of features: the tail's terms are rescaled, not overflowed. Half of 2,000
+    // needed by chance once in a thousand windows: each feature's level just under one half,
+    // where the binomial's tail past its mean is 1e-3 (the mean 1,000 less about 3.1 standard
+    // deviations of sqrt(500)).
+    let many = feature_level(1e-3, 2_000, 1_000);
+    let expected = (1_000.0 - 3.09 * 500f64.sqrt()) / 2_000.0;
+    assert!((many - expected).abs() < 0.005, "{many} against {expected}");
 }
 
 #[test]
