@@ -204,6 +204,27 @@ fn events_are_placed_at_their_time_and_bad_input_is_named() {
         .unwrap();
     assert!(drifted.contains("jour "), "{printed}");
 
+    // The fixed rules alone: no noise thresholds in the records.
+    let fixed = dir.path().join("fixed");
+    let printed = stdout(&backtest(
+        &home,
+        &[
+            "--features",
+            timed.to_str().unwrap(),
+            "--time-column",
+            "ts",
+            "--window-events",
+            "500",
+            "--floor-only",
+            "--out",
+            fixed.to_str().unwrap(),
+        ],
+    ));
+    assert!(printed.contains("alone (no noise thresholds)"), "{printed}");
+    let windows = std::fs::read_to_string(fixed.join("windows.jsonl")).unwrap();
+    assert!(windows.contains("\"noise_threshold\":null"));
+    assert!(!windows.contains("\"noise_threshold\":0."));
+
     // Out of time order: the line and the column.
     let mut shuffled = times.clone();
     shuffled.swap(10, 11);

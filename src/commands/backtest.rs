@@ -60,6 +60,10 @@ pub struct Args {
     /// The fewest events a window is scored with (replaces the rules').
     #[arg(long)]
     min_rows: Option<u64>,
+    /// Decide on the rules' thresholds alone, without the noise thresholds (the engine before
+    /// them): what the fixed rules would have said.
+    #[arg(long)]
+    floor_only: bool,
     /// Events in the sliding window.
     #[arg(long, default_value_t = WindowConfig::default().sliding_events as u64,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -210,6 +214,9 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let artifact = tokio::task::spawn_blocking(move || r.load(&v)).await??;
     let mut reference = Reference::of_artifact(&artifact);
     reference.rules = rules(args, &reference)?;
+    if args.floor_only {
+        reference.profile.null = None;
+    }
     let noise = match &args.noise {
         Some(body) => {
             let request = NoiseRequest::parse(body.as_bytes())
@@ -285,7 +292,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let summary_path = args.out.join("summary.json");
     std::fs::write(&summary_path, serde_json::to_vec_pretty(&summary)?)
         .with_context(|| format!("cannot write {}", summary_path.display()))?;
-    print_summary(&summary, &rules, &source);
+    print_summary(&summary, &rules, &source, args.floor_only);
     println!(
         "Backtested in {:.2} s; wrote {windows} windows to {} (and decisions.csv, summary.json)",
         started.elapsed().as_secs_f64(),
@@ -336,7 +343,7 @@ fn file_events<'a>(
     }))
 }
 
-fn print_summary(summary: &Summary, rules: &DriftRules, source: &str) {
+fn print_summary(summary: &Summary, rules: &DriftRules, source: &str, floor_only: bool) {
     println!(
         "Backtest of {}@{} on {source}: {} events read, {} counted{}",
         summary.model,
@@ -361,14 +368,21 @@ fn print_summary(summary: &Summary, rules: &DriftRules, source: &str) {
     if let (Some(first), Some(last)) = (summary.first_event, summary.last_event) {
         println!("Events from {first} to {last}");
     }
-    println!(
-        "Rules: {} / {}, effect floors; {} expected false alarms per 30 days; data set drifted at {} of the features; at least {} events",
-        rules.categorical,
-        rules.numerical,
-        rules.false_alarms_per_30_days,
-        rules.dataset_share,
-        rules.min_rows
-    );
+    if floor_only {
+        println!(
+            "Rules: {} / {}, alone (no noise thresholds); data set drifted at {} of the features; at least {} events",
+            rules.categorical, rules.numerical, rules.dataset_share, rules.min_rows
+        );
+    } else {
+        println!(
+            "Rules: {} / {}, effect floors; {} expected false alarms per 30 days; data set drifted at {} of the features; at least {} events",
+            rules.categorical,
+            rules.numerical,
+            rules.false_alarms_per_30_days,
+            rules.dataset_share,
+            rules.min_rows
+        );
+    }
     println!(
         "Sliding window: {} scorings, {} with enough events, data set drifted in {}",
         summary.scorings, summary.scored, summary.dataset_drifted
