@@ -169,10 +169,9 @@ fn events_are_placed_at_their_time_and_bad_input_is_named() {
         })
         .collect();
     let timed = write(dir.path(), "timed.csv", &header, &rows, Some(&times));
-    let out = dir.path().join("out");
-    let printed = stdout(&backtest(
-        &home,
-        &[
+    // The timed file, windows of 500, writing to `out`, with `extra` flags.
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
             "--features",
             timed.to_str().unwrap(),
             "--time-column",
@@ -181,8 +180,11 @@ fn events_are_placed_at_their_time_and_bad_input_is_named() {
             "500",
             "--out",
             out.to_str().unwrap(),
-        ],
-    ));
+        ];
+        args.extend_from_slice(extra);
+        stdout(&backtest(&home, &args))
+    };
+    let printed = run(&dir.path().join("out"), &[]);
     assert!(
         printed.contains("Events from 2021-06-01 08:00:00 UTC to 2021-06-02 03:59:00 UTC"),
         "{printed}"
@@ -206,20 +208,7 @@ fn events_are_placed_at_their_time_and_bad_input_is_named() {
 
     // The fixed rules alone: no noise thresholds in the records.
     let fixed = dir.path().join("fixed");
-    let printed = stdout(&backtest(
-        &home,
-        &[
-            "--features",
-            timed.to_str().unwrap(),
-            "--time-column",
-            "ts",
-            "--window-events",
-            "500",
-            "--floor-only",
-            "--out",
-            fixed.to_str().unwrap(),
-        ],
-    ));
+    let printed = run(&fixed, &["--floor-only"]);
     assert!(printed.contains("alone (no noise thresholds)"), "{printed}");
     let windows = std::fs::read_to_string(fixed.join("windows.jsonl")).unwrap();
     assert!(windows.contains("\"noise_threshold\":null"));
@@ -278,6 +267,8 @@ fn events_are_placed_at_their_time_and_bad_input_is_named() {
         err.contains("drift.dataset_share must be in [0, 1]"),
         "{err}"
     );
+    let err = failure(&backtest(&home, &["--features", file, "--hysteresis", "0"]));
+    assert!(err.contains("drift.hysteresis must be above 0"), "{err}");
     let rules = dir.path().join("rules.toml");
     std::fs::write(&rules, "min_rowz = 10\n").unwrap();
     let err = failure(&backtest(

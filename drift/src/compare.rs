@@ -11,6 +11,11 @@
 //!
 //! A profile without null distributions (written before they existed) decides on the floor
 //! alone, as before.
+//!
+//! Hysteresis (optional, `hysteresis` below 1): a feature that drifted at the last scoring of
+//! the same window stays drifted while its statistic is beyond that share of both thresholds,
+//! measured from "no difference" (the distance itself, `1 - r` for the correlation, `-ln p` for
+//! a p-value), so a statistic hovering at a threshold does not flap the alert.
 
 use std::collections::BTreeMap;
 
@@ -131,9 +136,52 @@ pub struct DriftRules {
     pub dataset_share: f64,
     /// Expected data-set alerts per 30 days when nothing drifted: what the noise thresholds
     /// are set for.
+    #[serde(skip_serializing_if = "skip_target")]
     pub false_alarms_per_30_days: f64,
     /// How the null distributions are estimated at training time.
+    #[serde(skip_serializing_if = "skip_null")]
     pub null: NullParams,
+    /// The share of the thresholds a drifted feature must fall back below to leave drift, in
+    /// (0, 1]: 1 (the default) is no hysteresis.
+    #[serde(skip_serializing_if = "skip_hysteresis")]
+    pub hysteresis: f64,
+}
+
+// The serialised rules are part of a spec's hash (`ModelSpec::hash`), which every model
+// artifact records and checks: a field added later is left out at its default, so that a spec
+// written before it hashes the same. `false_alarms_per_30_days` and `null` were first written
+// always (the "noise fields" form, from the noise thresholds until hysteresis came): artifacts
+// of that time are checked against that form, which `with_noise_fields_form` gives.
+
+thread_local! {
+    static NOISE_FIELDS_FORM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the rules serialised in the "noise fields" form: `false_alarms_per_30_days`
+/// and `null` always written, `hysteresis` never (see above).
+pub fn with_noise_fields_form<R>(f: impl FnOnce() -> R) -> R {
+    NOISE_FIELDS_FORM.with(|form| {
+        form.set(true);
+        let result = f();
+        form.set(false);
+        result
+    })
+}
+
+fn noise_fields_form() -> bool {
+    NOISE_FIELDS_FORM.with(std::cell::Cell::get)
+}
+
+fn skip_target(target: &f64) -> bool {
+    !noise_fields_form() && *target == DriftRules::default().false_alarms_per_30_days
+}
+
+fn skip_null(null: &NullParams) -> bool {
+    !noise_fields_form() && *null == NullParams::default()
+}
+
+fn skip_hysteresis(hysteresis: &f64) -> bool {
+    noise_fields_form() || *hysteresis == 1.0
 }
 
 impl Default for DriftRules {
@@ -152,6 +200,7 @@ impl Default for DriftRules {
             dataset_share: 0.5,
             false_alarms_per_30_days: 1.0,
             null: NullParams::default(),
+            hysteresis: 1.0,
         }
     }
 }
@@ -214,6 +263,12 @@ impl DriftRules {
             ));
         }
         self.null.check().map_err(BadRule)?;
+        if !(self.hysteresis > 0.0 && self.hysteresis <= 1.0) {
+            return bad(format!(
+                "drift.hysteresis must be above 0 and at most 1 (1: none), got {}",
+                self.hysteresis
+            ));
+        }
         let rules = [
             ("categorical", &self.categorical),
             ("numerical", &self.numerical),
@@ -263,11 +318,15 @@ pub struct FeatureDrift {
     /// distribution); the rule's threshold is the effect floor.
     #[serde(default)]
     pub noise_threshold: Option<f64>,
-    /// Whether the statistic is beyond the noise threshold, and beyond the floor.
+    /// Whether the statistic is beyond the noise threshold, and beyond the floor (for a
+    /// feature held by hysteresis, beyond their lower bounds).
     #[serde(default)]
     pub beyond_noise: bool,
     #[serde(default)]
     pub beyond_floor: bool,
+    /// Drifted at the last scoring, and judged against the thresholds' lower bounds.
+    #[serde(default)]
+    pub held: bool,
     /// Both, from the minimum number of events on.
     pub drifted: bool,
 }
@@ -358,6 +417,37 @@ pub fn compare_at(
     rules: &DriftRules,
     cadence: Cadence,
 ) -> DriftReport {
+    compare_after(profile, current, rules, cadence, None)
+}
+
+/// Whether `value` is beyond `share` of `threshold`'s distance from "no difference".
+pub(crate) fn beyond(statistic: Statistic, value: f64, threshold: f64, share: f64) -> bool {
+    if share >= 1.0 {
+        return Rule {
+            statistic,
+            threshold,
+        }
+        .drifted(value);
+    }
+    match statistic {
+        Statistic::Correlation => 1.0 - value > share * (1.0 - threshold),
+        Statistic::ChiSquareP | Statistic::KsP => value < threshold.powf(share),
+        _ => value > share * threshold,
+    }
+}
+
+/// [`compare_at`] for the same window scored again after `previous`: a feature that drifted
+/// then is held by the rules' hysteresis.
+///
+/// # Panics
+/// As [`compare`].
+pub fn compare_after(
+    profile: &Profile,
+    current: &Histograms,
+    rules: &DriftRules,
+    cadence: Cadence,
+    previous: Option<&DriftReport>,
+) -> DriftReport {
     assert_eq!(
         current.features(),
         profile.features.len(),
@@ -387,14 +477,14 @@ pub fn compare_at(
                 profile.null.as_ref().zip(level).and_then(|(null, level)| {
                     null.threshold(f, rule.statistic, current.rows(), level)
                 });
-            let beyond_noise = noise_threshold.is_none_or(|t| {
-                Rule {
-                    statistic: rule.statistic,
-                    threshold: t,
-                }
-                .drifted(score)
-            });
-            let beyond_floor = rule.drifted(score);
+            let held = rules.hysteresis < 1.0
+                && previous
+                    .and_then(|p| p.features.get(f))
+                    .is_some_and(|p| p.drifted && p.name == feature.name());
+            let share = if held { rules.hysteresis } else { 1.0 };
+            let beyond_noise =
+                noise_threshold.is_none_or(|t| beyond(rule.statistic, score, t, share));
+            let beyond_floor = beyond(rule.statistic, score, rule.threshold, share);
             FeatureDrift {
                 name: feature.name().to_string(),
                 kind: feature.kind_name().to_string(),
@@ -402,6 +492,7 @@ pub fn compare_at(
                 noise_threshold,
                 beyond_noise,
                 beyond_floor,
+                held,
                 statistics,
                 rule,
                 score,

@@ -38,7 +38,8 @@ pub mod window;
 
 pub use binner::Binner;
 pub use compare::{
-    BadRule, Cadence, DriftReport, DriftRules, FeatureDrift, Rule, Statistic, compare, compare_at,
+    BadRule, Cadence, DriftReport, DriftRules, FeatureDrift, Rule, Statistic, compare,
+    compare_after, compare_at, with_noise_fields_form,
 };
 pub use null::{NullModel, NullParams};
 pub use profile::{

@@ -103,6 +103,7 @@ pub fn html(title: &str, profile: &Profile, current: &Histograms, report: &Drift
     for f in &report.features {
         let badge = match (report.scored, f.drifted, f.beyond_floor, f.beyond_noise) {
             (false, ..) => "<span class=\"badge na\">n/a</span>",
+            (true, true, ..) if f.held => "<span class=\"badge yes\">yes: held (hysteresis)</span>",
             (true, true, ..) => "<span class=\"badge yes\">yes</span>",
             (true, false, true, false) => "<span class=\"badge no\">no: within noise</span>",
             (true, false, false, true) => "<span class=\"badge no\">no: below the floor</span>",

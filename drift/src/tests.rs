@@ -613,3 +613,84 @@ fn null_grids_and_targets_out_of_range_are_refused() {
             .contains("resamples")
     );
 }
+
+/// One categorical feature (codes 1 and 2, even in the reference) and a window of 1,000 events
+/// with `ones` of code 1: its TVD is `|ones / 1000 - 0.5|`.
+fn coin_window(binner: &Binner, ones: usize) -> Histograms {
+    let mut h = Histograms::new(binner);
+    for i in 0..1000 {
+        h.add_row(binner, &[if i < ones { 1.0 } else { 2.0 }]);
+    }
+    h
+}
+
+#[test]
+fn hysteresis_holds_a_drifted_feature_until_it_falls_below_the_lower_bound() {
+    let codes: Vec<f64> = (0..10_000).map(|i| f64::from(i % 2 + 1)).collect();
+    let profile = Profile::from_columns(
+        &["coin"],
+        &[Kind::Categorical {
+            codes: Some(vec![1.0, 2.0]),
+        }],
+        &[codes],
+        &ProfileParams::default(),
+    );
+    let binner = Binner::new(&profile);
+    let held = DriftRules {
+        min_rows: 1,
+        hysteresis: 0.8,
+        ..DriftRules::default()
+    };
+    let at = |rules: &DriftRules, ones: usize, previous: Option<&DriftReport>| {
+        compare_after(
+            &profile,
+            &coin_window(&binner, ones),
+            rules,
+            Cadence::DAILY,
+            previous,
+        )
+    };
+    // TVD 0.12: beyond the floor (0.1), drifted.
+    let first = at(&held, 620, None);
+    assert!(first.features[0].drifted && !first.features[0].held);
+    // TVD 0.09: under the floor, above its lower bound (0.08): held.
+    let second = at(&held, 590, Some(&first));
+    assert!(second.features[0].drifted && second.features[0].held);
+    // The same window without the last score, or without hysteresis: not drifted.
+    assert!(!at(&held, 590, None).features[0].drifted);
+    let none = DriftRules {
+        hysteresis: 1.0,
+        ..held.clone()
+    };
+    assert!(!at(&none, 590, Some(&first)).features[0].drifted);
+    // TVD 0.07: under the lower bound, it leaves.
+    let third = at(&held, 570, Some(&second));
+    assert!(!third.features[0].drifted && third.features[0].held);
+    // Once out, the full floor again.
+    assert!(!at(&held, 590, Some(&third)).features[0].drifted);
+}
+
+#[test]
+fn lower_bounds_are_measured_from_no_difference() {
+    use crate::compare::beyond;
+    // Distances: a share of the threshold.
+    assert!(beyond(Statistic::Tvd, 0.085, 0.1, 0.8));
+    assert!(!beyond(Statistic::Tvd, 0.075, 0.1, 0.8));
+    // The correlation: a share of 1 - r (0.95 held down to 0.96).
+    assert!(beyond(Statistic::Correlation, 0.955, 0.95, 0.8));
+    assert!(!beyond(Statistic::Correlation, 0.965, 0.95, 0.8));
+    // A p-value: a share of -ln p (0.01 held up to 0.1 at one half).
+    assert!(beyond(Statistic::KsP, 0.05, 0.01, 0.5));
+    assert!(!beyond(Statistic::ChiSquareP, 0.2, 0.01, 0.5));
+    // A share of 1 is the rule itself.
+    assert!(!beyond(Statistic::Tvd, 0.1, 0.1, 1.0));
+    assert!(beyond(Statistic::Correlation, 0.94, 0.95, 1.0));
+    for bad in [0.0, -0.5, 1.5, f64::NAN] {
+        let rules = DriftRules {
+            hysteresis: bad,
+            ..DriftRules::default()
+        };
+        let err = rules.check_features(&[]).unwrap_err().to_string();
+        assert!(err.contains("drift.hysteresis"), "{err}");
+    }
+}

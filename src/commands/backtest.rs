@@ -60,6 +60,10 @@ pub struct Args {
     /// The fewest events a window is scored with (replaces the rules').
     #[arg(long)]
     min_rows: Option<u64>,
+    /// The share of the thresholds a drifted feature must fall back below to leave drift, in
+    /// (0, 1] (replaces the rules'; 1: no hysteresis).
+    #[arg(long)]
+    hysteresis: Option<f64>,
     /// Decide on the rules' thresholds alone, without the noise thresholds (the engine before
     /// them): what the fixed rules would have said.
     #[arg(long)]
@@ -123,6 +127,9 @@ fn rules(args: &Args, reference: &Reference) -> anyhow::Result<DriftRules> {
     if let Some(min_rows) = args.min_rows {
         rules.min_rows = min_rows;
     }
+    if let Some(hysteresis) = args.hysteresis {
+        rules.hysteresis = hysteresis;
+    }
     rules
         .check(&reference.profile)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -149,7 +156,7 @@ impl Output {
         let mut decisions = file("decisions.csv")?;
         writeln!(
             decisions,
-            "window,at,start,events,rows,scored,feature,statistic,score,noise_threshold,floor,drifted,dataset_drifted,alert"
+            "window,at,start,events,rows,scored,feature,statistic,score,noise_threshold,floor,drifted,held,dataset_drifted,alert"
         )?;
         Ok(Output {
             windows: file("windows.jsonl")?,
@@ -174,7 +181,7 @@ impl Output {
             for f in &r.features {
                 writeln!(
                     self.decisions,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     r.window,
                     r.at.to_rfc3339(),
                     start,
@@ -187,6 +194,7 @@ impl Output {
                     f.noise_threshold.map(|t| t.to_string()).unwrap_or_default(),
                     f.floor,
                     f.drifted,
+                    f.held,
                     r.dataset_drifted,
                     alert
                 )?;
@@ -381,6 +389,12 @@ fn print_summary(summary: &Summary, rules: &DriftRules, source: &str, floor_only
             rules.false_alarms_per_30_days,
             rules.dataset_share,
             rules.min_rows
+        );
+    }
+    if rules.hysteresis < 1.0 {
+        println!(
+            "Hysteresis: a drifted feature stays so until under {} of its thresholds",
+            rules.hysteresis
         );
     }
     println!(

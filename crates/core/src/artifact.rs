@@ -196,11 +196,11 @@ impl Artifact {
     fn check(&self) -> std::result::Result<(), String> {
         self.spec.validate().map_err(|e| e.to_string())?;
         self.reference.validate().map_err(|e| e.to_string())?;
-        let hash = self.spec.hash();
-        if hash != self.spec_hash {
+        let hashes = self.spec.hashes();
+        if !hashes.contains(&self.spec_hash) {
             return Err(format!(
-                "embedded spec hashes to {hash}, artifact records {}",
-                self.spec_hash
+                "embedded spec hashes to {}, artifact records {}",
+                hashes[0], self.spec_hash
             ));
         }
         let order: Vec<&str> = self.spec.feature_names();

@@ -737,6 +737,16 @@ impl ModelSpec {
         hex::encode(Sha256::digest(json))
     }
 
+    /// Every hash this spec was given by a version of Vigie: [`ModelSpec::hash`], and the hash
+    /// of the "noise fields" form of its drift rules (`vigie_drift::with_noise_fields_form`),
+    /// which artifacts trained between the noise thresholds and hysteresis record.
+    pub fn hashes(&self) -> [String; 2] {
+        [
+            self.hash(),
+            vigie_drift::with_noise_fields_form(|| self.hash()),
+        ]
+    }
+
     /// The `[regression]` section, or its defaults (for a regression without one).
     pub fn regression(&self) -> RegressionSpec {
         self.regression.clone().unwrap_or_default()

@@ -59,6 +59,8 @@ pub struct FeatureDecision {
     /// The effect floor (the rule's threshold).
     pub floor: f64,
     pub drifted: bool,
+    /// Drifted at the last scoring, judged against the lower bounds of the rules' hysteresis.
+    pub held: bool,
 }
 
 /// A scored window: the sliding window at a scoring, or a tumbling window once closed.
@@ -120,6 +122,7 @@ impl WindowRecord {
                     noise_threshold: f.noise_threshold,
                     floor: f.rule.threshold,
                     drifted: f.drifted,
+                    held: f.held,
                 })
                 .collect(),
         }

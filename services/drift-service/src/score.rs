@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, TimeZone, Utc};
-use vigie_drift::{Cadence, ClosedWindow, DriftReport, Histograms, compare_at};
+use vigie_drift::{Cadence, ClosedWindow, DriftReport, Histograms, compare_after, compare_at};
 
 use crate::metrics::Metrics;
 use crate::quality::Realised;
@@ -28,6 +28,8 @@ struct Snapshot {
     /// How often the sliding window is a fresh sample, and the tumbling windows' width.
     sliding_cadence: Cadence,
     tumbling_cadence: Cadence,
+    /// The last score of this sliding window (the rules' hysteresis holds what drifted then).
+    previous: Option<Arc<Scored>>,
 }
 
 /// A time in milliseconds since the epoch as a date (the epoch if out of range).
@@ -97,6 +99,7 @@ pub fn score_at(
                         score_seconds,
                     ),
                     tumbling_cadence: Cadence::tumbling(tumbling_seconds),
+                    previous: w.last.clone(),
                 }
             })
             .collect()
@@ -106,12 +109,22 @@ pub fn score_at(
         let started = Instant::now();
         let reference = &snap.reference;
         let cadence = snap.sliding_cadence;
-        let report = compare_at(&reference.profile, &snap.sliding, &reference.rules, cadence);
+        let previous = snap.previous.as_deref();
+        let report = compare_after(
+            &reference.profile,
+            &snap.sliding,
+            &reference.rules,
+            cadence,
+            previous.map(|s| &s.report),
+        );
         let predictions = reference
             .predictions
             .as_ref()
             .zip(snap.predicted.as_ref())
-            .map(|(p, h)| compare_at(&p.profile, h, &reference.rules, cadence));
+            .map(|(p, h)| {
+                let before = previous.and_then(|s| s.predictions.as_ref());
+                compare_after(&p.profile, h, &reference.rules, cadence, before)
+            });
         metrics
             .scoring_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -285,3 +285,35 @@ fn mistakes_in_a_regression_spec_are_named() {
         );
     }
 }
+
+/// Artifacts record their spec's hash and check it when loaded: a field added to the drift
+/// rules must not change the hash of a spec that leaves it at its default, or every model
+/// trained before would be refused.
+#[test]
+fn specs_hash_as_the_versions_that_trained_them_recorded() {
+    let spec = |name: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../models/{name}.toml"));
+        ModelSpec::from_file(&path).unwrap()
+    };
+    let baac = spec("baac-severity");
+    // Recorded by artifacts trained before the noise thresholds (and now), and by those
+    // trained between them and hysteresis (the "noise fields" form).
+    assert_eq!(
+        baac.hashes(),
+        [
+            "05e48594228151b07001da7de2b9c3c397a49a2433e63d37cf7427b61aa81485".to_string(),
+            "e2c291b65e5c15873d00da93b0c683b272dd6f96e0c084b960e772822aa58ffe".to_string(),
+        ]
+    );
+    assert_eq!(
+        spec("lfb-response-time").hash(),
+        "69ad9f17f8c449940a206f17a3d0b3c2e6f55016e72dda503a146fc6bb965f05"
+    );
+    // A rule away from its default is part of the hash.
+    let mut held = baac.clone();
+    held.drift.hysteresis = 0.8;
+    assert_ne!(held.hash(), baac.hash());
+    let mut strict = baac.clone();
+    strict.drift.false_alarms_per_30_days = 0.5;
+    assert_ne!(strict.hash(), baac.hash());
+}

@@ -14,6 +14,18 @@ fn toy() -> Reference {
     reference
 }
 
+/// Gaussian noise on `features`.
+fn gaussian(features: &[&str], rate: f64, scale: f64) -> NoiseSpec {
+    NoiseSpec {
+        mode: NoiseMode::Gaussian,
+        features: features.iter().map(|f| f.to_string()).collect(),
+        rate,
+        seed: 3,
+        scale: Some(scale),
+        code: None,
+    }
+}
+
 fn config(noise: Option<(NoiseSpec, u64)>) -> BacktestConfig {
     BacktestConfig {
         windows: WindowConfig {
@@ -138,14 +150,7 @@ fn traffic_like_the_reference_never_fires_the_alert() {
 
 #[test]
 fn noise_fires_the_alert_after_it_starts_and_not_before() {
-    let noise = NoiseSpec {
-        mode: NoiseMode::Gaussian,
-        features: vec!["speed".into()],
-        rate: 1.0,
-        seed: 3,
-        scale: Some(3.0),
-        code: None,
-    };
+    let noise = gaussian(&["speed"], 1.0, 3.0);
     let events = events(10_000, 13, 1_700_000_000_000, 100);
     let (records, summary) = run(config(Some((noise, 4_000))), &events);
     assert_eq!(summary.noise_from_event, Some(4_000));
@@ -202,14 +207,7 @@ fn a_gap_without_events_is_stepped_over() {
 
 #[test]
 fn noise_that_does_not_fit_the_model_is_refused() {
-    let noise = NoiseSpec {
-        mode: NoiseMode::Gaussian,
-        features: vec!["weight".into()],
-        rate: 0.5,
-        seed: 0,
-        scale: None,
-        code: None,
-    };
+    let noise = gaussian(&["weight"], 0.5, 1.0);
     let err = Backtest::new(toy(), config(Some((noise, 0)))).unwrap_err();
     assert!(err.contains("weight"), "{err}");
 }
@@ -227,4 +225,36 @@ fn unreadable_and_foreign_events_are_counted_as_skipped() {
     assert_eq!(summary.counted, 1);
     assert_eq!(summary.skipped.get("unreadable"), Some(&1));
     assert_eq!(summary.skipped.get("other_schema"), Some(&1));
+}
+
+#[test]
+fn the_rules_hysteresis_holds_what_drifted_at_the_last_scoring() {
+    let events = events(10_000, 13, 1_700_000_000_000, 100);
+    let noise = gaussian(&["speed"], 1.0, 3.0);
+    let mut reference = toy();
+    reference.rules.hysteresis = 0.8;
+    let mut backtest = Backtest::new(reference, config(Some((noise, 4_000)))).unwrap();
+    let mut records = Vec::new();
+    for (offset, (_, payload)) in events.iter().enumerate() {
+        backtest.event(0, offset as i64, payload, &mut records);
+    }
+    backtest.finish(&mut records);
+    let speed = |r: &WindowRecord| r.features.iter().find(|f| f.name == "speed").cloned();
+    let sliding: Vec<FeatureDecision> = records
+        .iter()
+        .filter(|r| r.window == "sliding")
+        .filter_map(speed)
+        .collect();
+    // Held exactly when it drifted at the scoring before.
+    for pair in sliding.windows(2) {
+        assert_eq!(pair[1].held, pair[0].drifted, "{pair:?}");
+    }
+    assert!(sliding.iter().any(|f| f.held && f.drifted));
+    // Tumbling windows are judged alone.
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.window == "tumbling")
+            .all(|r| r.features.iter().all(|f| !f.held))
+    );
 }
