@@ -75,12 +75,10 @@ fn a_backtest_decides_as_the_service_does_at_the_same_scorings() {
     state.set_reference(Arc::new(toy()));
     let state = Mutex::new(state);
     let mut live = Vec::new();
-    let mut next = events[0].0 + config.score_ms;
-    let mut counted = 0;
-    let mut last = events[0].0;
-    for (offset, (t, payload)) in events.iter().enumerate() {
-        while *t >= next {
-            for s in score_at(&state, &metrics, 5.0, time(next)) {
+    // One scoring's records, as the backtest writes them.
+    let score =
+        |live: &mut Vec<WindowRecord>, at: i64, counted: u64| {
+            for s in score_at(&state, &metrics, 5.0, time(at)) {
                 live.push(WindowRecord::of(
                     "sliding",
                     s.scored.at,
@@ -92,26 +90,20 @@ fn a_backtest_decides_as_the_service_does_at_the_same_scorings() {
                     WindowRecord::of("tumbling", w.end, Some(w.start), w.events, &w.report)
                 }));
             }
+        };
+    let mut next = events[0].0 + config.score_ms;
+    let mut counted = 0;
+    let mut last = events[0].0;
+    for (offset, (t, payload)) in events.iter().enumerate() {
+        while *t >= next {
+            score(&mut live, next, counted);
             next += config.score_ms;
         }
         lock(&state).apply(0, offset as i64, payload, *t);
         counted += 1;
         last = *t;
     }
-    for s in score_at(&state, &metrics, 5.0, time(last + 65_000)) {
-        live.push(WindowRecord::of(
-            "sliding",
-            s.scored.at,
-            None,
-            counted,
-            &s.scored.report,
-        ));
-        live.extend(
-            s.windows
-                .iter()
-                .map(|w| WindowRecord::of("tumbling", w.end, Some(w.start), w.events, &w.report)),
-        );
-    }
+    score(&mut live, last + 65_000, counted);
 
     let stripped: Vec<WindowRecord> = records
         .iter()
