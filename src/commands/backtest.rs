@@ -11,7 +11,7 @@ use vigie_core::inference::Model;
 use vigie_core::schema::Schema;
 use vigie_drift::DriftRules;
 use vigie_drift_service::WindowConfig;
-use vigie_drift_service::backtest::{Backtest, BacktestConfig, Summary, WindowRecord};
+use vigie_drift_service::backtest::{AlertState, Backtest, BacktestConfig, Summary, WindowRecord};
 use vigie_drift_service::noise::NoiseRequest;
 use vigie_drift_service::quality::QualityConfig;
 use vigie_drift_service::watch::Reference;
@@ -172,12 +172,7 @@ impl Output {
             serde_json::to_writer(&mut self.windows, &r)?;
             self.windows.write_all(b"\n")?;
             let start = r.start.map(|s| s.to_rfc3339()).unwrap_or_default();
-            let alert = r.alert.map_or(String::new(), |a| {
-                serde_json::to_value(a)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            });
+            let alert = r.alert.map_or("", AlertState::as_str);
             for f in &r.features {
                 writeln!(
                     self.decisions,

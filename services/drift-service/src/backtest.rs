@@ -48,6 +48,16 @@ pub enum AlertState {
     Firing,
 }
 
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Inactive => "inactive",
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+        }
+    }
+}
+
 /// One feature's decision in a window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeatureDecision {
@@ -183,6 +193,8 @@ pub struct Backtest {
     clock_ms: i64,
     /// Events counted since the last scoring.
     fresh: bool,
+    /// The noise to start, and the counted event it starts at (until it starts).
+    noise: Option<(Injector, u64)>,
     /// When the data set started to drift (time, events), while it still does.
     drifting_since: Option<(i64, u64)>,
     summary: Summary,
@@ -194,9 +206,13 @@ impl Backtest {
         // The service's metrics, in a registry of their own: the same code counts and exports.
         let metrics = Metrics::register(&prometheus::Registry::new())
             .map_err(|e| format!("cannot register the metrics: {e}"))?;
-        if let Some((spec, _)) = &config.noise {
-            Injector::new(spec.clone(), &reference.profile).map_err(|e| e.to_string())?;
-        }
+        let noise = match &config.noise {
+            Some((spec, after)) => Some((
+                Injector::new(spec.clone(), &reference.profile).map_err(|e| e.to_string())?,
+                *after,
+            )),
+            None => None,
+        };
         let summary = Summary {
             model: reference.model.clone(),
             version: reference.version,
@@ -220,6 +236,7 @@ impl Backtest {
             next_score_ms: None,
             clock_ms: i64::MIN,
             fresh: false,
+            noise,
             drifting_since: None,
             summary,
         })
@@ -261,29 +278,25 @@ impl Backtest {
                 .clock_ms
                 .saturating_add(self.config.score_ms.max(w.tumbling_ms + w.lateness_ms));
             self.score(end, out);
+            self.summary.last_event = Some(time(self.clock_ms));
         }
         self.summary
     }
 
-    /// The metrics the service's code exported while the backtest ran.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     /// Starts the noise once its first event is next.
     fn start_noise(&mut self) {
-        let Some((spec, after)) = &self.config.noise else {
-            return;
-        };
-        if self.summary.noise_from_event.is_some() || self.summary.counted < *after {
+        if self
+            .noise
+            .as_ref()
+            .is_none_or(|(_, after)| self.summary.counted < *after)
+        {
             return;
         }
         let mut state = lock(&self.state);
         let Some(watch) = state.models.get_mut(&self.model) else {
             return;
         };
-        // Checked in `new` against this profile.
-        let Ok(injector) = Injector::new(spec.clone(), &watch.reference.profile) else {
+        let Some((injector, _)) = self.noise.take() else {
             return;
         };
         let at = time(self.clock_ms.max(0));
@@ -327,10 +340,6 @@ impl Backtest {
     fn score(&mut self, now_ms: i64, out: &mut Vec<WindowRecord>) {
         self.fresh = false;
         let scores = score_at(&self.state, &self.metrics, self.score_seconds, time(now_ms));
-        let noise_active = lock(&self.state)
-            .models
-            .get(&self.model)
-            .is_some_and(|w| w.noise.is_some());
         for ModelScores {
             scored, windows, ..
         } in scores
@@ -347,7 +356,7 @@ impl Backtest {
             let mut record =
                 WindowRecord::of("sliding", scored.at, None, self.summary.counted, report);
             record.alert = Some(alert);
-            record.noise_active = noise_active;
+            record.noise_active = scored.noise_active;
             out.push(record);
             for w in &windows {
                 self.summary.tumbling += 1;
@@ -362,7 +371,6 @@ impl Backtest {
                 ));
             }
         }
-        self.summary.last_event = self.summary.first_event.map(|_| time(self.clock_ms));
     }
 
     /// The alert after a scoring where the data set did (or did not) drift.

@@ -245,11 +245,11 @@ fn publish(
         }
     }
     for f in &report.features {
+        let labels = [model, &f.name, f.rule.statistic.name()];
         metrics
             .feature_score
-            .with_label_values(&[model, &f.name, f.rule.statistic.name()])
+            .with_label_values(&labels)
             .set(f.score);
-        let labels = [model, &f.name, f.rule.statistic.name()];
         match f.noise_threshold {
             Some(t) => metrics.noise_threshold.with_label_values(&labels).set(t),
             None => {
