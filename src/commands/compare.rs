@@ -46,6 +46,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .clone()
             .check()
             .with_context(|| format!("Candidate {:?}", c.label))?;
+        // The spec with this algorithm must hold (missing = "keep" needs gradient boosting).
+        let mut with = spec.clone();
+        with.algorithm = c.algorithm.clone();
+        with.validate()
+            .with_context(|| format!("Candidate {:?} on {}", c.label, spec.name))?;
     }
 
     let start = Instant::now();

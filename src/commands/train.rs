@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use vigie_core::spec::{ModelSpec, Task};
+use vigie_core::spec::{MissingPolicy, ModelSpec, Task};
 use vigie_core::train::{self, RegressionModel};
 
 use crate::Cli;
@@ -65,15 +65,25 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         ("holdout", &summary.holdout_report),
     ] {
         for (i, name) in artifact.feature_order.iter().enumerate() {
+            let treated = match artifact.spec.features.get(i).map(|f| f.missing()) {
+                Some(MissingPolicy::Keep) => "kept as missing for the model",
+                _ => "imputed",
+            };
             if report.out_of_range_as_missing[i] > 0 {
                 println!(
-                    "Note: {what} data: {} values of {name} out of range, treated as missing and imputed (spec policy)",
+                    "Note: {what} data: {} values of {name} out of range, treated as missing and {treated} (spec policy)",
                     report.out_of_range_as_missing[i]
+                );
+            }
+            if report.unseen_codes.get(i).is_some_and(|&n| n > 0) {
+                println!(
+                    "Note: {what} data: {} codes of {name} the spec does not list, treated as missing and {treated} (spec policy)",
+                    report.unseen_codes[i]
                 );
             }
             if report.missing[i] > 0 {
                 println!(
-                    "Note: {what} data: {} empty values of {name}, imputed",
+                    "Note: {what} data: {} empty values of {name}, {treated}",
                     report.missing[i]
                 );
             }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use vigie_model::Matrix;
 
-use crate::schema::{Cell, Origin, Schema};
+use crate::schema::{Cell, Origin, Schema, UNSEEN, ValueError};
 use crate::spec::{ModelSpec, Task, normalise_token};
 use crate::{Error, Result};
 
@@ -60,6 +60,16 @@ pub struct LoadReport {
     pub missing: Vec<usize>,
     /// Per feature (model order): values outside the valid range treated as missing by spec.
     pub out_of_range_as_missing: Vec<usize>,
+    /// Per feature (model order): codes the spec does not list, treated as missing by the
+    /// feature's `unseen` policy when read for the model, counted in its "other" bin when read
+    /// for drift (absent from reports written before the policy).
+    #[serde(default)]
+    pub unseen_codes: Vec<usize>,
+    /// Read for the model: each such code as `(row, feature, text as written)`, by row, so an
+    /// event built from the row can carry it as the prediction service would (replays,
+    /// backtests). Not saved.
+    #[serde(skip)]
+    pub unseen_cells: Vec<(usize, usize, String)>,
 }
 
 /// Features and targets of one split, checked against the spec.
@@ -104,14 +114,16 @@ pub fn load(
 }
 
 /// Loads a features file alone, column by column (one per feature, model order, `NaN` =
-/// missing), checked against the spec: what drift reports compare.
+/// missing), checked against the spec: what drift reports compare. A code the spec does not
+/// list, whatever the feature's unseen policy, is [`UNSEEN`] (its "other" bin, as the drift
+/// service counts it) and counted in the report's `unseen_codes`.
 pub fn load_feature_columns(
     spec: &ModelSpec,
     schema: &Schema,
     features: &Path,
 ) -> Result<(Vec<Vec<f64>>, LoadReport)> {
     let mut problems = Vec::new();
-    match read_feature_columns(spec, schema, features, &mut problems) {
+    match read_feature_columns(spec, schema, features, Purpose::Drift, &mut problems) {
         Ok(loaded) if problems.is_empty() => Ok(loaded),
         _ => Err(Error::Data { problems }),
     }
@@ -146,7 +158,10 @@ pub fn load_times(spec: &ModelSpec, path: &Path, column: &str) -> Result<Vec<i64
         column: Some(column.to_string()),
         message,
     };
-    let Some(c) = header.iter().position(|h| h == column) else {
+    let key = spec.column_names.key(column);
+    let exact = header.iter().position(|h| h == column);
+    let Some(c) = exact.or_else(|| header.iter().position(|h| spec.column_names.key(h) == key))
+    else {
         return Err(Error::Data {
             problems: vec![problem(1, "missing column: the events' time".into())],
         });
@@ -583,7 +598,7 @@ fn read_features(
     path: &Path,
     problems: &mut Vec<Problem>,
 ) -> std::result::Result<(Matrix, LoadReport), ()> {
-    let (columns, report) = read_feature_columns(spec, schema, path, problems)?;
+    let (columns, report) = read_feature_columns(spec, schema, path, Purpose::Model, problems)?;
     let (rows, width) = (report.rows, columns.len());
     let mut data = vec![f64::NAN; rows * width];
     for (c, values) in columns.into_iter().enumerate() {
@@ -595,19 +610,30 @@ fn read_features(
     Ok((matrix, report))
 }
 
+/// What a features file is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The model's rows: an unlisted code is missing or refused, as the spec says.
+    Model,
+    /// Drift counts: an unlisted code is [`UNSEEN`], whatever the policy.
+    Drift,
+}
+
 /// Reads a features file: every value checked against its feature, in parallel per column.
 /// One column per feature, model order.
 fn read_feature_columns(
     spec: &ModelSpec,
     schema: &Schema,
     path: &Path,
+    purpose: Purpose,
     problems: &mut Vec<Problem>,
 ) -> std::result::Result<(Vec<Vec<f64>>, LoadReport), ()> {
     let before = problems.len();
     let (records, lines, header) = read_records(path, spec.data.separator, problems)?;
     let mut columns = Vec::with_capacity(schema.len());
-    for feature in schema.features() {
-        match header.iter().position(|h| h == feature.name()) {
+    for (i, feature) in schema.features().iter().enumerate() {
+        let exact = header.iter().position(|h| h == feature.name());
+        match exact.or_else(|| header.iter().position(|h| schema.column(h) == Some(i))) {
             Some(c) => columns.push(c),
             None => problems.push(Problem {
                 file: path.to_path_buf(),
@@ -625,11 +651,14 @@ fn read_feature_columns(
         rows,
         ignored_columns: header
             .iter()
-            .filter(|h| schema.position(h).is_none())
-            .cloned()
+            .enumerate()
+            .filter(|&(c, _)| !columns.contains(&c))
+            .map(|(_, h)| h.clone())
             .collect(),
         missing: vec![0; schema.len()],
         out_of_range_as_missing: vec![0; schema.len()],
+        unseen_codes: vec![0; schema.len()],
+        unseen_cells: Vec::new(),
     };
     // Blocks of rows are checked in parallel (rayon), each reading its records in file order
     // (column by column, the reads would stride across the whole file once per feature) and
@@ -649,8 +678,12 @@ fn read_feature_columns(
         .into_par_iter()
         .enumerate()
         .map(|(b, mut parts)| {
-            let (mut missing, mut out_of_range) =
-                (vec![0; features.len()], vec![0; features.len()]);
+            let (mut missing, mut out_of_range, mut unseen) = (
+                vec![0; features.len()],
+                vec![0; features.len()],
+                vec![0; features.len()],
+            );
+            let mut cells = Vec::new();
             let mut found = Vec::new();
             for k in 0..parts.first().map_or(0, |p| p.len()) {
                 let r = b * BLOCK_RECORDS + k;
@@ -658,6 +691,19 @@ fn read_feature_columns(
                     match feature.parse(Some(records.field(r + 1, column)), Origin::Data) {
                         Ok(Cell::Value(v)) => parts[c][k] = v,
                         Ok(Cell::Missing) => missing[c] += 1,
+                        Ok(Cell::Unseen) if purpose == Purpose::Drift => {
+                            parts[c][k] = UNSEEN;
+                            unseen[c] += 1;
+                        }
+                        Err(ValueError::UnknownCode(_)) if purpose == Purpose::Drift => {
+                            parts[c][k] = UNSEEN;
+                            unseen[c] += 1;
+                        }
+                        Ok(Cell::Unseen) => {
+                            unseen[c] += 1;
+                            let text = crate::number::trim(records.field(r + 1, column));
+                            cells.push((r, c, text.to_string()));
+                        }
                         Ok(Cell::OutOfRangeAsMissing) => out_of_range[c] += 1,
                         Err(e) => found.push((
                             c,
@@ -671,14 +717,16 @@ fn read_feature_columns(
                     }
                 }
             }
-            (missing, out_of_range, found)
+            (missing, out_of_range, unseen, cells, found)
         })
         .collect();
     let mut found = Vec::new();
-    for (missing, out_of_range, block_found) in checked {
+    for (missing, out_of_range, unseen, cells, block_found) in checked {
+        report.unseen_cells.extend(cells);
         for c in 0..features.len() {
             report.missing[c] += missing[c];
             report.out_of_range_as_missing[c] += out_of_range[c];
+            report.unseen_codes[c] += unseen[c];
         }
         found.extend(block_found);
     }
@@ -700,7 +748,7 @@ fn read_target(
 ) -> std::result::Result<Vec<f64>, ()> {
     let (records, lines, header) = read_records(path, spec.data.separator, problems)?;
     let target = &spec.target;
-    let Some(column) = header.iter().position(|h| *h == target.column) else {
+    let Some(column) = spec.target_position(&header) else {
         problems.push(Problem {
             file: path.to_path_buf(),
             line: Some(1),

@@ -6,8 +6,15 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{
-    FeatureSpec, MissingPolicy, ModelSpec, OutOfRangePolicy, code_tokens, normalise_token,
+    ColumnNames, FeatureSpec, MissingPolicy, ModelSpec, OutOfRangePolicy, UnseenPolicy,
+    code_tokens, normalise_token,
 };
+
+/// What a code the spec does not list becomes in a row read for drift (the drift service's
+/// events, `vigie drift-report`'s files): no code is this value (text codes are positions,
+/// whole-number codes are below 2^53), so it falls in the feature's "other" bin, whatever the
+/// feature's unseen policy says the model does with it.
+pub const UNSEEN: f64 = f64::MAX;
 
 /// Where a value comes from: training data may map out-of-range values to missing when the spec
 /// says so; a prediction request never may.
@@ -25,6 +32,18 @@ pub enum Cell {
     Missing,
     /// Outside the valid range and treated as missing (training data only, by spec).
     OutOfRangeAsMissing,
+    /// A code the spec does not list, treated as missing by its `unseen` policy.
+    Unseen,
+}
+
+impl Cell {
+    /// The number the model sees: `NaN` for a missing value.
+    pub fn value(self) -> f64 {
+        match self {
+            Cell::Value(v) => v,
+            Cell::Missing | Cell::OutOfRangeAsMissing | Cell::Unseen => f64::NAN,
+        }
+    }
 }
 
 /// Why a value is refused. Cheap to build: the hot path of a prediction uses it.
@@ -74,6 +93,10 @@ pub struct Feature {
     name: String,
     domain: Domain,
     missing: MissingPolicy,
+    /// What an unlisted code becomes.
+    unseen: UnseenPolicy,
+    /// Numbers read as missing.
+    missing_values: Vec<f64>,
     /// Codes spelled as text (not all integers): the model sees their position.
     text_codes: bool,
 }
@@ -82,7 +105,11 @@ pub struct Feature {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schema {
     features: Vec<Feature>,
+    /// Feature names -> position.
     positions: HashMap<String, usize>,
+    /// Every name and alias, as `column_names` compares them -> position.
+    keys: HashMap<String, usize>,
+    column_names: ColumnNames,
 }
 
 /// How a categorical code becomes a number: integer codes keep their value (codes often carry
@@ -226,10 +253,18 @@ impl Feature {
                 .any(|t| normalise_token(t).parse::<i64>().is_err()),
             _ => false,
         };
+        let (unseen, missing_values) = match spec {
+            FeatureSpec::Categorical { unseen, .. } => (*unseen, Vec::new()),
+            FeatureSpec::Numerical { missing_values, .. } => {
+                (UnseenPolicy::Reject, missing_values.clone())
+            }
+        };
         Feature {
             name: spec.name().to_string(),
             domain,
             missing: spec.missing(),
+            unseen,
+            missing_values,
             text_codes,
         }
     }
@@ -279,6 +314,29 @@ impl Feature {
         self.missing
     }
 
+    pub fn unseen_policy(&self) -> UnseenPolicy {
+        self.unseen
+    }
+
+    /// Whether `value` (a number the model sees) is one of the codes the spec lists: always for
+    /// a numerical feature or a code range's whole numbers inside it.
+    pub fn knows(&self, value: f64) -> bool {
+        match &self.domain {
+            Domain::Codes(table) => {
+                if self.text_codes {
+                    // Text codes are seen as their positions.
+                    value >= 0.0
+                        && crate::number::is_whole(value)
+                        && (value as usize) < table.by_token.len()
+                } else {
+                    table.get_whole(value).flatten().is_some()
+                }
+            }
+            Domain::CodeRange { min, max } => in_code_range(value, *min, *max),
+            Domain::Numerical { .. } => true,
+        }
+    }
+
     /// How drift statistics bin this feature.
     pub fn drift_kind(&self) -> vigie_drift::Kind {
         match &self.domain {
@@ -306,15 +364,15 @@ impl Feature {
         let text = raw.map(crate::number::trim).unwrap_or("");
         if text.is_empty() {
             return match self.missing {
-                MissingPolicy::Impute => Ok(Cell::Missing),
+                MissingPolicy::Impute | MissingPolicy::Keep => Ok(Cell::Missing),
                 MissingPolicy::Reject => Err(ValueError::Missing),
             };
         }
         match &self.domain {
-            Domain::Codes(lookup) => lookup
-                .get(text)
-                .map(Cell::Value)
-                .ok_or_else(|| ValueError::UnknownCode(text.to_string())),
+            Domain::Codes(lookup) => match lookup.get(text) {
+                Some(v) => Ok(Cell::Value(v)),
+                None => self.unseen(text),
+            },
             Domain::CodeRange { min, max } => {
                 // Codes are mostly spelled as plain integers: read without a float parse.
                 let v = match crate::number::parse_whole(text) {
@@ -344,11 +402,18 @@ impl Feature {
             // A whole number is looked up as the text "2" or "2.0" would be, without
             // spelling it; anything else goes through the text's normalisation.
             Domain::Codes(lookup) => match lookup.get_whole(v) {
-                Some(found) => found
-                    .map(Cell::Value)
-                    .ok_or_else(|| ValueError::UnknownCode(v.to_string())),
+                Some(Some(found)) => Ok(Cell::Value(found)),
+                Some(None) => self.unseen(&v.to_string()),
                 None => self.parse(Some(&v.to_string()), origin),
             },
+        }
+    }
+
+    /// What a code the spec does not list becomes, by the feature's `unseen` policy.
+    fn unseen(&self, text: &str) -> Result<Cell, ValueError> {
+        match self.unseen {
+            UnseenPolicy::Missing => Ok(Cell::Unseen),
+            UnseenPolicy::Reject => Err(ValueError::UnknownCode(text.to_string())),
         }
     }
 
@@ -364,6 +429,12 @@ impl Feature {
         };
         if !v.is_finite() {
             return Err(ValueError::NotANumber(v.to_string()));
+        }
+        if !self.missing_values.is_empty() && self.missing_values.contains(&v) {
+            return match self.missing {
+                MissingPolicy::Impute | MissingPolicy::Keep => Ok(Cell::Missing),
+                MissingPolicy::Reject => Err(ValueError::Missing),
+            };
         }
         if *integer && !crate::number::is_whole(v) {
             return Err(ValueError::NotAnInteger(v));
@@ -402,9 +473,18 @@ impl Schema {
             .enumerate()
             .map(|(i, f)| (f.name.clone(), i))
             .collect();
+        let column_names = spec.column_names;
+        let keys = spec
+            .features
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| f.names().map(move |n| (column_names.key(n), i)))
+            .collect();
         Schema {
             features,
             positions,
+            keys,
+            column_names,
         }
     }
 
@@ -435,9 +515,18 @@ impl Schema {
         self.features.is_empty()
     }
 
-    /// The position of a feature in model order.
+    /// The position of a feature in model order, by its name exactly.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.positions.get(name).copied()
+    }
+
+    /// The feature a file's column or a request's field names, matched as the spec's
+    /// `column_names` says: its name, or one of its aliases.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.positions
+            .get(name)
+            .or_else(|| self.keys.get(&self.column_names.key(name.trim())))
+            .copied()
     }
 
     /// Reads one row of a request's text values (model order; `None` or blank = missing) into
@@ -456,8 +545,7 @@ impl Schema {
         }
         for ((slot, raw), feature) in row.iter_mut().zip(values).zip(&self.features) {
             *slot = match feature.parse(raw, Origin::Request) {
-                Ok(Cell::Value(v)) => v,
-                Ok(Cell::Missing | Cell::OutOfRangeAsMissing) => f64::NAN,
+                Ok(cell) => cell.value(),
                 Err(error) => {
                     return Err(RowError::Value {
                         feature: feature.name().to_string(),
@@ -486,7 +574,8 @@ impl Imputation {
             .iter()
             .enumerate()
             .map(|(c, feature)| {
-                if feature.missing_policy() == MissingPolicy::Reject {
+                // Refused, or kept for the model to route.
+                if feature.missing_policy() != MissingPolicy::Impute {
                     return None;
                 }
                 let mut values: Vec<f64> = x

@@ -52,6 +52,11 @@ pub struct ModelSpec {
     #[serde(default)]
     pub description: String,
     pub task: Task,
+    /// How a file's columns and a request's fields are matched to the features and the target:
+    /// by their exact names (the default), or ignoring case (exports that change the case of
+    /// their header between versions). Aliases (`[[feature]] aliases`) match the same way.
+    #[serde(default, skip_serializing_if = "ColumnNames::is_exact")]
+    pub column_names: ColumnNames,
     pub target: TargetSpec,
     pub data: DataSpec,
     #[serde(default)]
@@ -86,6 +91,29 @@ fn is_default_drift(rules: &vigie_drift::DriftRules) -> bool {
 
 fn is_default_retraining(retraining: &RetrainingSpec) -> bool {
     *retraining == RetrainingSpec::default()
+}
+
+/// How names in data and requests are matched to the spec's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnNames {
+    #[default]
+    Exact,
+    CaseInsensitive,
+}
+
+impl ColumnNames {
+    fn is_exact(&self) -> bool {
+        *self == ColumnNames::Exact
+    }
+
+    /// The form of `name` that matching compares: the name itself, or its lower case.
+    pub fn key(&self, name: &str) -> String {
+        match self {
+            ColumnNames::Exact => name.to_string(),
+            ColumnNames::CaseInsensitive => name.to_lowercase(),
+        }
+    }
 }
 
 /// The `[retraining]` section: what a retraining adds to the training rows, and the rule that
@@ -486,6 +514,17 @@ pub enum MissingPolicy {
     /// A missing value is replaced by the training slice's mode (categorical) or median
     /// (numerical), computed at training time and stored in the model artifact.
     Impute,
+    /// A missing value reaches the model as missing: gradient boosting learns where it goes
+    /// at each split (a column mostly empty, where "not given" means something, keeps that
+    /// meaning). Only for `gradient_boosting`.
+    Keep,
+}
+
+impl MissingPolicy {
+    /// Whether a value may be missing.
+    pub fn allows_missing(self) -> bool {
+        self != MissingPolicy::Reject
+    }
 }
 
 /// What happens to a numerical value outside `[min, max]` in the training or holdout data.
@@ -498,6 +537,25 @@ pub enum OutOfRangePolicy {
     Reject,
     /// The value is counted, reported, and treated as missing (then imputed).
     Missing,
+}
+
+/// What happens to a code the spec does not list, in a prediction request (training data must
+/// hold listed codes only: the spec is written from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnseenPolicy {
+    /// The request is refused (422 naming the feature and the value).
+    #[default]
+    Reject,
+    /// The value is treated as missing (then imputed) and the request answered; the event keeps
+    /// the value as sent, and the drift service counts it by value.
+    Missing,
+}
+
+impl UnseenPolicy {
+    fn is_reject(&self) -> bool {
+        *self == UnseenPolicy::Reject
+    }
 }
 
 /// Allowed codes of a categorical feature: a table of code -> meaning, or a plain list.
@@ -531,6 +589,12 @@ pub enum FeatureSpec {
         #[serde(default)]
         code_range: Option<[i64; 2]>,
         missing: MissingPolicy,
+        /// A code outside `codes` in a request: refused, or treated as missing.
+        #[serde(default, skip_serializing_if = "UnseenPolicy::is_reject")]
+        unseen: UnseenPolicy,
+        /// Other names of the column, matched as `column_names` says.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        aliases: Vec<String>,
     },
     /// A number in `[min, max]`; `integer` requires whole numbers.
     Numerical {
@@ -546,6 +610,13 @@ pub enum FeatureSpec {
         #[serde(default)]
         out_of_range: OutOfRangePolicy,
         missing: MissingPolicy,
+        /// Numbers that mean "not known" in the data and in requests (a portal that writes 0
+        /// for a position it could not find): read as missing. Needs `missing = "impute"`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        missing_values: Vec<f64>,
+        /// Other names of the column, matched as `column_names` says.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        aliases: Vec<String>,
     },
 }
 
@@ -566,6 +637,20 @@ impl FeatureSpec {
 
     pub fn is_categorical(&self) -> bool {
         matches!(self, FeatureSpec::Categorical { .. })
+    }
+
+    /// Other names of the feature's column.
+    pub fn aliases(&self) -> &[String] {
+        match self {
+            FeatureSpec::Categorical { aliases, .. } | FeatureSpec::Numerical { aliases, .. } => {
+                aliases
+            }
+        }
+    }
+
+    /// The name, then the aliases.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name()).chain(self.aliases().iter().map(String::as_str))
     }
 }
 
@@ -635,9 +720,31 @@ impl ModelSpec {
             }
             check_feature(f).map_err(|m| format!("feature {:?}: {m}", f.name()))?;
         }
-        if seen.contains(self.target.column.as_str()) {
+        // Every name and alias, as matching compares them, names one column only.
+        let mut keys: HashMap<String, &str> = HashMap::new();
+        for f in &self.features {
+            for name in f.names() {
+                if name.trim().is_empty() {
+                    return Err(format!("feature {:?}: an alias is empty", f.name()));
+                }
+                if let Some(other) = keys.insert(self.column_names.key(name), f.name())
+                    && other != f.name()
+                {
+                    return Err(format!(
+                        "feature {:?}: the name {name:?} also names feature {other:?}{}",
+                        f.name(),
+                        if self.column_names.is_exact() {
+                            ""
+                        } else {
+                            " (names are matched ignoring case)"
+                        }
+                    ));
+                }
+            }
+        }
+        if let Some(feature) = keys.get(&self.column_names.key(&self.target.column)) {
             return Err(format!(
-                "the target column {:?} is also a feature",
+                "the target column {:?} is also feature {feature:?}",
                 self.target.column
             ));
         }
@@ -669,6 +776,19 @@ impl ModelSpec {
         if !(v > 0.0 && v < 0.9) {
             return Err(format!(
                 "training.validation_fraction must be in (0, 0.9), got {v}"
+            ));
+        }
+        let routes_missing = matches!(self.algorithm, AlgorithmParams::GradientBoosting(_));
+        if let Some(f) = self
+            .features
+            .iter()
+            .find(|f| f.missing() == MissingPolicy::Keep)
+            .filter(|_| !routes_missing)
+        {
+            return Err(format!(
+                "feature {:?}: missing = \"keep\" needs algorithm gradient_boosting (the {} cannot route a missing value; use \"impute\")",
+                f.name(),
+                self.algorithm.kind()
             ));
         }
         self.check_reference()?;
@@ -755,13 +875,44 @@ impl ModelSpec {
     pub fn feature_names(&self) -> Vec<&str> {
         self.features.iter().map(FeatureSpec::name).collect()
     }
+
+    /// Where the target's column is in a header, matched as `column_names` says.
+    pub fn target_position(&self, header: &[String]) -> Option<usize> {
+        let key = self.column_names.key(&self.target.column);
+        header
+            .iter()
+            .position(|h| *h == self.target.column)
+            .or_else(|| {
+                header
+                    .iter()
+                    .position(|h| self.column_names.key(h.trim()) == key)
+            })
+    }
 }
 
 fn check_feature(f: &FeatureSpec) -> std::result::Result<(), String> {
     match f {
         FeatureSpec::Categorical {
-            codes, code_range, ..
+            codes,
+            code_range,
+            unseen,
+            missing,
+            ..
         } => {
+            if *unseen == UnseenPolicy::Missing {
+                if codes.is_none() {
+                    return Err(
+                        "unseen = \"missing\" needs `codes`: a code_range has no unseen code"
+                            .into(),
+                    );
+                }
+                if *missing == MissingPolicy::Reject {
+                    return Err(
+                        "unseen = \"missing\" needs missing = \"impute\" or \"keep\": an unseen code is treated as missing"
+                            .into(),
+                    );
+                }
+            }
             match (codes, code_range) {
                 (None, None) => return Err("give `codes` or `code_range`".into()),
                 (Some(_), Some(_)) => return Err("give `codes` or `code_range`, not both".into()),
@@ -792,8 +943,18 @@ fn check_feature(f: &FeatureSpec) -> std::result::Result<(), String> {
             max,
             out_of_range,
             missing,
+            missing_values,
             ..
         } => {
+            if !missing_values.is_empty() && *missing == MissingPolicy::Reject {
+                return Err(
+                    "missing_values needs missing = \"impute\" or \"keep\": those values are read as missing"
+                        .into(),
+                );
+            }
+            if let Some(v) = missing_values.iter().find(|v| !v.is_finite()) {
+                return Err(format!("missing_values: {v} is not a finite number"));
+            }
             if *out_of_range == OutOfRangePolicy::Missing && *missing == MissingPolicy::Reject {
                 return Err(
                     "out_of_range = \"missing\" needs missing = \"impute\": a value treated as missing must be imputed"

@@ -280,31 +280,29 @@ where
     }
 }
 
-/// For each feature in model order, its column in the upload.
-fn columns_of(served: &Served, header: &Record) -> Result<Vec<usize>, ApiError> {
+/// For each feature in model order, its column in the upload (matched as the spec's
+/// `column_names` says, aliases included), and the columns that are no feature: ignored, and
+/// listed in the answer's `x-ignored-columns` header (an export carries more than a model reads).
+fn columns_of(served: &Served, header: &Record) -> Result<(Vec<usize>, Vec<String>), ApiError> {
     let schema = served.model.schema();
     let mut order = vec![usize::MAX; schema.len()];
+    let mut ignored = Vec::new();
     for col in 0..header.len() {
         let name = header.field(col).trim().trim_start_matches('\u{feff}');
-        match schema.position(name) {
+        match schema.column(name) {
             Some(i) if order[i] != usize::MAX => {
+                let first = header.field(order[i]).trim().trim_start_matches('\u{feff}');
                 return Err(ApiError::invalid(
                     "duplicate_field",
-                    format!("the header names {name} twice"),
-                )
-                .with_field(name));
-            }
-            Some(i) => order[i] = col,
-            None => {
-                return Err(ApiError::invalid(
-                    "unknown_field",
                     format!(
-                        "the header names {name:?}, which is not a feature of {}",
-                        served.name()
+                        "the header names feature {} twice ({first:?} and {name:?})",
+                        schema.features()[i].name()
                     ),
                 )
                 .with_field(name));
             }
+            Some(i) => order[i] = col,
+            None => ignored.push(name.to_string()),
         }
     }
     if let Some(i) = order.iter().position(|&c| c == usize::MAX) {
@@ -315,7 +313,26 @@ fn columns_of(served: &Served, header: &Record) -> Result<Vec<usize>, ApiError> 
         )
         .with_field(name));
     }
-    Ok(order)
+    Ok((order, ignored))
+}
+
+/// Names as one header value: comma-separated, each byte outside visible ASCII (and `%` and
+/// `,`) percent-encoded.
+fn header_list(names: &[String]) -> String {
+    let mut out = String::new();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for &b in name.as_bytes() {
+            if (b.is_ascii_graphic() || b == b' ') && b != b'%' && b != b',' {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
 }
 
 /// `POST /v1/models/{name}/predict/csv`
@@ -350,7 +367,7 @@ pub async fn predict_csv(
         }
         Err(e) => return Err(ApiError::bad_request("invalid_csv", e.to_string())),
     };
-    let columns = columns_of(&served, &header_record)?;
+    let (columns, ignored) = columns_of(&served, &header_record)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_CHUNKS);
     let model_version = served.version_label.clone();
     let artifact = served.model.artifact();
@@ -385,6 +402,12 @@ pub async fn predict_csv(
     }
     if let Ok(v) = HeaderValue::from_str(&decision) {
         h.insert(decision_header, v);
+    }
+    if !ignored.is_empty() {
+        tracing::info!(model = %name, columns = %ignored.join(","), "CSV upload: columns that are no feature ignored");
+    }
+    if let Ok(v) = HeaderValue::from_str(&header_list(&ignored)) {
+        h.insert("x-ignored-columns", v);
     }
     Ok(response)
 }

@@ -5,17 +5,20 @@
 
 use serde_json::{Value, json};
 use vigie_api::openapi::{Document, responses, token_required};
-use vigie_core::spec::{FeatureSpec, MissingPolicy, Task, code_meanings, code_tokens};
+use vigie_core::spec::{
+    FeatureSpec, MissingPolicy, Task, UnseenPolicy, code_meanings, code_tokens,
+};
 
 use crate::models::Served;
 
 /// A feature's JSON schema and an example value.
 fn feature_schema(feature: &FeatureSpec) -> (Value, Value) {
-    let nullable = feature.missing() == MissingPolicy::Impute;
+    let nullable = feature.missing().allows_missing();
     let (mut schema, example) = match feature {
         FeatureSpec::Categorical {
             description,
             codes: Some(codes),
+            unseen,
             ..
         } => {
             let tokens = code_tokens(codes);
@@ -40,10 +43,15 @@ fn feature_schema(feature: &FeatureSpec) -> (Value, Value) {
                 format!("{description}. Codes: {}", legend.join("; "))
             };
             let example = values.first().cloned().unwrap_or(Value::Null);
-            (
-                json!({"type": if numeric {"integer"} else {"string"}, "enum": values, "description": text}),
-                example,
-            )
+            let ty = if numeric { "integer" } else { "string" };
+            let schema = if *unseen == UnseenPolicy::Missing {
+                // Any code is accepted: an unlisted one is answered as missing.
+                json!({"type": ty, "examples": values,
+                       "description": format!("{text}. A code not listed in examples is answered as missing (and counted by the drift service)")})
+            } else {
+                json!({"type": ty, "enum": values, "description": text})
+            };
+            (schema, example)
         }
         FeatureSpec::Categorical {
             description,
@@ -63,6 +71,7 @@ fn feature_schema(feature: &FeatureSpec) -> (Value, Value) {
             max,
             integer,
             unit,
+            missing_values,
             ..
         } => {
             let mid = (min + max) / 2.0;
@@ -71,11 +80,15 @@ fn feature_schema(feature: &FeatureSpec) -> (Value, Value) {
             } else {
                 json!(mid)
             };
-            let unit = if unit.is_empty() {
+            let mut unit = if unit.is_empty() {
                 String::new()
             } else {
                 format!(" ({unit})")
             };
+            if !missing_values.is_empty() {
+                let values: Vec<String> = missing_values.iter().map(f64::to_string).collect();
+                unit.push_str(&format!(". {} means not known", values.join(" or ")));
+            }
             (
                 json!({"type": if *integer {"integer"} else {"number"}, "minimum": min, "maximum": max,
                        "description": format!("{description}{unit}")}),
@@ -90,9 +103,32 @@ fn feature_schema(feature: &FeatureSpec) -> (Value, Value) {
             values.push(Value::Null);
         }
         let d = schema["description"].as_str().unwrap_or("").to_string();
-        schema["description"] = json!(format!("{d}. May be null: imputed"));
+        let how = if feature.missing() == MissingPolicy::Keep {
+            "the model routes it"
+        } else {
+            "imputed"
+        };
+        schema["description"] = json!(format!("{d}. May be null: {how}"));
     }
     (schema, example)
+}
+
+/// How else a request may name the features, when the spec allows it.
+fn names_note(spec: &vigie_core::spec::ModelSpec) -> String {
+    let mut note = String::new();
+    if spec.column_names == vigie_core::spec::ColumnNames::CaseInsensitive {
+        note.push_str(" Names are matched ignoring case.");
+    }
+    let aliases: Vec<String> = spec
+        .features
+        .iter()
+        .filter(|f| !f.aliases().is_empty())
+        .map(|f| format!("{} (also {})", f.name(), f.aliases().join(", ")))
+        .collect();
+    if !aliases.is_empty() {
+        note.push_str(&format!(" Aliases: {}.", aliases.join("; ")));
+    }
+    note
 }
 
 fn model_paths(
@@ -116,7 +152,7 @@ fn model_paths(
         features_ref.clone(),
         json!({
             "type": "object",
-            "description": format!("The {} features of {name}, all required; null where the description says so.", required.len()),
+            "description": format!("The {} features of {name}, all required; null where the description says so.{}", required.len(), names_note(spec)),
             "properties": properties,
             "required": required,
             "additionalProperties": false,
@@ -203,7 +239,7 @@ fn model_paths(
         json!({"post": {
             "tags": tag,
             "summary": format!("Predict a CSV file with {name}, answered as CSV"),
-            "description": format!("The header names every feature (any order); empty cells are unknown values. The answer streams one line per data row: {csv_answer}. Rows the spec refuses carry their error instead of a prediction; an upload that cannot be read to its end ends with a line whose error starts with \"upload incomplete\". Headers x-model, x-model-version and {decision_header} describe the model that answered."),
+            "description": format!("The header names every feature (any order; names matched as the model's spec says: exactly, or ignoring case, aliases included); columns that are no feature are ignored and listed in the x-ignored-columns header (comma-separated, percent-encoded); empty cells are unknown values. The answer streams one line per data row: {csv_answer}. Rows the spec refuses carry their error instead of a prediction; an upload that cannot be read to its end ends with a line whose error starts with \"upload incomplete\". Headers x-model, x-model-version and {decision_header} describe the model that answered."),
             "security": token_required(),
             "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string", "minLength": 1}, "example": csv_example}}},
             "responses": responses(json!({"200": {"description": "The predictions, as CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}}), errors),

@@ -16,6 +16,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use vigie_api::{ApiError, CurrentUser, RequestId};
 use vigie_core::inference::{Estimate, Prediction};
 use vigie_core::schema::{Cell, Feature, Origin, Schema, ValueError};
+use vigie_core::spec::UnseenPolicy;
 use vigie_core::train::GroupFinding;
 use vigie_model::Matrix;
 use vigie_stream::Source;
@@ -171,7 +172,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
             // Clients mostly send the features in model order: try the next one first.
             let position = match features.get(seen) {
                 Some(f) if f.name() == key => Some(seen),
-                _ => self.0.position(&key),
+                _ => self.0.column(&key),
             };
             seen += 1;
             match position {
@@ -408,6 +409,16 @@ pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
 /// sent, when it was sent as text: a text code is recorded as spelled, a number as parsed.
 pub(crate) fn event_value<'a>(feature: &Feature, v: f64, text: Option<&'a str>) -> EventValue<'a> {
     if v.is_nan() {
+        // A code the spec does not list, answered as missing by the feature's unseen policy,
+        // is published as sent: the drift service counts it by value.
+        if let Some(t) = text.map(str::trim).filter(|t| !t.is_empty())
+            && feature.unseen_policy() == UnseenPolicy::Missing
+        {
+            return match t.parse::<f64>() {
+                Ok(n) if feature.is_numeric() && n.is_finite() => EventValue::Number(n),
+                _ => EventValue::Text(t),
+            };
+        }
         return EventValue::Missing;
     }
     match text {
@@ -548,11 +559,14 @@ pub(crate) fn parse_features<'a>(
             _ if feature.is_numeric() => return Err(wrong_type("a code (number or string)")),
             _ => return Err(wrong_type("a text code (string)")),
         };
-        *slot = match cell.map_err(|e| value_error(name, &e))? {
-            Cell::Value(v) => v,
-            Cell::Missing | Cell::OutOfRangeAsMissing => f64::NAN,
-        };
-        values.push(event_value(feature, *slot, text));
+        let cell = cell.map_err(|e| value_error(name, &e))?;
+        *slot = cell.value();
+        values.push(match (cell, value) {
+            // Answered as missing, published as sent: the drift service counts it by value.
+            (Cell::Unseen, Raw::Number(v)) => EventValue::Number(*v),
+            (Cell::Unseen, _) => text.map_or(EventValue::Missing, |t| EventValue::Text(t.trim())),
+            _ => event_value(feature, *slot, text),
+        });
     }
     Ok(())
 }

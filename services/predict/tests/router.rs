@@ -487,7 +487,6 @@ async fn csv_uploads_stream_answers_and_errors_by_row() {
 
     // Header problems are refused before any row: 422 with the column.
     for (upload, code, field) in [
-        ("colour,speed,mood\n1,2,3\n", "unknown_field", "mood"),
         ("colour\n1\n", "missing_field", "speed"),
         ("colour,speed,colour\n1,2,1\n", "duplicate_field", "colour"),
     ] {
@@ -549,6 +548,20 @@ async fn csv_uploads_stream_answers_and_errors_by_row() {
         Value::Object(imputed.features.clone()),
         json!({"colour": 1, "speed": null})
     );
+
+    // A column that is no feature is ignored, and listed.
+    let a = h
+        .client
+        .post(
+            url,
+            Some(&token),
+            "text/csv",
+            "colour,mood,speed,day\n1,3,60,4\n",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.headers["x-ignored-columns"], "mood,day");
+    assert_eq!(a.text().lines().nth(1), Some("0,1,yes,0.8,,"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,7 +66,7 @@ fn parse_row(schema: &Schema, event: &PredictionEvent) -> Option<Vec<f64>> {
         };
         match cell.ok()? {
             Cell::Value(v) => *slot = v,
-            Cell::Missing | Cell::OutOfRangeAsMissing => {}
+            Cell::Missing | Cell::OutOfRangeAsMissing | Cell::Unseen => {}
         }
     }
     Some(row)

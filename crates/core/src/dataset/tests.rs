@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::schema::Schema;
+use crate::schema::{Cell, Origin, Schema};
 
 /// The toy spec with out-of-range speeds treated as missing, and a third feature.
 fn spec() -> ModelSpec {
@@ -297,7 +297,7 @@ fn problems_in_later_blocks_keep_their_lines_and_order() {
     lines[2 * BLOCK_RECORDS + 1] = "1,fast,0".into();
     let files = Files::new(&(lines.join("\n") + "\n"), "y\n");
     let spec = spec();
-    let problems = match load_feature_columns(&spec, &Schema::new(&spec), &files.path("x.csv")) {
+    let problems = match load_features(&spec, &Schema::new(&spec), &files.path("x.csv")) {
         Err(Error::Data { problems }) => problems,
         other => panic!("expected problems, got {other:?}"),
     };
@@ -437,4 +437,105 @@ fn event_times_out_of_order_or_unreadable_name_their_line() {
         missing[0].contains("line 1 column when: missing column"),
         "{missing:?}"
     );
+}
+
+/// A spec that matches names ignoring case, with an alias, an open vocabulary whose unseen
+/// codes are missing, and a number that means "not known".
+fn lenient_spec() -> ModelSpec {
+    let text = crate::testing::TOY_SPEC
+        .replace(
+            "task = \"binary_classification\"",
+            "task = \"binary_classification\"\ncolumn_names = \"case_insensitive\"",
+        )
+        .replace(
+            "max = 130\n",
+            "max = 130\nmissing_values = [0]\naliases = [\"velocity\"]\n",
+        )
+        + r#"
+[[feature]]
+name = "Street"
+type = "categorical"
+missing = "impute"
+unseen = "missing"
+codes = ["MAIN ST", "STATE ST"]
+"#;
+    ModelSpec::from_toml(&text).unwrap()
+}
+
+#[test]
+fn names_match_as_the_spec_says_and_unseen_codes_follow_their_policy() {
+    let spec = lenient_spec();
+    let schema = Schema::new(&spec);
+    let files = Files::new(
+        "\"COLOUR\",\"id\",\"Velocity\",\"street\"\n1,a,50,\"MAIN ST\"\n2,b,0,\"ELM ST\"\n1,c,7,\n",
+        "\"Y\"\n1\n0\n1\n",
+    );
+    let data = load(&spec, &schema, &files.path("x.csv"), &files.path("y.csv")).unwrap();
+    assert_eq!(data.x.row(0), &[1.0, 50.0, 0.0]);
+    assert!(data.x.row(1)[1].is_nan(), "0 means not known");
+    assert!(data.x.row(1)[2].is_nan(), "an unseen street is missing");
+    assert_eq!(data.report.ignored_columns, vec!["id".to_string()]);
+    assert_eq!(data.report.missing, vec![0, 1, 1]);
+    assert_eq!(data.report.unseen_codes, vec![0, 0, 1]);
+    assert_eq!(data.report.unseen_cells, vec![(1, 2, "ELM ST".to_string())]);
+    // Read for drift, the unseen street is in its "other" bin, counted the same.
+    let (columns, report) = load_feature_columns(&spec, &schema, &files.path("x.csv")).unwrap();
+    assert_eq!(columns[2][1], crate::schema::UNSEEN);
+    assert_eq!(report.unseen_codes, vec![0, 0, 1]);
+    // Exact matching (the default) does not see them.
+    let exact = ModelSpec::from_toml(
+        &crate::testing::TOY_SPEC.replace("max = 130\n", "max = 130\naliases = [\"velocity\"]\n"),
+    )
+    .unwrap();
+    let problems = match load(
+        &exact,
+        &Schema::new(&exact),
+        &files.path("x.csv"),
+        &files.path("y.csv"),
+    ) {
+        Err(Error::Data { problems }) => problems,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        problems[0]
+            .to_string()
+            .ends_with("line 1 column colour: missing column: the spec declares this feature")
+    );
+    // The alias, exactly, is matched.
+    let files = Files::new("colour,velocity\n1,3\n", "y\n1\n");
+    let data = load(
+        &exact,
+        &Schema::new(&exact),
+        &files.path("x.csv"),
+        &files.path("y.csv"),
+    )
+    .unwrap();
+    assert_eq!(data.x.row(0), &[1.0, 3.0]);
+}
+
+#[test]
+fn a_request_reads_an_unseen_code_as_its_policy_says() {
+    let spec = lenient_spec();
+    let schema = Schema::new(&spec);
+    let street = &schema.features()[2];
+    assert_eq!(
+        street.parse(Some("ELM ST"), Origin::Request),
+        Ok(Cell::Unseen)
+    );
+    assert_eq!(
+        street.parse(Some(" STATE ST "), Origin::Request),
+        Ok(Cell::Value(1.0))
+    );
+    let colour = &schema.features()[0];
+    assert_eq!(
+        colour.parse(Some("7"), Origin::Request),
+        Err(crate::schema::ValueError::UnknownCode("7".into()))
+    );
+    let speed = &schema.features()[1];
+    assert_eq!(speed.parse_number(0.0, Origin::Request), Ok(Cell::Missing));
+    assert_eq!(schema.column("SPEED"), Some(1));
+    assert_eq!(schema.column("VELOCITY"), Some(1));
+    assert_eq!(schema.column("velocity "), Some(1));
+    assert_eq!(schema.column("street"), Some(2));
+    assert_eq!(schema.column("id"), None);
 }
