@@ -9,7 +9,8 @@ use crate::profile::Profile;
 use crate::window::Histograms;
 
 /// Escapes text for HTML content and attribute values.
-fn escape(text: &str) -> String {
+/// `text` made safe inside HTML text and attribute values.
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

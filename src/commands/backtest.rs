@@ -18,7 +18,7 @@ use vigie_drift_service::watch::Reference;
 use vigie_registry::ModelRef;
 
 use crate::Cli;
-use crate::commands::events::EventBuilder;
+use crate::commands::events::{EventBuilder, unseen_by_row};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -314,7 +314,8 @@ fn file_events<'a>(
 ) -> anyhow::Result<impl Iterator<Item = Vec<u8>> + 'a> {
     let spec = &model.artifact().spec;
     let schema = Schema::new(spec);
-    let (x, _) = vigie_core::dataset::load_features(spec, &schema, path)?;
+    let (x, report) = vigie_core::dataset::load_features(spec, &schema, path)?;
+    let unseen = unseen_by_row(&report, x.rows());
     anyhow::ensure!(x.rows() > 0, "{} has no rows", path.display());
     let times: Vec<i64> = match &args.time_column {
         Some(column) => vigie_core::dataset::load_times(spec, path, column)?,
@@ -337,6 +338,7 @@ fn file_events<'a>(
         let ts = chrono::DateTime::from_timestamp_millis(t).unwrap_or_default();
         events.payload(
             x.row(i),
+            &unseen[i],
             &predictions[i],
             &format!("backtest-{i}"),
             &request_id,

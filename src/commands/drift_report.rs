@@ -27,6 +27,12 @@ pub struct Args {
     out: PathBuf,
 }
 
+#[derive(Debug, Serialize)]
+struct IgnoredColumns<'a> {
+    reference: &'a [String],
+    current: &'a [String],
+}
+
 /// The JSON document: the decisions, and the counts behind them.
 #[derive(Debug, Serialize)]
 struct Document<'a> {
@@ -38,6 +44,8 @@ struct Document<'a> {
     reference: &'a Profile,
     /// The current counts, one list per feature, in the reference's bins.
     current_counts: Vec<&'a [u64]>,
+    /// Columns of each file that are no feature of the spec, ignored.
+    ignored_columns: IgnoredColumns<'a>,
     /// Time from reading the spec to the decisions, in seconds, and the part spent reading and
     /// checking the two files.
     seconds: f64,
@@ -53,8 +61,30 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let current = dataset::load_feature_columns(&spec, &schema, &args.current);
         (reference.join().expect("the loading thread ends"), current)
     });
-    let (reference_x, _) = reference_x?;
-    let (current_x, _) = current_x?;
+    let (reference_x, reference_report) = reference_x?;
+    let (current_x, current_report) = current_x?;
+    for (path, report) in [
+        (&args.reference, &reference_report),
+        (&args.current, &current_report),
+    ] {
+        if !report.ignored_columns.is_empty() {
+            println!(
+                "{}: {} columns that are no feature of {} ignored: {}",
+                path.display(),
+                report.ignored_columns.len(),
+                spec.name,
+                report.ignored_columns.join(", ")
+            );
+        }
+        for (name, &n) in schema.names().iter().zip(&report.unseen_codes) {
+            if n > 0 {
+                println!(
+                    "{}: {n} values of {name} are codes the spec does not list (counted in its other bin)",
+                    path.display()
+                );
+            }
+        }
+    }
     let loaded = start.elapsed().as_secs_f64();
 
     let (names, kinds) = (schema.names(), schema.drift_kinds());
@@ -85,6 +115,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         report: &drift,
         reference: &profile,
         current_counts: (0..names.len()).map(|f| current.feature(f)).collect(),
+        ignored_columns: IgnoredColumns {
+            reference: &reference_report.ignored_columns,
+            current: &current_report.ignored_columns,
+        },
         seconds,
         load_seconds: loaded,
     };

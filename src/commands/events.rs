@@ -107,6 +107,20 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A features file's unseen codes (`LoadReport::unseen_cells`) per row, as `(feature, text)`.
+pub fn unseen_by_row(
+    report: &vigie_core::dataset::LoadReport,
+    rows: usize,
+) -> Vec<Vec<(usize, String)>> {
+    let mut by_row = vec![Vec::new(); rows];
+    for (row, feature, text) in &report.unseen_cells {
+        if let Some(cells) = by_row.get_mut(*row) {
+            cells.push((*feature, text.clone()));
+        }
+    }
+    by_row
+}
+
 /// An event value as a request would carry it: text codes as their token.
 fn value<'a>(v: f64, tokens: Option<&'a [String]>) -> Value<'a> {
     if v.is_nan() {
@@ -151,10 +165,14 @@ impl<'a> EventBuilder<'a> {
         }
     }
 
-    /// The event of one row (model order) and the model's answer to it, as JSON.
+    /// The event of one row (model order) and the model's answer to it, as JSON. `unseen`
+    /// holds the row's codes the spec does not list, answered as missing, as
+    /// `(feature, text)`: the event carries them as sent, as the prediction service does.
+    #[allow(clippy::too_many_arguments)]
     pub fn payload(
         &self,
         row: &[f64],
+        unseen: &[(usize, String)],
         prediction: &Prediction,
         event_id: &str,
         request_id: &str,
@@ -163,11 +181,19 @@ impl<'a> EventBuilder<'a> {
     ) -> Vec<u8> {
         let model = self.model;
         let artifact = model.artifact();
-        let values: Vec<Value<'_>> = row
+        let mut values: Vec<Value<'_>> = row
             .iter()
             .zip(&self.tokens)
             .map(|(&v, t)| value(v, t.as_deref()))
             .collect();
+        for (feature, text) in unseen {
+            if let Some(slot) = values.get_mut(*feature) {
+                *slot = match text.parse::<f64>() {
+                    Ok(n) if self.tokens[*feature].is_none() && n.is_finite() => Value::Number(n),
+                    _ => Value::Text(text),
+                };
+            }
+        }
         PredictionEventRef {
             event_id,
             request_id,
@@ -219,6 +245,7 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", args.features.display()))?;
     anyhow::ensure!(report.rows > 0, "{} has no rows", args.features.display());
     let predictions = model.predict_batch(&x);
+    let unseen = unseen_by_row(&report, x.rows());
     let events = EventBuilder::new(&model, &version.name, version.version);
     let count = args.count.unwrap_or(x.rows() as u64);
     let producer = EventProducer::new(
@@ -233,6 +260,7 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
         let event_id = uuid::Uuid::now_v7().to_string();
         let payload = events.payload(
             x.row(row),
+            &unseen[row],
             &predictions[row],
             &event_id,
             &request_id,

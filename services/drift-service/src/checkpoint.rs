@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use vigie_drift::{Histograms, SlidingState, SlidingWindow, TumblingWindows};
 
 use crate::quality::QualityState;
+use crate::unseen::UnseenCodes;
 use crate::watch::{Mark, Positions, State};
 
 /// Version of the checkpoint format.
@@ -69,6 +70,10 @@ pub struct ModelCheckpoint {
     /// before labels were joined).
     #[serde(default)]
     pub quality: QualityState,
+    /// Codes the spec does not list, by feature and value (absent from checkpoints written
+    /// before they were counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseen: Option<UnseenCodes>,
 }
 
 /// What a restore did per model.
@@ -113,6 +118,7 @@ impl State {
                             total: w.total.clone(),
                             tumbling_scored_until_ms: w.tumbling_scored_until_ms,
                             quality: w.quality.state(),
+                            unseen: Some(w.unseen.clone()),
                         },
                     )
                 })
@@ -202,6 +208,9 @@ impl State {
                 watch.tumbling_scored_until_ms = saved.tumbling_scored_until_ms;
             }
             watch.total = saved.total;
+            if let Some(unseen) = saved.unseen.filter(|u| u.fits(binner.features())) {
+                watch.unseen = unseen;
+            }
             watch.events = saved.events;
             watch.late = saved.late;
             watch.since = saved.since;

@@ -8,7 +8,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use vigie_core::schema::{Cell, Feature, Origin, Schema};
+pub use vigie_core::schema::UNSEEN;
+use vigie_core::schema::{Cell, Feature, Origin, Schema, ValueError};
 
 /// Why an event cannot be counted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -184,15 +185,27 @@ impl Decoder {
 
     /// Writes the features of `raw` (a JSON object) into `row` (one slot per feature, model
     /// order): numbers as the model sees them, `NaN` for `null` and for features the event
-    /// lacks. Codes are not checked against the spec: a code the reference never saw lands in
-    /// its "other" bin, which is what drift should see.
-    pub fn decode(&self, raw: &RawValue, row: &mut [f64]) -> Result<(), DecodeError> {
+    /// lacks. A code the spec does not list (one the prediction service answered as missing,
+    /// by the feature's `unseen` policy, or one another producer wrote) is not an error: it
+    /// lands in the feature's "other" bin ([`UNSEEN`]), which is what drift should see, and
+    /// `(feature, value)` is pushed on `unseen` (cleared first).
+    pub fn decode(
+        &self,
+        raw: &RawValue,
+        row: &mut [f64],
+        unseen: &mut Vec<(usize, String)>,
+    ) -> Result<(), DecodeError> {
         debug_assert_eq!(row.len(), self.features.len());
         row.fill(f64::NAN);
+        unseen.clear();
         let mut de = serde_json::Deserializer::from_str(raw.get());
-        FeaturesSeed { decoder: self, row }
-            .deserialize(&mut de)
-            .map_err(|e| classify(e.to_string()))
+        FeaturesSeed {
+            decoder: self,
+            row,
+            unseen,
+        }
+        .deserialize(&mut de)
+        .map_err(|e| classify(e.to_string()))
     }
 }
 
@@ -217,6 +230,7 @@ fn classify(message: String) -> DecodeError {
 struct FeaturesSeed<'d, 'r> {
     decoder: &'d Decoder,
     row: &'r mut [f64],
+    unseen: &'r mut Vec<(usize, String)>,
 }
 
 impl<'de> DeserializeSeed<'de> for FeaturesSeed<'_, '_> {
@@ -241,7 +255,11 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_, '_> {
             decoder: self.decoder,
             expected,
         })? {
-            self.row[i] = map.next_value_seed(ValueSeed(&self.decoder.features[i]))?;
+            self.row[i] = map.next_value_seed(ValueSeed {
+                feature: &self.decoder.features[i],
+                index: i,
+                unseen: &mut *self.unseen,
+            })?;
             expected = i + 1;
         }
         Ok(())
@@ -284,24 +302,53 @@ impl Visitor<'_> for KeySeed<'_> {
     }
 }
 
-struct ValueSeed<'f>(&'f Feature);
+struct ValueSeed<'f, 'u> {
+    feature: &'f Feature,
+    index: usize,
+    unseen: &'u mut Vec<(usize, String)>,
+}
 
-impl ValueSeed<'_> {
-    fn number<E: de::Error>(&self, v: f64) -> Result<f64, E> {
-        let feature = self.0;
+impl ValueSeed<'_, '_> {
+    fn number<E: de::Error>(self, v: f64) -> Result<f64, E> {
+        let feature = self.feature;
         if !feature.has_text_codes() {
+            if feature.is_categorical() && !feature.knows(v) {
+                self.unseen.push((self.index, format_number(v)));
+            }
             return Ok(v);
         }
         // Text codes: the model sees the code's position.
-        match feature.parse_number(v, Origin::Data) {
+        self.cell(feature.parse_number(v, Origin::Data), || format_number(v))
+    }
+
+    /// The row's value for a parsed cell; an unlisted code is [`UNSEEN`], and recorded.
+    fn cell<E: de::Error>(
+        self,
+        cell: Result<Cell, ValueError>,
+        text: impl FnOnce() -> String,
+    ) -> Result<f64, E> {
+        match cell {
             Ok(Cell::Value(x)) => Ok(x),
+            Ok(Cell::Unseen) | Err(ValueError::UnknownCode(_)) => {
+                self.unseen.push((self.index, text()));
+                Ok(UNSEEN)
+            }
             Ok(_) => Ok(f64::NAN),
-            Err(e) => Err(E::custom(format!("feature {}: {e}", feature.name()))),
+            Err(e) => Err(E::custom(format!("feature {}: {e}", self.feature.name()))),
         }
     }
 }
 
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+/// A number as a code is spelled: whole numbers without a fraction.
+fn format_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        v.to_string()
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_> {
     type Value = f64;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<f64, D::Error> {
@@ -309,11 +356,11 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
     }
 }
 
-impl Visitor<'_> for ValueSeed<'_> {
+impl Visitor<'_> for ValueSeed<'_, '_> {
     type Value = f64;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a value of feature {}", self.0.name())
+        write!(f, "a value of feature {}", self.feature.name())
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<f64, E> {
@@ -337,17 +384,14 @@ impl Visitor<'_> for ValueSeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<f64, E> {
-        match self.0.parse(Some(text), Origin::Data) {
-            Ok(Cell::Value(v)) => Ok(v),
-            Ok(_) => Ok(f64::NAN),
-            Err(e) => Err(E::custom(format!("feature {}: {e}", self.0.name()))),
-        }
+        let cell = self.feature.parse(Some(text), Origin::Data);
+        self.cell(cell, || text.trim().to_string())
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<f64, E> {
         Err(E::custom(format!(
             "feature {}: a boolean is not a value",
-            self.0.name()
+            self.feature.name()
         )))
     }
 }

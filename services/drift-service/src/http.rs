@@ -81,6 +81,93 @@ pub struct ModelView {
     noise: Option<NoiseView>,
     /// Labels joined to the answers: the quality of the last labelled ones.
     quality: QualityView,
+    /// Features whose events held codes the spec does not list, since the reference was
+    /// loaded: the most frequent codes first.
+    unseen_codes: Vec<UnseenView>,
+}
+
+/// One feature's unseen codes.
+#[derive(Debug, Serialize)]
+struct UnseenView {
+    feature: String,
+    events: u64,
+    /// The most frequent codes (at most [`UNSEEN_SHOWN`]), with their events.
+    top: Vec<UnseenCode>,
+    /// Distinct codes kept, and events whose code came after the kept ones.
+    distinct: usize,
+    other_codes_events: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct UnseenCode {
+    code: String,
+    events: u64,
+}
+
+/// Unseen codes shown per feature.
+const UNSEEN_SHOWN: usize = 10;
+
+fn unseen_view(w: &ModelWatch) -> Vec<UnseenView> {
+    w.reference
+        .profile
+        .features
+        .iter()
+        .zip(&w.unseen.features)
+        .filter(|(_, u)| u.events > 0)
+        .map(|(f, u)| UnseenView {
+            feature: f.name().to_string(),
+            events: u.events,
+            top: u
+                .top(UNSEEN_SHOWN)
+                .into_iter()
+                .map(|(code, events)| UnseenCode {
+                    code: code.to_string(),
+                    events,
+                })
+                .collect(),
+            distinct: u.values.len(),
+            other_codes_events: u.other_values,
+        })
+        .collect()
+}
+
+/// The report page's section on unseen codes (empty when there are none). Codes come from
+/// requests: escaped.
+fn unseen_section(unseen: &[UnseenView]) -> String {
+    use vigie_drift::report::escape;
+    if unseen.is_empty() {
+        return String::new();
+    }
+    let rows: String = unseen
+        .iter()
+        .map(|u| {
+            let codes: Vec<String> = u
+                .top
+                .iter()
+                .map(|c| format!("<code>{}</code> ({})", escape(&c.code), c.events))
+                .collect();
+            let more = if u.distinct > u.top.len() || u.other_codes_events > 0 {
+                format!(
+                    ", and {} more codes",
+                    u.distinct - u.top.len() + usize::from(u.other_codes_events > 0)
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}{more}</td></tr>",
+                escape(&u.feature),
+                u.events,
+                codes.join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "<section id=\"unseen\"><h2>Codes the spec does not list</h2>\
+         <p>Since the reference was loaded; counted in each feature's \"other\" bin.</p>\
+         <table><thead><tr><th>feature</th><th>events</th><th>most frequent codes (events)</th></tr></thead>\
+         <tbody>{rows}</tbody></table></section>"
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +221,7 @@ fn view(w: &ModelWatch, lateness_ms: i64) -> ModelView {
                 labels_waiting,
             }
         },
+        unseen_codes: unseen_view(w),
     }
 }
 
@@ -200,7 +288,7 @@ async fn report(
     _user: CurrentUser,
     Query(query): Query<ModelQuery>,
 ) -> Result<Html<String>, ApiError> {
-    let (reference, current, noise, cadence) = {
+    let (reference, current, noise, cadence, unseen) = {
         let guard = lock(&state.state);
         if query.model.is_none() && guard.models.len() > 1 {
             return Ok(Html(report_index(guard.models.values())));
@@ -217,6 +305,7 @@ async fn report(
                 w.rate.per_second(),
                 state.config.score_interval.as_secs_f64(),
             ),
+            unseen_view(w),
         )
     };
     let result = compare_at(&reference.profile, &current, &reference.rules, cadence);
@@ -231,12 +320,13 @@ async fn report(
             ""
         }
     );
-    Ok(Html(vigie_drift::report::html(
-        &title,
-        &reference.profile,
-        &current,
-        &result,
-    )))
+    let mut page = vigie_drift::report::html(&title, &reference.profile, &current, &result);
+    let section = unseen_section(&unseen);
+    match page.rfind("</body>") {
+        Some(at) => page.insert_str(at, &section),
+        None => page.push_str(&section),
+    }
+    Ok(Html(page))
 }
 
 /// The page `/v1/drift/report` answers when several models are watched and none is named: one

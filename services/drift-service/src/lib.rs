@@ -7,7 +7,8 @@
 //! - [`http`]: the routes, with `/config/noise` ([`noise`]) for testers.
 //! - [`metrics`]: what `/metrics` exports beside the shell's metrics.
 //! - [`consumer`]: one thread reading every partition of `vigie.predictions`; each event is
-//!   decoded ([`decode`]) and counted into its model's windows ([`watch`]); the state is saved
+//!   decoded ([`decode`]) and counted into its model's windows ([`watch`]), codes the spec
+//!   does not list counted by value ([`unseen`]); the state is saved
 //!   with the offsets it stops at ([`checkpoint`]), and only then are those offsets committed.
 //! - [`backtest`]: the same windows, scorings and alert run offline over a stream of events,
 //!   on the events' clock.
@@ -28,6 +29,7 @@ pub mod quality;
 pub mod score;
 pub mod service;
 pub mod state;
+pub mod unseen;
 pub mod watch;
 
 pub use http::router;

@@ -71,6 +71,10 @@ pub struct Metrics {
     pub noise_threshold: GaugeVec,
     /// The level each feature is tested at.
     pub feature_level: GaugeVec,
+    /// Events with a code the spec does not list, per model and feature.
+    pub unseen: IntCounterVec,
+    /// The most frequent unseen codes of each feature since the reference was loaded.
+    pub unseen_code_events: IntGaugeVec,
 }
 
 impl Metrics {
@@ -102,6 +106,20 @@ impl Metrics {
             &["reason"]
         )?);
         Ok(Metrics {
+            unseen: register!(IntCounterVec::new(
+                Opts::new(
+                    "vigie_drift_unseen_codes_total",
+                    "Events counted whose feature held a code the model's spec does not list (answered as missing or refused by the spec's unseen policy; counted in the feature's other bin)"
+                ),
+                &["model", "feature"]
+            )?),
+            unseen_code_events: register!(IntGaugeVec::new(
+                Opts::new(
+                    "vigie_drift_unseen_code_events",
+                    "Events with this unseen code since the model's reference was loaded: the most frequent codes of each feature (at most 5, refreshed at each scoring)"
+                ),
+                &["model", "feature", "code"]
+            )?),
             offset_resets,
             missed: register!(IntCounter::new(
                 "vigie_drift_events_missed_total",

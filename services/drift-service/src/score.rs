@@ -11,7 +11,7 @@ use vigie_drift::{Cadence, ClosedWindow, DriftReport, Histograms, compare_after,
 
 use crate::metrics::Metrics;
 use crate::quality::Realised;
-use crate::watch::{Reference, Scored, State, WindowScore, lock};
+use crate::watch::{ModelWatch, Reference, Scored, State, WindowScore, lock};
 
 struct Snapshot {
     reference: Arc<Reference>,
@@ -176,6 +176,7 @@ pub fn score_at(
         };
         let scored = Arc::new(scored);
         watch.last = Some(scored.clone());
+        publish_unseen(metrics, watch);
         watch.tumbling_scores.extend(windows.iter().cloned());
         while watch.tumbling_scores.len() > retain {
             watch.tumbling_scores.pop_front();
@@ -356,6 +357,39 @@ fn publish_quality(
             }
         }
     }
+}
+
+/// Unseen codes published per feature.
+pub const UNSEEN_PUBLISHED: usize = 5;
+
+/// Publishes each feature's most frequent unseen codes, and forgets the series of codes that
+/// left the top.
+fn publish_unseen(metrics: &Metrics, watch: &mut ModelWatch) {
+    let model = watch.reference.model.as_str();
+    let mut published = Vec::new();
+    for (f, unseen) in watch
+        .reference
+        .profile
+        .features
+        .iter()
+        .zip(&watch.unseen.features)
+    {
+        for (code, events) in unseen.top(UNSEEN_PUBLISHED) {
+            metrics
+                .unseen_code_events
+                .with_label_values(&[model, f.name(), code])
+                .set(events as i64);
+            published.push((f.name().to_string(), code.to_string()));
+        }
+    }
+    for (feature, code) in &watch.unseen_published {
+        if !published.contains(&(feature.clone(), code.clone())) {
+            let _ = metrics
+                .unseen_code_events
+                .remove_label_values(&[model, feature, code]);
+        }
+    }
+    watch.unseen_published = published;
 }
 
 /// Forgets a model's published series (its reference changed: the old features may differ).

@@ -21,6 +21,7 @@ use vigie_synthetic::{Injector, NoiseSpec};
 use crate::decode::{Decoder, Envelope};
 use crate::metrics::Metrics;
 use crate::quality::{self, Answer, Early, LabelOutcome, Quality, QualityConfig};
+use crate::unseen::UnseenCodes;
 
 /// What a model's events are scored against: the production version's reference profile.
 #[derive(Debug)]
@@ -183,7 +184,15 @@ pub struct ModelWatch {
     /// The model's event rate, for how many fresh windows a month holds.
     pub rate: Rate,
     pub since: DateTime<Utc>,
+    /// Codes the spec does not list, by feature and value, since the reference was loaded.
+    pub unseen: UnseenCodes,
+    /// The `(feature, code)` series of `vigie_drift_unseen_code_events` published for it.
+    pub unseen_published: Vec<(String, String)>,
     row: Vec<f64>,
+    /// The unseen codes of the event being counted.
+    found: Vec<(usize, String)>,
+    /// Per feature: events with an unseen code.
+    unseen_counters: Vec<IntCounter>,
     counted: IntCounter,
     noised: IntCounter,
     late_events: IntCounter,
@@ -216,7 +225,16 @@ impl ModelWatch {
             quality: Quality::new(config.quality, metrics, model),
             rate: Rate::default(),
             since: Utc::now(),
+            unseen: UnseenCodes::new(binner.features()),
+            unseen_published: Vec::new(),
             row: vec![f64::NAN; binner.features()],
+            found: Vec::new(),
+            unseen_counters: reference
+                .profile
+                .features
+                .iter()
+                .map(|f| metrics.unseen.with_label_values(&[model, f.name()]))
+                .collect(),
             counted: metrics.events.with_label_values(&[model]),
             noised: metrics.noised.with_label_values(&[model]),
             late_events: metrics.late.with_label_values(&[model]),
@@ -568,6 +586,12 @@ impl State {
             self.models.insert(model, watch);
             return;
         };
+        for (feature, code) in &old.unseen_published {
+            let _ = self
+                .metrics
+                .unseen_code_events
+                .remove_label_values(&[&model, feature, code]);
+        }
         // Answers waiting for labels still wait (their labels count as the old version's);
         // the quality window starts again with the new version's answers.
         watch.quality = old.quality;
@@ -629,10 +653,16 @@ impl State {
         if watch
             .reference
             .decoder
-            .decode(envelope.features, &mut watch.row)
+            .decode(envelope.features, &mut watch.row, &mut watch.found)
             .is_err()
         {
             return Applied::Skipped(Skip::BadFeatures);
+        }
+        for (feature, value) in &watch.found {
+            watch.unseen.add(*feature, value);
+            if let Some(counter) = watch.unseen_counters.get(*feature) {
+                counter.inc();
+            }
         }
         if watch
             .noise

@@ -21,8 +21,19 @@ fn raw(json: &str) -> Box<RawValue> {
 }
 
 fn decode(decoder: &Decoder, json: &str) -> Result<Vec<f64>, DecodeError> {
+    decode_unseen(decoder, json).map(|(row, _)| row)
+}
+
+/// Unseen codes as `(feature, value)`.
+type Unseen = Vec<(usize, String)>;
+
+/// The row and the unseen codes found.
+fn decode_unseen(decoder: &Decoder, json: &str) -> Result<(Vec<f64>, Unseen), DecodeError> {
     let mut row = vec![-1.0; decoder.len()];
-    decoder.decode(&raw(json), &mut row).map(|()| row)
+    let mut unseen = vec![(9, "left over".to_string())];
+    decoder
+        .decode(&raw(json), &mut row, &mut unseen)
+        .map(|()| (row, unseen))
 }
 
 fn same(a: &[f64], b: &[f64]) -> bool {
@@ -54,8 +65,11 @@ fn null_and_absent_features_are_missing() {
 fn codes_outside_the_spec_are_kept_for_the_other_bin() {
     let d = toy();
     // Noise and newer producers may send codes the reference never saw: drift must see them.
-    let row = decode(&d, r#"{"colour": 9, "speed": 400}"#).unwrap();
+    let (row, unseen) = decode_unseen(&d, r#"{"colour": 9, "speed": 400}"#).unwrap();
     assert!(same(&row, &[9.0, 400.0]));
+    assert_eq!(unseen, vec![(0, "9".to_string())], "counted by value");
+    let (_, unseen) = decode_unseen(&d, r#"{"colour": 2, "speed": 400}"#).unwrap();
+    assert!(unseen.is_empty(), "{unseen:?}");
 }
 
 #[test]
@@ -65,13 +79,14 @@ fn text_codes_become_their_position_as_in_training() {
     assert!(same(&row, &[2.0, 12.0, 2.0]), "{row:?}");
     let row = decode(&d, r#"{"colour": 1, "speed": 1, "road": ""}"#).unwrap();
     assert!(same(&row, &[1.0, 1.0, f64::NAN]), "{row:?}");
-    assert_eq!(
-        decode(&d, r#"{"colour": 1, "speed": 1, "road": "canal"}"#),
-        Err(DecodeError::Feature {
-            feature: "road".into(),
-            message: "unknown code \"canal\"".into()
-        })
-    );
+    // A text code the spec does not list lands in the other bin, and is recorded as sent.
+    let (row, unseen) =
+        decode_unseen(&d, r#"{"colour": "7", "speed": 1, "road": " canal "}"#).unwrap();
+    assert!(same(&row, &[UNSEEN, 1.0, UNSEEN]), "{row:?}");
+    assert_eq!(unseen, vec![(0, "7".to_string()), (2, "canal".to_string())]);
+    let (row, unseen) = decode_unseen(&d, r#"{"colour": 1, "speed": 1, "road": 4}"#).unwrap();
+    assert!(same(&row, &[1.0, 1.0, UNSEEN]), "{row:?}");
+    assert_eq!(unseen, vec![(2, "4".to_string())]);
 }
 
 #[test]
@@ -133,7 +148,9 @@ fn the_envelope_of_a_published_event_is_read_without_copies() {
     );
     assert_eq!(envelope.time_ms(), ts.timestamp_millis());
     let mut row = vec![0.0; 2];
-    toy().decode(envelope.features, &mut row).unwrap();
+    toy()
+        .decode(envelope.features, &mut row, &mut Vec::new())
+        .unwrap();
     assert!(same(&row, &[2.0, f64::NAN]));
     assert!(matches!(
         Envelope::parse(br#"{"model": "toy"}"#),
