@@ -88,6 +88,7 @@ async fn vigie_up_serves_dispatchers_streams_every_prediction_and_stops_cleanly(
         tasks,
         [
             ("baac-severity", "binary_classification"),
+            ("chicago-crash-type", "binary_classification"),
             ("lfb-response-time", "regression")
         ]
     );

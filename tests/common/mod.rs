@@ -47,6 +47,12 @@ pub fn quick_lfb_spec(dir: &Path) -> PathBuf {
     quick_copy(dir, "lfb-response-time")
 }
 
+/// A copy of the Chicago crash-type spec with absolute data paths and a quick algorithm: the
+/// third model `vigie up` serves, with text codes and names matched ignoring case.
+pub fn quick_chicago_spec(dir: &Path) -> PathBuf {
+    quick_copy(dir, "chicago-crash-type")
+}
+
 /// The London Fire Brigade holdout: the header and the rows as text cells (no quotes in it).
 pub fn lfb_holdout() -> (Vec<String>, Vec<Vec<String>>) {
     csv_cells(&std::fs::read_to_string(repo().join("data/lfb/X_test.csv")).unwrap())
@@ -457,11 +463,25 @@ impl Drop for Broker {
     }
 }
 
-/// `vigie up` on embedded defaults in `home` (the quick specs of both models, the services on
+/// `vigie up` on embedded defaults in `home` (the quick specs of the three models, the services on
 /// ports the system chooses), with `extra` flags, started: the process (its first lines read) and the admin's
 /// password.
 pub fn start_up(home: &Path, extra: &[&str]) -> (Service, String) {
-    let mut up = Service::spawn(up_command(home, extra));
+    start_up_with(home, extra, &[])
+}
+
+/// [`start_up`], with the models named in `full` trained on their spec's own algorithm rather
+/// than the quick one.
+pub fn start_up_with(home: &Path, extra: &[&str], full: &[&str]) -> (Service, String) {
+    let command = up_command(home, extra);
+    let specs = home.join("models");
+    for name in full {
+        let text = std::fs::read_to_string(repo().join(format!("models/{name}.toml"))).unwrap();
+        let data = repo().join("data");
+        let text = text.replace("\"../data/", &format!("\"{}/", data.display()));
+        std::fs::write(specs.join(format!("{name}.toml")), text).unwrap();
+    }
+    let mut up = Service::spawn(command);
     let admin = up.wait_for("admin account", Duration::from_secs(600));
     let password = after(&admin, "admin / ").to_string();
     up.wait_for("Stop with Ctrl-C", Duration::from_secs(60));
@@ -479,6 +499,7 @@ fn up_command(home: &Path, extra: &[&str]) -> Command {
     let specs = home.join("models");
     quick_spec(&specs);
     quick_lfb_spec(&specs);
+    quick_chicago_spec(&specs);
     let mut command = Command::new(VIGIE);
     command
         .args([
