@@ -349,3 +349,27 @@ fn report_index<'a>(models: impl Iterator<Item = &'a ModelWatch>) -> String {
          <body><h1>Drift reports</h1><p>Several models are watched: pick one.</p><ul>{items}</ul></body></html>"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unseen_codes_come_from_requests_and_are_escaped_on_the_page() {
+        let unseen = vec![UnseenView {
+            feature: "STREET_NAME".into(),
+            events: 3,
+            top: vec![UnseenCode {
+                code: "<script>alert(1)</script>".into(),
+                events: 3,
+            }],
+            distinct: 1,
+            other_codes_events: 0,
+        }];
+        let page = unseen_section(&unseen);
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;"), "{page}");
+        assert!(page.contains("<td>3</td>"), "{page}");
+        assert_eq!(unseen_section(&[]), "");
+    }
+}
