@@ -55,6 +55,19 @@ def metrics(y, p, threshold):
     }
 
 
+def report(rows, json_path):
+    """Prints the rows as a Markdown table, and writes them as JSON to `json_path` if given."""
+    print("| model | threshold | ROC AUC | PR AUC | F1 | precision | recall | accuracy | Brier | fit (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['threshold_rule']} ({r['threshold']:.3f}) | {r['roc_auc']:.4f} | {r['pr_auc']:.4f} | "
+            f"{r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {r['accuracy']:.4f} | {r['brier']:.4f} | {r['fit_s']:.1f} |"
+        )
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=2))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", type=Path)
@@ -97,15 +110,7 @@ def main():
             {"model": name, "threshold_rule": "F1-best on validation", "fit_s": fit_s, **metrics(y_test, p_test, threshold)}
         )
 
-    print("| model | threshold | ROC AUC | PR AUC | F1 | precision | recall | accuracy | Brier | fit (s) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['model']} | {r['threshold_rule']} ({r['threshold']:.3f}) | {r['roc_auc']:.4f} | {r['pr_auc']:.4f} | "
-            f"{r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {r['accuracy']:.4f} | {r['brier']:.4f} | {r['fit_s']:.1f} |"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    report(rows, args.json)
 
 
 if __name__ == "__main__":

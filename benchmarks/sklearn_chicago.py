@@ -16,50 +16,19 @@ numbers. Unknown holdout codes are missing for both.
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    brier_score_loss,
-    f1_score,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 from sklearn.model_selection import train_test_split
+
+# The threshold rule and the metrics of the BAAC comparison (same folder).
+from sklearn_baseline import best_f1_threshold, metrics, report
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "chicago"
 POSITIVE = "INJURY AND / OR TOW DUE TO CRASH"
-
-
-def best_f1_threshold(y, p):
-    order = np.argsort(-p)
-    y_sorted = y[order]
-    tp = np.cumsum(y_sorted)
-    fp = np.cumsum(1 - y_sorted)
-    f1 = 2 * tp / (tp + fp + y.sum())
-    i = int(np.argmax(f1))
-    return float(p[order][i])
-
-
-def metrics(y, p, threshold):
-    pred = (p >= threshold).astype(int)
-    return {
-        "roc_auc": roc_auc_score(y, p),
-        "pr_auc": average_precision_score(y, p),
-        "f1": f1_score(y, pred),
-        "precision": precision_score(y, pred),
-        "recall": recall_score(y, pred),
-        "accuracy": accuracy_score(y, pred),
-        "brier": brier_score_loss(y, p),
-        "threshold": threshold,
-    }
 
 
 def encode(train, test, native):
@@ -113,15 +82,7 @@ def main():
         p_test = model.predict_proba(test)[:, 1]
         rows.append({"model": name, "threshold_rule": "F1-best on validation", "fit_s": fit_s, **metrics(y_test, p_test, threshold)})
 
-    print("| model | threshold | ROC AUC | PR AUC | F1 | precision | recall | accuracy | Brier | fit (s) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['model']} | {r['threshold_rule']} ({r['threshold']:.3f}) | {r['roc_auc']:.4f} | {r['pr_auc']:.4f} | "
-            f"{r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {r['accuracy']:.4f} | {r['brier']:.4f} | {r['fit_s']:.1f} |"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    report(rows, args.json)
 
 
 if __name__ == "__main__":

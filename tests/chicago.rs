@@ -11,7 +11,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -106,49 +105,9 @@ async fn upload(
     (rows, ignored)
 }
 
-async fn drift_state(client: &reqwest::Client, url: &str, token: &str) -> Value {
-    let request = client
-        .get(format!("{url}/v1/drift?model={MODEL}"))
-        .bearer_auth(token);
-    expect(request, 200).await.json::<Value>().await.unwrap()["models"][0].clone()
-}
-
-/// Waits until the drift service has counted `events` of the model's events, then for a
-/// scoring after that moment; returns the model's state.
-async fn scored_after(client: &reqwest::Client, url: &str, token: &str, events: u64) -> Value {
-    let cap = Duration::from_secs(300);
-    let counted_at = until_ok(&format!("{events} events counted"), cap, || async {
-        let model = drift_state(client, url, token).await;
-        let counted = model["events"].as_u64().unwrap();
-        assert!(counted <= events, "counted {counted}, {events} published");
-        if counted == events {
-            Ok(chrono::Utc::now())
-        } else {
-            Err(model["events"].to_string())
-        }
-    })
-    .await;
-    until_ok(&format!("a scoring after {counted_at}"), cap, || async {
-        let model = drift_state(client, url, token).await;
-        let at: Option<chrono::DateTime<chrono::Utc>> =
-            serde_json::from_value(model["sliding"]["at"].clone()).ok();
-        if at.is_some_and(|at| at > counted_at) {
-            Ok(model)
-        } else {
-            Err(model["sliding"]["at"].to_string())
-        }
-    })
-    .await
-}
-
-fn drifted(model: &Value) -> BTreeSet<String> {
-    model["sliding"]["report"]["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["drifted"] == true)
-        .map(|f| f["name"].as_str().unwrap().to_string())
-        .collect()
+/// The features a scoring flagged, as a set.
+fn drifted_set(model: &Value) -> BTreeSet<String> {
+    drifted(model).into_iter().collect()
 }
 
 /// ROC AUC of `scores` against `truth` (ties count half).
@@ -341,12 +300,16 @@ async fn three_models_side_by_side_and_the_2026_export_as_the_portal_gives_it() 
     picked.truncate(WINDOW as usize);
     let (answers, _) = upload(&client, &url, &token, to_csv(&header, &picked).into_bytes()).await;
     published += answers.len() as u64;
-    let model = scored_after(&client, &drift_url, &token, published).await;
+    let model = scored_after(&client, &drift_url, &token, MODEL, published).await;
     assert_eq!(
         model["sliding"]["report"]["current_rows"], WINDOW,
         "{model}"
     );
-    assert_eq!(drifted(&model), BTreeSet::new(), "a 2019 slice: {model}");
+    assert_eq!(
+        drifted_set(&model),
+        BTreeSet::new(),
+        "a 2019 slice: {model}"
+    );
     assert!(
         model["unseen_codes"]
             .as_array()
@@ -374,8 +337,8 @@ async fn three_models_side_by_side_and_the_2026_export_as_the_portal_gives_it() 
     }
     assert_eq!(ignored.len(), 48 - 22);
     published += 1000;
-    let model = scored_after(&client, &drift_url, &token, published).await;
-    let live = drifted(&model);
+    let model = scored_after(&client, &drift_url, &token, MODEL, published).await;
+    let live = drifted_set(&model);
 
     // What moved, computed from the two files: `vigie drift-report` reads the training file and
     // the export as they are, with the spec's rules.

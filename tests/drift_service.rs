@@ -44,56 +44,6 @@ async fn upload(
     predicted
 }
 
-async fn drift_state(client: &reqwest::Client, url: &str, token: &str) -> Value {
-    let request = client
-        .get(format!("{url}/v1/drift?model=baac-severity"))
-        .bearer_auth(token);
-    expect(request, 200).await.json().await.unwrap()
-}
-
-/// Waits until the drift service has counted `events` events (failing if it counts more),
-/// then for a scoring of the window after that moment, and returns the model's state.
-async fn scored_after(client: &reqwest::Client, url: &str, token: &str, events: u64) -> Value {
-    let cap = Duration::from_secs(300);
-    let counted_at = until_ok(&format!("{events} events counted"), cap, || async {
-        let state = drift_state(client, url, token).await;
-        let counted = state["models"][0]["events"].as_u64().unwrap();
-        assert!(
-            counted <= events,
-            "counted {counted} events, {events} were published"
-        );
-        if counted == events {
-            Ok(chrono::Utc::now())
-        } else {
-            Err(state.to_string())
-        }
-    })
-    .await;
-    let model = until_ok(&format!("a scoring after {counted_at}"), cap, || async {
-        let model = drift_state(client, url, token).await["models"][0].clone();
-        let at: Option<chrono::DateTime<chrono::Utc>> =
-            serde_json::from_value(model["sliding"]["at"].clone()).ok();
-        if at.is_some_and(|at| at > counted_at) {
-            Ok(model)
-        } else {
-            Err(model.to_string())
-        }
-    })
-    .await;
-    assert_eq!(model["events"].as_u64().unwrap(), events, "{model}");
-    model
-}
-
-fn drifted(model: &Value) -> Vec<String> {
-    model["sliding"]["report"]["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["drifted"] == true)
-        .map(|f| f["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn score(model: &Value) -> (f64, f64) {
     let report = &model["sliding"]["report"];
     assert_eq!(report["scored"], true, "{report}");
@@ -104,6 +54,7 @@ fn score(model: &Value) -> (f64, f64) {
 }
 
 const WINDOW: usize = 2_000;
+const BAAC: &str = "baac-severity";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
@@ -133,7 +84,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
 
     // The whole holdout: like the training data, so no alarm.
     let mut published = upload(&client, &url, &token, &header, &rows).await;
-    let model = scored_after(&client, &drift_url, &token, published).await;
+    let model = scored_after(&client, &drift_url, &token, BAAC, published).await;
     let (clean, threshold) = score(&model);
     eprintln!("holdout: score {clean}, drifted {:?}", drifted(&model));
     assert!(
@@ -159,7 +110,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
         .json(&noise);
     expect(request, 201).await;
     published += upload(&client, &url, &token, &header, &rows[..WINDOW + 200]).await;
-    let model = scored_after(&client, &drift_url, &token, published).await;
+    let model = scored_after(&client, &drift_url, &token, BAAC, published).await;
     let (noisy, _) = score(&model);
     let moved = drifted(&model);
     eprintln!("gaussian noise: score {noisy}, drifted {moved:?}");
@@ -197,7 +148,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
         &rows[WINDOW..2 * WINDOW + 200],
     )
     .await;
-    let model = scored_after(&client, &drift_url, &token, published).await;
+    let model = scored_after(&client, &drift_url, &token, BAAC, published).await;
     let (after_reset, _) = score(&model);
     assert!(
         after_reset < threshold,
@@ -214,7 +165,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
         .json(&swap);
     expect(request, 201).await;
     published += upload(&client, &url, &token, &header, &rows[..WINDOW + 200]).await;
-    let model = scored_after(&client, &drift_url, &token, published).await;
+    let model = scored_after(&client, &drift_url, &token, BAAC, published).await;
     let (swapped, _) = score(&model);
     eprintln!(
         "category swap: score {swapped}, drifted {:?}",
@@ -294,7 +245,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
         "{replayed}"
     );
     published += 700;
-    let model = scored_after(&client, &drift_url, &token, published).await;
+    let model = scored_after(&client, &drift_url, &token, BAAC, published).await;
     assert_eq!(model["events"].as_u64().unwrap(), published);
 
     let status = up.terminate();
@@ -352,10 +303,8 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
     // counted some of it.
     let mut published = upload(&client, &url, &token, &header, &rows[..4000]).await;
     let counted = until("1,500 events counted", Duration::from_secs(300), || async {
-        let state = drift_state(&client, &drift_url, &token).await;
-        state["models"][0]["events"]
-            .as_u64()
-            .filter(|&counted| counted >= 1500)
+        let state = drift_of(&client, &drift_url, &token, BAAC).await;
+        state["events"].as_u64().filter(|&counted| counted >= 1500)
     })
     .await;
     eprintln!("killing the drift service at {counted} of {published} events counted");
@@ -366,7 +315,7 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
     published += upload(&client, &url, &token, &header, &rows[4000..6000]).await;
     let mut drift = start_drift();
     published += upload(&client, &url, &token, &header, &rows[6000..]).await;
-    let model = scored_after(&client, &drift_url, &token, published).await;
+    let model = scored_after(&client, &drift_url, &token, BAAC, published).await;
     assert_eq!(model["windows"]["sliding_events"], 1000);
     let text = metrics(&client, &drift_url).await;
     eprintln!(

@@ -594,3 +594,63 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// `GET /v1/drift?model=MODEL` of the drift service at `url`: the model's state.
+pub async fn drift_of(client: &reqwest::Client, url: &str, token: &str, model: &str) -> Value {
+    let request = client
+        .get(format!("{url}/v1/drift?model={model}"))
+        .bearer_auth(token);
+    let state: Value = expect(request, 200).await.json().await.unwrap();
+    state["models"][0].clone()
+}
+
+/// Waits until the drift service has counted `events` of `model`'s events (failing if it
+/// counts more), then for a scoring of the window after that moment, and returns the model's
+/// state.
+pub async fn scored_after(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    model: &str,
+    events: u64,
+) -> Value {
+    let cap = Duration::from_secs(300);
+    let counted_at = until_ok(&format!("{events} events counted"), cap, || async {
+        let state = drift_of(client, url, token, model).await;
+        let counted = state["events"].as_u64().unwrap();
+        assert!(
+            counted <= events,
+            "counted {counted} events, {events} were published"
+        );
+        if counted == events {
+            Ok(chrono::Utc::now())
+        } else {
+            Err(state["events"].to_string())
+        }
+    })
+    .await;
+    let state = until_ok(&format!("a scoring after {counted_at}"), cap, || async {
+        let state = drift_of(client, url, token, model).await;
+        let at: Option<chrono::DateTime<chrono::Utc>> =
+            serde_json::from_value(state["sliding"]["at"].clone()).ok();
+        if at.is_some_and(|at| at > counted_at) {
+            Ok(state)
+        } else {
+            Err(state["sliding"]["at"].to_string())
+        }
+    })
+    .await;
+    assert_eq!(state["events"].as_u64().unwrap(), events, "{state}");
+    state
+}
+
+/// The features a model's last scoring flagged.
+pub fn drifted(model: &Value) -> Vec<String> {
+    model["sliding"]["report"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["drifted"] == true)
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect()
+}
