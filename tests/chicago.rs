@@ -522,6 +522,27 @@ async fn three_models_side_by_side_and_the_2026_export_as_the_portal_gives_it() 
         .json(&row("RAIN", "A STREET NOBODY NAMED"));
     let answer: Value = expect(request, 200).await.json().await.unwrap();
     assert!(answer["probability"].as_f64().is_some(), "{answer}");
+    // Field names in lower case, as the 2026 export spells them: the same answer. The same
+    // feature under both spellings is named twice.
+    let upper = row("RAIN", "STATE ST");
+    let lower: serde_json::Map<String, Value> = upper["features"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.to_lowercase(), v.clone()))
+        .collect();
+    let mut answers = Vec::new();
+    for body in [upper.clone(), json!({ "features": lower })] {
+        let request = client.post(&predict).bearer_auth(&token).json(&body);
+        let answer: Value = expect(request, 200).await.json().await.unwrap();
+        answers.push(answer["probability"].as_f64().unwrap());
+    }
+    assert_eq!(answers[0], answers[1]);
+    let mut twice = upper.clone();
+    twice["features"]["weather_condition"] = json!("RAIN");
+    let request = client.post(&predict).bearer_auth(&token).json(&twice);
+    let e: Value = expect(request, 422).await.json().await.unwrap();
+    assert_eq!(e["error"], "duplicate_field", "{e}");
     // Latin-1 bytes: the header is read, the row says it is not UTF-8, the others are answered.
     let (h, rows) = read_csv(&chicago("X_test.csv"));
     let mut latin1 = to_csv(&h, &[&rows[0]]).into_bytes();
