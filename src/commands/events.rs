@@ -140,6 +140,7 @@ pub struct EventBuilder<'a> {
     version: u32,
     /// Per feature (model order), the tokens of text codes.
     tokens: Vec<Option<Vec<String>>>,
+    schema: Schema,
 }
 
 impl<'a> EventBuilder<'a> {
@@ -162,6 +163,7 @@ impl<'a> EventBuilder<'a> {
             name,
             version,
             tokens,
+            schema,
         }
     }
 
@@ -187,11 +189,11 @@ impl<'a> EventBuilder<'a> {
             .map(|(&v, t)| value(v, t.as_deref()))
             .collect();
         for (feature, text) in unseen {
-            if let Some(slot) = values.get_mut(*feature) {
-                *slot = match text.parse::<f64>() {
-                    Ok(n) if self.tokens[*feature].is_none() && n.is_finite() => Value::Number(n),
-                    _ => Value::Text(text),
-                };
+            if let (Some(slot), Some(f)) = (
+                values.get_mut(*feature),
+                self.schema.features().get(*feature),
+            ) {
+                *slot = vigie_predict::predict::event_value(f, f64::NAN, Some(text));
             }
         }
         PredictionEventRef {

@@ -158,10 +158,7 @@ pub fn load_times(spec: &ModelSpec, path: &Path, column: &str) -> Result<Vec<i64
         column: Some(column.to_string()),
         message,
     };
-    let key = spec.column_names.key(column);
-    let exact = header.iter().position(|h| h == column);
-    let Some(c) = exact.or_else(|| header.iter().position(|h| spec.column_names.key(h) == key))
-    else {
+    let Some(c) = spec.column_names.find(&header, column) else {
         return Err(Error::Data {
             problems: vec![problem(1, "missing column: the events' time".into())],
         });
@@ -631,9 +628,12 @@ fn read_feature_columns(
     let before = problems.len();
     let (records, lines, header) = read_records(path, spec.data.separator, problems)?;
     let mut columns = Vec::with_capacity(schema.len());
+    // The feature each column names (names and aliases, as the spec matches them); a column
+    // spelled exactly as the feature's name comes first.
+    let named: Vec<Option<usize>> = header.iter().map(|h| schema.column(h)).collect();
     for (i, feature) in schema.features().iter().enumerate() {
         let exact = header.iter().position(|h| h == feature.name());
-        match exact.or_else(|| header.iter().position(|h| schema.column(h) == Some(i))) {
+        match exact.or_else(|| named.iter().position(|&f| f == Some(i))) {
             Some(c) => columns.push(c),
             None => problems.push(Problem {
                 file: path.to_path_buf(),
@@ -691,11 +691,9 @@ fn read_feature_columns(
                     match feature.parse(Some(records.field(r + 1, column)), Origin::Data) {
                         Ok(Cell::Value(v)) => parts[c][k] = v,
                         Ok(Cell::Missing) => missing[c] += 1,
-                        Ok(Cell::Unseen) if purpose == Purpose::Drift => {
-                            parts[c][k] = UNSEEN;
-                            unseen[c] += 1;
-                        }
-                        Err(ValueError::UnknownCode(_)) if purpose == Purpose::Drift => {
+                        Ok(Cell::Unseen) | Err(ValueError::UnknownCode(_))
+                            if purpose == Purpose::Drift =>
+                        {
                             parts[c][k] = UNSEEN;
                             unseen[c] += 1;
                         }

@@ -363,10 +363,7 @@ impl Feature {
     pub fn parse(&self, raw: Option<&str>, origin: Origin) -> Result<Cell, ValueError> {
         let text = raw.map(crate::number::trim).unwrap_or("");
         if text.is_empty() {
-            return match self.missing {
-                MissingPolicy::Impute | MissingPolicy::Keep => Ok(Cell::Missing),
-                MissingPolicy::Reject => Err(ValueError::Missing),
-            };
+            return self.missing_cell();
         }
         match &self.domain {
             Domain::Codes(lookup) => match lookup.get(text) {
@@ -409,6 +406,15 @@ impl Feature {
         }
     }
 
+    /// What a missing value becomes, by the feature's `missing` policy.
+    fn missing_cell(&self) -> Result<Cell, ValueError> {
+        if self.missing.allows_missing() {
+            Ok(Cell::Missing)
+        } else {
+            Err(ValueError::Missing)
+        }
+    }
+
     /// What a code the spec does not list becomes, by the feature's `unseen` policy.
     fn unseen(&self, text: &str) -> Result<Cell, ValueError> {
         match self.unseen {
@@ -431,10 +437,7 @@ impl Feature {
             return Err(ValueError::NotANumber(v.to_string()));
         }
         if !self.missing_values.is_empty() && self.missing_values.contains(&v) {
-            return match self.missing {
-                MissingPolicy::Impute | MissingPolicy::Keep => Ok(Cell::Missing),
-                MissingPolicy::Reject => Err(ValueError::Missing),
-            };
+            return self.missing_cell();
         }
         if *integer && !crate::number::is_whole(v) {
             return Err(ValueError::NotAnInteger(v));

@@ -114,6 +114,15 @@ impl ColumnNames {
             ColumnNames::CaseInsensitive => name.to_lowercase(),
         }
     }
+
+    /// Where `name` is in `header`: the column spelled exactly so, else the first that matches.
+    pub fn find(&self, header: &[String], name: &str) -> Option<usize> {
+        let key = self.key(name);
+        header
+            .iter()
+            .position(|h| h == name)
+            .or_else(|| header.iter().position(|h| self.key(h.trim()) == key))
+    }
 }
 
 /// The `[retraining]` section: what a retraining adds to the training rows, and the rule that
@@ -878,15 +887,7 @@ impl ModelSpec {
 
     /// Where the target's column is in a header, matched as `column_names` says.
     pub fn target_position(&self, header: &[String]) -> Option<usize> {
-        let key = self.column_names.key(&self.target.column);
-        header
-            .iter()
-            .position(|h| *h == self.target.column)
-            .or_else(|| {
-                header
-                    .iter()
-                    .position(|h| self.column_names.key(h.trim()) == key)
-            })
+        self.column_names.find(header, &self.target.column)
     }
 }
 

@@ -383,7 +383,7 @@ fn publish_unseen(metrics: &Metrics, watch: &mut ModelWatch) {
         }
     }
     for (feature, code) in &watch.unseen_published {
-        if !published.contains(&(feature.clone(), code.clone())) {
+        if !published.iter().any(|(f, c)| f == feature && c == code) {
             let _ = metrics
                 .unseen_code_events
                 .remove_label_values(&[model, feature, code]);

@@ -407,7 +407,8 @@ pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
 
 /// The event value of a value the schema read as `v` (`NaN` = missing). `text` is the value as
 /// sent, when it was sent as text: a text code is recorded as spelled, a number as parsed.
-pub(crate) fn event_value<'a>(feature: &Feature, v: f64, text: Option<&'a str>) -> EventValue<'a> {
+/// Replays and backtests build their events with it too.
+pub fn event_value<'a>(feature: &Feature, v: f64, text: Option<&'a str>) -> EventValue<'a> {
     if v.is_nan() {
         // A code the spec does not list, answered as missing by the feature's unseen policy,
         // is published as sent: the drift service counts it by value.
@@ -562,9 +563,8 @@ pub(crate) fn parse_features<'a>(
         let cell = cell.map_err(|e| value_error(name, &e))?;
         *slot = cell.value();
         values.push(match (cell, value) {
-            // Answered as missing, published as sent: the drift service counts it by value.
+            // Answered as missing, published as sent (text goes through `event_value`).
             (Cell::Unseen, Raw::Number(v)) => EventValue::Number(*v),
-            (Cell::Unseen, _) => text.map_or(EventValue::Missing, |t| EventValue::Text(t.trim())),
             _ => event_value(feature, *slot, text),
         });
     }
