@@ -555,6 +555,25 @@ async fn three_models_side_by_side_and_the_2026_export_as_the_portal_gives_it() 
     assert_eq!(answers.len(), 2);
     assert!(answers[0][4].is_empty(), "{answers:?}");
     assert!(answers[1][4].contains("UTF-8"), "{answers:?}");
+    // UTF-16 (a spreadsheet's "Unicode text"): the header cannot be read, and the answer says so.
+    let utf16: Vec<u8> = std::iter::once(0xFEFFu16)
+        .chain(to_csv(&h, &[&rows[0]]).encode_utf16())
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let request = client
+        .post(format!("{url}/v1/models/{MODEL}/predict/csv"))
+        .bearer_auth(&token)
+        .header("content-type", "text/csv")
+        .body(utf16);
+    let e: Value = expect(request, 400).await.json().await.unwrap();
+    assert_eq!(e["error"], "invalid_csv", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("header line is not valid UTF-8"),
+        "{e}"
+    );
 }
 
 #[test]

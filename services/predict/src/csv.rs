@@ -271,7 +271,10 @@ where
                     return Ok(Some(
                         String::from_utf8(bytes)
                             .map(|text| Record { text, ends })
-                            .map_err(|_| "the row is not valid UTF-8".to_string()),
+                            .map_err(|_| {
+                                "not valid UTF-8 text (another encoding? send the file as UTF-8)"
+                                    .to_string()
+                            }),
                     ));
                 }
                 ReadRecordResult::End => return Ok(None),
@@ -358,7 +361,12 @@ pub async fn predict_csv(
                 "the upload has no header line",
             ));
         }
-        Ok(Some(Err(message))) => return Err(ApiError::bad_request("invalid_csv", message)),
+        Ok(Some(Err(message))) => {
+            return Err(ApiError::bad_request(
+                "invalid_csv",
+                format!("the header line is {message}"),
+            ));
+        }
         Err(ReadError::LineTooLong { max, .. }) => {
             return Err(ApiError::too_large(
                 "line_too_long",
