@@ -8,6 +8,10 @@
 //! - [`TreeEnsemble`]: what every fitted algorithm is converted into, a flat array of tree nodes
 //!   that predicts one row in a few microseconds and serialises independently of the crate that
 //!   grew the trees.
+//! - [`calibration`]: reliability curves, expected calibration error, and the maps (Platt,
+//!   isotonic) that make probabilities frequencies.
+//! - [`estimate`]: a classifier's quality estimated from its calibrated probabilities, without
+//!   labels, and measured with them, over counts that merge.
 //! - [`metrics`]: binary classification metrics and the choice of a decision threshold.
 //! - [`regression`]: regression metrics, the conformal prediction interval, and the groups a
 //!   model underestimates.
@@ -15,8 +19,10 @@
 
 mod algorithm;
 pub mod bootstrap;
+pub mod calibration;
 mod ensemble;
 mod error;
+pub mod estimate;
 mod matrix;
 pub mod metrics;
 pub mod regression;

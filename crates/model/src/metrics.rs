@@ -76,6 +76,10 @@ pub struct BinaryMetrics {
     pub accuracy: f64,
     pub brier: f64,
     pub log_loss: f64,
+    /// Expected calibration error (ten equal-width bins); absent from figures measured before
+    /// it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ece: Option<f64>,
     pub confusion: ConfusionMatrix,
 }
 
@@ -95,6 +99,11 @@ impl BinaryMetrics {
             accuracy: confusion.accuracy(),
             brier: brier(y, p),
             log_loss: log_loss(y, p),
+            ece: Some(crate::calibration::expected_calibration_error(
+                y,
+                p,
+                crate::calibration::CALIBRATION_BINS,
+            )),
             confusion,
         }
     }
