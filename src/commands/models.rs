@@ -200,8 +200,30 @@ fn print_binary(v: &ModelVersion, val: &BinaryMetrics, hold: &BinaryMetrics) {
         ("accuracy", val.accuracy, hold.accuracy),
         ("Brier", val.brier, hold.brier),
         ("log loss", val.log_loss, hold.log_loss),
+        (
+            "ECE",
+            val.ece.unwrap_or(f64::NAN),
+            hold.ece.unwrap_or(f64::NAN),
+        ),
     ] {
         println!("  {name:<12} {a:>10.4} {b:>10.4}");
+    }
+    if let Some(c) = &v.metrics.calibration {
+        println!(
+            "  calibration  {} (cross-fitted on the validation slice); raw probabilities: ECE {:.4} validation, {:.4} holdout; holdout ROC AUC {:.4}",
+            c.method.as_str(),
+            c.validation_ece_raw,
+            c.holdout_ece_raw,
+            c.holdout_roc_auc_raw
+        );
+        let scores: Vec<String> = c
+            .cross_fitted
+            .iter()
+            .map(|s| format!("{} {:.4} (ECE {:.4})", s.method.as_str(), s.log_loss, s.ece))
+            .collect();
+        if !scores.is_empty() {
+            println!("  cross-fitted log loss: {}", scores.join(", "));
+        }
     }
     let c = &hold.confusion;
     println!(

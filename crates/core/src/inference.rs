@@ -133,9 +133,13 @@ impl Model {
         self.artifact.imputation.apply(row);
         let raw = self.artifact.ensemble.predict_proba(row);
         let Some(regression) = &self.artifact.regression else {
+            let probability = match &self.artifact.calibration {
+                Some(calibration) => calibration.apply(raw),
+                None => raw,
+            };
             return Prediction::Class(ClassPrediction {
-                class: u8::from(raw >= self.artifact.threshold),
-                probability: raw,
+                class: u8::from(probability >= self.artifact.threshold),
+                probability,
             });
         };
         let interval = &regression.interval;

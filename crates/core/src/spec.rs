@@ -75,6 +75,11 @@ pub struct ModelSpec {
     /// Left out of the serialised spec when default, so specs written before it hash the same.
     #[serde(default, skip_serializing_if = "is_default_retraining")]
     pub retraining: RetrainingSpec,
+    /// When the quality alerts fire: per metric, how far the estimated or realised figure may
+    /// fall short of the version's holdout figure; how many labels the realised one needs.
+    /// Left out of the serialised spec when default, so specs written before it hash the same.
+    #[serde(default, skip_serializing_if = "QualitySpec::is_default")]
+    pub quality: QualitySpec,
     /// What a regression answers beside its estimate: the interval, the costly error's
     /// margin, the underestimated groups. Only for `task = "regression"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -461,6 +466,11 @@ pub struct TrainingSpec {
     /// validation slices), with the same hyperparameters and the threshold kept. The holdout
     /// still plays no part.
     pub refit_on_all_rows: bool,
+    /// How a classification's probabilities are calibrated on the validation slice: `auto`
+    /// (the map, if any, that lowers the cross-fitted calibration error), `none`, `platt` or
+    /// `isotonic` (that map, unless it cannot be fitted). Left out of the hash at `auto`.
+    #[serde(skip_serializing_if = "Calibration::is_auto")]
+    pub calibration: Calibration,
 }
 
 impl Default for TrainingSpec {
@@ -469,7 +479,97 @@ impl Default for TrainingSpec {
             validation_fraction: 0.2,
             seed: 42,
             refit_on_all_rows: true,
+            calibration: Calibration::Auto,
         }
+    }
+}
+
+/// When the quality alerts fire (`alerting/vigie.rules.yml`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualitySpec {
+    /// Per metric, in its own units: how far below the version's holdout figure the estimated
+    /// or realised figure may fall (`mae`: how far above) before an alert. Defaults: ROC AUC
+    /// and F1 0.05 for a classification, interval coverage 0.05 for a regression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<BTreeMap<String, f64>>,
+    /// Labelled answers in the realised window before the realised alert may fire (default
+    /// 200).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_labels: Option<u32>,
+}
+
+impl QualitySpec {
+    /// Metrics a classification's alerts may watch (estimated and realised alike).
+    pub const CLASSIFICATION: [&'static str; 5] =
+        ["roc_auc", "f1", "precision", "recall", "accuracy"];
+    /// Metrics a regression's realised alert may watch.
+    pub const REGRESSION: [&'static str; 2] = ["mae", "interval_coverage"];
+
+    fn is_default(&self) -> bool {
+        *self == QualitySpec::default()
+    }
+
+    /// The tolerances in force, by metric.
+    pub fn tolerances(&self, task: Task) -> BTreeMap<String, f64> {
+        match (&self.tolerance, task) {
+            (Some(t), _) => t.clone(),
+            (None, Task::BinaryClassification) => {
+                [("roc_auc".to_string(), 0.05), ("f1".to_string(), 0.05)].into()
+            }
+            (None, Task::Regression) => [("interval_coverage".to_string(), 0.05)].into(),
+        }
+    }
+
+    pub fn min_labels(&self) -> u32 {
+        self.min_labels.unwrap_or(200)
+    }
+
+    /// Whether a higher figure of `metric` is a better one.
+    pub fn higher_is_better(metric: &str) -> bool {
+        metric != "mae"
+    }
+
+    fn check(&self, task: Task) -> std::result::Result<(), String> {
+        let known: &[&str] = match task {
+            Task::BinaryClassification => &Self::CLASSIFICATION,
+            Task::Regression => &Self::REGRESSION,
+        };
+        for (metric, &tolerance) in self.tolerance.iter().flatten() {
+            if !known.contains(&metric.as_str()) {
+                return Err(format!(
+                    "quality.tolerance.{metric}: not a metric of a {} (one of {})",
+                    task.as_str(),
+                    known.join(", ")
+                ));
+            }
+            if !(tolerance.is_finite() && tolerance >= 0.0) {
+                return Err(format!(
+                    "quality.tolerance.{metric} = {tolerance}: a tolerance is a number >= 0"
+                ));
+            }
+        }
+        if self.min_labels == Some(0) {
+            return Err("quality.min_labels must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A classification's calibration, as the spec asks for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Calibration {
+    #[default]
+    Auto,
+    None,
+    Platt,
+    Isotonic,
+}
+
+impl Calibration {
+    fn is_auto(&self) -> bool {
+        *self == Calibration::Auto
     }
 }
 
@@ -802,6 +902,7 @@ impl ModelSpec {
         }
         self.check_reference()?;
         self.retraining.check(self.task)?;
+        self.quality.check(self.task)?;
         let features: Vec<(&str, bool)> = self
             .features
             .iter()

@@ -99,6 +99,7 @@ pub fn toy_model_with_leaves(low: f64, high: f64) -> TrainedModel {
         validation: Evaluation::Binary(metrics.clone()),
         holdout: Evaluation::Binary(metrics),
         regression: None,
+        calibration: None,
         prediction_reference: None,
         summary: toy_summary(),
     }
@@ -217,6 +218,7 @@ pub fn toy_regression_model() -> TrainedModel {
         threshold: 0.0,
         validation: Evaluation::Regression(metrics.clone()),
         holdout: Evaluation::Regression(metrics),
+        calibration: None,
         regression: Some(RegressionModel {
             interval,
             underestimation: Some(Underestimation {

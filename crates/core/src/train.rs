@@ -9,7 +9,10 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use vigie_drift::{NullModel, Profile};
 use vigie_model::bootstrap::Evaluation;
-use vigie_model::metrics::{BinaryMetrics, best_f1_threshold};
+use vigie_model::calibration::{
+    self, CALIBRATION_BINS as BINS, Calibrator, CrossFitted, Method, ReliabilityBin,
+};
+use vigie_model::metrics::{BinaryMetrics, best_f1_threshold, roc_auc};
 use vigie_model::regression::{FlagCheck, GroupRule, Interval, RegressionMetrics, judge_groups};
 use vigie_model::{AlgorithmParams, Matrix, TreeEnsemble};
 use vigie_synthetic::{Generator, GeneratorParams};
@@ -17,7 +20,7 @@ use vigie_synthetic::{Generator, GeneratorParams};
 use crate::Result;
 use crate::dataset::{self, LabelledData, LoadReport};
 use crate::schema::{Imputation, Schema};
-use crate::spec::{ModelSpec, Task};
+use crate::spec::{Calibration, ModelSpec, Task};
 
 /// A step of the pipeline, reported to a progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +107,8 @@ pub struct TrainedModel {
     pub holdout: Evaluation,
     /// What a regression answers beside its estimate; `None` for a classification.
     pub regression: Option<RegressionModel>,
+    /// How a classification's probabilities are calibrated; `None` for a regression.
+    pub calibration: Option<CalibrationReport>,
     /// The reference of the model's answers (probabilities or estimates): its answers on the
     /// validation slice, rows it was not fitted on, as production's are. The drift service
     /// compares the answers it sees with it (prediction drift).
@@ -554,6 +559,7 @@ fn fit_regression(
             interval,
             underestimation,
         }),
+        calibration: None,
         prediction_reference,
         summary: summary(data, refit, fit_seconds),
     })
@@ -571,7 +577,24 @@ fn fit_classifier(
     let mut ensemble = params.fit(&data.fit.x, &data.fit.y)?;
 
     progress(Stage::ChooseThreshold);
-    let p_validation = ensemble.predict_proba_batch(&data.validation.x);
+    let raw_validation = ensemble.predict_proba_batch(&data.validation.x);
+    let choice = calibration::choose(
+        &data.validation.y,
+        &raw_validation,
+        &Method::ALL,
+        spec.training.seed,
+    );
+    let calibrator = match spec.training.calibration {
+        Calibration::Auto => choice.calibrator.clone(),
+        Calibration::None => None,
+        Calibration::Platt => Method::Platt.fit(&data.validation.y, &raw_validation),
+        Calibration::Isotonic => Method::Isotonic.fit(&data.validation.y, &raw_validation),
+    };
+    let calibrate = |p: Vec<f64>| match &calibrator {
+        Some(map) => map.apply_all(&p),
+        None => p,
+    };
+    let p_validation = calibrate(raw_validation.clone());
     let threshold = best_f1_threshold(&data.validation.y, &p_validation);
     let validation = BinaryMetrics::compute(&data.validation.y, &p_validation, threshold);
 
@@ -581,8 +604,22 @@ fn fit_classifier(
     let fit_seconds = start.elapsed().as_secs_f64();
 
     progress(Stage::Evaluate);
-    let p_holdout = ensemble.predict_proba_batch(&data.holdout.x);
+    let raw_holdout = ensemble.predict_proba_batch(&data.holdout.x);
+    let p_holdout = calibrate(raw_holdout.clone());
     let holdout = BinaryMetrics::compute(&data.holdout.y, &p_holdout, threshold);
+    let ece = |y: &[f64], p: &[f64]| calibration::expected_calibration_error(y, p, BINS);
+    let calibration = CalibrationReport {
+        method: calibrator.as_ref().map_or(Method::None, Calibrator::method),
+        asked: spec.training.calibration,
+        cross_fitted: choice.scores,
+        validation_ece_raw: ece(&data.validation.y, &raw_validation),
+        validation_ece: ece(&data.validation.y, &p_validation),
+        holdout_ece_raw: ece(&data.holdout.y, &raw_holdout),
+        holdout_roc_auc_raw: roc_auc(&data.holdout.y, &raw_holdout),
+        validation_reliability: calibration::reliability(&data.validation.y, &p_validation, BINS),
+        holdout_reliability: calibration::reliability(&data.holdout.y, &p_holdout, BINS),
+        calibrator,
+    };
 
     Ok(TrainedModel {
         spec: spec.clone(),
@@ -594,9 +631,39 @@ fn fit_classifier(
         validation: Evaluation::Binary(validation),
         holdout: Evaluation::Binary(holdout),
         regression: None,
+        calibration: Some(calibration),
         prediction_reference,
         summary: summary(data, refit, fit_seconds),
     })
+}
+
+/// How a classification's probabilities were calibrated, and what it changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationReport {
+    /// The map applied to every probability the model answers (`None`: served raw).
+    pub calibrator: Option<Calibrator>,
+    pub method: Method,
+    /// What the spec asked for.
+    pub asked: Calibration,
+    /// Each method's log loss and ECE on the validation slice, cross-fitted.
+    pub cross_fitted: Vec<CrossFitted>,
+    /// Expected calibration error of the raw and the served probabilities.
+    pub validation_ece_raw: f64,
+    pub validation_ece: f64,
+    pub holdout_ece_raw: f64,
+    /// The holdout's ROC AUC of the raw probabilities (the served ones are in the version's
+    /// holdout figures: a strictly increasing map keeps it).
+    pub holdout_roc_auc_raw: f64,
+    /// Reliability curves of the served probabilities.
+    pub validation_reliability: Vec<ReliabilityBin>,
+    pub holdout_reliability: Vec<ReliabilityBin>,
+}
+
+impl CalibrationReport {
+    /// The probability served for a raw one.
+    pub fn apply(&self, p: f64) -> f64 {
+        self.calibrator.as_ref().map_or(p, |map| map.apply(p))
+    }
 }
 
 /// Train-on-synthetic: fits the spec's algorithm on rows drawn by a generator fitted on the fit

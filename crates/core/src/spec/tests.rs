@@ -393,3 +393,35 @@ fn the_chicago_spec_parses_with_its_22_features_and_text_target() {
         assert!(!spec.feature_names().contains(&leak), "{leak}");
     }
 }
+
+#[test]
+fn quality_tolerances_and_calibration_are_read_checked_and_left_out_of_the_hash_by_default() {
+    let plain = ModelSpec::from_toml(SMALL).unwrap();
+    assert_eq!(plain.training.calibration, Calibration::Auto);
+    let tolerances = plain.quality.tolerances(plain.task);
+    assert_eq!(tolerances.get("roc_auc"), Some(&0.05));
+    assert_eq!(tolerances.get("f1"), Some(&0.05));
+    assert_eq!(plain.quality.min_labels(), 200);
+    // Written out at their defaults, they hash as a spec without them.
+    let spelled = format!("{SMALL}\n[quality]\n[training]\ncalibration = \"auto\"\n");
+    assert_eq!(ModelSpec::from_toml(&spelled).unwrap().hash(), plain.hash());
+    let with = ModelSpec::from_toml(&format!(
+        "{SMALL}\n[quality]\ntolerance = {{ f1 = 0.03 }}\nmin_labels = 50\n"
+    ))
+    .unwrap();
+    assert_eq!(with.quality.tolerances(with.task).len(), 1);
+    assert_eq!(with.quality.min_labels(), 50);
+    assert_ne!(with.hash(), plain.hash());
+    for (quality, expected) in [
+        (
+            "tolerance = { mae = 30 }",
+            "quality.tolerance.mae: not a metric of a",
+        ),
+        ("tolerance = { f1 = -0.1 }", "a tolerance is a number >= 0"),
+        ("min_labels = 0", "quality.min_labels must be at least 1"),
+        ("tolerence = { f1 = 0.1 }", "unknown field `tolerence`"),
+    ] {
+        let error = error_of(&format!("{SMALL}\n[quality]\n{quality}\n"));
+        assert!(error.contains(expected), "{quality}: {error}");
+    }
+}
