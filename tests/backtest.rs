@@ -153,6 +153,122 @@ fn a_backtest_finds_injected_noise_and_a_what_if_rule_changes_the_decision() {
     );
 }
 
+/// The BAAC holdout's targets, one per row.
+fn targets() -> Vec<String> {
+    std::fs::read_to_string(repo().join("data/baac/y_test.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn labels_set_each_periods_realised_quality_beside_its_estimate_and_a_shift_fires_the_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = trained_home(dir.path(), "admin", "a-long-password", true);
+    let (header, rows) = holdout();
+    let y = targets();
+    // 3,000 rows from outside the Paris area, then 2,000 from it (8.6% severe against 42%):
+    // a real covariate shift, which the model's own probabilities see.
+    let dep = header.iter().position(|h| h == "dep").unwrap();
+    let paris = |r: &Vec<String>| ["75", "92", "93", "94"].contains(&r[dep].as_str());
+    let order: Vec<usize> = (0..rows.len())
+        .filter(|&i| !paris(&rows[i]))
+        .take(3_000)
+        .chain((0..rows.len()).filter(|&i| paris(&rows[i])).take(2_000))
+        .collect();
+    let chosen: Vec<&Vec<String>> = order.iter().map(|&i| &rows[i]).collect();
+    let file = write(dir.path(), "x.csv", &header, &chosen, None);
+    let labels = dir.path().join("y.csv");
+    let text: String = order.iter().map(|&i| format!("{}\n", y[i])).collect();
+    std::fs::write(&labels, format!("grav\n{text}")).unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "--features",
+        file.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--events-per-second",
+        "100",
+        "--tumbling-secs",
+        "5",
+        "--window-events",
+        "500",
+        "--label-delay-secs",
+        "30",
+        "--alert-for-secs",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let printed = stdout(&backtest(&home, &args));
+    eprintln!("{printed}");
+    assert!(printed.contains("Labels: 5000 joined"), "{printed}");
+    assert!(
+        printed.contains("Quality on 10 periods with at least 100 labels"),
+        "{printed}"
+    );
+    let periods: Vec<Value> = std::fs::read_to_string(out.join("quality.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(periods.len(), 10);
+    let f1 = |p: &Value| {
+        (
+            p["realised"]["f1"].as_f64().unwrap(),
+            p["estimated"]["f1"]["value"].as_f64().unwrap(),
+        )
+    };
+    for p in &periods {
+        assert_eq!(
+            (p["answers"].as_u64(), p["labelled_share"].as_f64()),
+            (Some(500), Some(1.0))
+        );
+    }
+    let mean = |ps: &[Value], k: usize| {
+        ps.iter().map(|p| [f1(p).0, f1(p).1][k]).sum::<f64>() / ps.len() as f64
+    };
+    let (before, after) = periods.split_at(6);
+    // Realised F1 falls far; the estimate falls with it, in the same periods.
+    assert!(mean(after, 0) < mean(before, 0) - 0.05, "{periods:?}");
+    assert!(mean(after, 1) < mean(before, 1) - 0.05, "{periods:?}");
+    for p in &periods {
+        let (realised, estimated) = f1(p);
+        assert!((realised - estimated).abs() < 0.1, "{p}");
+    }
+    // The estimated F1 alert fires after the shift began, before any label of it came.
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let alerts = summary["quality_alerts"].as_array().unwrap();
+    let estimated = alerts
+        .iter()
+        .find(|a| a["source"] == "estimated" && a["metric"] == "f1")
+        .unwrap_or_else(|| panic!("{alerts:?}"));
+    let pending = estimated["pending_events"].as_u64().unwrap();
+    assert!((3_000..4_000).contains(&pending), "{estimated}");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["source"] == "realised" && a["metric"] == "f1"),
+        "{alerts:?}"
+    );
+    // Every answer with its truth, for other tools.
+    let answers = std::fs::read_to_string(out.join("answers.csv")).unwrap();
+    assert_eq!(answers.lines().count(), 5_001);
+    assert!(answers.starts_with("event,period_start,probability,class,label\n"));
+
+    // A target file that does not fit the features file is named.
+    let short = dir.path().join("short.csv");
+    std::fs::write(&short, "grav\n1\n0\n").unwrap();
+    let mut bad = args.to_vec();
+    bad[3] = short.to_str().unwrap();
+    let error = failure(&backtest(&home, &bad));
+    assert!(error.contains("short.csv"), "{error}");
+    assert!(error.contains("2 target rows"), "{error}");
+}
+
 #[test]
 fn events_are_placed_at_their_time_and_bad_input_is_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ use vigie_drift::DriftRules;
 use vigie_drift_service::WindowConfig;
 use vigie_drift_service::backtest::{AlertState, Backtest, BacktestConfig, Summary, WindowRecord};
 use vigie_drift_service::noise::NoiseRequest;
-use vigie_drift_service::quality::QualityConfig;
+use vigie_drift_service::quality::{PeriodView, QualityConfig};
 use vigie_drift_service::watch::Reference;
 use vigie_registry::ModelRef;
 
@@ -94,8 +94,24 @@ pub struct Args {
     /// The counted event the noise starts at.
     #[arg(long, default_value_t = 0)]
     noise_after_events: u64,
+    /// Inject the noise into what the model sees, before it answers (its answers and quality
+    /// change with it), instead of into the events the drift service counts. Needs a file.
+    #[arg(long, requires_all = ["noise", "features"])]
+    noise_before_model: bool,
+    /// The features file's target file (the spec's target column, one row per features row):
+    /// each row's label is given `--label-delay-secs` after its event, as feedback would be,
+    /// and joined to its answer; the realised quality per period is set beside the estimate.
+    #[arg(long, requires = "features")]
+    labels: Option<PathBuf>,
+    /// How long after its event each label comes, in seconds.
+    #[arg(long, default_value_t = 60, requires = "labels")]
+    label_delay_secs: u64,
+    /// Periods a quality figure is compared on need at least this many labels.
+    #[arg(long, default_value_t = 100, requires = "labels")]
+    min_period_labels: u64,
     /// Folder for windows.jsonl (every scored window), decisions.csv (one line per window and
-    /// feature) and summary.json.
+    /// feature), quality.jsonl (every period's estimated and realised quality) and
+    /// summary.json.
     #[arg(long, default_value = "backtest")]
     out: PathBuf,
 }
@@ -228,6 +244,20 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Noise before the model is the file's business; the drift service sees its events.
+    let (noise, model_noise) = if args.noise_before_model {
+        let injector = match &noise {
+            Some((spec, after)) => Some((
+                vigie_synthetic::Injector::new(spec.clone(), &artifact.reference)
+                    .map_err(|e| anyhow::anyhow!("--noise: {e}"))?,
+                *after,
+            )),
+            None => None,
+        };
+        (None, injector)
+    } else {
+        (noise, None)
+    };
     let config = BacktestConfig {
         windows: WindowConfig {
             sliding_events: args.window_events as usize,
@@ -238,7 +268,11 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             retain: ((args.score_ms + args.lateness_secs * 1000) / (args.tumbling_secs * 1000))
                 as usize
                 + 3,
-            quality: QualityConfig::default(),
+            quality: QualityConfig {
+                // A replay keeps every period (a file's are at most its rows).
+                periods: 1_000_000,
+                ..QualityConfig::default()
+            },
         },
         score_ms: args.score_ms as i64,
         alert_for_ms: args.alert_for_secs as i64 * 1000,
@@ -253,13 +287,26 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         source = features.display().to_string();
         let model = Model::new(artifact);
         // The file is read and checked before anything is written.
-        let events = tokio::task::block_in_place(|| file_events(args, features, &model, &version))?;
+        let replay = tokio::task::block_in_place(|| {
+            file_events(args, features, &model, &version, model_noise)
+        })?;
         output = Output::create(&args.out)?;
-        for (i, payload) in events.enumerate() {
+        if !replay.answers.is_empty() {
+            write_answers(args, &replay.times, &replay.answers)?;
+        }
+        let mut labels = replay.labels.into_iter().enumerate().peekable();
+        for (i, payload) in replay.events.enumerate() {
+            let at = replay.times[i];
+            while let Some((j, (due, label))) = labels.next_if(|(_, (due, _))| *due <= at) {
+                backtest.label(j as i64, due, &label, &mut output.records);
+            }
             backtest.event(0, i as i64, &payload, &mut output.records);
             if output.records.len() >= 64 {
                 output.flush()?;
             }
+        }
+        for (j, (due, label)) in labels {
+            backtest.label(j as i64, due, &label, &mut output.records);
         }
     } else {
         let topic = args.topic.clone().unwrap_or_default();
@@ -290,12 +337,31 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             failed.map_or(Ok(()), Err)
         })?;
     }
+    let periods = backtest.periods();
     let summary = backtest.finish(&mut output.records);
     let windows = output.finish()?;
+    let quality_path = args.out.join("quality.jsonl");
+    let mut quality = std::io::BufWriter::new(
+        std::fs::File::create(&quality_path)
+            .with_context(|| format!("cannot create {}", quality_path.display()))?,
+    );
+    for p in &periods {
+        serde_json::to_writer(&mut quality, p)?;
+        quality.write_all(b"\n")?;
+    }
+    quality.flush()?;
     let summary_path = args.out.join("summary.json");
     std::fs::write(&summary_path, serde_json::to_vec_pretty(&summary)?)
         .with_context(|| format!("cannot write {}", summary_path.display()))?;
     print_summary(&summary, &rules, &source, args.floor_only);
+    if args.labels.is_some() {
+        let noise_from = if args.noise_before_model {
+            Some(args.noise_after_events)
+        } else {
+            summary.noise_from_event
+        };
+        print_quality(&summary, &periods, args.min_period_labels, noise_from);
+    }
     println!(
         "Backtested in {:.2} s; wrote {windows} windows to {} (and decisions.csv, summary.json)",
         started.elapsed().as_secs_f64(),
@@ -304,17 +370,45 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The events of a features file's rows, each answered by the model, in the file's order;
-/// the file and its times checked first.
+/// A file replayed: its events in order, their times, and the labels (when a target file is
+/// given) with the time each is due, in that order.
+struct Replay<I> {
+    events: I,
+    times: Vec<i64>,
+    labels: Vec<(i64, Vec<u8>)>,
+    /// A classification's answers with their truth: probability, class, label.
+    answers: Vec<(f64, u8, f64)>,
+}
+
+/// The events of a features file's rows, each answered by the model (after the noise, when it
+/// is injected before the model), in the file's order, and their labels; the files and the
+/// times checked first.
 fn file_events<'a>(
     args: &Args,
     path: &std::path::Path,
     model: &'a Model,
     version: &'a vigie_registry::ModelVersion,
-) -> anyhow::Result<impl Iterator<Item = Vec<u8>> + 'a> {
+    noise: Option<(vigie_synthetic::Injector, u64)>,
+) -> anyhow::Result<Replay<impl Iterator<Item = Vec<u8>> + 'a>> {
     let spec = &model.artifact().spec;
     let schema = Schema::new(spec);
-    let (x, report) = vigie_core::dataset::load_features(spec, &schema, path)?;
+    let (mut x, report, y) = match &args.labels {
+        Some(target) => {
+            let data = vigie_core::dataset::load(spec, &schema, path, target)?;
+            (data.x, data.report, Some(data.y))
+        }
+        None => {
+            let (x, report) = vigie_core::dataset::load_features(spec, &schema, path)?;
+            (x, report, None)
+        }
+    };
+    if let Some((mut injector, after)) = noise {
+        for (i, row) in x.iter_rows_mut().enumerate() {
+            if i as u64 >= after {
+                injector.apply(row);
+            }
+        }
+    }
     let unseen = unseen_by_row(&report, x.rows());
     anyhow::ensure!(x.rows() > 0, "{} has no rows", path.display());
     let times: Vec<i64> = match &args.time_column {
@@ -334,7 +428,39 @@ fn file_events<'a>(
     let predictions = model.predict_batch(&x);
     let events = EventBuilder::new(model, &version.name, version.version);
     let request_id = format!("backtest-{}", path.display());
-    Ok(times.into_iter().enumerate().map(move |(i, t)| {
+    let delay_ms = args.label_delay_secs.saturating_mul(1000) as i64;
+    let labels = y
+        .iter()
+        .flatten()
+        .zip(&times)
+        .enumerate()
+        .map(|(i, (&truth, &t))| {
+            let due = t.saturating_add(delay_ms);
+            let (class, value) = match spec.task {
+                vigie_core::spec::Task::BinaryClassification => (Some(truth as u8), None),
+                vigie_core::spec::Task::Regression => (None, Some(truth)),
+            };
+            let label = vigie_stream::LabelEvent {
+                request_id: request_id.clone(),
+                row: Some(i as u64),
+                model: version.name.clone(),
+                class,
+                label: None,
+                value,
+                ts: chrono::DateTime::from_timestamp_millis(due).unwrap_or_default(),
+                by: "backtest".into(),
+            };
+            (due, serde_json::to_vec(&label).expect("a label serialises"))
+        })
+        .collect();
+    let answers = y
+        .iter()
+        .flatten()
+        .zip(&predictions)
+        .filter_map(|(&truth, p)| p.as_class().map(|c| (c.probability, c.class, truth)))
+        .collect();
+    let event_times = times.clone();
+    let events = times.into_iter().enumerate().map(move |(i, t)| {
         let ts = chrono::DateTime::from_timestamp_millis(t).unwrap_or_default();
         events.payload(
             x.row(i),
@@ -345,7 +471,107 @@ fn file_events<'a>(
             &ts,
             i as u64,
         )
-    }))
+    });
+    Ok(Replay {
+        events,
+        times: event_times,
+        labels,
+        answers,
+    })
+}
+
+/// answers.csv: each event's answer and truth, with its period, for tools that estimate
+/// quality from them (benchmarks/nannyml_cbpe.py).
+fn write_answers(args: &Args, times: &[i64], answers: &[(f64, u8, f64)]) -> anyhow::Result<()> {
+    let path = args.out.join("answers.csv");
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    writeln!(out, "event,period_start,probability,class,label")?;
+    let width = (args.tumbling_secs * 1000) as i64;
+    for (i, (&t, &(p, class, truth))) in times.iter().zip(answers).enumerate() {
+        let start = t.div_euclid(width) * width;
+        let start = chrono::DateTime::from_timestamp_millis(start).unwrap_or_default();
+        writeln!(
+            out,
+            "{i},{},{p},{class},{truth}",
+            start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The estimated quality beside the realised, period by period: the mean absolute error of
+/// the estimate over the periods with enough labels, and the quality alerts.
+fn print_quality(
+    summary: &Summary,
+    periods: &[PeriodView],
+    min_labels: u64,
+    noise_from: Option<u64>,
+) {
+    let labels: Vec<String> = summary
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    println!("Labels: {}", labels.join(", "));
+    let compared: Vec<&PeriodView> = periods
+        .iter()
+        .filter(|p| p.labelled >= min_labels && p.estimated.is_some() && p.realised.is_some())
+        .collect();
+    if !compared.is_empty() {
+        let n = compared.len() as f64;
+        let mean_error = |f: &dyn Fn(&PeriodView) -> Option<(f64, f64)>| {
+            let errors: Vec<f64> = compared
+                .iter()
+                .filter_map(|p| f(p))
+                .map(|(e, r)| (e - r).abs())
+                .collect();
+            errors.iter().sum::<f64>() / errors.len().max(1) as f64
+        };
+        let auc = mean_error(&|p| {
+            Some((
+                p.estimated.as_ref()?.roc_auc.value,
+                p.realised.as_ref()?.roc_auc?,
+            ))
+        });
+        let f1 = mean_error(&|p| Some((p.estimated.as_ref()?.f1.value, p.realised.as_ref()?.f1)));
+        let inside = compared
+            .iter()
+            .filter(|p| match (&p.estimated, &p.realised) {
+                (Some(e), Some(r)) => e.f1.lower <= r.f1 && r.f1 <= e.f1.upper,
+                _ => false,
+            })
+            .count();
+        println!(
+            "Quality on {} periods with at least {min_labels} labels: estimate off the realised figure by {auc:.4} (ROC AUC) and {f1:.4} (F1) on average; realised F1 inside the estimate's 95% band in {:.0}% of them",
+            compared.len(),
+            100.0 * inside as f64 / n
+        );
+    }
+    if summary.quality_alerts.is_empty() {
+        println!("No quality alert would have fired");
+    }
+    for a in &summary.quality_alerts {
+        println!(
+            "The {} {} alert would have fired at {} (event {}; short since event {}): {:.4} against a bound of {:.4}{}",
+            a.source,
+            a.metric,
+            a.fired_at,
+            a.fired_events,
+            a.pending_events,
+            a.value,
+            a.bound,
+            noise_from
+                .map(|n| format!(
+                    "; {} events after the noise started",
+                    a.fired_events.saturating_sub(n)
+                ))
+                .unwrap_or_default()
+        );
+    }
 }
 
 fn print_summary(summary: &Summary, rules: &DriftRules, source: &str, floor_only: bool) {

@@ -66,6 +66,12 @@ pub struct DriftArgs {
     #[arg(long, env = "VIGIE_QUALITY_WINDOW", default_value_t = 500,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub quality_window: u64,
+    /// Periods (tumbling windows' width, event time) whose answers and labels are kept, each
+    /// with its estimated and realised quality (the newest; about 24 KB each for a
+    /// classification).
+    #[arg(long, env = "VIGIE_QUALITY_PERIODS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub quality_periods: u64,
 }
 
 impl DriftArgs {
@@ -83,6 +89,9 @@ impl DriftArgs {
                     wait_ms: self.label_wait_secs as i64 * 1000,
                     capacity: self.label_capacity as usize,
                     window: self.quality_window as usize,
+                    periods: self.quality_periods as usize,
+                    // The watch sets the live answers and the periods' width from the windows.
+                    ..QualityConfig::default()
                 },
             },
             score_interval: Duration::from_millis(self.score_ms),

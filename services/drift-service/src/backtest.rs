@@ -22,8 +22,10 @@ use vigie_synthetic::{Injector, NoiseSpec};
 
 use crate::decode::Envelope;
 use crate::metrics::Metrics;
+use crate::quality::PeriodView;
 use crate::score::{ModelScores, score_at, time};
 use crate::watch::{ActiveNoise, Applied, Reference, State, WindowConfig, lock};
+use vigie_core::spec::QualitySpec;
 
 /// How a backtest windows, scores and alerts.
 #[derive(Debug, Clone)]
@@ -177,6 +179,29 @@ pub struct Summary {
     pub alerts: Vec<Firing>,
     /// The counted event the noise started at.
     pub noise_from_event: Option<u64>,
+    /// Labels read, by what became of them (as `vigie_quality_labels_total` names them).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<&'static str, u64>,
+    /// Every firing of a quality alert, as the shipped rules would have it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quality_alerts: Vec<QualityFiring>,
+}
+
+/// A firing of a quality alert: which figure (estimated or realised) of which metric fell
+/// short of the holdout figure by more than the tolerance, from when, and after how many
+/// events it fired.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QualityFiring {
+    /// "estimated" (`VigieQualityEstimatedDrop`) or "realised" (`VigieQualityRealisedDrop`).
+    pub source: &'static str,
+    pub metric: String,
+    pub value: f64,
+    pub bound: f64,
+    pub pending_at: DateTime<Utc>,
+    pub pending_events: u64,
+    pub fired_at: DateTime<Utc>,
+    pub fired_events: u64,
+    pub resolved_at: Option<DateTime<Utc>>,
 }
 
 /// A backtest in progress: feed it events in their order, then [`Backtest::finish`] it.
@@ -197,6 +222,8 @@ pub struct Backtest {
     noise: Option<(Injector, u64)>,
     /// When the data set started to drift (time, events), while it still does.
     drifting_since: Option<(i64, u64)>,
+    /// Per (source, metric): since when (time, events) the figure is short, while it is.
+    short_since: BTreeMap<(&'static str, String), (i64, u64)>,
     summary: Summary,
 }
 
@@ -238,6 +265,7 @@ impl Backtest {
             fresh: false,
             noise,
             drifting_since: None,
+            short_since: BTreeMap::new(),
             summary,
         })
     }
@@ -267,6 +295,31 @@ impl Backtest {
             Applied::Skipped(skip) => *self.summary.skipped.entry(skip.as_str()).or_insert(0) += 1,
         }
         applied
+    }
+
+    /// Reads one message of a labels topic (or a label built from a target file), at its
+    /// offset; its time moves the clock as an event's does, and the scoring period it falls in
+    /// is scored.
+    pub fn label(&mut self, offset: i64, at_ms: i64, payload: &[u8], out: &mut Vec<WindowRecord>) {
+        self.advance_to(at_ms, out);
+        let now_ms = self.clock_ms.max(0);
+        let outcome = lock(&self.state).apply_label(0, offset, payload, now_ms);
+        // A label changes the realised quality: the next period is scored.
+        self.fresh = true;
+        let name = match outcome {
+            Ok(outcome) => outcome.as_str(),
+            Err(skip) => skip.as_str(),
+        };
+        *self.summary.labels.entry(name).or_insert(0) += 1;
+    }
+
+    /// The model's periods: answers, labels, estimated and realised quality, oldest first.
+    pub fn periods(&self) -> Vec<PeriodView> {
+        lock(&self.state)
+            .models
+            .get(&self.model)
+            .map(|w| w.quality.periods())
+            .unwrap_or_default()
     }
 
     /// Scores the windows at the end of the stream (every tumbling window closes) and returns
@@ -358,6 +411,7 @@ impl Backtest {
             record.alert = Some(alert);
             record.noise_active = scored.noise_active;
             out.push(record);
+            self.quality_alerts(now_ms);
             for w in &windows {
                 self.summary.tumbling += 1;
                 self.summary.tumbling_scored += u64::from(w.report.scored);
@@ -370,6 +424,83 @@ impl Backtest {
                     &w.report,
                 ));
             }
+        }
+    }
+
+    /// The quality alerts after a scoring, as `alerting/vigie.rules.yml` has them: the live
+    /// estimate, and the realised figure once the window holds `min_labels` labels, against
+    /// the holdout figure and the tolerance.
+    fn quality_alerts(&mut self, now_ms: i64) {
+        let figures: Vec<(&'static str, String, f64, f64)> = {
+            let state = lock(&self.state);
+            let Some(w) = state.models.get(&self.model) else {
+                return;
+            };
+            let targets = &w.reference.quality;
+            let estimated = w.quality.estimate();
+            let realised = w.quality.realised(w.reference.regression_margin);
+            let enough = realised.labels >= targets.min_labels as usize;
+            let realised = realised.metrics();
+            let mut figures = Vec::new();
+            for (metric, &tolerance) in &targets.tolerance {
+                let Some(&holdout) = targets.holdout.get(metric.as_str()) else {
+                    continue;
+                };
+                let bound = if QualitySpec::higher_is_better(metric) {
+                    holdout - tolerance
+                } else {
+                    holdout + tolerance
+                };
+                if let Some(e) = estimated.as_ref().and_then(|e| {
+                    e.figures()
+                        .into_iter()
+                        .find(|(n, _)| n == metric)
+                        .map(|(_, b)| b.value)
+                }) {
+                    figures.push(("estimated", metric.clone(), e, bound));
+                }
+                if enough && let Some(&(_, r)) = realised.iter().find(|(n, _)| n == metric) {
+                    figures.push(("realised", metric.clone(), r, bound));
+                }
+            }
+            figures
+        };
+        let counted = self.summary.counted;
+        for (source, metric, value, bound) in figures {
+            let short = if QualitySpec::higher_is_better(&metric) {
+                value < bound
+            } else {
+                value > bound
+            };
+            let key = (source, metric.clone());
+            let open = self
+                .summary
+                .quality_alerts
+                .iter_mut()
+                .rev()
+                .find(|f| f.source == source && f.metric == metric && f.resolved_at.is_none());
+            if !short {
+                self.short_since.remove(&key);
+                if let Some(firing) = open {
+                    firing.resolved_at = Some(time(now_ms));
+                }
+                continue;
+            }
+            let (since, since_events) = *self.short_since.entry(key).or_insert((now_ms, counted));
+            if now_ms - since < self.config.alert_for_ms || open.is_some() {
+                continue;
+            }
+            self.summary.quality_alerts.push(QualityFiring {
+                source,
+                metric,
+                value,
+                bound,
+                pending_at: time(since),
+                pending_events: since_events,
+                fired_at: time(now_ms),
+                fired_events: counted,
+                resolved_at: None,
+            });
         }
     }
 

@@ -15,10 +15,12 @@ use serde::Serialize;
 use vigie_api::{ApiError, CurrentUser};
 use vigie_drift::{Cadence, compare_at};
 
-use crate::quality::Realised;
+use crate::quality::{PeriodView, Realised};
 use crate::score::time;
 use crate::state::AppState;
+use crate::watch::QualityTargets;
 use crate::watch::{ModelQuery, ModelWatch, NoiseView, Scored, WindowScore, lock};
+use vigie_model::estimate::Estimated;
 
 /// The whole HTTP surface: the service's routes inside the shell.
 pub fn router(state: AppState) -> Router {
@@ -170,6 +172,76 @@ fn unseen_section(unseen: &[UnseenView]) -> String {
     )
 }
 
+/// The report's quality section: the live estimate beside the holdout figures and the
+/// realised ones, then each period's estimate beside its realised figures. Numbers and
+/// metric names only: nothing to escape.
+fn quality_section(w: &ModelWatch) -> String {
+    let targets = &w.reference.quality;
+    let realised = w.quality.realised(w.reference.regression_margin);
+    let realised = realised.metrics();
+    let fmt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
+    let find = |name: &str| realised.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    let mut rows = String::new();
+    let estimated = w.quality.estimate();
+    let names: Vec<&str> = match &estimated {
+        Some(_) => vec!["roc_auc", "f1", "precision", "recall", "accuracy"],
+        None => vec!["mae", "interval_coverage", "rmse"],
+    };
+    for name in names {
+        let band = estimated.as_ref().and_then(|e| {
+            e.figures()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| b)
+        });
+        rows.push_str(&format!(
+            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            fmt(band.map(|b| b.value)),
+            band.map_or("–".into(), |b| format!("{:.3} – {:.3}", b.lower, b.upper)),
+            fmt(find(name)),
+            fmt(targets.holdout.get(name).copied()),
+            fmt(targets.tolerance.get(name).copied()),
+        ));
+    }
+    let periods: String = w
+        .quality
+        .periods()
+        .iter()
+        .rev()
+        .map(|p| {
+            let est = p.estimated.as_ref();
+            let real = p.realised.as_ref();
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                p.start.format("%Y-%m-%d %H:%M:%S"),
+                p.answers,
+                100.0 * p.labelled_share,
+                fmt(est.map(|e| e.roc_auc.value)),
+                fmt(real.and_then(|r| r.roc_auc)),
+                fmt(est.map(|e| e.f1.value)),
+                fmt(real.map(|r| r.f1)),
+                fmt(p.mae),
+                fmt(p.interval_coverage),
+            )
+        })
+        .collect();
+    format!(
+        "<section id=\"quality\"><h2>Model quality</h2>\
+         <p>Estimated without labels from the probabilities of the last {live} answers (a \
+         classification's; 95% band of the realised figure for a window this size), realised on \
+         the last {labels} labelled answers, beside the production version's holdout figures. \
+         An alert fires when either falls short of the holdout figure by more than the \
+         tolerance.</p>\
+         <table><thead><tr><th>metric</th><th>estimated</th><th>band</th><th>realised</th>\
+         <th>holdout</th><th>tolerance</th></tr></thead><tbody>{rows}</tbody></table>\
+         <h3>By period</h3><table><thead><tr><th>start</th><th>answers</th><th>labelled</th>\
+         <th>ROC AUC est.</th><th>ROC AUC real.</th><th>F1 est.</th><th>F1 real.</th>\
+         <th>MAE</th><th>coverage</th></tr></thead><tbody>{periods}</tbody></table></section>",
+        live = w.sliding.len(),
+        labels = w.quality.realised(None).labels,
+    )
+}
+
 #[derive(Debug, Serialize)]
 struct QualityView {
     #[serde(flatten)]
@@ -177,6 +249,16 @@ struct QualityView {
     /// Answers waiting for their label, and labels read before their answer.
     answers_waiting: usize,
     labels_waiting: usize,
+    /// A classification's quality estimated without labels on the live answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimated: Option<Estimated>,
+    /// What the quality alerts compare with: the version's holdout figures, the tolerances,
+    /// the labels the realised alert needs.
+    targets: QualityTargets,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labelled_share: Option<f64>,
+    /// Each period's answers, labels, estimated and realised quality, oldest first.
+    periods: Vec<PeriodView>,
 }
 
 fn view(w: &ModelWatch, lateness_ms: i64) -> ModelView {
@@ -219,6 +301,10 @@ fn view(w: &ModelWatch, lateness_ms: i64) -> ModelView {
                 realised: w.quality.realised(r.regression_margin),
                 answers_waiting,
                 labels_waiting,
+                estimated: w.quality.estimate(),
+                targets: r.quality.clone(),
+                labelled_share: w.quality.labelled_share(),
+                periods: w.quality.periods(),
             }
         },
         unseen_codes: unseen_view(w),
@@ -288,7 +374,7 @@ async fn report(
     _user: CurrentUser,
     Query(query): Query<ModelQuery>,
 ) -> Result<Html<String>, ApiError> {
-    let (reference, current, noise, cadence, unseen) = {
+    let (reference, current, noise, cadence, unseen, quality) = {
         let guard = lock(&state.state);
         if query.model.is_none() && guard.models.len() > 1 {
             return Ok(Html(report_index(guard.models.values())));
@@ -306,6 +392,7 @@ async fn report(
                 state.config.score_interval.as_secs_f64(),
             ),
             unseen_view(w),
+            quality_section(w),
         )
     };
     let result = compare_at(&reference.profile, &current, &reference.rules, cadence);
@@ -321,7 +408,7 @@ async fn report(
         }
     );
     let mut page = vigie_drift::report::html(&title, &reference.profile, &current, &result);
-    let section = unseen_section(&unseen);
+    let section = quality + &unseen_section(&unseen);
     match page.rfind("</body>") {
         Some(at) => page.insert_str(at, &section),
         None => page.push_str(&section),

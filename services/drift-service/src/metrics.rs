@@ -65,6 +65,19 @@ pub struct Metrics {
     pub quality_window_labels: IntGaugeVec,
     /// Answers waiting for a label, and labels waiting for an answer.
     pub quality_waiting: IntGaugeVec,
+    /// A classification's quality estimated without labels on the live answers, by metric,
+    /// and the 95% band of the realised figure around it.
+    pub quality_estimated: GaugeVec,
+    pub quality_estimated_lower: GaugeVec,
+    pub quality_estimated_upper: GaugeVec,
+    /// The production version's holdout figures, by metric.
+    pub quality_holdout: GaugeVec,
+    /// The spec's quality tolerance per alerted metric, and the labels the realised alert
+    /// needs.
+    pub quality_tolerance: GaugeVec,
+    pub quality_min_labels: IntGaugeVec,
+    /// The share of the kept periods' answers labelled so far.
+    pub quality_labelled_share: GaugeVec,
     /// Quantiles of each model's answers: the sliding window's and the reference's.
     pub prediction_quantile: GaugeVec,
     /// Each feature's noise threshold for the sliding window's size.
@@ -321,7 +334,7 @@ impl Metrics {
             quality_realised: register!(GaugeVec::new(
                 Opts::new(
                     "vigie_quality_realised",
-                    "Quality of a model's last labelled answers, by metric (regression: mae, rmse, mean_residual, interval_coverage, share_underestimated, share_flagged; classification: accuracy, brier)"
+                    "Quality of a model's last labelled answers, by metric (regression: mae, rmse, mean_residual, interval_coverage, share_underestimated, share_flagged; classification: accuracy, brier, roc_auc, f1, precision, recall)"
                 ),
                 &["model", "metric"]
             )?),
@@ -338,6 +351,55 @@ impl Metrics {
                     "Answers waiting for their label (kind=answers) and labels read before their answer (kind=labels)"
                 ),
                 &["model", "kind"]
+            )?),
+            quality_estimated: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_quality_estimated",
+                    "A classification's quality estimated without labels from its calibrated probabilities over the live answers (the sliding window's events), by metric: accuracy, precision, recall, f1, roc_auc"
+                ),
+                &["model", "metric"]
+            )?),
+            quality_estimated_lower: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_quality_estimated_lower",
+                    "Lower end of the 95% band of the realised figure around vigie_quality_estimated, for the window's size"
+                ),
+                &["model", "metric"]
+            )?),
+            quality_estimated_upper: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_quality_estimated_upper",
+                    "Upper end of the 95% band of the realised figure around vigie_quality_estimated"
+                ),
+                &["model", "metric"]
+            )?),
+            quality_holdout: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_quality_holdout",
+                    "The production version's figure on the fixed holdout, by metric"
+                ),
+                &["model", "metric"]
+            )?),
+            quality_tolerance: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_quality_tolerance",
+                    "How far a metric may fall short of the holdout figure before the quality alerts fire (the spec's [quality] tolerance; mae: how far above)"
+                ),
+                &["model", "metric"]
+            )?),
+            quality_min_labels: register!(IntGaugeVec::new(
+                Opts::new(
+                    "vigie_quality_min_labels",
+                    "Labelled answers the realised quality alert needs (the spec's [quality] min_labels)"
+                ),
+                model
+            )?),
+            quality_labelled_share: register!(GaugeVec::new(
+                Opts::new(
+                    "vigie_quality_labelled_share",
+                    "The share of the answers of the kept periods labelled so far"
+                ),
+                model
             )?),
             noise_threshold: register!(GaugeVec::new(
                 Opts::new(

@@ -13,13 +13,22 @@
 //! corrects a label reads the counter). An answer of a version no longer in production is
 //! counted apart and kept out of the window: the window is the production version's quality.
 //!
+//! Beside the join, a classification's quality is estimated without labels (see
+//! [`vigie_model::estimate`]) over the answers of the last [`QualityConfig::live`] events, and
+//! every answer and every joined label is counted into its period (event time, as wide as the
+//! tumbling windows; the last [`QualityConfig::periods`] kept): each period shows its estimated
+//! and its realised quality side by side, the share of its answers labelled so far and their
+//! mean label delay. A period counts the answers of whatever version served them.
+//!
 //! The whole state is saved with the drift checkpoint (see `crate::checkpoint`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hasher;
 
+use chrono::{DateTime, Utc};
 use prometheus::{Histogram, IntCounter};
 use serde::{Deserialize, Serialize};
+use vigie_model::estimate::{Estimated, Labelled, RealisedClass, Sketch};
 
 use crate::metrics::Metrics;
 
@@ -33,6 +42,13 @@ pub struct QualityConfig {
     pub capacity: usize,
     /// Labelled answers in a model's quality window.
     pub window: usize,
+    /// Answers the live estimate is made of (the last ones; a model's watch sets the sliding
+    /// window's events).
+    pub live: usize,
+    /// Width of a period, in ms (a model's watch sets the tumbling windows').
+    pub period_ms: i64,
+    /// Periods kept (the newest).
+    pub periods: usize,
 }
 
 impl Default for QualityConfig {
@@ -41,6 +57,9 @@ impl Default for QualityConfig {
             wait_ms: 72 * 3_600_000,
             capacity: 10_000,
             window: 500,
+            live: 5_000,
+            period_ms: 60_000,
+            periods: 120,
         }
     }
 }
@@ -256,6 +275,16 @@ pub struct Realised {
     pub accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brier: Option<f64>,
+    /// Classification: ROC AUC of the probabilities (absent while the labels hold one class),
+    /// and F1, precision and recall of the classes answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roc_auc: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recall: Option<f64>,
     /// Median delay from the prediction to its label, seconds.
     pub median_label_delay_seconds: f64,
 }
@@ -273,6 +302,10 @@ impl Realised {
             self.share_flagged,
             self.accuracy,
             self.brier,
+            self.roc_auc,
+            self.f1,
+            self.precision,
+            self.recall,
         ];
         Self::NAMES
             .into_iter()
@@ -282,7 +315,7 @@ impl Realised {
     }
 
     /// Every name [`Realised::metrics`] may give.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 12] = [
         "mae",
         "rmse",
         "mean_residual",
@@ -291,6 +324,10 @@ impl Realised {
         "share_flagged",
         "accuracy",
         "brier",
+        "roc_auc",
+        "f1",
+        "precision",
+        "recall",
     ];
 }
 
@@ -305,6 +342,136 @@ pub struct QualityState {
     pub labelled: Vec<u64>,
     /// The window, oldest first.
     pub window: Vec<Joined>,
+    /// The live answers' slots, oldest first (absent from older checkpoints).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<u16>,
+    /// The periods, oldest first (absent from older checkpoints).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periods: Vec<Period>,
+}
+
+/// One period's answers and their labels.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Period {
+    pub start_ms: i64,
+    pub answers: u64,
+    /// A classification's answers, for the estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sketch: Option<Sketch>,
+    pub labelled: u64,
+    /// A classification's labelled answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labelled>,
+    /// A regression's labelled answers: the sum of absolute errors, the answers with an
+    /// interval and those whose interval held the truth.
+    #[serde(default)]
+    pub absolute_error: f64,
+    #[serde(default)]
+    pub with_interval: u64,
+    #[serde(default)]
+    pub covered: u64,
+    /// The sum of the labels' delays, ms.
+    #[serde(default)]
+    pub delay_ms: f64,
+}
+
+impl Period {
+    fn count(&mut self, answer: &Answer) {
+        self.answers += 1;
+        if let Some(class) = answer.class {
+            self.sketch
+                .get_or_insert_with(Sketch::default)
+                .add(Sketch::slot(answer.value, class));
+        }
+    }
+
+    fn label(&mut self, joined: &Joined) {
+        self.labelled += 1;
+        self.delay_ms += joined.delay_ms as f64;
+        let answer = &joined.answer;
+        match answer.class {
+            Some(class) => self.labels.get_or_insert_with(Labelled::default).add(
+                answer.value,
+                class,
+                joined.truth == 1.0,
+            ),
+            None => {
+                self.absolute_error += (joined.truth - answer.value).abs();
+                if let Some((lo, hi)) = answer.interval {
+                    self.with_interval += 1;
+                    self.covered += u64::from(lo <= joined.truth && joined.truth <= hi);
+                }
+            }
+        }
+    }
+
+    /// What the period shows; `width_ms` is its width.
+    pub fn view(&self, width_ms: i64) -> PeriodView {
+        let labelled = self.labelled as f64;
+        PeriodView {
+            start: crate::score::time(self.start_ms),
+            end: crate::score::time(self.start_ms.saturating_add(width_ms)),
+            answers: self.answers,
+            labelled: self.labelled,
+            labelled_share: if self.answers > 0 {
+                (labelled / self.answers as f64).min(1.0)
+            } else {
+                0.0
+            },
+            mean_label_delay_seconds: (self.labelled > 0)
+                .then(|| self.delay_ms / labelled / 1000.0),
+            estimated: self.sketch.as_ref().and_then(Sketch::estimate),
+            realised: self.labels.as_ref().and_then(Labelled::realised),
+            mae: (self.labels.is_none() && self.labelled > 0)
+                .then(|| self.absolute_error / labelled),
+            interval_coverage: (self.with_interval > 0)
+                .then(|| self.covered as f64 / self.with_interval as f64),
+        }
+    }
+}
+
+/// A period as `/v1/drift` shows it: the estimate beside the realised figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeriodView {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub answers: u64,
+    pub labelled: u64,
+    /// The share of the period's answers labelled so far (labels still come in).
+    pub labelled_share: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_label_delay_seconds: Option<f64>,
+    /// A classification's quality estimated from its probabilities, with 95% bands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated: Option<Estimated>,
+    /// A classification's quality on the labelled answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realised: Option<RealisedClass>,
+    /// A regression's on the labelled answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mae: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_coverage: Option<f64>,
+}
+
+/// The answers of the last events of a classification: a ring of their slots and their
+/// sketch, the one kept equal to the other.
+#[derive(Debug, Default)]
+struct Live {
+    slots: VecDeque<u16>,
+    sketch: Sketch,
+}
+
+impl Live {
+    fn push(&mut self, slot: u16, capacity: usize) {
+        self.slots.push_back(slot);
+        self.sketch.add(slot);
+        while self.slots.len() > capacity.max(1) {
+            if let Some(old) = self.slots.pop_front() {
+                self.sketch.remove(old);
+            }
+        }
+    }
 }
 
 /// Answers waiting for their label (or labels for their answer), in the order they were read:
@@ -408,6 +575,9 @@ pub struct Quality {
     labelled: KeySet,
     labelled_order: VecDeque<u64>,
     window: VecDeque<Joined>,
+    live: Live,
+    /// By start, ms.
+    periods: std::collections::BTreeMap<i64, Period>,
     counters: Counters,
 }
 
@@ -457,6 +627,8 @@ impl Quality {
             labelled: KeySet::default(),
             labelled_order: VecDeque::new(),
             window: VecDeque::new(),
+            live: Live::default(),
+            periods: Default::default(),
             counters: Counters::new(metrics, model),
         }
     }
@@ -470,6 +642,13 @@ impl Quality {
     /// production version now.
     pub fn answer(&mut self, key: u64, answer: Answer, version: u32, now_ms: i64) {
         self.expire(now_ms);
+        if let Some(class) = answer.class {
+            self.live
+                .push(Sketch::slot(answer.value, class), self.config.live);
+        }
+        if let Some(period) = self.period(answer.at_ms, true) {
+            period.count(&answer);
+        }
         if !self.early.is_empty()
             && let Some(early) = self.early.take(key)
         {
@@ -535,15 +714,19 @@ impl Quality {
         }
         let delay_ms = (label.at_ms - answer.at_ms).max(0);
         self.counters.delay.observe(delay_ms as f64 / 1000.0);
+        let joined = Joined {
+            answer,
+            truth: label.truth,
+            delay_ms,
+        };
+        if let Some(period) = self.period(answer.at_ms, false) {
+            period.label(&joined);
+        }
         if answer.version != version {
             self.counters.label(LabelOutcome::OldVersion);
             return LabelOutcome::OldVersion;
         }
-        self.window.push_back(Joined {
-            answer,
-            truth: label.truth,
-            delay_ms,
-        });
+        self.window.push_back(joined);
         while self.window.len() > self.config.window {
             self.window.pop_front();
         }
@@ -562,10 +745,65 @@ impl Quality {
         }
     }
 
-    /// Forgets the window (a new production version: its quality starts from its own labels).
-    /// Answers waiting stay: their labels are still counted, as the old version's.
+    /// Forgets the window and the live answers (a new production version: its quality starts
+    /// from its own answers and labels). Answers waiting stay: their labels are still counted,
+    /// as the old version's, and so do the periods.
     pub fn clear_window(&mut self) {
         self.window.clear();
+        self.live = Live::default();
+    }
+
+    /// The period of event time `at_ms`: created when `create` and it is not older than the
+    /// periods kept (the oldest then leave); `None` for a period already gone.
+    fn period(&mut self, at_ms: i64, create: bool) -> Option<&mut Period> {
+        let width = self.config.period_ms.max(1);
+        let start = at_ms.div_euclid(width).saturating_mul(width);
+        if create && !self.periods.contains_key(&start) {
+            let full = self.periods.len() >= self.config.periods.max(1);
+            if full
+                && self
+                    .periods
+                    .keys()
+                    .next()
+                    .is_some_and(|&first| start < first)
+            {
+                return None;
+            }
+            self.periods.insert(
+                start,
+                Period {
+                    start_ms: start,
+                    ..Period::default()
+                },
+            );
+            while self.periods.len() > self.config.periods.max(1) {
+                self.periods.pop_first();
+            }
+        }
+        self.periods.get_mut(&start)
+    }
+
+    /// The quality of the live answers estimated without labels (a classification's; `None`
+    /// before its first answer).
+    pub fn estimate(&self) -> Option<Estimated> {
+        self.live.sketch.estimate()
+    }
+
+    /// The periods, oldest first.
+    pub fn periods(&self) -> Vec<PeriodView> {
+        self.periods
+            .values()
+            .map(|p| p.view(self.config.period_ms))
+            .collect()
+    }
+
+    /// The share of the kept periods' answers labelled so far; `None` before an answer.
+    pub fn labelled_share(&self) -> Option<f64> {
+        let (answers, labelled) = self
+            .periods
+            .values()
+            .fold((0, 0), |(a, l), p| (a + p.answers, l + p.labelled));
+        (answers > 0).then(|| (labelled as f64 / answers as f64).min(1.0))
     }
 
     /// The quality of the window; `margin` is the regression spec's underestimation margin
@@ -586,6 +824,10 @@ impl Quality {
             share_flagged: None,
             accuracy: None,
             brier: None,
+            roc_auc: None,
+            f1: None,
+            precision: None,
+            recall: None,
             median_label_delay_seconds,
         };
         if n == 0 {
@@ -634,6 +876,23 @@ impl Quality {
                         .filter(|j| j.answer.class.map(f64::from) == Some(j.truth))
                         .count();
                     realised.accuracy = Some(right as f64 / with_class.len() as f64);
+                    let count = |class: u8, truth: f64| {
+                        with_class
+                            .iter()
+                            .filter(|j| j.answer.class == Some(class) && j.truth == truth)
+                            .count() as f64
+                    };
+                    let (tp, fp, fn_) = (count(1, 1.0), count(1, 0.0), count(0, 1.0));
+                    let share = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+                    realised.precision = Some(share(tp, tp + fp));
+                    realised.recall = Some(share(tp, tp + fn_));
+                    realised.f1 = Some(share(2.0 * tp, 2.0 * tp + fp + fn_));
+                }
+                let y: Vec<f64> = self.window.iter().map(|j| j.truth).collect();
+                let p: Vec<f64> = self.window.iter().map(|j| j.answer.value).collect();
+                let positives = y.iter().filter(|&&t| t == 1.0).count();
+                if positives > 0 && positives < y.len() {
+                    realised.roc_auc = Some(vigie_model::metrics::roc_auc(&y, &p));
                 }
             }
         }
@@ -646,6 +905,8 @@ impl Quality {
             early: self.early.iter().copied().collect(),
             labelled: self.labelled_order.iter().copied().collect(),
             window: self.window.iter().copied().collect(),
+            live: self.live.slots.iter().copied().collect(),
+            periods: self.periods.values().cloned().collect(),
         }
     }
 
@@ -667,6 +928,20 @@ impl Quality {
         }
         let skip = keep(saved.window.len(), self.config.window);
         self.window = saved.window.into_iter().skip(skip).collect();
+        let skip = keep(saved.live.len(), self.config.live);
+        self.live = Live::default();
+        for slot in saved.live.into_iter().skip(skip) {
+            if (slot as usize) < 2 * vigie_model::estimate::BINS {
+                self.live.push(slot, self.config.live);
+            }
+        }
+        let skip = keep(saved.periods.len(), self.config.periods);
+        self.periods = saved
+            .periods
+            .into_iter()
+            .skip(skip)
+            .map(|p| (p.start_ms, p))
+            .collect();
     }
 }
 
@@ -681,6 +956,7 @@ mod tests {
             wait_ms: 1_000,
             capacity,
             window,
+            ..QualityConfig::default()
         };
         (Quality::new(config, &metrics, "m"), registry)
     }
@@ -815,6 +1091,106 @@ mod tests {
             counted(&registry, "vigie_quality_labels_total", "old_version"),
             1
         );
+    }
+
+    fn class_answer(p: f64, at_ms: i64) -> Answer {
+        Answer {
+            version: 1,
+            value: p,
+            class: Some(u8::from(p >= 0.5)),
+            interval: None,
+            flagged: false,
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn a_classification_is_estimated_on_its_live_answers_and_measured_per_period() {
+        let registry = prometheus::Registry::new();
+        let metrics = Metrics::register(&registry).expect("metrics");
+        let config = QualityConfig {
+            wait_ms: 1_000_000,
+            capacity: 100,
+            window: 100,
+            live: 4,
+            period_ms: 1_000,
+            periods: 2,
+        };
+        let mut q = Quality::new(config, &metrics, "m");
+        assert_eq!(q.estimate(), None);
+        // Six answers over three periods of event time; the live estimate keeps the last 4.
+        let ps = [0.9, 0.8, 0.1, 0.7, 0.2, 0.3];
+        for (k, &p) in ps.iter().enumerate() {
+            q.answer(k as u64, class_answer(p, 500 * k as i64), 1, 0);
+        }
+        let live = q.estimate().expect("estimated");
+        assert_eq!(live.rows, 4);
+        let expected = 0.1 + 0.7 + 0.2 + 0.3;
+        assert!(
+            (live.expected_positives - expected).abs() < 0.01,
+            "{live:?}"
+        );
+        // Two periods kept: [1000, 2000) and [2000, 3000).
+        let periods = q.periods();
+        assert_eq!(periods.len(), 2);
+        assert_eq!(
+            periods.iter().map(|p| p.answers).collect::<Vec<_>>(),
+            vec![2, 2]
+        );
+        // Labels: 0.1 was negative, 0.7 positive (period 1), 0.2 positive (period 2).
+        for (k, truth) in [(2, 0.0), (3, 1.0), (4, 1.0)] {
+            assert_eq!(
+                q.label(
+                    k,
+                    Early {
+                        truth,
+                        at_ms: 4_000
+                    },
+                    1,
+                    0
+                ),
+                LabelOutcome::Joined
+            );
+        }
+        let periods = q.periods();
+        let first = periods[0].realised.as_ref().expect("labelled");
+        assert_eq!(
+            (first.rows, first.accuracy, first.roc_auc),
+            (2, 1.0, Some(1.0))
+        );
+        assert_eq!(periods[1].labelled, 1);
+        assert_eq!(periods[1].labelled_share, 0.5);
+        assert_eq!(periods[0].mean_label_delay_seconds, Some(2.75));
+        assert_eq!(q.labelled_share(), Some(0.75));
+        // The rolling window's classification figures: 3 labelled, 0.2 answered 0 but was 1.
+        let r = q.realised(None);
+        assert_eq!((r.precision, r.recall), (Some(1.0), Some(0.5)));
+        assert_eq!(r.f1, Some(2.0 / 3.0));
+        assert_eq!(r.roc_auc, Some(1.0));
+        // A label for an answer whose period left still joins the window; no period counts it.
+        assert_eq!(
+            q.label(
+                0,
+                Early {
+                    truth: 1.0,
+                    at_ms: 4_000
+                },
+                1,
+                0
+            ),
+            LabelOutcome::Joined
+        );
+        assert_eq!(q.periods().iter().map(|p| p.labelled).sum::<u64>(), 3);
+        // Saved and read back: the live answers and the periods come back.
+        let saved = q.state();
+        let mut back = Quality::new(config, &metrics, "m");
+        back.restore(serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap());
+        assert_eq!(back.estimate(), q.estimate());
+        assert_eq!(back.periods(), q.periods());
+        // A new version forgets the live answers, not the periods.
+        back.clear_window();
+        assert_eq!(back.estimate(), None);
+        assert_eq!(back.periods().len(), 2);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use vigie_drift::{Cadence, ClosedWindow, DriftReport, Histograms, compare_after,
 use crate::metrics::Metrics;
 use crate::quality::Realised;
 use crate::watch::{ModelWatch, Reference, Scored, State, WindowScore, lock};
+use vigie_model::estimate::Estimated;
 
 struct Snapshot {
     reference: Arc<Reference>,
@@ -25,6 +26,9 @@ struct Snapshot {
     /// The quality of the last labelled answers, and the answers and labels waiting.
     realised: Realised,
     waiting: (usize, usize),
+    /// The live answers' estimated quality, and the share of the periods' answers labelled.
+    estimated: Option<Estimated>,
+    labelled_share: Option<f64>,
     /// How often the sliding window is a fresh sample, and the tumbling windows' width.
     sliding_cadence: Cadence,
     tumbling_cadence: Cadence,
@@ -93,6 +97,8 @@ pub fn score_at(
                     open_events: w.tumbling.open().map(|(_, h)| h.rows()).sum(),
                     realised: w.quality.realised(w.reference.regression_margin),
                     waiting: w.quality.waiting(),
+                    estimated: w.quality.estimate(),
+                    labelled_share: w.quality.labelled_share(),
                     sliding_cadence: Cadence::sliding(
                         w.sliding.capacity() as u64,
                         w.rate.update(now.timestamp_millis(), w.events),
@@ -131,7 +137,7 @@ pub fn score_at(
         publish(metrics, reference, &report, &snap, now);
         publish_predictions(metrics, reference, predictions.as_ref());
         publish_answers(metrics, reference, snap.predicted.as_ref());
-        publish_quality(metrics, reference, &snap.realised, snap.waiting);
+        publish_quality(metrics, reference, &snap);
         let windows: Vec<WindowScore> = snap
             .closed
             .iter()
@@ -327,14 +333,57 @@ fn publish_answers(metrics: &Metrics, reference: &Reference, window: Option<&His
     }
 }
 
-/// The realised quality of the last labelled answers; nothing before the first label.
-fn publish_quality(
-    metrics: &Metrics,
-    reference: &Reference,
-    realised: &Realised,
-    (answers, labels): (usize, usize),
-) {
+/// The realised quality of the last labelled answers (nothing before the first label), the
+/// estimated quality of the live answers (nothing before the first answer), and what the
+/// quality alerts compare them with.
+fn publish_quality(metrics: &Metrics, reference: &Reference, snap: &Snapshot) {
+    let (realised, (answers, labels)) = (&snap.realised, snap.waiting);
     let model = reference.model.as_str();
+    let set = |gauge: &prometheus::GaugeVec, metric: &str, value: Option<f64>| match value {
+        Some(v) => gauge.with_label_values(&[model, metric]).set(v),
+        None => {
+            let _ = gauge.remove_label_values(&[model, metric]);
+        }
+    };
+    for name in ["accuracy", "precision", "recall", "f1", "roc_auc"] {
+        let band = snap.estimated.as_ref().and_then(|e| {
+            e.figures()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| b)
+        });
+        set(&metrics.quality_estimated, name, band.map(|b| b.value));
+        set(
+            &metrics.quality_estimated_lower,
+            name,
+            band.map(|b| b.lower),
+        );
+        set(
+            &metrics.quality_estimated_upper,
+            name,
+            band.map(|b| b.upper),
+        );
+    }
+    let targets = &reference.quality;
+    for (name, &value) in &targets.holdout {
+        set(&metrics.quality_holdout, name, Some(value));
+    }
+    for (name, &value) in &targets.tolerance {
+        set(&metrics.quality_tolerance, name, Some(value));
+    }
+    metrics
+        .quality_min_labels
+        .with_label_values(&[model])
+        .set(i64::from(targets.min_labels));
+    match snap.labelled_share {
+        Some(share) => metrics
+            .quality_labelled_share
+            .with_label_values(&[model])
+            .set(share),
+        None => {
+            let _ = metrics.quality_labelled_share.remove_label_values(&[model]);
+        }
+    }
     metrics
         .quality_window_labels
         .with_label_values(&[model])

@@ -16,6 +16,7 @@ use vigie_core::spec::{ModelSpec, Task};
 use vigie_drift::{
     Binner, DriftReport, DriftRules, Histograms, Profile, SlidingWindow, TumblingWindows,
 };
+use vigie_model::bootstrap::Evaluation;
 use vigie_synthetic::{Injector, NoiseSpec};
 
 use crate::decode::{Decoder, Envelope};
@@ -38,7 +39,47 @@ pub struct Reference {
     /// A regression's underestimation margin (the realised share of estimates more than this
     /// under the truth); `None` for a classification.
     pub regression_margin: Option<f64>,
+    /// What the quality alerts compare with: the version's holdout figures, the spec's
+    /// tolerances and the labels the realised alert needs.
+    pub quality: QualityTargets,
     pub loaded_at: DateTime<Utc>,
+}
+
+/// See [`Reference::quality`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QualityTargets {
+    /// The production version's holdout figures, by metric (empty without an artifact).
+    pub holdout: BTreeMap<&'static str, f64>,
+    pub tolerance: BTreeMap<String, f64>,
+    pub min_labels: u32,
+}
+
+impl QualityTargets {
+    fn new(spec: &ModelSpec, holdout: Option<&Evaluation>) -> Self {
+        let holdout = match holdout {
+            Some(Evaluation::Binary(m)) => BTreeMap::from([
+                ("accuracy", m.accuracy),
+                ("precision", m.precision),
+                ("recall", m.recall),
+                ("f1", m.f1),
+                ("roc_auc", m.roc_auc),
+                ("brier", m.brier),
+            ]),
+            Some(Evaluation::Regression(m)) => {
+                let mut figures = BTreeMap::from([("mae", m.mae), ("rmse", m.rmse)]);
+                if let Some(c) = m.interval_coverage {
+                    figures.insert("interval_coverage", c);
+                }
+                figures
+            }
+            None => BTreeMap::new(),
+        };
+        QualityTargets {
+            holdout,
+            tolerance: spec.quality.tolerances(spec.task),
+            min_labels: spec.quality.min_labels(),
+        }
+    }
 }
 
 /// The reference of a model's answers (probabilities or estimates): one numerical feature.
@@ -61,6 +102,7 @@ impl Reference {
             predictions: None,
             regression_margin: (spec.task == Task::Regression)
                 .then(|| spec.regression().underestimate_margin),
+            quality: QualityTargets::new(spec, None),
             loaded_at: Utc::now(),
         }
     }
@@ -72,6 +114,7 @@ impl Reference {
             artifact.version,
             artifact.reference.clone(),
         );
+        reference.quality = QualityTargets::new(&artifact.spec, Some(&artifact.metrics.holdout));
         reference.predictions = artifact
             .prediction_reference
             .clone()
@@ -222,7 +265,15 @@ impl ModelWatch {
                 .predictions
                 .as_ref()
                 .map(|p| SlidingWindow::new(&p.binner, config.sliding_events)),
-            quality: Quality::new(config.quality, metrics, model),
+            quality: Quality::new(
+                QualityConfig {
+                    live: config.sliding_events,
+                    period_ms: config.tumbling_ms,
+                    ..config.quality
+                },
+                metrics,
+                model,
+            ),
             rate: Rate::default(),
             since: Utc::now(),
             unseen: UnseenCodes::new(binner.features()),

@@ -700,3 +700,73 @@ async fn a_classification_and_a_regression_are_watched_side_by_side() {
             .contains("vigie_drift_prediction_drifted{model=\"toy\"}")
     );
 }
+
+#[tokio::test]
+async fn the_estimated_quality_sits_beside_the_holdout_figures_on_the_api_the_report_and_the_metrics()
+ {
+    let mut h = Harness::new().await;
+    let amy = h.client.login("amy").await;
+    // 600 answers of probability 0.2, class 0: expected accuracy 0.8, one positive in five.
+    h.feed(600, 50.0);
+    h.state.score();
+    let state = h
+        .client
+        .send("GET", "/v1/drift?model=toy", Some(&amy), None)
+        .await
+        .json();
+    let quality = &state["models"][0]["quality"];
+    let estimated = &quality["estimated"];
+    assert_eq!(estimated["rows"], 600, "{quality}");
+    let accuracy = estimated["accuracy"]["value"].as_f64().unwrap();
+    assert!((accuracy - 0.8).abs() < 0.001, "{estimated}");
+    let (lower, upper) = (
+        estimated["accuracy"]["lower"].as_f64().unwrap(),
+        estimated["accuracy"]["upper"].as_f64().unwrap(),
+    );
+    // sqrt(0.16 / 600) = 0.0163: the 95% band is 0.032 each side.
+    assert!((accuracy - lower - 0.032).abs() < 0.001, "{estimated}");
+    assert!((upper - accuracy - 0.032).abs() < 0.001, "{estimated}");
+    assert_eq!(
+        estimated["f1"]["value"], 0.0,
+        "no answer of the positive class"
+    );
+    assert!(
+        quality["targets"]["holdout"]["roc_auc"].is_number(),
+        "{quality}"
+    );
+    assert_eq!(quality["targets"]["tolerance"]["f1"], 0.05, "{quality}");
+    assert_eq!(quality["targets"]["min_labels"], 200, "{quality}");
+    let periods = quality["periods"].as_array().unwrap();
+    assert_eq!(
+        periods
+            .iter()
+            .map(|p| p["answers"].as_u64().unwrap())
+            .sum::<u64>(),
+        600
+    );
+    assert_eq!(quality["labelled_share"], 0.0);
+
+    let metrics = h.client.metrics().await;
+    for line in [
+        "vigie_quality_estimated{metric=\"accuracy\",model=\"toy\"}",
+        "vigie_quality_estimated_lower{metric=\"f1\",model=\"toy\"} 0",
+        "vigie_quality_estimated_upper{metric=\"roc_auc\",model=\"toy\"}",
+        "vigie_quality_holdout{metric=\"roc_auc\",model=\"toy\"}",
+        "vigie_quality_tolerance{metric=\"f1\",model=\"toy\"} 0.05",
+        "vigie_quality_min_labels{model=\"toy\"} 200",
+        "vigie_quality_labelled_share{model=\"toy\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    let report = h
+        .client
+        .send("GET", "/v1/drift/report?model=toy", Some(&amy), None)
+        .await
+        .text();
+    assert!(report.contains("<section id=\"quality\">"), "{report}");
+    // 0.2 stands for its bin, [0.200, 0.201): 0.7995 shown to three places.
+    assert!(
+        report.contains("<td>accuracy</td><td>0.799</td>"),
+        "{report}"
+    );
+}
