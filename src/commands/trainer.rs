@@ -39,7 +39,7 @@ pub struct TrainerArgs {
         long,
         env = "VIGIE_RETRAIN_ALERTS",
         value_delimiter = ',',
-        default_value = "VigieDataDrift"
+        default_value = "VigieDataDrift,VigieQualityEstimatedDrop,VigieQualityRealisedDrop"
     )]
     pub retrain_alerts: Vec<String>,
 }

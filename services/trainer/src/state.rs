@@ -45,7 +45,13 @@ impl Default for Config {
             models_dir: PathBuf::from("models"),
             webhook_token: String::new(),
             cooldown: Duration::from_secs(3600),
-            retrain_alerts: vec!["VigieDataDrift".into()],
+            retrain_alerts: [
+                "VigieDataDrift",
+                "VigieQualityEstimatedDrop",
+                "VigieQualityRealisedDrop",
+            ]
+            .map(String::from)
+            .to_vec(),
             predictions_topic: vigie_stream::PREDICTIONS_TOPIC.into(),
             labels_topic: vigie_stream::LABELS_TOPIC.into(),
             models_topic: vigie_stream::MODELS_TOPIC.into(),
