@@ -8,11 +8,14 @@
 //! each (3 shallow boosting rounds), and the trainer retrains from the real specs. Both holdouts
 //! are replayed as traffic and labelled (300 BAAC rows, every LFB row): the drift service joins
 //! the labels to the answers, and the regression's realised MAE and interval coverage must be
-//! those of the answers the service gave. Noise is injected through /config/noise; the test
-//! follows the drift scores over the threshold, the alerts firing in Prometheus, Alertmanager
-//! calling the trainer, exactly one run per model although the alerts keep firing, their
-//! promotions on each task's metric (ROC AUC up, MAE down) with their holdout figures, and the
-//! prediction service switching versions with zero failed requests. It prints the delays from
+//! those of the answers the service gave. Noise is injected into the classification's events
+//! through /config/noise: its drift alert fires. The regression's inputs do not move, but its
+//! holdout replayed again is labelled with attendance times ten minutes longer: its realised
+//! quality alert fires. The test follows the drift score over the threshold, both alerts
+//! firing in Prometheus, Alertmanager calling the trainer, one run per model, each recording
+//! the alert that started it, no second run although the alerts keep firing, the promotions on
+//! each task's metric (ROC AUC up, MAE down) with their holdout figures, and the prediction
+//! service switching versions with zero failed requests. It prints the delays from
 //! the injection to each step (benchmarks/README.md records them).
 //!
 //! Skipped when tansu, prometheus or prometheus-alertmanager is missing, unless
@@ -232,6 +235,12 @@ impl Stack {
     /// Ground truth for the first `n` rows of a model's upload (its holdout's targets: a class,
     /// or an attendance time), sent as feedback.
     async fn label(&self, model: &str, request_id: &str, n: usize) {
+        self.label_later(model, request_id, n, 0.0).await
+    }
+
+    /// As [`Stack::label`], every attendance time `later` seconds longer (within the target's
+    /// range, 7,200 s): the world the regression answers for got slower.
+    async fn label_later(&self, model: &str, request_id: &str, n: usize, later: f64) {
         let file = match model {
             MODEL => "data/baac/y_test.csv",
             _ => "data/lfb/y_test.csv",
@@ -243,7 +252,10 @@ impl Stack {
             .take(n)
             .enumerate()
             .map(|(row, y)| {
-                let truth: Value = serde_json::from_str(y.trim()).unwrap();
+                let mut truth: Value = serde_json::from_str(y.trim()).unwrap();
+                if later != 0.0 {
+                    truth = json!((truth.as_f64().unwrap() + later).min(7200.0));
+                }
                 json!({"request_id": request_id, "row": row, "label": truth})
             })
             .collect();
@@ -297,7 +309,7 @@ fn start_alertmanager(bin: &Path, home: &Path, trainer: &str) -> (String, Daemon
     )
 }
 
-/// Prometheus with the repository's rules (the drift alert's `for` cut to 3 s), scraping the
+/// Prometheus with the repository's rules (the drift and quality alerts' `for` cut to 3 s), scraping the
 /// three services every second and alerting `alertmanager`: its URL and the process.
 fn start_prometheus(
     bin: &Path,
@@ -308,10 +320,14 @@ fn start_prometheus(
     let dir = home.join("prometheus");
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let rules = std::fs::read_to_string(repo().join("alerting/vigie.rules.yml")).unwrap();
-    std::fs::write(
-        dir.join("vigie.rules.yml"),
-        replace_once(&rules, "for: 2m", "for: 3s"),
-    )
+    std::fs::write(dir.join("vigie.rules.yml"), {
+        assert_eq!(
+            rules.matches("for: 2m").count(),
+            3,
+            "the drift and quality alerts"
+        );
+        rules.replace("for: 2m", "for: 3s")
+    })
     .unwrap();
     let target = |url: &str| url.trim_start_matches("http://").to_string();
     let [predict, drift, trainer] = services.map(target);
@@ -471,37 +487,38 @@ impl Timeline {
     }
 }
 
-/// Noise on every event of both models (categorical values swapped, as a tester proves the
-/// loop works) and both holdouts replayed through it: waits for both scores over the
-/// threshold, then for both alerts firing in Prometheus.
+/// Noise on every event of the classification (categorical values swapped, as a tester proves
+/// the loop works) and its holdout replayed through it: waits for its score over the
+/// threshold, then for its drift alert firing in Prometheus.
 async fn inject_noise_until_the_alerts_fire(
     stack: &Stack,
     injected: Instant,
     timeline: &mut Timeline,
 ) {
-    for model in [MODEL, LFB] {
-        let noise = json!({"model": model, "mode": "category_swap", "rate": 1.0, "seed": 7, "ttl_seconds": 3600});
-        let request = stack
-            .client
-            .post(format!("{}/config/noise", stack.drift))
-            .bearer_auth(&stack.token)
-            .json(&noise);
-        expect(request, 201).await;
-    }
-    stack.replay_both().await;
-    for model in [MODEL, LFB] {
-        let drifted = until(
-            &format!("{model}'s drift score over the threshold"),
-            Duration::from_secs(120),
-            || async { stack.score(model).await.filter(|&s| s >= THRESHOLD) },
-        )
-        .await;
-        eprintln!("{model}: drift score with noise {drifted}");
-    }
+    let noise = json!({"model": MODEL, "mode": "category_swap", "rate": 1.0, "seed": 7, "ttl_seconds": 3600});
+    let request = stack
+        .client
+        .post(format!("{}/config/noise", stack.drift))
+        .bearer_auth(&stack.token)
+        .json(&noise);
+    expect(request, 201).await;
+    stack.replay(MODEL).await;
+    let drifted = until(
+        &format!("{MODEL}'s drift score over the threshold"),
+        Duration::from_secs(120),
+        || async { stack.score(MODEL).await.filter(|&s| s >= THRESHOLD) },
+    )
+    .await;
+    eprintln!("{MODEL}: drift score with noise {drifted}");
     timeline.score = injected.elapsed().as_secs_f64();
+    alert_firing(stack, "VigieDataDrift", MODEL).await;
+    timeline.alert = injected.elapsed().as_secs_f64();
+}
 
+/// Waits for `alert` of `model` firing in Prometheus; returns its labels.
+async fn alert_firing(stack: &Stack, alert: &str, model: &str) -> Value {
     until(
-        "the VigieDataDrift alerts of both models firing in Prometheus",
+        &format!("{alert} of {model} firing in Prometheus"),
         Duration::from_secs(120),
         || async {
             let alerts = get_json(
@@ -510,19 +527,54 @@ async fn inject_noise_until_the_alerts_fire(
                 None,
             )
             .await?;
-            let alerts = alerts["data"]["alerts"].as_array()?;
-            let firing = |model: &str| {
-                alerts.iter().any(|a| {
-                    a["labels"]["alertname"] == "VigieDataDrift"
+            alerts["data"]["alerts"]
+                .as_array()?
+                .iter()
+                .find(|a| {
+                    a["labels"]["alertname"] == alert
                         && a["labels"]["model"] == model
                         && a["state"] == "firing"
                 })
-            };
-            (firing(MODEL) && firing(LFB)).then_some(())
+                .map(|a| a["labels"].clone())
         },
     )
-    .await;
-    timeline.alert = injected.elapsed().as_secs_f64();
+    .await
+}
+
+/// The regression's quality alert: its holdout replayed once more, and labelled late with
+/// every attendance time ten minutes longer. Its inputs do not drift; the answers it gave are
+/// now far off: the realised interval coverage falls under the holdout's by more than the
+/// spec's tolerance, and VigieQualityRealisedDrop fires. Before that, the estimated and
+/// realised figures of the classification sit beside its holdout figures on /v1/drift.
+async fn late_labels_fire_the_quality_alert(
+    stack: &Stack,
+    injected: Instant,
+    timeline: &mut Timeline,
+) {
+    let url = format!("{}/v1/drift?model={MODEL}", stack.drift);
+    let drift = get_json(&stack.client, &url, Some(&stack.token))
+        .await
+        .unwrap();
+    let quality = &drift["models"][0]["quality"];
+    let estimated = quality["estimated"]["roc_auc"]["value"].as_f64().unwrap();
+    let holdout = quality["targets"]["holdout"]["roc_auc"].as_f64().unwrap();
+    let realised = quality["roc_auc"].as_f64().unwrap();
+    assert!(
+        (estimated - holdout).abs() < 0.05,
+        "the holdout replayed: estimated ROC AUC {estimated} near the holdout's {holdout}: {quality}"
+    );
+    assert!(
+        !quality["periods"].as_array().unwrap().is_empty(),
+        "{quality}"
+    );
+    eprintln!(
+        "{MODEL}: ROC AUC estimated {estimated:.4}, realised {realised:.4} (300 labels), holdout {holdout:.4}"
+    );
+    let (request_id, _) = stack.replay(LFB).await;
+    stack.label_later(LFB, &request_id, usize::MAX, 600.0).await;
+    let labels = alert_firing(stack, "VigieQualityRealisedDrop", LFB).await;
+    assert_eq!(labels["metric"], "interval_coverage", "{labels}");
+    timeline.alert = timeline.alert.max(injected.elapsed().as_secs_f64());
 }
 
 /// The realised quality the drift service measures on the labelled LFB traffic: once every
@@ -599,6 +651,7 @@ async fn the_realised_quality_is_that_of_the_answers(stack: &Stack, answers: &st
 async fn the_alert_starts_a_run_that_promotes(
     stack: &Stack,
     model: &str,
+    alert: &str,
     timeline: &mut Timeline,
 ) -> Value {
     let run = until(
@@ -618,7 +671,8 @@ async fn the_alert_starts_a_run_that_promotes(
         run["triggered_by"]
             .as_str()
             .unwrap()
-            .starts_with("alert VigieDataDrift ")
+            .starts_with(&format!("alert {alert} ")),
+        "{run}"
     );
     let id = run["id"].as_str().unwrap().to_string();
 
@@ -740,8 +794,16 @@ async fn drift_fires_the_alert_and_the_trainer_promotes_a_better_model_without_a
     let injected = Instant::now();
     let mut timeline = Timeline::starting_now();
     inject_noise_until_the_alerts_fire(&stack, injected, &mut timeline).await;
-    let run = the_alert_starts_a_run_that_promotes(&stack, MODEL, &mut timeline).await;
-    let lfb_run = the_alert_starts_a_run_that_promotes(&stack, LFB, &mut timeline).await;
+    late_labels_fire_the_quality_alert(&stack, injected, &mut timeline).await;
+    let run =
+        the_alert_starts_a_run_that_promotes(&stack, MODEL, "VigieDataDrift", &mut timeline).await;
+    let lfb_run = the_alert_starts_a_run_that_promotes(
+        &stack,
+        LFB,
+        "VigieQualityRealisedDrop",
+        &mut timeline,
+    )
+    .await;
 
     let new_versions = [
         (MODEL, run["candidate_version"].as_u64().unwrap()),
@@ -769,11 +831,12 @@ async fn drift_fires_the_alert_and_the_trainer_promotes_a_better_model_without_a
     repeated_alerts_start_no_second_run(&stack).await;
 
     // The new versions' own realised quality: the promotions started the quality windows
-    // again; the holdouts replayed and labelled once more fill them.
+    // again; the holdouts replayed and labelled once more fill them (the third labelled LFB
+    // upload: the second was labelled late).
     let (request_id, (lfb_request, lfb_answers)) = stack.replay_both().await;
     stack.label(MODEL, &request_id, 300).await;
     stack.label(LFB, &lfb_request, usize::MAX).await;
-    the_realised_quality_is_that_of_the_answers(&stack, &lfb_answers, 2).await;
+    the_realised_quality_is_that_of_the_answers(&stack, &lfb_answers, 3).await;
 
     // The dashboards against this live Prometheus: every query answers with data.
     let checked = dashboards_answer(&stack.client, &stack.prom).await;
