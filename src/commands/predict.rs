@@ -42,6 +42,13 @@ pub struct PredictArgs {
     /// milliseconds: longer means fewer, larger requests to the broker, never a slower answer.
     #[arg(long, env = "VIGIE_LINGER_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=900_000))]
     pub linger_ms: u64,
+    /// Requests remembered for checking feedback (the newest; about 40 bytes each): a label
+    /// for a request this service refused or never received, for a row it did not answer or
+    /// for an answer labelled already is refused. Older requests' labels are published
+    /// unchecked, and counted.
+    #[arg(long, env = "VIGIE_FEEDBACK_LEDGER", default_value_t = 500_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub feedback_ledger: u64,
 }
 
 impl PredictArgs {
@@ -57,6 +64,7 @@ impl PredictArgs {
             queue_max_events: self.queue_max_events,
             linger: Duration::from_millis(self.linger_ms),
             flush_timeout: Duration::from_secs(self.flush_timeout_secs),
+            feedback_ledger: self.feedback_ledger as usize,
             ..Config::default()
         }
     }

@@ -20,6 +20,53 @@ pub struct RequestId {
     pub arrived: Instant,
 }
 
+/// This process's tag (20 bits, drawn once): the ids it issues carry it, so that it can tell
+/// an id it issued from another process's or a caller's.
+fn process_tag() -> u32 {
+    static TAG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *TAG.get_or_init(|| rand::random::<u32>() & 0xF_FFFF)
+}
+
+/// A new request id: a UUID version 7 (milliseconds since the epoch first, so ids sort by
+/// time) whose first 20 random bits are this process's tag; 54 bits stay random.
+pub fn issue_request_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    request_id_of(ms, process_tag(), rand::random::<u64>()).to_string()
+}
+
+fn request_id_of(ms: u64, tag: u32, random: u64) -> uuid::Uuid {
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    b[6] = 0x70 | ((tag >> 16) & 0x0F) as u8;
+    b[7] = (tag >> 8) as u8;
+    b[8] = 0x80 | ((tag >> 2) & 0x3F) as u8;
+    b[9] = (((tag & 0x03) << 6) as u8) | ((random >> 48) & 0x3F) as u8;
+    b[10..].copy_from_slice(&random.to_be_bytes()[2..]);
+    uuid::Uuid::from_bytes(b)
+}
+
+/// When this process issued `id` (ms since the epoch), if it did: `None` for another
+/// process's id or a caller's.
+pub fn issued_here(id: &str) -> Option<i64> {
+    let uuid = uuid::Uuid::parse_str(id).ok()?;
+    let b = uuid.as_bytes();
+    if uuid.get_version_num() != 7 || id.len() != 36 {
+        return None;
+    }
+    let tag = (u32::from(b[6] & 0x0F) << 16)
+        | (u32::from(b[7]) << 8)
+        | (u32::from(b[8] & 0x3F) << 2)
+        | u32::from(b[9] >> 6);
+    if tag != process_tag() {
+        return None;
+    }
+    let mut ms = [0u8; 8];
+    ms[2..].copy_from_slice(&b[..6]);
+    Some(u64::from_be_bytes(ms) as i64)
+}
+
 fn acceptable_request_id(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 128
@@ -40,7 +87,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| acceptable_request_id(v))
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        .unwrap_or_else(issue_request_id);
     request.extensions_mut().insert(RequestId {
         id: id.clone(),
         arrived,
@@ -180,6 +227,37 @@ pub async fn track(State(metrics): State<HttpMetrics>, request: Request, next: N
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issued_ids_are_uuid_v7_that_carry_their_time_and_this_processs_tag() {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let id = issue_request_id();
+        let parsed = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        let at = issued_here(&id).expect("issued here");
+        assert!((before..before + 1_000).contains(&at), "{at} {before}");
+        assert_ne!(issue_request_id(), id);
+        // Another tag, a version 4, a caller's id: not issued here.
+        let other = request_id_of(at as u64, process_tag() ^ 1, 7).to_string();
+        assert_eq!(issued_here(&other), None);
+        assert_eq!(issued_here(&uuid::Uuid::new_v4().to_string()), None);
+        assert_eq!(issued_here("cad:2026-11-22.42"), None);
+        // Every bit of the tag is kept.
+        for tag in [0, 1, 0xF_FFFF, 0xA_5A5A] {
+            let u = request_id_of(1, tag, u64::MAX);
+            let b = u.as_bytes();
+            let back = (u32::from(b[6] & 0x0F) << 16)
+                | (u32::from(b[7]) << 8)
+                | (u32::from(b[8] & 0x3F) << 2)
+                | u32::from(b[9] >> 6);
+            assert_eq!(back, tag);
+            assert_eq!(u.get_version_num(), 7);
+        }
+    }
 
     #[test]
     fn request_ids_from_callers_are_checked() {

@@ -26,7 +26,7 @@ pub mod testing;
 
 pub use auth::{AdminUser, Auth, CurrentUser, HasAuth};
 pub use error::ApiError;
-pub use layers::{HttpMetrics, RequestId};
+pub use layers::{HttpMetrics, RequestId, issue_request_id, issued_here};
 pub use service::{Base, Dependencies, Readiness, Service, ServiceMetrics, Shared};
 
 /// Encodes every metric of `registry` in Prometheus' text format.

@@ -647,8 +647,12 @@ fn answer_chunk(upload: &Upload, rows: &[Result<Record, String>], first: usize) 
                     }
                 }
             }
-            Ok(_) => out.push_str(&format!("{index}{blank},prediction failed,\n")),
+            Ok(_) => {
+                answering.unanswered(index as u64);
+                out.push_str(&format!("{index}{blank},prediction failed,\n"))
+            }
             Err(error) => {
+                answering.unanswered(index as u64);
                 let field = error.field.clone().unwrap_or_default();
                 let error = answering.rejected(error);
                 out.push_str(&format!(

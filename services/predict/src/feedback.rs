@@ -1,5 +1,6 @@
-//! `POST /v1/models/{name}/feedback`: ground truth for predictions already served, published to
-//! `vigie.labels` for the trainer, which joins it to the predictions by request id and row.
+//! `POST /v1/models/{name}/feedback`: ground truth for predictions already served, checked
+//! against the requests answered lately (`crate::ledger`), published to `vigie.labels` for the
+//! drift service and the trainer, which join it to the predictions by request id and row.
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -13,6 +14,7 @@ use vigie_api::{ApiError, CurrentUser};
 use vigie_core::spec::Task;
 use vigie_stream::LabelEvent;
 
+use crate::ledger::Verdict;
 use crate::models::Served;
 use crate::predict::{json_body, parse_json};
 use crate::state::AppState;
@@ -158,8 +160,11 @@ fn label_of(served: &Served, item: &Value, by: &str) -> Result<LabelEvent, ApiEr
     })
 }
 
-/// `POST /v1/models/{name}/feedback`: checks every label first (the first bad one answers 422
-/// with its index), then publishes them all; answers 202 with how many.
+/// `POST /v1/models/{name}/feedback`: checks every label first, its fields and then against
+/// the [`crate::ledger`] (the first bad one answers 4xx with its index: 422, 404 for a request
+/// never answered here, 409 for an answer labelled already), then publishes them all; answers
+/// 202 with how many, and how many the ledger could not judge. Every refusal is counted by
+/// reason.
 pub async fn feedback(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -168,7 +173,25 @@ pub async fn feedback(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let served = state.models.get_or_404(&name)?;
-    let body = json_body(&headers, body)?;
+    accept(&state, &served, &user, &headers, body)
+        .await
+        .inspect_err(|e| {
+            state
+                .metrics
+                .feedback_refused
+                .with_label_values(&[served.name(), e.error])
+                .inc();
+        })
+}
+
+async fn accept(
+    state: &AppState,
+    served: &Served,
+    user: &CurrentUser,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = json_body(headers, body)?;
     let items = match parse_json::<FeedbackBody>(&body)? {
         FeedbackBody::Many { labels } => labels,
         FeedbackBody::One(one) => vec![one],
@@ -187,15 +210,32 @@ pub async fn feedback(
         ));
     }
     let many = items.len() > 1;
+    let at = |i: usize| move |e: ApiError| if many { e.with_row(i) } else { e };
     let labels = items
         .iter()
         .enumerate()
-        .map(|(i, item)| {
-            label_of(&served, item, &user.0.name).map_err(|e| if many { e.with_row(i) } else { e })
-        })
+        .map(|(i, item)| label_of(served, item, &user.0.name).map_err(at(i)))
         .collect::<Result<Vec<_>, _>>()?;
+    // Judged by the ledger, all before any is published: the answers judged here are marked
+    // labelled, and unmarked again if the request fails after all.
+    let mut marked: Vec<(String, Option<u64>)> = Vec::new();
+    let mut unverified = 0u64;
+    for (i, label) in labels.iter().enumerate() {
+        match state
+            .ledger
+            .check(&label.request_id, served.name(), label.row)
+        {
+            Ok(Verdict::Known) => marked.push((label.request_id.clone(), label.row)),
+            Ok(Verdict::Unverified) => unverified += 1,
+            Err(e) => {
+                state.ledger.unlabel(&marked);
+                return Err(at(i)(e));
+            }
+        }
+    }
     let topic = &state.config.labels_topic;
     let mut queued = 0;
+    let mut lost = Vec::new();
     for label in &labels {
         let payload = serde_json::to_vec(label).map_err(|e| ApiError::internal("label", &e))?;
         let version = served.version.version.to_string();
@@ -209,6 +249,8 @@ pub async fn feedback(
             .is_ok()
         {
             queued += 1;
+        } else {
+            lost.push((label.request_id.clone(), label.row));
         }
     }
     state
@@ -216,8 +258,10 @@ pub async fn feedback(
         .labels
         .with_label_values(&[served.name()])
         .inc_by(queued as u64);
-    if queued < labels.len() {
-        // Only a full producer queue refuses an event: say so rather than pretend.
+    if !lost.is_empty() {
+        // Only a full producer queue refuses an event: say so rather than pretend, and let
+        // the labels not queued come again.
+        state.ledger.unlabel(&lost);
         return Err(ApiError::unavailable(
             "queue_full",
             format!(
@@ -226,9 +270,14 @@ pub async fn feedback(
             ),
         ));
     }
+    state
+        .metrics
+        .feedback_unverified
+        .with_label_values(&[served.name()])
+        .inc_by(unverified);
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({"accepted": queued, "topic": topic})),
+        Json(serde_json::json!({"accepted": queued, "unverified": unverified, "topic": topic})),
     )
         .into_response())
 }

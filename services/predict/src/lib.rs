@@ -14,12 +14,14 @@
 //! - [`models`]: the served models and the registry follower.
 //! - [`predict`]: single and JSON batch predictions, and request checking against the spec.
 //! - [`csv`]: CSV uploads answered as CSV, streamed both ways.
-//! - [`feedback`]: ground truth for served predictions, published to `vigie.labels`.
+//! - [`feedback`]: ground truth for served predictions, checked against the [`ledger`] of
+//!   requests answered lately, published to `vigie.labels`.
 //! - [`openapi`]: the OpenAPI document, with each model's features described from its spec.
 
 pub mod csv;
 pub mod feedback;
 pub mod http;
+pub mod ledger;
 pub mod metrics;
 pub mod models;
 pub mod openapi;

@@ -20,6 +20,13 @@ pub struct Metrics {
     pub rejected: IntCounterVec,
     /// Labels (ground truth) queued for `vigie.labels`, by model.
     pub labels: IntCounterVec,
+    /// Feedback refused, by model and reason (a request not answered here, a row it did not
+    /// answer, another model's request, an answer labelled already, a label of the wrong
+    /// type...).
+    pub feedback_refused: IntCounterVec,
+    /// Labels published that the ledger could not judge (older than it, or another
+    /// instance's or a caller's request id).
+    pub feedback_unverified: IntCounterVec,
     /// 1 for each model version being served.
     pub model_info: IntGaugeVec,
     pub model_switches: IntCounterVec,
@@ -62,6 +69,16 @@ impl Metrics {
             labels: counter(
                 "vigie_labels_total",
                 "Labels (ground truth) queued for vigie.labels",
+                &["model"],
+            )?,
+            feedback_refused: counter(
+                "vigie_feedback_refused_total",
+                "Feedback requests refused, by the reason of their first bad label",
+                &["model", "reason"],
+            )?,
+            feedback_unverified: counter(
+                "vigie_feedback_unverified_total",
+                "Labels published that the ledger of answered requests could not judge (older than it, another instance's or a caller's request id)",
                 &["model"],
             )?,
             model_info,

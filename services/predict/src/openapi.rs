@@ -261,15 +261,18 @@ fn model_paths(
         json!({"post": {
             "tags": tag,
             "summary": format!("Ground truth for predictions {name} answered, published to vigie.labels for retraining"),
-            "description": "One label, or {\"labels\": [...]} for many; every label is checked before any is published (the first bad one answers 422 with its index in `row`).",
+            "description": "One label, or {\"labels\": [...]} for many; every label is checked before any is published (the first bad one answers 4xx with its index in `row`): against the spec's target, then against the requests this service answered lately (a request it refused or never received: 404; a row it did not answer or another model's request: 422; an answer labelled already: 409, the first label counts). Labels it cannot judge (a caller's own request id, another instance's, an older one) are published and counted as unverified.",
             "security": token_required(),
             "requestBody": {"required": true, "content": {"application/json": {
                 "schema": {"oneOf": [label.clone(), {"type": "object", "required": ["labels"], "additionalProperties": false,
                     "properties": {"labels": {"type": "array", "minItems": 1, "items": label}}}]}}}},
             "responses": responses(json!({"202": {"description": "Labels queued", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"accepted": {"type": "integer"}, "topic": {"type": "string"}}}}}}}),
-                &[("401", "No valid token"), ("404", "No such model"), ("413", "More labels than a request holds"),
-                  ("422", "A label the spec refuses (field names it)"), ("503", "The event queue is full; send again")]),
+                "type": "object", "properties": {"accepted": {"type": "integer"},
+                    "unverified": {"type": "integer", "description": "Labels published that the ledger of answered requests could not judge"},
+                    "topic": {"type": "string"}}}}}}}),
+                &[("401", "No valid token"), ("404", "No such model, or no prediction answered under request_id"), ("409", "The answer was labelled already: the first label counts"),
+                  ("413", "More labels than a request holds"),
+                  ("422", "A label the spec refuses, a row the request did not have, another model's request (field names it)"), ("503", "The event queue is full; send again")]),
         }}),
     );
     paths.insert(

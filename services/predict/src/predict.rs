@@ -636,6 +636,7 @@ impl Answering<'_> {
             source: *source,
             row,
         };
+        state.ledger.answered(&request.id, served.name(), row);
         let _ = state.producer.publish(
             &state.config.topic,
             &request.id,
@@ -659,6 +660,14 @@ impl Answering<'_> {
                 .with_label_values(&[served.name(), &served.version_label])
                 .inc();
         }
+    }
+
+    /// Records a row of an upload that got no answer (refused for its values): feedback for
+    /// it is refused.
+    pub(crate) fn unanswered(&self, row: u64) {
+        self.state
+            .ledger
+            .refused(&self.request.id, self.served.name(), row);
     }
 
     /// Counts a refused row (by its error code) and passes the error on.

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use vigie_api::{Base, Readiness, Service, Shared};
 use vigie_stream::EventProducer;
 
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::models::ModelSet;
 
@@ -39,6 +40,8 @@ pub struct Config {
     pub linger: Duration,
     /// How long shutdown waits for queued events to reach the broker.
     pub flush_timeout: Duration,
+    /// Requests remembered for checking feedback (see `crate::ledger`).
+    pub feedback_ledger: usize,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             queue_max_events: 2_000_000,
             linger: Duration::from_millis(5),
             flush_timeout: Duration::from_secs(30),
+            feedback_ledger: 500_000,
         }
     }
 }
@@ -67,6 +71,8 @@ pub struct Inner {
     pub models: ModelSet,
     pub producer: Arc<EventProducer>,
     pub metrics: Metrics,
+    /// The requests answered lately: what feedback is checked against.
+    pub ledger: Ledger,
 }
 
 /// The service's shared state: cheap to clone.
@@ -85,6 +91,7 @@ impl Inner {
         metrics
             .producer
             .expect_topics(&[&config.topic, &config.labels_topic]);
+        let config_ledger = config.feedback_ledger;
         let state = Shared::new(
             base,
             Inner {
@@ -92,6 +99,7 @@ impl Inner {
                 models: ModelSet::default(),
                 producer,
                 metrics,
+                ledger: Ledger::new(config_ledger),
             },
         );
         if let Err(e) = Inner::sync(&state).await {

@@ -1062,3 +1062,200 @@ async fn a_regression_answers_estimates_intervals_and_flags_everywhere() {
         doc["components"]["schemas"]["Estimate"]["properties"]["underestimation_risk"].is_object()
     );
 }
+
+#[tokio::test]
+async fn feedback_is_checked_against_the_requests_answered_and_refusals_are_counted() {
+    let h = Harness::new(config()).await;
+    let token = h.client.login("amy").await;
+    let feedback = "/v1/models/toy/feedback";
+    let single = h
+        .client
+        .post_json(
+            PREDICT,
+            &token,
+            &json!({"features": {"colour": 1, "speed": 60}}),
+        )
+        .await
+        .json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rows = json!({"rows": [{"colour": 1, "speed": 60}, {"colour": 2, "speed": 10}]});
+    let batch = h
+        .client
+        .post_json("/v1/models/toy/predict/batch", &token, &rows)
+        .await
+        .json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A request refused for its input got an id, and no answer.
+    let refused = h
+        .client
+        .post_json(
+            PREDICT,
+            &token,
+            &json!({"features": {"colour": 9, "speed": 60}}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = refused.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    let label = |id: &str, row: Option<u64>| match row {
+        Some(r) => json!({"request_id": id, "row": r, "label": 1}),
+        None => json!({"request_id": id, "label": "yes"}),
+    };
+    let a = h
+        .client
+        .post_json(
+            feedback,
+            &token,
+            &json!({"labels": [label(&single, None), label(&batch, Some(1))]}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    assert_eq!(a.json()["accepted"], 2);
+    assert_eq!(a.json()["unverified"], 0);
+    for (body, status, error, field) in [
+        (
+            label(&refused, None),
+            StatusCode::NOT_FOUND,
+            "unknown_request",
+            "request_id",
+        ),
+        (
+            label(&batch, Some(2)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_such_row",
+            "row",
+        ),
+        (
+            label(&batch, None),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_such_row",
+            "row",
+        ),
+        (
+            label(&single, Some(0)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_such_row",
+            "row",
+        ),
+        // The first label counts; a second is refused, and said so.
+        (
+            label(&single, None),
+            StatusCode::CONFLICT,
+            "already_labelled",
+            "request_id",
+        ),
+        (
+            label(&batch, Some(1)),
+            StatusCode::CONFLICT,
+            "already_labelled",
+            "row",
+        ),
+        (
+            json!({"request_id": &batch, "row": 0, "label": 2}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_label",
+            "label",
+        ),
+    ] {
+        let e = h
+            .client
+            .post_json(feedback, &token, &body)
+            .await
+            .error(status, error);
+        assert_eq!(e["field"], field, "{body}: {e}");
+    }
+    // Row 0 of the batch is still unlabelled.
+    let a = h
+        .client
+        .post_json(feedback, &token, &label(&batch, Some(0)))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    // All or nothing: a bad label in a list leaves the good ones unlabelled, to send again.
+    let fresh = h
+        .client
+        .post_json(
+            PREDICT,
+            &token,
+            &json!({"features": {"colour": 2, "speed": 60}}),
+        )
+        .await
+        .json()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let e = h
+        .client
+        .post_json(
+            feedback,
+            &token,
+            &json!({"labels": [label(&fresh, None), label(&refused, None)]}),
+        )
+        .await
+        .error(StatusCode::NOT_FOUND, "unknown_request");
+    assert_eq!(e["row"], 1);
+    let a = h
+        .client
+        .post_json(feedback, &token, &label(&fresh, None))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    // An upload's refused row has no answer to label; its answered rows do.
+    let upload = h
+        .client
+        .post(
+            "/v1/models/toy/predict/csv",
+            Some(&token),
+            "text/csv",
+            "colour,speed\n1,60\n9,60\n",
+        )
+        .await;
+    assert!(
+        upload
+            .text()
+            .lines()
+            .nth(2)
+            .unwrap()
+            .contains("unknown code")
+    );
+    let upload = upload.headers["x-request-id"].to_str().unwrap().to_string();
+    let e = h
+        .client
+        .post_json(feedback, &token, &label(&upload, Some(1)))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "no_such_row");
+    assert!(
+        e["message"].as_str().unwrap().contains("was refused"),
+        "{e}"
+    );
+    let a = h
+        .client
+        .post_json(feedback, &token, &label(&upload, Some(0)))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    // A caller's own id, or one from before a restart, cannot be judged here: published and
+    // counted.
+    let a = h
+        .client
+        .post_json(feedback, &token, &label("cad:2026-11-30.7", None))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    assert_eq!(a.json()["unverified"], 1);
+
+    let metrics = h.client.get("/metrics", None).await.text();
+    for line in [
+        r#"vigie_feedback_refused_total{model="toy",reason="unknown_request"} 2"#,
+        r#"vigie_feedback_refused_total{model="toy",reason="no_such_row"} 4"#,
+        r#"vigie_feedback_refused_total{model="toy",reason="already_labelled"} 2"#,
+        r#"vigie_feedback_refused_total{model="toy",reason="invalid_label"} 1"#,
+        r#"vigie_feedback_unverified_total{model="toy"} 1"#,
+        r#"vigie_labels_total{model="toy"} 6"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+}
