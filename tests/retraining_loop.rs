@@ -69,6 +69,8 @@ struct Stack {
     client: reqwest::Client,
     /// An admin's token (the same accounts and secret on every service).
     token: String,
+    /// Per upload (request id), the rows the prediction service refused.
+    refused: std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<usize>>>,
 }
 
 impl Stack {
@@ -189,6 +191,7 @@ impl Stack {
             prom,
             client,
             token,
+            refused: Default::default(),
         })
     }
 
@@ -213,6 +216,10 @@ impl Stack {
             .to_string();
         let text = response.text().await.unwrap();
         assert_eq!(text.lines().count(), rows + 1, "every holdout row answered");
+        self.refused
+            .lock()
+            .unwrap()
+            .insert(request_id.clone(), Self::refused_rows(&text));
         (request_id, text)
     }
 
@@ -232,25 +239,44 @@ impl Stack {
             .then(|| metric(&text, &series))
     }
 
-    /// Ground truth for the first `n` rows of a model's upload (its holdout's targets: a class,
-    /// or an attendance time), sent as feedback.
-    async fn label(&self, model: &str, request_id: &str, n: usize) {
+    /// Ground truth for the last `n` rows of a model's upload (its holdout's targets: a class,
+    /// or an attendance time) but those it refused, sent as feedback. The last: the drift
+    /// service keeps the newest answers waiting for their labels (`--label-capacity`,
+    /// 10,000), fewer than the BAAC holdout's 16,410. Returns how many were sent.
+    async fn label(&self, model: &str, request_id: &str, n: usize) -> usize {
         self.label_later(model, request_id, n, 0.0).await
+    }
+
+    /// The rows of an upload the prediction service refused (their answer line holds an
+    /// error): they have no answer to label.
+    fn refused_rows(answers: &str) -> std::collections::HashSet<usize> {
+        answers
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                (cells.len() > 2 && cells[1].is_empty()).then(|| cells[0].parse().ok())?
+            })
+            .collect()
     }
 
     /// As [`Stack::label`], every attendance time `later` seconds longer (within the target's
     /// range, 7,200 s): the world the regression answers for got slower.
-    async fn label_later(&self, model: &str, request_id: &str, n: usize, later: f64) {
+    async fn label_later(&self, model: &str, request_id: &str, n: usize, later: f64) -> usize {
         let file = match model {
             MODEL => "data/baac/y_test.csv",
             _ => "data/lfb/y_test.csv",
         };
         let targets = std::fs::read_to_string(repo().join(file)).unwrap();
+        let rows = targets.lines().count() - 1;
+        let first = rows.saturating_sub(n);
+        let refused = self.refused.lock().unwrap()[request_id].clone();
         let labels: Vec<Value> = targets
             .lines()
             .skip(1)
-            .take(n)
             .enumerate()
+            .skip(first)
+            .filter(|(row, _)| !refused.contains(row))
             .map(|(row, y)| {
                 let mut truth: Value = serde_json::from_str(y.trim()).unwrap();
                 if later != 0.0 {
@@ -264,7 +290,9 @@ impl Stack {
             .post(format!("{}/v1/models/{model}/feedback", self.predict))
             .bearer_auth(&self.token)
             .json(&json!({"labels": labels}));
+        let sent = labels.len();
         expect(request, 202).await;
+        sent
     }
 
     async fn runs(&self) -> Option<Value> {
@@ -548,9 +576,10 @@ async fn alert_firing(stack: &Stack, alert: &str, model: &str) -> Value {
 /// realised figures of the classification sit beside its holdout figures on /v1/drift.
 async fn late_labels_fire_the_quality_alert(
     stack: &Stack,
+    labelled: usize,
     injected: Instant,
     timeline: &mut Timeline,
-) {
+) -> usize {
     let url = format!("{}/v1/drift?model={MODEL}", stack.drift);
     let drift = get_json(&stack.client, &url, Some(&stack.token))
         .await
@@ -559,6 +588,11 @@ async fn late_labels_fire_the_quality_alert(
     let estimated = quality["estimated"]["roc_auc"]["value"].as_f64().unwrap();
     let holdout = quality["targets"]["holdout"]["roc_auc"].as_f64().unwrap();
     let realised = quality["roc_auc"].as_f64().unwrap();
+    assert_eq!(
+        quality["labels"].as_u64(),
+        Some(labelled as u64),
+        "{quality}"
+    );
     assert!(
         (estimated - holdout).abs() < 0.05,
         "the holdout replayed: estimated ROC AUC {estimated} near the holdout's {holdout}: {quality}"
@@ -568,13 +602,14 @@ async fn late_labels_fire_the_quality_alert(
         "{quality}"
     );
     eprintln!(
-        "{MODEL}: ROC AUC estimated {estimated:.4}, realised {realised:.4} (300 labels), holdout {holdout:.4}"
+        "{MODEL}: ROC AUC estimated {estimated:.4}, realised {realised:.4} ({labelled} labels), holdout {holdout:.4}"
     );
     let (request_id, _) = stack.replay(LFB).await;
-    stack.label_later(LFB, &request_id, usize::MAX, 600.0).await;
+    let sent = stack.label_later(LFB, &request_id, usize::MAX, 600.0).await;
     let labels = alert_firing(stack, "VigieQualityRealisedDrop", LFB).await;
     assert_eq!(labels["metric"], "interval_coverage", "{labels}");
     timeline.alert = timeline.alert.max(injected.elapsed().as_secs_f64());
+    sent
 }
 
 /// The realised quality the drift service measures on the labelled LFB traffic: once every
@@ -785,8 +820,8 @@ async fn drift_fires_the_alert_and_the_trainer_promotes_a_better_model_without_a
     // Ground truth for 300 BAAC rows of that traffic and every LFB row. They are holdout
     // rows: the trainer must keep them out of the fit. The drift service joins them to the
     // answers: the LFB model's realised quality.
-    stack.label(MODEL, &request_id, 300).await;
-    stack.label(LFB, &lfb_request, usize::MAX).await;
+    let labelled = stack.label(MODEL, &request_id, 300).await;
+    let lfb_labelled = stack.label(LFB, &lfb_request, usize::MAX).await;
     the_realised_quality_is_that_of_the_answers(&stack, &lfb_answers, 1).await;
 
     // Dispatchers keep calling through everything that follows.
@@ -794,7 +829,8 @@ async fn drift_fires_the_alert_and_the_trainer_promotes_a_better_model_without_a
     let injected = Instant::now();
     let mut timeline = Timeline::starting_now();
     inject_noise_until_the_alerts_fire(&stack, injected, &mut timeline).await;
-    late_labels_fire_the_quality_alert(&stack, injected, &mut timeline).await;
+    let lfb_late =
+        late_labels_fire_the_quality_alert(&stack, labelled, injected, &mut timeline).await;
     let run =
         the_alert_starts_a_run_that_promotes(&stack, MODEL, "VigieDataDrift", &mut timeline).await;
     let lfb_run = the_alert_starts_a_run_that_promotes(
@@ -842,8 +878,8 @@ async fn drift_fires_the_alert_and_the_trainer_promotes_a_better_model_without_a
     let checked = dashboards_answer(&stack.client, &stack.prom).await;
     eprintln!("dashboards: {checked} Prometheus queries answered with data");
 
-    the_run_read_every_label_and_trained_on_none(&run, 300);
-    the_run_read_every_label_and_trained_on_none(&lfb_run, 1_895);
+    the_run_read_every_label_and_trained_on_none(&run, labelled as u64);
+    the_run_read_every_label_and_trained_on_none(&lfb_run, (lfb_labelled + lfb_late) as u64);
     dispatcher.stop_after_newer(20, new_versions[0].1).await;
     eprintln!(
         "from noise injection: scores over threshold {:.1} s, alerts firing {:.1} s, runs started {:.1} s, runs ended {:.1} s, new versions serving {:.1} s",
