@@ -228,15 +228,19 @@ pub struct Estimated {
 }
 
 impl Estimated {
-    /// Every figure, by the name metrics give it.
-    pub fn figures(&self) -> [(&'static str, Band); 5] {
-        [
-            ("accuracy", self.accuracy),
-            ("precision", self.precision),
-            ("recall", self.recall),
-            ("f1", self.f1),
-            ("roc_auc", self.roc_auc),
-        ]
+    /// The names of the figures, as metrics give them.
+    pub const NAMES: [&'static str; 5] = ["accuracy", "precision", "recall", "f1", "roc_auc"];
+
+    /// The figure of that name (one of [`Estimated::NAMES`]).
+    pub fn figure(&self, name: &str) -> Option<Band> {
+        match name {
+            "accuracy" => Some(self.accuracy),
+            "precision" => Some(self.precision),
+            "recall" => Some(self.recall),
+            "f1" => Some(self.f1),
+            "roc_auc" => Some(self.roc_auc),
+            _ => None,
+        }
     }
 }
 

@@ -2,15 +2,16 @@
 //! events, to see what a spec's rules would have said before they are deployed.
 //!
 //! One code path: events go through [`State::apply`] (decoding, noise, the sliding and tumbling
-//! windows) and scorings through [`score_at`], exactly as in the service; only the clock
-//! differs. The service scores on the wall clock; a backtest scores on the events' own clock,
-//! every scoring period of event time, and evaluates the data-set alert the way the shipped
-//! Prometheus rule does (`ml_data_drift_score >= threshold` held for `for`).
+//! windows), labels through [`State::apply_label`] (the join, the periods) and scorings through
+//! [`score_at`], exactly as in the service; only the clock differs. The service scores on the
+//! wall clock; a backtest scores on the events' (and labels') own clock, every scoring period
+//! of event time, and evaluates the data-set alert and the quality alerts the way the shipped
+//! Prometheus rules do (held for their `for`).
 //!
-//! Two simplifications, both about time without events: a scoring period with no new event is
-//! not scored (the window is the one already scored; a gap of days would otherwise make
-//! thousands of identical scorings), and the alert is evaluated at scorings only (Prometheus
-//! evaluates it on its own schedule, a few seconds apart).
+//! Two simplifications, both about time without input: a scoring period with no new event or
+//! label is not scored (the windows are the ones already scored; a gap of days would otherwise
+//! make thousands of identical scorings), and the alerts are evaluated at scorings only
+//! (Prometheus evaluates them on its own schedule, a few seconds apart).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -451,13 +452,8 @@ impl Backtest {
                 } else {
                     holdout + tolerance
                 };
-                if let Some(e) = estimated.as_ref().and_then(|e| {
-                    e.figures()
-                        .into_iter()
-                        .find(|(n, _)| n == metric)
-                        .map(|(_, b)| b.value)
-                }) {
-                    figures.push(("estimated", metric.clone(), e, bound));
+                if let Some(e) = estimated.as_ref().and_then(|e| e.figure(metric)) {
+                    figures.push(("estimated", metric.clone(), e.value, bound));
                 }
                 if enough && let Some(&(_, r)) = realised.iter().find(|(n, _)| n == metric) {
                     figures.push(("realised", metric.clone(), r, bound));

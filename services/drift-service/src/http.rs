@@ -188,12 +188,7 @@ fn quality_section(w: &ModelWatch) -> String {
         None => vec!["mae", "interval_coverage", "rmse"],
     };
     for name in names {
-        let band = estimated.as_ref().and_then(|e| {
-            e.figures()
-                .into_iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, b)| b)
-        });
+        let band = estimated.as_ref().and_then(|e| e.figure(name));
         rows.push_str(&format!(
             "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             fmt(band.map(|b| b.value)),

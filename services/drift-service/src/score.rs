@@ -345,13 +345,8 @@ fn publish_quality(metrics: &Metrics, reference: &Reference, snap: &Snapshot) {
             let _ = gauge.remove_label_values(&[model, metric]);
         }
     };
-    for name in ["accuracy", "precision", "recall", "f1", "roc_auc"] {
-        let band = snap.estimated.as_ref().and_then(|e| {
-            e.figures()
-                .into_iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, b)| b)
-        });
+    for name in Estimated::NAMES {
+        let band = snap.estimated.as_ref().and_then(|e| e.figure(name));
         set(&metrics.quality_estimated, name, band.map(|b| b.value));
         set(
             &metrics.quality_estimated_lower,
