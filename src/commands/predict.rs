@@ -42,7 +42,7 @@ pub struct PredictArgs {
     /// milliseconds: longer means fewer, larger requests to the broker, never a slower answer.
     #[arg(long, env = "VIGIE_LINGER_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=900_000))]
     pub linger_ms: u64,
-    /// Requests remembered for checking feedback (the newest; about 40 bytes each): a label
+    /// Requests remembered for checking feedback (the newest; about 60 bytes each): a label
     /// for a request this service refused or never received, for a row it did not answer or
     /// for an answer labelled already is refused. Older requests' labels are published
     /// unchecked, and counted.
