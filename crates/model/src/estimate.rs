@@ -20,6 +20,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::ConfusionMatrix;
+
 /// Equal-width bins of the probability.
 pub const BINS: usize = 1000;
 
@@ -331,33 +333,28 @@ impl Labelled {
         let at = |b: usize, class: usize, truth: usize| {
             u64::from(self.counts[4 * b + 2 * class + truth])
         };
-        let (mut tp, mut fp, mut fn_, mut tn) = (0u64, 0u64, 0u64, 0u64);
+        let mut confusion = ConfusionMatrix::default();
         let (mut pairs, mut above) = (0.0, 0.0);
         for b in (0..BINS).rev() {
-            tn += at(b, 0, 0);
-            fn_ += at(b, 0, 1);
-            fp += at(b, 1, 0);
-            tp += at(b, 1, 1);
+            for (class, truth) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                confusion.add(truth == 1, class == 1, at(b, class, truth));
+            }
             let pos = (at(b, 0, 1) + at(b, 1, 1)) as f64;
             let neg = (at(b, 0, 0) + at(b, 1, 0)) as f64;
             pairs += neg * (above + pos / 2.0);
             above += pos;
         }
-        let (tp, fp, fn_, tn) = (tp as f64, fp as f64, fn_ as f64, tn as f64);
-        let positives = tp + fn_;
-        let negatives = fp + tn;
+        let positives = confusion.true_positive + confusion.false_negative;
+        let negatives = confusion.true_negative + confusion.false_positive;
         Some(RealisedClass {
             rows: self.rows,
-            positives: positives as u64,
-            accuracy: (tp + tn) / self.rows as f64,
-            precision: ratio(tp, tp + fp),
-            recall: ratio(tp, positives),
-            f1: ratio(2.0 * tp, 2.0 * tp + fp + fn_),
-            roc_auc: if positives > 0.0 && negatives > 0.0 {
-                Some(pairs / (positives * negatives))
-            } else {
-                None
-            },
+            positives,
+            accuracy: confusion.accuracy(),
+            precision: confusion.precision(),
+            recall: confusion.recall(),
+            f1: confusion.f1(),
+            roc_auc: (positives > 0 && negatives > 0)
+                .then(|| pairs / (positives as f64 * negatives as f64)),
             brier: self.squared_error / self.rows as f64,
         })
     }

@@ -21,14 +21,19 @@ impl ConfusionMatrix {
     pub fn at(y: &[f64], p: &[f64], threshold: f64) -> Self {
         let mut m = ConfusionMatrix::default();
         for (&t, &prob) in y.iter().zip(p) {
-            match (t == 1.0, prob >= threshold) {
-                (false, false) => m.true_negative += 1,
-                (false, true) => m.false_positive += 1,
-                (true, false) => m.false_negative += 1,
-                (true, true) => m.true_positive += 1,
-            }
+            m.add(t == 1.0, prob >= threshold, 1);
         }
         m
+    }
+
+    /// Counts `n` decisions of `positive` against a `truth`.
+    pub fn add(&mut self, truth: bool, positive: bool, n: u64) {
+        match (truth, positive) {
+            (false, false) => self.true_negative += n,
+            (false, true) => self.false_positive += n,
+            (true, false) => self.false_negative += n,
+            (true, true) => self.true_positive += n,
+        }
     }
 
     fn ratio(num: u64, den: u64) -> f64 {

@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use prometheus::{Histogram, IntCounter};
 use serde::{Deserialize, Serialize};
 use vigie_model::estimate::{Estimated, Labelled, RealisedClass, Sketch};
+use vigie_model::metrics::ConfusionMatrix;
 
 use crate::metrics::Metrics;
 
@@ -871,22 +872,14 @@ impl Quality {
                     .filter(|j| j.answer.class.is_some())
                     .collect();
                 if !with_class.is_empty() {
-                    let right = with_class
-                        .iter()
-                        .filter(|j| j.answer.class.map(f64::from) == Some(j.truth))
-                        .count();
-                    realised.accuracy = Some(right as f64 / with_class.len() as f64);
-                    let count = |class: u8, truth: f64| {
-                        with_class
-                            .iter()
-                            .filter(|j| j.answer.class == Some(class) && j.truth == truth)
-                            .count() as f64
-                    };
-                    let (tp, fp, fn_) = (count(1, 1.0), count(1, 0.0), count(0, 1.0));
-                    let share = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-                    realised.precision = Some(share(tp, tp + fp));
-                    realised.recall = Some(share(tp, tp + fn_));
-                    realised.f1 = Some(share(2.0 * tp, 2.0 * tp + fp + fn_));
+                    let mut confusion = ConfusionMatrix::default();
+                    for j in &with_class {
+                        confusion.add(j.truth == 1.0, j.answer.class == Some(1), 1);
+                    }
+                    realised.accuracy = Some(confusion.accuracy());
+                    realised.precision = Some(confusion.precision());
+                    realised.recall = Some(confusion.recall());
+                    realised.f1 = Some(confusion.f1());
                 }
                 let y: Vec<f64> = self.window.iter().map(|j| j.truth).collect();
                 let p: Vec<f64> = self.window.iter().map(|j| j.answer.value).collect();
