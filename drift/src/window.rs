@@ -277,6 +277,13 @@ pub struct ClosedWindow {
     pub histograms: Histograms,
 }
 
+/// Start of the event-time window `width_ms` wide (at least 1 ms) holding `time_ms`: windows
+/// are aligned on the epoch, so every process cuts time the same way.
+pub fn window_start(time_ms: i64, width_ms: i64) -> i64 {
+    let width = width_ms.max(1);
+    time_ms.div_euclid(width).saturating_mul(width)
+}
+
 /// Tumbling event-time windows of a fixed width.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TumblingWindows {
@@ -316,7 +323,7 @@ impl TumblingWindows {
 
     /// Start of the window holding an event time.
     pub fn window_start(&self, time_ms: i64) -> i64 {
-        time_ms.div_euclid(self.width_ms) * self.width_ms
+        window_start(time_ms, self.width_ms)
     }
 
     /// Counts a binned event at its event time; returns `false` (and counts it as late) when

@@ -491,7 +491,7 @@ fn write_answers(args: &Args, times: &[i64], answers: &[(f64, u8, f64)]) -> anyh
     writeln!(out, "event,period_start,probability,class,label")?;
     let width = (args.tumbling_secs * 1000) as i64;
     for (i, (&t, &(p, class, truth))) in times.iter().zip(answers).enumerate() {
-        let start = t.div_euclid(width) * width;
+        let start = vigie_drift::window::window_start(t, width);
         let start = chrono::DateTime::from_timestamp_millis(start).unwrap_or_default();
         writeln!(
             out,

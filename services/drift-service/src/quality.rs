@@ -757,8 +757,7 @@ impl Quality {
     /// The period of event time `at_ms`: created when `create` and it is not older than the
     /// periods kept (the oldest then leave); `None` for a period already gone.
     fn period(&mut self, at_ms: i64, create: bool) -> Option<&mut Period> {
-        let width = self.config.period_ms.max(1);
-        let start = at_ms.div_euclid(width).saturating_mul(width);
+        let start = vigie_drift::window::window_start(at_ms, self.config.period_ms);
         if create && !self.periods.contains_key(&start) {
             let full = self.periods.len() >= self.config.periods.max(1);
             if full
