@@ -21,7 +21,9 @@ use vigie_model::bootstrap::Evaluation;
 
 use crate::schema::Imputation;
 use crate::spec::{ModelSpec, Task};
-use crate::train::{CalibrationReport, RegressionModel, TrainedModel, TrainingSummary};
+use crate::train::{
+    CalibrationFigures, CalibrationReport, RegressionModel, TrainedModel, TrainingSummary,
+};
 use crate::{Error, Result};
 
 pub const FORMAT: &str = "vigie-model";
@@ -48,21 +50,6 @@ pub struct Metrics {
     /// are the two above); absent for a regression and from versions trained before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<CalibrationFigures>,
-}
-
-/// What calibration changed, as a version's figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CalibrationFigures {
-    pub method: vigie_model::calibration::Method,
-    /// Expected calibration error of the raw probabilities (the served ones' is in the
-    /// figures' `ece`).
-    pub validation_ece_raw: f64,
-    pub holdout_ece_raw: f64,
-    /// ROC AUC of the raw probabilities on the holdout: the served ones' is the same.
-    pub holdout_roc_auc_raw: f64,
-    /// Each method's cross-fitted log loss and ECE on the validation slice: why it was chosen.
-    #[serde(default)]
-    pub cross_fitted: Vec<vigie_model::calibration::CrossFitted>,
 }
 
 /// The payload of an artifact file.
@@ -134,13 +121,7 @@ impl Artifact {
             metrics: Metrics {
                 validation: model.validation,
                 holdout: model.holdout,
-                calibration: model.calibration.as_ref().map(|c| CalibrationFigures {
-                    method: c.method,
-                    validation_ece_raw: c.validation_ece_raw,
-                    holdout_ece_raw: c.holdout_ece_raw,
-                    holdout_roc_auc_raw: c.holdout_roc_auc_raw,
-                    cross_fitted: c.cross_fitted.clone(),
-                }),
+                calibration: model.calibration.as_ref().map(|c| c.figures.clone()),
             },
             regression: model.regression,
             calibration: model.calibration,

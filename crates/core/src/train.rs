@@ -609,13 +609,15 @@ fn fit_classifier(
     let holdout = BinaryMetrics::compute(&data.holdout.y, &p_holdout, threshold);
     let ece = |y: &[f64], p: &[f64]| calibration::expected_calibration_error(y, p, BINS);
     let calibration = CalibrationReport {
-        method: calibrator.as_ref().map_or(Method::None, Calibrator::method),
+        figures: CalibrationFigures {
+            method: calibrator.as_ref().map_or(Method::None, Calibrator::method),
+            validation_ece_raw: ece(&data.validation.y, &raw_validation),
+            holdout_ece_raw: ece(&data.holdout.y, &raw_holdout),
+            holdout_roc_auc_raw: roc_auc(&data.holdout.y, &raw_holdout),
+            cross_fitted: choice.scores,
+        },
         asked: spec.training.calibration,
-        cross_fitted: choice.scores,
-        validation_ece_raw: ece(&data.validation.y, &raw_validation),
         validation_ece: ece(&data.validation.y, &p_validation),
-        holdout_ece_raw: ece(&data.holdout.y, &raw_holdout),
-        holdout_roc_auc_raw: roc_auc(&data.holdout.y, &raw_holdout),
         validation_reliability: calibration::reliability(&data.validation.y, &p_validation, BINS),
         holdout_reliability: calibration::reliability(&data.holdout.y, &p_holdout, BINS),
         calibrator,
@@ -642,21 +644,32 @@ fn fit_classifier(
 pub struct CalibrationReport {
     /// The map applied to every probability the model answers (`None`: served raw).
     pub calibrator: Option<Calibrator>,
-    pub method: Method,
+    /// The method, why, and what the raw probabilities scored: also the version's figures.
+    #[serde(flatten)]
+    pub figures: CalibrationFigures,
     /// What the spec asked for.
     pub asked: Calibration,
-    /// Each method's log loss and ECE on the validation slice, cross-fitted.
-    pub cross_fitted: Vec<CrossFitted>,
-    /// Expected calibration error of the raw and the served probabilities.
-    pub validation_ece_raw: f64,
+    /// Expected calibration error of the served probabilities on the validation slice.
     pub validation_ece: f64,
-    pub holdout_ece_raw: f64,
-    /// The holdout's ROC AUC of the raw probabilities (the served ones are in the version's
-    /// holdout figures: a strictly increasing map keeps it).
-    pub holdout_roc_auc_raw: f64,
     /// Reliability curves of the served probabilities.
     pub validation_reliability: Vec<ReliabilityBin>,
     pub holdout_reliability: Vec<ReliabilityBin>,
+}
+
+/// What calibration changed, as a version's figures (`artifact::Metrics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationFigures {
+    pub method: Method,
+    /// Expected calibration error of the raw probabilities (the served ones' is in the
+    /// version's figures' `ece`).
+    pub validation_ece_raw: f64,
+    pub holdout_ece_raw: f64,
+    /// ROC AUC of the raw probabilities on the holdout: the served ones' is the same (a
+    /// strictly increasing map keeps it).
+    pub holdout_roc_auc_raw: f64,
+    /// Each method's cross-fitted log loss and ECE on the validation slice: why it was chosen.
+    #[serde(default)]
+    pub cross_fitted: Vec<CrossFitted>,
 }
 
 impl CalibrationReport {

@@ -42,19 +42,19 @@ fn a_weak_models_probabilities_are_mapped_to_frequencies_without_changing_its_ra
         .clone()
         .expect("a classification is calibrated");
     assert_eq!(report.asked, Calibration::Auto);
-    assert_ne!(report.method, Method::None, "{report:?}");
+    assert_ne!(report.figures.method, Method::None, "{report:?}");
     let holdout = binary(&model.holdout);
     let served_ece = holdout.ece.expect("measured");
     assert!(
-        served_ece < report.holdout_ece_raw / 2.0,
+        served_ece < report.figures.holdout_ece_raw / 2.0,
         "holdout ECE {} raw, {served_ece} served",
-        report.holdout_ece_raw
+        report.figures.holdout_ece_raw
     );
     assert_eq!(
-        holdout.roc_auc, report.holdout_roc_auc_raw,
+        holdout.roc_auc, report.figures.holdout_roc_auc_raw,
         "the ranking is kept"
     );
-    assert_eq!(report.cross_fitted.len(), 3);
+    assert_eq!(report.figures.cross_fitted.len(), 3);
     assert_eq!(report.holdout_reliability.len(), 10);
 
     // What the prediction service answers is the mapped probability, thresholded.
@@ -64,7 +64,7 @@ fn a_weak_models_probabilities_are_mapped_to_frequencies_without_changing_its_ra
         .calibration
         .clone()
         .expect("version figures");
-    assert_eq!(figures.method, report.method);
+    assert_eq!(figures.method, report.figures.method);
     let served = Model::new(artifact);
     let mut row = data.holdout.x.row(0).to_vec();
     let raw = model.ensemble.predict_proba(&row);
@@ -79,9 +79,9 @@ fn a_weak_models_probabilities_are_mapped_to_frequencies_without_changing_its_ra
     let raw_model =
         fit_and_evaluate(&raw_spec, &data, &raw_spec.algorithm, &mut |_| {}).expect("fitted");
     let raw_report = raw_model.calibration.expect("reported");
-    assert_eq!(raw_report.method, Method::None);
+    assert_eq!(raw_report.figures.method, Method::None);
     assert_eq!(
         binary(&raw_model.holdout).ece,
-        Some(raw_report.holdout_ece_raw)
+        Some(raw_report.figures.holdout_ece_raw)
     );
 }
