@@ -178,6 +178,7 @@ fn unseen_section(unseen: &[UnseenView]) -> String {
 fn quality_section(w: &ModelWatch) -> String {
     let targets = &w.reference.quality;
     let realised = w.quality.realised(w.reference.regression_margin);
+    let labels = realised.labels;
     let realised = realised.metrics();
     let fmt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
     let find = |name: &str| realised.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
@@ -232,8 +233,7 @@ fn quality_section(w: &ModelWatch) -> String {
          <h3>By period</h3><table><thead><tr><th>start</th><th>answers</th><th>labelled</th>\
          <th>ROC AUC est.</th><th>ROC AUC real.</th><th>F1 est.</th><th>F1 real.</th>\
          <th>MAE</th><th>coverage</th></tr></thead><tbody>{periods}</tbody></table></section>",
-        live = w.sliding.len(),
-        labels = w.quality.realised(None).labels,
+        live = estimated.as_ref().map_or(0, |e| e.rows),
     )
 }
 

@@ -391,15 +391,8 @@ fn publish_quality(metrics: &Metrics, reference: &Reference, snap: &Snapshot) {
     }
     let present = realised.metrics();
     for name in Realised::NAMES {
-        match present.iter().find(|(n, _)| *n == name) {
-            Some(&(_, v)) => metrics
-                .quality_realised
-                .with_label_values(&[model, name])
-                .set(v),
-            None => {
-                let _ = metrics.quality_realised.remove_label_values(&[model, name]);
-            }
-        }
+        let value = present.iter().find(|(n, _)| *n == name).map(|&(_, v)| v);
+        set(&metrics.quality_realised, name, value);
     }
 }
 

@@ -176,8 +176,9 @@ impl Ledger {
         model: &str,
         row: Option<u64>,
     ) -> Result<Verdict, ApiError> {
+        let k = key(request_id);
         let mut inner = self.lock();
-        let Some(entry) = inner.requests.get(&key(request_id)).copied() else {
+        let Some(entry) = inner.requests.get(&k).copied() else {
             return match vigie_api::issued_here(request_id) {
                 Some(at) if at > inner.horizon_ms + SLACK_MS => Err(ApiError::not_found(
                     UNKNOWN_REQUEST,
@@ -231,7 +232,7 @@ impl Ledger {
             (Some(_), Some(r))
                 if inner
                     .refused
-                    .get(&key(request_id))
+                    .get(&k)
                     .is_some_and(|listed| listed.contains(&(r as u32))) =>
             {
                 return Err(ApiError::invalid(
