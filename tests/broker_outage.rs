@@ -133,7 +133,10 @@ async fn a_broker_outage_under_traffic_fails_no_prediction_and_loses_no_event() 
     let mut duplicates = 0;
     for r in &records {
         let event: PredictionEvent = r.json(vigie_stream::PREDICTIONS_TOPIC).unwrap();
-        assert_eq!(r.key.as_deref(), Some(event.request_id.as_bytes()));
+        assert_eq!(
+            r.key.as_deref(),
+            Some(vigie_stream::event_key(&event.request_id, event.row).as_bytes())
+        );
         assert_eq!(r.header("model"), Some(b"baac-severity".as_slice()));
         assert_eq!(r.header("model_version"), Some(b"1".as_slice()));
         if let Some(previous) = events.insert(event.event_id.clone(), event.clone()) {

@@ -274,7 +274,12 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
             ("model_version", &version_label),
         ];
         while producer
-            .publish(&args.topic, &request_id, &payload, &headers)
+            .publish(
+                &args.topic,
+                &vigie_stream::event_key(&request_id, Some(i)),
+                &payload,
+                &headers,
+            )
             .is_err()
         {
             // A full queue: let the producer deliver some.

@@ -20,14 +20,29 @@ pub use embedded::EmbeddedBroker;
 pub use event::{LabelEvent, ModelAction, ModelEvent, PredictionEvent, Source};
 pub use producer::{EventProducer, ProducerConfig};
 
-/// One JSON message per prediction. Key: the request id.
+/// One JSON message per prediction. Key: [`event_key`].
 pub const PREDICTIONS_TOPIC: &str = "vigie.predictions";
-/// Ground truth arriving after the prediction.
+/// Ground truth arriving after the prediction. Key: [`event_key`], as its prediction's.
 pub const LABELS_TOPIC: &str = "vigie.labels";
 /// Model lifecycle events (promotions, rollbacks).
 pub const MODELS_TOPIC: &str = "vigie.models";
 /// Every topic Vigie writes, for brokers that do not create topics on first use.
 pub const TOPICS: [&str; 3] = [PREDICTIONS_TOPIC, LABELS_TOPIC, MODELS_TOPIC];
+
+/// The key of a prediction event and of its label: the request id, and for a row of a batch
+/// or an upload, the request id, `/` and the row.
+///
+/// Kafka's partitioner hashes the key, so this key spreads a model's events over the
+/// partitions evenly (a 100,000-row upload is 100,000 keys, not one that would put it all on
+/// one partition and one drift instance), and puts a label on the same partition number as
+/// its answer (both topics have the same partitions; the drift service joins them per
+/// partition).
+pub fn event_key(request_id: &str, row: Option<u64>) -> std::borrow::Cow<'_, str> {
+    match row {
+        None => std::borrow::Cow::Borrowed(request_id),
+        Some(row) => std::borrow::Cow::Owned(format!("{request_id}/{row}")),
+    }
+}
 
 /// `fetch.wait.max.ms` for the consumers that read a busy topic (the drift service, the
 /// readers in [`read`]). Kafka answers a fetch as soon as it has data, whatever the wait; tansu
@@ -61,3 +76,63 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::producer::ProducerMetrics;
+
+    /// An upload's rows go to every partition about evenly, and each label to the partition
+    /// number of its answer (what the drift service's per-partition join needs).
+    #[test]
+    fn event_keys_spread_an_upload_and_put_labels_beside_their_answers() {
+        let broker = EmbeddedBroker::start().expect("embedded broker");
+        let brokers = broker.bootstrap_servers();
+        let producer = EventProducer::new(
+            &ProducerConfig::new(brokers.clone()),
+            ProducerMetrics::register(&prometheus::Registry::new()).expect("metrics"),
+        )
+        .expect("producer");
+        let rows = 600u64;
+        let request = "0193a8f2-7c1e-7d40-8000-4f1a2b3c4d5e";
+        assert_eq!(event_key(request, None), request);
+        for row in 0..rows {
+            let key = event_key(request, Some(row));
+            assert_eq!(key, format!("{request}/{row}"));
+            let body = row.to_string();
+            producer
+                .publish(PREDICTIONS_TOPIC, &key, body.as_bytes(), &[])
+                .expect("queued");
+            producer
+                .publish(LABELS_TOPIC, &key, body.as_bytes(), &[])
+                .expect("queued");
+        }
+        assert_eq!(producer.flush(Duration::from_secs(30)), 0);
+        let partitions = |topic: &str| -> BTreeMap<Vec<u8>, i32> {
+            read::read_topic(&brokers, topic, rows as usize, Duration::from_secs(30))
+                .expect("read")
+                .into_iter()
+                .map(|r| (r.payload, r.partition))
+                .collect()
+        };
+        let answers = partitions(PREDICTIONS_TOPIC);
+        let labels = partitions(LABELS_TOPIC);
+        assert_eq!(answers.len(), rows as usize);
+        assert_eq!(answers, labels, "every label on its answer's partition");
+        let mut per_partition = BTreeMap::<i32, u64>::new();
+        for p in answers.values() {
+            *per_partition.entry(*p).or_default() += 1;
+        }
+        assert_eq!(per_partition.len(), embedded::PARTITIONS as usize);
+        let even = rows / embedded::PARTITIONS as u64;
+        for (p, n) in per_partition {
+            assert!(
+                n.abs_diff(even) * 4 < even,
+                "partition {p} holds {n} of {rows} rows"
+            );
+        }
+    }
+}

@@ -245,7 +245,12 @@ async fn accept(
         ];
         if state
             .producer
-            .publish(topic, &label.request_id, &payload, &headers)
+            .publish(
+                topic,
+                &vigie_stream::event_key(&label.request_id, label.row),
+                &payload,
+                &headers,
+            )
             .is_ok()
         {
             queued += 1;

@@ -639,7 +639,7 @@ impl Answering<'_> {
         state.ledger.answered(&request.id, served.name(), row);
         let _ = state.producer.publish(
             &state.config.topic,
-            &request.id,
+            &vigie_stream::event_key(&request.id, row),
             &event.to_json(),
             &[
                 ("model", served.name()),

@@ -77,7 +77,10 @@ impl Harness {
             .iter()
             .map(|r| {
                 let event: PredictionEvent = r.json(vigie_stream::PREDICTIONS_TOPIC).unwrap();
-                assert_eq!(r.key.as_deref(), Some(event.request_id.as_bytes()));
+                assert_eq!(
+                    r.key.as_deref(),
+                    Some(vigie_stream::event_key(&event.request_id, event.row).as_bytes())
+                );
                 assert_eq!(r.header("model"), Some(event.model.as_bytes()));
                 assert_eq!(
                     r.header("model_version"),

@@ -125,7 +125,12 @@ pub fn gather(
     let cols = schema.len();
     let (mut x, mut y) = (Vec::new(), Vec::new());
     if !wanted.is_empty() {
-        let request_ids: HashSet<&str> = wanted.keys().map(|(r, _)| r.as_str()).collect();
+        // Events are keyed by `event_key`; events published before it was (a batch row keyed
+        // by its request id alone) still match their request id.
+        let keys: HashSet<String> = wanted
+            .keys()
+            .flat_map(|(r, row)| [r.clone(), vigie_stream::event_key(r, *row).into_owned()])
+            .collect();
         let holdout_rows: HashSet<Vec<u64>> = holdout.iter_rows().map(row_key).collect();
         let mut joined: HashSet<(String, Option<u64>)> = HashSet::new();
         scan_to_end(
@@ -134,7 +139,7 @@ pub fn gather(
             source.limit,
             |record| {
                 summary.predictions_read += 1;
-                // The key is the request id: most events are skipped without being parsed.
+                // The key names the request (and row): most events are skipped unparsed.
                 let Some(key) = record
                     .key
                     .as_deref()
@@ -142,7 +147,7 @@ pub fn gather(
                 else {
                     return Scan::Continue;
                 };
-                if !request_ids.contains(key) {
+                if !keys.contains(key) {
                     return Scan::Continue;
                 }
                 let Ok(event) = serde_json::from_slice::<PredictionEvent>(&record.payload) else {
@@ -265,10 +270,15 @@ mod tests {
             // Not labelled.
             event("r5", None, "toy", 1.0, Some(45.0)),
         ];
-        for e in &predictions {
+        for (i, e) in predictions.iter().enumerate() {
+            // Keyed by request and row; the first batch row as events were keyed before.
+            let key = match i {
+                1 => e.request_id.clone(),
+                _ => vigie_stream::event_key(&e.request_id, e.row).into_owned(),
+            };
             send(
                 PREDICTIONS_TOPIC,
-                &e.request_id,
+                &key,
                 serde_json::to_vec(e).expect("json"),
             );
         }
@@ -285,7 +295,7 @@ mod tests {
         for l in &labels {
             send(
                 LABELS_TOPIC,
-                &l.request_id,
+                &vigie_stream::event_key(&l.request_id, l.row),
                 serde_json::to_vec(l).expect("json"),
             );
         }
