@@ -76,8 +76,8 @@ fn a_backtest_finds_injected_noise_and_a_what_if_rule_changes_the_decision() {
         file.to_str().unwrap(),
         "--events-per-second",
         "5",
-        "--window-events",
-        "1000",
+        "--window-secs",
+        "200",
         "--noise",
         noise,
         "--noise-after-events",
@@ -193,8 +193,8 @@ fn labels_set_each_periods_realised_quality_beside_its_estimate_and_a_shift_fire
         "100",
         "--tumbling-secs",
         "5",
-        "--window-events",
-        "500",
+        "--window-secs",
+        "5",
         "--label-delay-secs",
         "30",
         "--alert-for-secs",
@@ -292,8 +292,9 @@ fn events_are_placed_at_their_time_and_bad_input_is_named() {
             timed.to_str().unwrap(),
             "--time-column",
             "ts",
-            "--window-events",
-            "500",
+            // 500 minutes: the last 500 events, one a minute.
+            "--window-secs",
+            "30000",
             "--out",
             out.to_str().unwrap(),
         ];
@@ -416,8 +417,8 @@ fn events_are_placed_at_their_time_and_bad_input_is_named() {
 }
 
 /// The live service and the backtest of its topic, on a real broker (tansu, three
-/// partitions): with a sliding window that holds every event (so the order in which the
-/// partitions are read does not matter), the backtest's last window is the service's, every
+/// partitions): the windows are sums of event-time panes, so the order in which the
+/// partitions are read does not matter; the backtest's last window is the service's, every
 /// feature's statistic equal to the bit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backtest_of_the_live_topic_scores_what_the_service_scored() {
@@ -429,13 +430,13 @@ async fn a_backtest_of_the_live_topic_scores_what_the_service_scored() {
     let home = trained_home(dir.path(), "ops", "ops-password-1", true);
     let broker = Broker::started(bin, None, &[vigie_stream::PREDICTIONS_TOPIC]);
     let secret = "an end-to-end secret of at least 32 bytes";
-    let window = "100000";
+    let window = "3600";
     let (mut drift, drift_url) = start_service(
         &[
             "drift",
             "--drift-listen",
             "127.0.0.1:0",
-            "--window-events",
+            "--window-secs",
             window,
             "--score-ms",
             "200",
@@ -502,7 +503,7 @@ async fn a_backtest_of_the_live_topic_scores_what_the_service_scored() {
             vigie_stream::PREDICTIONS_TOPIC,
             "--kafka-brokers",
             &broker.address(),
-            "--window-events",
+            "--window-secs",
             window,
             "--out",
             out.to_str().unwrap(),

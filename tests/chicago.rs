@@ -198,12 +198,13 @@ fn shares_moved(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_models_side_by_side_and_the_2026_export_as_the_portal_gives_it() {
     let home = tempfile::tempdir().unwrap();
-    let window = WINDOW.to_string();
     let (_up, password) = start_up_with(
         home.path(),
         &[
-            "--window-events",
-            &window,
+            WINDOW_ARGS[0],
+            WINDOW_ARGS[1],
+            WINDOW_ARGS[2],
+            WINDOW_ARGS[3],
             "--score-ms",
             "300",
             "--checkpoint-ms",
@@ -298,6 +299,7 @@ async fn three_models_side_by_side_and_the_2026_export_as_the_portal_gives_it() 
         picked.swap(i, (seed >> 33) as usize % (i + 1));
     }
     picked.truncate(WINDOW as usize);
+    let_the_window_pass().await;
     let (answers, _) = upload(&client, &url, &token, to_csv(&header, &picked).into_bytes()).await;
     published += answers.len() as u64;
     let model = scored_after(&client, &drift_url, &token, MODEL, published).await;
@@ -321,6 +323,7 @@ async fn three_models_side_by_side_and_the_2026_export_as_the_portal_gives_it() 
     // The April 2026 export, byte for byte as the portal gives it: lower-case quoted names, 48
     // columns, codes the spec does not list.
     let export = std::fs::read(chicago("crashes_2026-04.csv")).unwrap();
+    let_the_window_pass().await;
     let (answers, ignored) = upload(&client, &url, &token, export).await;
     assert_eq!(answers.len(), 1000);
     let errors: Vec<&Vec<String>> = answers.iter().filter(|a| !a[4].is_empty()).collect();

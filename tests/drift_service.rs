@@ -59,12 +59,13 @@ const BAAC: &str = "baac-severity";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
     let home = tempfile::tempdir().unwrap();
-    let window = WINDOW.to_string();
     let (mut up, password) = start_up(
         home.path(),
         &[
-            "--window-events",
-            &window,
+            WINDOW_ARGS[0],
+            WINDOW_ARGS[1],
+            WINDOW_ARGS[2],
+            WINDOW_ARGS[3],
             "--score-ms",
             "300",
             "--checkpoint-ms",
@@ -109,6 +110,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
         .bearer_auth(&token)
         .json(&noise);
     expect(request, 201).await;
+    let_the_window_pass().await;
     published += upload(&client, &url, &token, &header, &rows[..WINDOW + 200]).await;
     let model = scored_after(&client, &drift_url, &token, BAAC, published).await;
     let (noisy, _) = score(&model);
@@ -140,6 +142,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
         .delete(format!("{drift_url}/config/noise"))
         .bearer_auth(&token);
     expect(request, 200).await;
+    let_the_window_pass().await;
     published += upload(
         &client,
         &url,
@@ -164,6 +167,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
         .bearer_auth(&token)
         .json(&swap);
     expect(request, 201).await;
+    let_the_window_pass().await;
     published += upload(&client, &url, &token, &header, &rows[..WINDOW + 200]).await;
     let model = scored_after(&client, &drift_url, &token, BAAC, published).await;
     let (swapped, _) = score(&model);
@@ -277,8 +281,8 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
                 &format!("127.0.0.1:{drift_port}"),
             ])
             .args([
-                "--window-events",
-                "1000",
+                "--window-secs",
+                "60",
                 "--score-ms",
                 "200",
                 "--checkpoint-ms",
@@ -316,7 +320,14 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
     let mut drift = start_drift();
     published += upload(&client, &url, &token, &header, &rows[6000..]).await;
     let model = scored_after(&client, &drift_url, &token, BAAC, published).await;
-    assert_eq!(model["windows"]["sliding_events"], 1000);
+    // Each partition's counts add up to the model's.
+    let partitions: u64 = model["windows"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(partitions, published, "{}", model["windows"]);
     let text = metrics(&client, &drift_url).await;
     eprintln!(
         "after the restart: {} events counted of {published}, {} already counted and skipped",

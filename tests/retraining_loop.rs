@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    Broker, Daemon, Service, binary, expect, free_port, get_json, json_of, metric, repo,
-    start_service, until, vigie_ok,
+    Broker, Daemon, Service, WINDOW_ARGS, binary, expect, free_port, get_json, json_of,
+    let_the_window_pass, metric, repo, start_service, until, vigie_ok,
 };
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -138,8 +138,10 @@ impl Stack {
                 "drift",
                 "--drift-listen",
                 "127.0.0.1:0",
-                "--window-events",
-                "2000",
+                WINDOW_ARGS[0],
+                WINDOW_ARGS[1],
+                WINDOW_ARGS[2],
+                WINDOW_ARGS[3],
                 "--score-ms",
                 "500",
                 "--tumbling-secs",
@@ -530,6 +532,7 @@ async fn inject_noise_until_the_alerts_fire(
         .bearer_auth(&stack.token)
         .json(&noise);
     expect(request, 201).await;
+    let_the_window_pass().await;
     stack.replay(MODEL).await;
     let drifted = until(
         &format!("{MODEL}'s drift score over the threshold"),

@@ -6,7 +6,7 @@
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use vigie_drift::{
-    Binner, DriftRules, Histograms, Kind, NullModel, Profile, ProfileParams, SlidingWindow, compare,
+    Binner, DriftRules, Histograms, Kind, NullModel, Panes, Profile, ProfileParams, compare,
 };
 use vigie_model::Matrix;
 
@@ -56,16 +56,18 @@ fn drift(c: &mut Criterion) {
     let (events, _) = source(10_000);
     let mut group = c.benchmark_group("window");
     group.throughput(Throughput::Elements(events.rows() as u64));
-    group.bench_function("sliding_push_10k_events", |b| {
-        // A full window of 5,000: every push also takes the oldest event out.
-        let mut window = SlidingWindow::new(&binner, 5_000);
-        for row in events.iter_rows() {
-            window.push(&binner, row);
-        }
+    group.bench_function("panes_add_10k_events", |b| {
+        // 10,000 events a second in 5 s panes: a new pane every 50,000 events.
+        let mut panes = Panes::new(&binner, 5_000, 10_000);
+        let mut bins = vec![0u16; binner.features()];
+        let mut time = 0i64;
         b.iter(|| {
             for row in events.iter_rows() {
-                window.push(&binner, black_box(row));
+                binner.bin_row(black_box(row), &mut bins);
+                panes.add(time / 10, &bins);
+                time += 1;
             }
+            panes.forget_before(time / 10 - 60_000);
         })
     });
     group.bench_function("histograms_add_10k_events", |b| {

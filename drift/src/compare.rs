@@ -374,20 +374,11 @@ impl Cadence {
         windows_per_30_days: 30.0,
     };
 
-    /// A sliding window of `window` events filled at `events_per_second`, scored every
-    /// `score_seconds`.
-    pub fn sliding(window: u64, events_per_second: f64, score_seconds: f64) -> Self {
-        // No rate known yet: every scoring counts as a fresh window (the most windows, the
-        // strictest thresholds).
-        let refill = if events_per_second > 0.0 {
-            window as f64 / events_per_second
-        } else {
-            0.0
-        };
-        let every = refill.max(score_seconds).max(1e-3);
-        Cadence {
-            windows_per_30_days: (THIRTY_DAYS / every).max(1.0),
-        }
+    /// A sliding window of the last `width_seconds` of event time, scored every
+    /// `score_seconds`: a fresh window every width, or every scoring when scorings are further
+    /// apart.
+    pub fn sliding(width_seconds: f64, score_seconds: f64) -> Self {
+        Cadence::tumbling(width_seconds.max(score_seconds))
     }
 
     /// Tumbling windows `width_seconds` wide.

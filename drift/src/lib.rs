@@ -49,9 +49,7 @@ pub use stats::{
     Statistics, chi_square_p, histogram_correlation, jensen_shannon, ks_p, psi, total_variation,
     wasserstein_normed,
 };
-pub use window::{
-    BinsMismatch, ClosedWindow, Histograms, SlidingState, SlidingWindow, TumblingWindows,
-};
+pub use window::{BinsMismatch, ClosedWindow, Histograms, PaneSum, Panes};
 
 #[cfg(test)]
 mod tests;

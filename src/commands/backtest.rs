@@ -10,11 +10,11 @@ use anyhow::Context;
 use vigie_core::inference::Model;
 use vigie_core::schema::Schema;
 use vigie_drift::DriftRules;
-use vigie_drift_service::WindowConfig;
 use vigie_drift_service::backtest::{AlertState, Backtest, BacktestConfig, Summary, WindowRecord};
 use vigie_drift_service::noise::NoiseRequest;
 use vigie_drift_service::quality::{PeriodView, QualityConfig};
 use vigie_drift_service::watch::Reference;
+use vigie_drift_service::{WindowConfig, auto_pane_ms};
 use vigie_registry::ModelRef;
 
 use crate::Cli;
@@ -68,10 +68,14 @@ pub struct Args {
     /// them): what the fixed rules would have said.
     #[arg(long)]
     floor_only: bool,
-    /// Events in the sliding window.
-    #[arg(long, default_value_t = WindowConfig::default().sliding_events as u64,
-          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    window_events: u64,
+    /// Width of the sliding window, in seconds of event time (the drift service's
+    /// --window-secs).
+    #[arg(long, default_value_t = (WindowConfig::default().sliding_ms / 1000) as u64,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600))]
+    window_secs: u64,
+    /// Width of the panes, in milliseconds (the drift service's --pane-ms).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600 * 1000))]
+    pane_ms: Option<u64>,
     /// Width of the tumbling event-time windows, in seconds.
     #[arg(long, default_value_t = (WindowConfig::default().tumbling_ms / 1000) as u64,
           value_parser = clap::value_parser!(u64).range(1..=7 * 24 * 3600))]
@@ -258,10 +262,15 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     } else {
         (noise, None)
     };
+    let sliding_ms = args.window_secs as i64 * 1000;
+    let tumbling_ms = args.tumbling_secs as i64 * 1000;
     let config = BacktestConfig {
         windows: WindowConfig {
-            sliding_events: args.window_events as usize,
-            tumbling_ms: args.tumbling_secs as i64 * 1000,
+            sliding_ms,
+            pane_ms: args
+                .pane_ms
+                .map_or_else(|| auto_pane_ms(sliding_ms, tumbling_ms), |p| p as i64),
+            tumbling_ms,
             lateness_ms: args.lateness_secs as i64 * 1000,
             // Every window that can close between two scorings (or at the end) is kept
             // until scored.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use vigie_drift_service::quality::QualityConfig;
-use vigie_drift_service::{Config, DriftService, WindowConfig};
+use vigie_drift_service::{Config, DriftService, WindowConfig, auto_pane_ms};
 
 use crate::Cli;
 use crate::commands::listed;
@@ -22,10 +22,16 @@ pub struct DriftArgs {
     /// The consumer group (one per deployment).
     #[arg(long, env = "VIGIE_DRIFT_GROUP", default_value = "vigie-drift")]
     pub group: String,
-    /// Events in each model's sliding window.
-    #[arg(long, env = "VIGIE_DRIFT_WINDOW_EVENTS", default_value_t = 5_000,
-          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub window_events: u64,
+    /// Width of each model's sliding window: the last this many seconds of event time.
+    #[arg(long, env = "VIGIE_DRIFT_WINDOW_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600))]
+    pub window_secs: u64,
+    /// Width of the panes windows are made of, in milliseconds: it divides the sliding and the
+    /// tumbling windows' widths (default: the widest that does, up to 5 s, or a twelfth of
+    /// windows wider than a minute).
+    #[arg(long, env = "VIGIE_DRIFT_PANE_MS",
+          value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600 * 1000))]
+    pub pane_ms: Option<u64>,
     /// Width of the tumbling event-time windows, in seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=7 * 24 * 3600))]
     pub tumbling_secs: u64,
@@ -77,12 +83,17 @@ pub struct DriftArgs {
 impl DriftArgs {
     /// The service's settings, reading `topic`.
     pub fn config(&self, topic: &str) -> Config {
+        let sliding_ms = self.window_secs as i64 * 1000;
+        let tumbling_ms = self.tumbling_secs as i64 * 1000;
         Config {
             group: self.group.clone(),
             topic: topic.to_string(),
             windows: WindowConfig {
-                sliding_events: self.window_events as usize,
-                tumbling_ms: self.tumbling_secs as i64 * 1000,
+                sliding_ms,
+                pane_ms: self
+                    .pane_ms
+                    .map_or_else(|| auto_pane_ms(sliding_ms, tumbling_ms), |p| p as i64),
+                tumbling_ms,
                 lateness_ms: self.lateness_secs as i64 * 1000,
                 retain: self.retain_windows as usize,
                 quality: QualityConfig {
@@ -90,7 +101,7 @@ impl DriftArgs {
                     capacity: self.label_capacity as usize,
                     window: self.quality_window as usize,
                     periods: self.quality_periods as usize,
-                    // The watch sets the live answers and the periods' width from the windows.
+                    // The watch sets the periods' width from the tumbling windows'.
                     ..QualityConfig::default()
                 },
             },

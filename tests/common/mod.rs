@@ -595,6 +595,17 @@ impl Drop for Daemon {
     }
 }
 
+/// The drift service's sliding window in the end-to-end tests: the last 3 s of event time in
+/// half-second panes, so that a test's phases are each scored on their own events.
+pub const WINDOW_ARGS: [&str; 4] = ["--window-secs", "3", "--pane-ms", "500"];
+
+/// Waits until the events published so far are out of the next phase's sliding window
+/// ([`WINDOW_ARGS`]): the window ends at the newest event, so events published from now on
+/// are scored without the earlier ones.
+pub async fn let_the_window_pass() {
+    tokio::time::sleep(Duration::from_millis(3_600)).await;
+}
+
 /// `GET /v1/drift?model=MODEL` of the drift service at `url`: the model's state.
 pub async fn drift_of(client: &reqwest::Client, url: &str, token: &str, model: &str) -> Value {
     let request = client

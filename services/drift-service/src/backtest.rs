@@ -231,6 +231,7 @@ pub struct Backtest {
 impl Backtest {
     /// A backtest of `reference`'s model; an error when the noise does not fit its features.
     pub fn new(reference: Reference, config: BacktestConfig) -> Result<Self, String> {
+        config.windows.check()?;
         // The service's metrics, in a registry of their own: the same code counts and exports.
         let metrics = Metrics::register(&prometheus::Registry::new())
             .map_err(|e| format!("cannot register the metrics: {e}"))?;
@@ -319,7 +320,7 @@ impl Backtest {
         lock(&self.state)
             .models
             .get(&self.model)
-            .map(|w| w.quality.periods())
+            .map(|w| w.quality_sum().periods())
             .unwrap_or_default()
     }
 
@@ -438,8 +439,9 @@ impl Backtest {
                 return;
             };
             let targets = &w.reference.quality;
-            let estimated = w.quality.estimate();
-            let realised = w.quality.realised(w.reference.regression_margin);
+            let quality = w.quality_sum();
+            let estimated = quality.estimate(w.newest_ms());
+            let realised = quality.realised(w.reference.regression_margin);
             let enough = realised.labels >= targets.min_labels as usize;
             let realised = realised.metrics();
             let mut figures = Vec::new();

@@ -14,14 +14,15 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use vigie_drift::{Histograms, SlidingState, SlidingWindow, TumblingWindows};
 
 use crate::quality::QualityState;
 use crate::unseen::UnseenCodes;
-use crate::watch::{Mark, Positions, State};
+use crate::watch::{Counts, Mark, Positions, State};
 
-/// Version of the checkpoint format.
-pub const FORMAT: u32 = 1;
+/// Version of the checkpoint format: 2 since windows are per partition, in panes. A format 1
+/// checkpoint (one sliding window of the last events of every partition) gives its positions
+/// and its quality state back; its windows cannot be cut into partitions and start empty.
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -56,20 +57,14 @@ pub struct ModelCheckpoint {
     pub version: u32,
     pub spec_hash: String,
     pub since: DateTime<Utc>,
-    pub events: u64,
-    pub late: u64,
-    pub sliding: SlidingState,
-    /// The answers' window (absent for a model whose answers have no reference, and in
-    /// checkpoints written before answers were watched).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predicted: Option<SlidingState>,
-    pub tumbling: TumblingWindows,
-    pub total: Histograms,
-    pub tumbling_scored_until_ms: i64,
-    /// Answers waiting for labels and the quality window (absent from checkpoints written
-    /// before labels were joined).
+    /// Each partition's counts (absent from format 1).
     #[serde(default)]
-    pub quality: QualityState,
+    pub partitions: BTreeMap<i32, Counts>,
+    pub tumbling_scored_until_ms: i64,
+    /// Each partition's answers waiting for labels, labelled answers, live answers and
+    /// periods (format 1 held one for every partition: it is not read back).
+    #[serde(default)]
+    pub qualities: BTreeMap<i32, QualityState>,
     /// Codes the spec does not list, by feature and value (absent from checkpoints written
     /// before they were counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,14 +105,9 @@ impl State {
                             version: w.reference.version,
                             spec_hash: w.reference.spec_hash.clone(),
                             since: w.since,
-                            events: w.events,
-                            late: w.late,
-                            sliding: w.sliding.state(),
-                            predicted: w.predicted.as_ref().map(SlidingWindow::state),
-                            tumbling: w.tumbling.clone(),
-                            total: w.total.clone(),
+                            partitions: w.partitions.clone(),
                             tumbling_scored_until_ms: w.tumbling_scored_until_ms,
-                            quality: w.quality.state(),
+                            qualities: w.quality.iter().map(|(&p, q)| (p, q.state())).collect(),
                             unseen: Some(w.unseen.clone()),
                         },
                     )
@@ -129,9 +119,9 @@ impl State {
     /// Takes the position of `checkpoint`, and the windows of each model whose reference is
     /// the one the windows were binned for. Models the checkpoint lacks start empty.
     pub fn restore(&mut self, checkpoint: Checkpoint) -> Result<Vec<Restored>, String> {
-        if checkpoint.format != FORMAT {
+        if checkpoint.format != FORMAT && checkpoint.format != 1 {
             return Err(format!(
-                "checkpoint format {} (this build reads {FORMAT})",
+                "checkpoint format {} (this build reads 1 and {FORMAT})",
                 checkpoint.format
             ));
         }
@@ -159,9 +149,12 @@ impl State {
             let reference = watch.reference.clone();
             // Answers waiting for labels come back whatever the version (each answer carries
             // its own); the quality window only with the version it measured.
-            watch.quality.restore(saved.quality.clone());
-            if saved.version != reference.version {
-                watch.quality.clear_window();
+            for (&partition, state) in &saved.qualities {
+                let quality = watch.quality_of(partition);
+                quality.restore(state.clone());
+                if saved.version != reference.version {
+                    quality.clear_window();
+                }
             }
             if saved.version != reference.version || saved.spec_hash != reference.spec_hash {
                 done.push(Restored::Discarded {
@@ -173,51 +166,36 @@ impl State {
                 });
                 continue;
             }
-            let binner = &reference.binner;
-            let sliding =
-                match SlidingWindow::restore(binner, self.config.sliding_events, &saved.sliding) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        done.push(Restored::Discarded {
-                            model,
-                            reason: format!("sliding window: {e}"),
-                        });
-                        continue;
-                    }
-                };
-            if !saved.tumbling.fits(binner) || !saved.total.fits(binner) {
+            if checkpoint.format == 1 {
                 done.push(Restored::Discarded {
                     model,
-                    reason: "tumbling windows or totals over other bins".into(),
+                    reason: "windows of checkpoint format 1 are not per partition".into(),
                 });
                 continue;
             }
-            watch.sliding = sliding;
-            // The answers' window comes back when it fits; otherwise it refills from here.
-            if let (Some(saved), Some(p)) = (&saved.predicted, &reference.predictions) {
-                match SlidingWindow::restore(&p.binner, self.config.sliding_events, saved) {
-                    Ok(window) => watch.predicted = Some(window),
-                    Err(e) => {
-                        tracing::warn!(%model, error = %e, "the answers' window does not fit its reference: it starts empty");
-                    }
-                }
+            let config = watch.config;
+            if let Some((p, _)) = saved
+                .partitions
+                .iter()
+                .find(|(_, c)| !c.fits(&reference, &config))
+            {
+                done.push(Restored::Discarded {
+                    model,
+                    reason: format!(
+                        "the counts of partition {p} are over other bins or other panes"
+                    ),
+                });
+                continue;
             }
-            // Tumbling windows of another width (the configuration changed) start over.
-            if saved.tumbling.width_ms() == self.config.tumbling_ms {
-                watch.tumbling = saved.tumbling;
-                watch.tumbling_scored_until_ms = saved.tumbling_scored_until_ms;
-            }
-            watch.total = saved.total;
+            let binner = &reference.binner;
+            let events = saved.partitions.values().map(|c| c.events).sum();
+            watch.partitions = saved.partitions;
+            watch.tumbling_scored_until_ms = saved.tumbling_scored_until_ms;
             if let Some(unseen) = saved.unseen.filter(|u| u.fits(binner.features())) {
                 watch.unseen = unseen;
             }
-            watch.events = saved.events;
-            watch.late = saved.late;
             watch.since = saved.since;
-            done.push(Restored::Windows {
-                model,
-                events: saved.events,
-            });
+            done.push(Restored::Windows { model, events });
         }
         Ok(done)
     }

@@ -59,11 +59,27 @@ struct OpenWindow {
 
 #[derive(Debug, Serialize)]
 struct WindowsView {
-    sliding_capacity: usize,
-    sliding_events: usize,
+    /// The sliding window: the last this many seconds of event time.
+    sliding_seconds: f64,
+    sliding_events: u64,
+    pane_seconds: f64,
     tumbling_seconds: f64,
     lateness_seconds: f64,
+    /// Tumbling windows not yet closed and scored.
     tumbling_open: Vec<OpenWindow>,
+    late_events: u64,
+    /// The partitions whose events were counted, with their counts.
+    partitions: Vec<PartitionView>,
+}
+
+/// A partition's share of a model's counts.
+#[derive(Debug, Serialize)]
+struct PartitionView {
+    partition: i32,
+    events: u64,
+    /// The newest event time counted on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    newest_event: Option<DateTime<Utc>>,
     late_events: u64,
 }
 
@@ -177,13 +193,14 @@ fn unseen_section(unseen: &[UnseenView]) -> String {
 /// metric names only: nothing to escape.
 fn quality_section(w: &ModelWatch) -> String {
     let targets = &w.reference.quality;
-    let realised = w.quality.realised(w.reference.regression_margin);
+    let quality = w.quality_sum();
+    let realised = quality.realised(w.reference.regression_margin);
     let labels = realised.labels;
     let realised = realised.metrics();
     let fmt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
     let find = |name: &str| realised.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
     let mut rows = String::new();
-    let estimated = w.quality.estimate();
+    let estimated = quality.estimate(w.newest_ms());
     let names: Vec<&str> = match &estimated {
         Some(_) => vec!["roc_auc", "f1", "precision", "recall", "accuracy"],
         None => vec!["mae", "interval_coverage", "rmse"],
@@ -199,8 +216,7 @@ fn quality_section(w: &ModelWatch) -> String {
             fmt(targets.tolerance.get(name).copied()),
         ));
     }
-    let periods: String = w
-        .quality
+    let periods: String = quality
         .periods()
         .iter()
         .rev()
@@ -256,9 +272,11 @@ struct QualityView {
     periods: Vec<PeriodView>,
 }
 
-fn view(w: &ModelWatch, lateness_ms: i64) -> ModelView {
+fn view(w: &ModelWatch) -> ModelView {
     let r = &w.reference;
-    let width = w.tumbling.width_ms();
+    let config = &w.config;
+    let merged = w.merged();
+    let width = config.tumbling_ms;
     ModelView {
         model: r.model.clone(),
         reference: ReferenceView {
@@ -269,37 +287,50 @@ fn view(w: &ModelWatch, lateness_ms: i64) -> ModelView {
             synthetic_rows: r.profile.synthetic_rows,
             loaded_at: r.loaded_at,
         },
-        events: w.events,
+        events: merged.events,
         since: w.since,
         windows: WindowsView {
-            sliding_capacity: w.sliding.capacity(),
-            sliding_events: w.sliding.len(),
+            sliding_seconds: config.sliding_ms as f64 / 1000.0,
+            sliding_events: merged.features.sliding(config.sliding_ms).rows(),
+            pane_seconds: config.pane_ms as f64 / 1000.0,
             tumbling_seconds: width as f64 / 1000.0,
-            lateness_seconds: lateness_ms as f64 / 1000.0,
-            tumbling_open: w
-                .tumbling
-                .open()
-                .map(|(start, h)| OpenWindow {
-                    start: time(start),
-                    end: time(start + width),
-                    events: h.rows(),
+            lateness_seconds: config.lateness_ms as f64 / 1000.0,
+            tumbling_open: merged
+                .features
+                .windows(width, w.tumbling_scored_until_ms)
+                .into_iter()
+                .map(|c| OpenWindow {
+                    start: time(c.start_ms),
+                    end: time(c.end_ms),
+                    events: c.histograms.rows(),
                 })
                 .collect(),
-            late_events: w.late,
+            late_events: merged.features.late(),
+            partitions: w
+                .partitions
+                .iter()
+                .map(|(&partition, c)| PartitionView {
+                    partition,
+                    events: c.events,
+                    newest_event: c.features.max_time_ms().map(time),
+                    late_events: c.features.late(),
+                })
+                .collect(),
         },
         sliding: w.last.clone(),
         tumbling: w.tumbling_scores.iter().cloned().collect(),
         noise: w.noise_view(),
         quality: {
-            let (answers_waiting, labels_waiting) = w.quality.waiting();
+            let quality = w.quality_sum();
+            let (answers_waiting, labels_waiting) = quality.waiting();
             QualityView {
-                realised: w.quality.realised(r.regression_margin),
+                realised: quality.realised(r.regression_margin),
                 answers_waiting,
                 labels_waiting,
-                estimated: w.quality.estimate(),
+                estimated: quality.estimate(merged.features.max_time_ms()),
                 targets: r.quality.clone(),
-                labelled_share: w.quality.labelled_share(),
-                periods: w.quality.periods(),
+                labelled_share: quality.labelled_share(),
+                periods: quality.periods(),
             }
         },
         unseen_codes: unseen_view(w),
@@ -332,16 +363,15 @@ async fn drift(
     Query(query): Query<ModelQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let guard = lock(&state.state);
-    let lateness = guard.config.lateness_ms;
     let models: Vec<ModelView> = match &query.model {
         Some(name) => {
             let w = guard
                 .models
                 .get(name)
                 .ok_or_else(|| guard.unknown_model(name))?;
-            vec![view(w, lateness)]
+            vec![view(w)]
         }
-        None => guard.models.values().map(|w| view(w, lateness)).collect(),
+        None => guard.models.values().map(view).collect(),
     };
     let positions = guard.positions.offsets.clone();
     let label_positions = guard.label_positions.offsets.clone();
@@ -369,7 +399,7 @@ async fn report(
     _user: CurrentUser,
     Query(query): Query<ModelQuery>,
 ) -> Result<Html<String>, ApiError> {
-    let (reference, current, noise, cadence, unseen, quality) = {
+    let (reference, current, noise, cadence, unseen, quality, window_seconds) = {
         let guard = lock(&state.state);
         if query.model.is_none() && guard.models.len() > 1 {
             return Ok(Html(report_index(guard.models.values())));
@@ -378,24 +408,25 @@ async fn report(
         let w = &guard.models[&name];
         (
             w.reference.clone(),
-            w.sliding.histograms().clone(),
+            w.sliding(),
             w.noise.is_some(),
             // As the scoring sees the window: the same noise thresholds.
             Cadence::sliding(
-                w.sliding.capacity() as u64,
-                w.rate.per_second(),
+                w.config.sliding_ms as f64 / 1000.0,
                 state.config.score_interval.as_secs_f64(),
             ),
             unseen_view(w),
             quality_section(w),
+            w.config.sliding_ms as f64 / 1000.0,
         )
     };
     let result = compare_at(&reference.profile, &current, &reference.rules, cadence);
     let title = format!(
-        "{} v{}: the last {} events against the reference{}",
+        "{} v{}: the {} events of the last {} s against the reference{}",
         reference.model,
         reference.version,
         current.rows(),
+        window_seconds,
         if noise {
             " (noise injection active)"
         } else {
@@ -422,7 +453,7 @@ fn report_index<'a>(models: impl Iterator<Item = &'a ModelWatch>) -> String {
                 "<li><a href=\"?model={m}\">{m}</a>: reference version {v}, {n} events in the window</li>",
                 m = r.model,
                 v = r.version,
-                n = w.sliding.histograms().rows()
+                n = w.sliding().rows()
             )
         })
         .collect();

@@ -36,4 +36,4 @@ pub use http::router;
 pub use metrics::Metrics;
 pub use service::DriftService;
 pub use state::{AppState, Config, Inner};
-pub use watch::{Reference, State, WindowConfig};
+pub use watch::{Reference, State, WindowConfig, auto_pane_ms};

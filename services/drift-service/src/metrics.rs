@@ -31,7 +31,8 @@ pub struct Metrics {
     pub answers_unreadable: IntCounter,
     /// Events in each model's windows.
     pub window_events: IntGaugeVec,
-    pub window_capacity: IntGaugeVec,
+    /// The windows' widths, seconds of event time.
+    pub window_width: GaugeVec,
     pub events: IntCounterVec,
     pub skipped: IntCounterVec,
     /// Partition positions given up because the log is not the one they were taken on.
@@ -202,12 +203,12 @@ impl Metrics {
                 Opts::new("vigie_drift_window_events", "Events in a model's windows"),
                 &["model", "window"]
             )?),
-            window_capacity: register!(IntGaugeVec::new(
+            window_width: register!(GaugeVec::new(
                 Opts::new(
-                    "vigie_drift_window_capacity_events",
-                    "Size of a model's sliding window"
+                    "vigie_drift_window_width_seconds",
+                    "Width of a model's windows, in seconds of event time"
                 ),
-                model
+                &["model", "window"]
             )?),
             events: register!(IntCounterVec::new(
                 Opts::new(

@@ -14,15 +14,23 @@
 //! counted apart and kept out of the window: the window is the production version's quality.
 //!
 //! Beside the join, a classification's quality is estimated without labels (see
-//! [`vigie_model::estimate`]) over the answers of the last [`QualityConfig::live`] events, and
-//! every answer and every joined label is counted into its period (event time, as wide as the
-//! tumbling windows; the last [`QualityConfig::periods`] kept): each period shows its estimated
-//! and its realised quality side by side, the share of its answers labelled so far and their
-//! mean label delay. A period counts the answers of whatever version served them.
+//! [`vigie_model::estimate`]) over the answers of the sliding window (a sketch per pane of
+//! event time), and every answer and every joined label is counted into its period (event
+//! time, as wide as the tumbling windows; the last [`QualityConfig::periods`] kept): each
+//! period shows its estimated and its realised quality side by side, the share of its answers
+//! labelled so far and their mean label delay. A period counts the answers of whatever version
+//! served them.
+//!
+//! A [`Quality`] is one partition's: labels are published under their answer's key, so a label
+//! is on its answer's partition, and the join needs no other partition. [`QualitySum`] adds
+//! several partitions' up, always in partition order, so that one instance reading every
+//! partition and several reading some give the same figures: the window of labelled answers is
+//! the newest [`QualityConfig::window`] of all partitions by label time (each partition keeps
+//! its newest, so the newest of all are among them), sketches and periods are sums.
 //!
 //! The whole state is saved with the drift checkpoint (see `crate::checkpoint`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::Hasher;
 
 use chrono::{DateTime, Utc};
@@ -41,11 +49,12 @@ pub struct QualityConfig {
     pub wait_ms: i64,
     /// Most answers (and most early labels) waiting per model.
     pub capacity: usize,
-    /// Labelled answers in a model's quality window.
+    /// Labelled answers in a model's quality window (the newest by label time).
     pub window: usize,
-    /// Answers the live estimate is made of (the last ones; a model's watch sets the sliding
-    /// window's events).
-    pub live: usize,
+    /// The live estimate's answers: the last this many ms of event time (a model's watch sets
+    /// the sliding window's width), in panes of `pane_ms` (the sliding window's).
+    pub live_ms: i64,
+    pub pane_ms: i64,
     /// Width of a period, in ms (a model's watch sets the tumbling windows').
     pub period_ms: i64,
     /// Periods kept (the newest).
@@ -58,7 +67,8 @@ impl Default for QualityConfig {
             wait_ms: 72 * 3_600_000,
             capacity: 10_000,
             window: 500,
-            live: 5_000,
+            live_ms: 300_000,
+            pane_ms: 5_000,
             period_ms: 60_000,
             periods: 120,
         }
@@ -170,6 +180,9 @@ pub struct Answer {
     /// Event time of the prediction, ms.
     #[serde(rename = "t")]
     pub at_ms: i64,
+    /// Its row in a batch or an upload.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<u64>,
 }
 
 /// A label read before its answer.
@@ -188,6 +201,23 @@ pub struct Joined {
     /// From the prediction to its label, ms.
     pub delay_ms: i64,
 }
+
+impl Joined {
+    /// Where it stands in the window of labelled answers: by when its label was given (not
+    /// before its answer), then when its answer was, then its row, then its key. Labels given
+    /// together (one feedback request) keep their answers' order.
+    fn order(&self, key: u64) -> WindowKey {
+        (
+            self.answer.at_ms.saturating_add(self.delay_ms),
+            self.answer.at_ms,
+            self.answer.row.unwrap_or(0),
+            key,
+        )
+    }
+}
+
+/// See [`Joined::order`].
+type WindowKey = (i64, i64, u64, u64);
 
 /// What became of a label of a watched model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,7 +362,7 @@ impl Realised {
     ];
 }
 
-/// The saved form of a model's [`Quality`].
+/// The saved form of a partition's [`Quality`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QualityState {
     /// Answers waiting, oldest first: key, when read (ms), the answer.
@@ -341,12 +371,12 @@ pub struct QualityState {
     pub early: Vec<(u64, i64, Early)>,
     /// Keys of the answers labelled lately, oldest first.
     pub labelled: Vec<u64>,
-    /// The window, oldest first.
-    pub window: Vec<Joined>,
-    /// The live answers' slots, oldest first (absent from older checkpoints).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub live: Vec<u16>,
-    /// The periods, oldest first (absent from older checkpoints).
+    /// The window, oldest first: key and labelled answer.
+    pub window: Vec<(u64, Joined)>,
+    /// The live answers' sketches, by pane start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub live: BTreeMap<i64, Sketch>,
+    /// The periods, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub periods: Vec<Period>,
 }
@@ -406,6 +436,26 @@ impl Period {
         }
     }
 
+    /// Adds another partition's counts of the same period.
+    fn merge(&mut self, other: &Period) {
+        self.answers += other.answers;
+        if let Some(sketch) = &other.sketch {
+            self.sketch
+                .get_or_insert_with(Sketch::default)
+                .merge(sketch);
+        }
+        self.labelled += other.labelled;
+        if let Some(labels) = &other.labels {
+            self.labels
+                .get_or_insert_with(Labelled::default)
+                .merge(labels);
+        }
+        self.absolute_error += other.absolute_error;
+        self.with_interval += other.with_interval;
+        self.covered += other.covered;
+        self.delay_ms += other.delay_ms;
+    }
+
     /// What the period shows; `width_ms` is its width.
     pub fn view(&self, width_ms: i64) -> PeriodView {
         let labelled = self.labelled as f64;
@@ -453,26 +503,6 @@ pub struct PeriodView {
     pub mae: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interval_coverage: Option<f64>,
-}
-
-/// The answers of the last events of a classification: a ring of their slots and their
-/// sketch, the one kept equal to the other.
-#[derive(Debug, Default)]
-struct Live {
-    slots: VecDeque<u16>,
-    sketch: Sketch,
-}
-
-impl Live {
-    fn push(&mut self, slot: u16, capacity: usize) {
-        self.slots.push_back(slot);
-        self.sketch.add(slot);
-        while self.slots.len() > capacity.max(1) {
-            if let Some(old) = self.slots.pop_front() {
-                self.sketch.remove(old);
-            }
-        }
-    }
 }
 
 /// Answers waiting for their label (or labels for their answer), in the order they were read:
@@ -567,7 +597,8 @@ impl<T: Copy> Waiting<T> {
     }
 }
 
-/// One model's join of labels to answers, and its window of labelled answers.
+/// One partition's join of a model's labels to its answers, its newest labelled answers, the
+/// sketches of its live answers and its periods.
 #[derive(Debug)]
 pub struct Quality {
     config: QualityConfig,
@@ -575,10 +606,12 @@ pub struct Quality {
     early: Waiting<Early>,
     labelled: KeySet,
     labelled_order: VecDeque<u64>,
-    window: VecDeque<Joined>,
-    live: Live,
+    /// The newest labelled answers, in [`Joined::order`].
+    window: BTreeMap<WindowKey, Joined>,
+    /// A classification's answers, by pane start.
+    live: BTreeMap<i64, Sketch>,
     /// By start, ms.
-    periods: std::collections::BTreeMap<i64, Period>,
+    periods: BTreeMap<i64, Period>,
     counters: Counters,
 }
 
@@ -627,9 +660,9 @@ impl Quality {
             early: Waiting::default(),
             labelled: KeySet::default(),
             labelled_order: VecDeque::new(),
-            window: VecDeque::new(),
-            live: Live::default(),
-            periods: Default::default(),
+            window: BTreeMap::new(),
+            live: BTreeMap::new(),
+            periods: BTreeMap::new(),
             counters: Counters::new(metrics, model),
         }
     }
@@ -640,12 +673,16 @@ impl Quality {
     }
 
     /// An answer read: joined at once to its early label, else waits. `version` is the
-    /// production version now.
-    pub fn answer(&mut self, key: u64, answer: Answer, version: u32, now_ms: i64) {
+    /// production version now; `live` says whether its event entered its pane (a late one is
+    /// not in the live answers, as it is not in the sliding window).
+    pub fn answer(&mut self, key: u64, answer: Answer, version: u32, now_ms: i64, live: bool) {
         self.expire(now_ms);
-        if let Some(class) = answer.class {
+        if let (Some(class), true) = (answer.class, live) {
+            let pane = vigie_drift::window::window_start(answer.at_ms, self.config.pane_ms);
             self.live
-                .push(Sketch::slot(answer.value, class), self.config.live);
+                .entry(pane)
+                .or_default()
+                .add(Sketch::slot(answer.value, class));
         }
         if let Some(period) = self.period(answer.at_ms, true) {
             period.count(&answer);
@@ -727,9 +764,9 @@ impl Quality {
             self.counters.label(LabelOutcome::OldVersion);
             return LabelOutcome::OldVersion;
         }
-        self.window.push_back(joined);
+        self.window.insert(joined.order(key), joined);
         while self.window.len() > self.config.window {
-            self.window.pop_front();
+            self.window.pop_first();
         }
         self.counters.label(LabelOutcome::Joined);
         LabelOutcome::Joined
@@ -751,7 +788,13 @@ impl Quality {
     /// as the old version's, and so do the periods.
     pub fn clear_window(&mut self) {
         self.window.clear();
-        self.live = Live::default();
+        self.live.clear();
+    }
+
+    /// Forgets the live answers' panes that start before `start_ms` (the sliding window's
+    /// panes go at the same time).
+    pub fn forget_before(&mut self, start_ms: i64) {
+        self.live = self.live.split_off(&start_ms);
     }
 
     /// The period of event time `at_ms`: created when `create` and it is not older than the
@@ -783,10 +826,128 @@ impl Quality {
         self.periods.get_mut(&start)
     }
 
-    /// The quality of the live answers estimated without labels (a classification's; `None`
-    /// before its first answer).
-    pub fn estimate(&self) -> Option<Estimated> {
-        self.live.sketch.estimate()
+    pub fn state(&self) -> QualityState {
+        QualityState {
+            awaiting: self.awaiting.iter().copied().collect(),
+            early: self.early.iter().copied().collect(),
+            labelled: self.labelled_order.iter().copied().collect(),
+            window: self.window.iter().map(|(&(.., k), j)| (k, *j)).collect(),
+            live: self.live.clone(),
+            periods: self.periods.values().cloned().collect(),
+        }
+    }
+
+    /// Takes a saved state back, within this configuration's bounds (the newest kept).
+    pub fn restore(&mut self, saved: QualityState) {
+        let keep = |len: usize, bound: usize| len.saturating_sub(bound);
+        let skip = keep(saved.awaiting.len(), self.config.capacity);
+        for (key, read, answer) in saved.awaiting.into_iter().skip(skip) {
+            self.awaiting.push(key, read, answer);
+        }
+        let skip = keep(saved.early.len(), self.config.capacity);
+        for (key, read, label) in saved.early.into_iter().skip(skip) {
+            self.early.push(key, read, label);
+        }
+        let skip = keep(saved.labelled.len(), self.config.capacity);
+        for key in saved.labelled.into_iter().skip(skip) {
+            self.labelled.insert(key);
+            self.labelled_order.push_back(key);
+        }
+        self.window = saved
+            .window
+            .into_iter()
+            .map(|(k, j)| (j.order(k), j))
+            .collect();
+        while self.window.len() > self.config.window {
+            self.window.pop_first();
+        }
+        // Sketches whose slots do not fit (a damaged checkpoint) are left out.
+        self.live = saved
+            .live
+            .into_iter()
+            .filter(|(start, _)| {
+                vigie_drift::window::window_start(*start, self.config.pane_ms) == *start
+            })
+            .collect();
+        let skip = keep(saved.periods.len(), self.config.periods);
+        self.periods = saved
+            .periods
+            .into_iter()
+            .skip(skip)
+            .map(|p| (p.start_ms, p))
+            .collect();
+    }
+}
+
+/// Several partitions' quality of one model, added up (see the module's documentation).
+#[derive(Debug, Clone)]
+pub struct QualitySum {
+    config: QualityConfig,
+    /// The newest labelled answers of all partitions, oldest first.
+    window: Vec<Joined>,
+    live: BTreeMap<i64, Sketch>,
+    periods: BTreeMap<i64, Period>,
+    waiting: (usize, usize),
+}
+
+impl QualitySum {
+    /// The sum of `parts`, given in partition order.
+    pub fn of<'a>(config: QualityConfig, parts: impl IntoIterator<Item = &'a Quality>) -> Self {
+        let mut window: BTreeMap<WindowKey, Joined> = BTreeMap::new();
+        let mut live: BTreeMap<i64, Sketch> = BTreeMap::new();
+        let mut periods: BTreeMap<i64, Period> = BTreeMap::new();
+        let mut waiting = (0, 0);
+        for part in parts {
+            window.extend(part.window.iter().map(|(&k, &j)| (k, j)));
+            while window.len() > config.window {
+                window.pop_first();
+            }
+            for (&start, sketch) in &part.live {
+                live.entry(start).or_default().merge(sketch);
+            }
+            for (&start, period) in &part.periods {
+                periods
+                    .entry(start)
+                    .or_insert_with(|| Period {
+                        start_ms: start,
+                        ..Period::default()
+                    })
+                    .merge(period);
+            }
+            let (a, l) = part.waiting();
+            waiting = (waiting.0 + a, waiting.1 + l);
+        }
+        while periods.len() > config.periods.max(1) {
+            periods.pop_first();
+        }
+        QualitySum {
+            config,
+            window: window.into_values().collect(),
+            live,
+            periods,
+            waiting,
+        }
+    }
+
+    /// Answers and labels waiting.
+    pub fn waiting(&self) -> (usize, usize) {
+        self.waiting
+    }
+
+    /// The quality of the live answers estimated without labels: those of the panes of the
+    /// last [`QualityConfig::live_ms`] up to the pane of `newest_ms` (the sliding window's
+    /// newest event; a classification's; `None` before its first answer).
+    pub fn estimate(&self, newest_ms: Option<i64>) -> Option<Estimated> {
+        let newest = newest_ms.or_else(|| self.live.keys().next_back().copied())?;
+        let pane = self.config.pane_ms.max(1);
+        let last = vigie_drift::window::window_start(newest, pane);
+        let panes = (self.config.live_ms.max(1) + pane - 1) / pane;
+        let first = last.saturating_sub((panes - 1).saturating_mul(pane));
+        let mut sum: Option<Sketch> = None;
+        for (_, sketch) in self.live.range(first..=last) {
+            sum.get_or_insert_with(Sketch::default).merge(sketch);
+        }
+        sum?.estimate()
     }
 
     /// The periods, oldest first.
@@ -890,56 +1051,37 @@ impl Quality {
         }
         realised
     }
-
-    pub fn state(&self) -> QualityState {
-        QualityState {
-            awaiting: self.awaiting.iter().copied().collect(),
-            early: self.early.iter().copied().collect(),
-            labelled: self.labelled_order.iter().copied().collect(),
-            window: self.window.iter().copied().collect(),
-            live: self.live.slots.iter().copied().collect(),
-            periods: self.periods.values().cloned().collect(),
-        }
-    }
-
-    /// Takes a saved state back, within this configuration's bounds (the newest kept).
-    pub fn restore(&mut self, saved: QualityState) {
-        let keep = |len: usize, bound: usize| len.saturating_sub(bound);
-        let skip = keep(saved.awaiting.len(), self.config.capacity);
-        for (key, read, answer) in saved.awaiting.into_iter().skip(skip) {
-            self.awaiting.push(key, read, answer);
-        }
-        let skip = keep(saved.early.len(), self.config.capacity);
-        for (key, read, label) in saved.early.into_iter().skip(skip) {
-            self.early.push(key, read, label);
-        }
-        let skip = keep(saved.labelled.len(), self.config.capacity);
-        for key in saved.labelled.into_iter().skip(skip) {
-            self.labelled.insert(key);
-            self.labelled_order.push_back(key);
-        }
-        let skip = keep(saved.window.len(), self.config.window);
-        self.window = saved.window.into_iter().skip(skip).collect();
-        let skip = keep(saved.live.len(), self.config.live);
-        self.live = Live::default();
-        for slot in saved.live.into_iter().skip(skip) {
-            if (slot as usize) < 2 * vigie_model::estimate::BINS {
-                self.live.push(slot, self.config.live);
-            }
-        }
-        let skip = keep(saved.periods.len(), self.config.periods);
-        self.periods = saved
-            .periods
-            .into_iter()
-            .skip(skip)
-            .map(|p| (p.start_ms, p))
-            .collect();
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One partition's figures: its sum alone.
+    trait Figures {
+        fn realised(&self, margin: Option<f64>) -> Realised;
+        fn estimate(&self) -> Option<Estimated>;
+        fn periods(&self) -> Vec<PeriodView>;
+        fn labelled_share(&self) -> Option<f64>;
+    }
+
+    impl Figures for Quality {
+        fn realised(&self, margin: Option<f64>) -> Realised {
+            QualitySum::of(self.config, [self]).realised(margin)
+        }
+
+        fn estimate(&self) -> Option<Estimated> {
+            QualitySum::of(self.config, [self]).estimate(None)
+        }
+
+        fn periods(&self) -> Vec<PeriodView> {
+            QualitySum::of(self.config, [self]).periods()
+        }
+
+        fn labelled_share(&self) -> Option<f64> {
+            QualitySum::of(self.config, [self]).labelled_share()
+        }
+    }
 
     fn quality(capacity: usize, window: usize) -> (Quality, prometheus::Registry) {
         let registry = prometheus::Registry::new();
@@ -961,6 +1103,7 @@ mod tests {
             interval: Some((lo, hi)),
             flagged,
             at_ms: 0,
+            row: None,
         }
     }
 
@@ -996,7 +1139,7 @@ mod tests {
             (400.0, 350.0, 450.0, true, 380.0), // |e| 20, covered
         ];
         for (i, &(value, lo, hi, flagged, _)) in answers.iter().enumerate() {
-            q.answer(i as u64, estimate(value, lo, hi, flagged), 1, 0);
+            q.answer(i as u64, estimate(value, lo, hi, flagged), 1, 0, true);
         }
         for (i, &(.., y)) in answers.iter().enumerate() {
             let got = q.label(i as u64, truth(y, 2_000 + i as i64), 1, 10);
@@ -1027,11 +1170,11 @@ mod tests {
             interval: None,
             ..estimate(0.8, 0.0, 0.0, false)
         };
-        q.answer(7, answer, 1, 10);
+        q.answer(7, answer, 1, 10, true);
         assert_eq!(q.waiting(), (0, 0));
         assert_eq!(q.label(7, truth(0.0, 6), 1, 20), LabelOutcome::Relabelled);
         // The same answer delivered again after its label waits for nothing.
-        q.answer(7, answer, 1, 30);
+        q.answer(7, answer, 1, 30, true);
         assert_eq!(q.waiting(), (0, 0));
         let r = q.realised(None);
         assert_eq!((r.labels, r.accuracy), (1, Some(1.0)));
@@ -1046,7 +1189,7 @@ mod tests {
     fn whatever_waits_too_long_or_overflows_leaves_counted() {
         let (mut q, registry) = quality(2, 10);
         for k in 0..3 {
-            q.answer(k, estimate(1.0, 0.0, 2.0, false), 1, 0);
+            q.answer(k, estimate(1.0, 0.0, 2.0, false), 1, 0, true);
         }
         assert_eq!(q.waiting(), (2, 0), "the oldest left for the capacity");
         assert_eq!(
@@ -1076,7 +1219,7 @@ mod tests {
     #[test]
     fn an_old_versions_answer_is_counted_out_of_the_window() {
         let (mut q, registry) = quality(10, 10);
-        q.answer(1, estimate(1.0, 0.0, 2.0, false), 1, 0);
+        q.answer(1, estimate(1.0, 0.0, 2.0, false), 1, 0, true);
         assert_eq!(q.label(1, truth(1.0, 0), 2, 0), LabelOutcome::OldVersion);
         assert_eq!(q.realised(Some(0.0)).labels, 0);
         assert_eq!(
@@ -1093,6 +1236,7 @@ mod tests {
             interval: None,
             flagged: false,
             at_ms,
+            row: None,
         }
     }
 
@@ -1104,16 +1248,18 @@ mod tests {
             wait_ms: 1_000_000,
             capacity: 100,
             window: 100,
-            live: 4,
+            live_ms: 2_000,
+            pane_ms: 500,
             period_ms: 1_000,
             periods: 2,
         };
         let mut q = Quality::new(config, &metrics, "m");
         assert_eq!(q.estimate(), None);
-        // Six answers over three periods of event time; the live estimate keeps the last 4.
+        // Six answers over three periods of event time, 500 ms apart; the live estimate is
+        // of the last 2 s: 4 answers.
         let ps = [0.9, 0.8, 0.1, 0.7, 0.2, 0.3];
         for (k, &p) in ps.iter().enumerate() {
-            q.answer(k as u64, class_answer(p, 500 * k as i64), 1, 0);
+            q.answer(k as u64, class_answer(p, 500 * k as i64), 1, 0, true);
         }
         let live = q.estimate().expect("estimated");
         assert_eq!(live.rows, 4);
@@ -1189,7 +1335,13 @@ mod tests {
     fn the_state_comes_back_as_it_was_saved() {
         let (mut q, _registry) = quality(10, 3);
         for k in 0..5 {
-            q.answer(k, estimate(k as f64, 0.0, 10.0, k % 2 == 0), 1, k as i64);
+            q.answer(
+                k,
+                estimate(k as f64, 0.0, 10.0, k % 2 == 0),
+                1,
+                k as i64,
+                true,
+            );
         }
         for k in 0..4 {
             q.label(k, truth(1.0, 100), 1, 50);

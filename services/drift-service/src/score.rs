@@ -21,8 +21,9 @@ struct Snapshot {
     predicted: Option<Histograms>,
     closed: Vec<ClosedWindow>,
     noise_active: bool,
-    capacity: usize,
     open_events: u64,
+    /// The sliding and tumbling windows' widths, seconds.
+    widths: [f64; 2],
     /// The quality of the last labelled answers, and the answers and labels waiting.
     realised: Realised,
     waiting: (usize, usize),
@@ -66,45 +67,63 @@ pub fn score_at(
     let snapshots: Vec<Snapshot> = {
         let mut state = lock(state);
         state.expire_noise(now);
-        let lateness = state.config.lateness_ms;
-        let tumbling_seconds = state.config.tumbling_ms as f64 / 1000.0;
+        let config = state.config;
+        // Windows whose end passed by the lateness on the wall clock close too, so a model
+        // whose traffic stopped (or a partition gone idle) still gets its last window scored.
+        let watermark = now.timestamp_millis().saturating_sub(config.lateness_ms);
         state
             .models
             .values_mut()
             .map(|w| {
-                // Windows whose end passed by the lateness close on the wall clock too, so a
-                // model whose traffic stopped still gets its last window scored.
-                w.tumbling
-                    .close_until(now.timestamp_millis().saturating_sub(lateness));
-                let closed: Vec<ClosedWindow> = w
-                    .tumbling
-                    .closed()
-                    .iter()
-                    .filter(|c| c.end_ms > w.tumbling_scored_until_ms)
-                    .cloned()
-                    .collect();
+                let merged = w.merged();
+                let closed = merged.features.closed(
+                    config.tumbling_ms,
+                    w.tumbling_scored_until_ms,
+                    watermark,
+                );
                 if let Some(last) = closed.last() {
                     w.tumbling_scored_until_ms = last.end_ms;
                 }
-                w.quality.expire(now.timestamp_millis());
+                // Panes in no window left to score go: scored, and older than the widest
+                // window.
+                let newest = merged.features.max_time_ms();
+                if let Some(newest) = newest {
+                    let old = newest.saturating_sub(config.keep_ms());
+                    let forget = old.min(w.tumbling_scored_until_ms);
+                    for counts in w.partitions.values_mut() {
+                        counts.forget_before(forget);
+                    }
+                    for quality in w.quality.values_mut() {
+                        quality.forget_before(forget);
+                    }
+                }
+                for quality in w.quality.values_mut() {
+                    quality.expire(now.timestamp_millis());
+                }
+                let quality = w.quality_sum();
                 Snapshot {
                     reference: w.reference.clone(),
-                    sliding: w.sliding.histograms().clone(),
-                    predicted: w.predicted.as_ref().map(|p| p.histograms().clone()),
+                    sliding: merged.features.sliding(config.sliding_ms),
+                    predicted: merged
+                        .answers
+                        .as_ref()
+                        .map(|a| a.sliding_to(merged.features.max_time_ms(), config.sliding_ms)),
                     closed,
                     noise_active: w.noise.is_some(),
-                    capacity: w.sliding.capacity(),
-                    open_events: w.tumbling.open().map(|(_, h)| h.rows()).sum(),
-                    realised: w.quality.realised(w.reference.regression_margin),
-                    waiting: w.quality.waiting(),
-                    estimated: w.quality.estimate(),
-                    labelled_share: w.quality.labelled_share(),
+                    open_events: merged.features.rows_from(w.tumbling_scored_until_ms),
+                    widths: [
+                        config.sliding_ms as f64 / 1000.0,
+                        config.tumbling_ms as f64 / 1000.0,
+                    ],
+                    realised: quality.realised(w.reference.regression_margin),
+                    waiting: quality.waiting(),
+                    estimated: quality.estimate(newest),
+                    labelled_share: quality.labelled_share(),
                     sliding_cadence: Cadence::sliding(
-                        w.sliding.capacity() as u64,
-                        w.rate.update(now.timestamp_millis(), w.events),
+                        config.sliding_ms as f64 / 1000.0,
                         score_seconds,
                     ),
-                    tumbling_cadence: Cadence::tumbling(tumbling_seconds),
+                    tumbling_cadence: Cadence::tumbling(config.tumbling_ms as f64 / 1000.0),
                     previous: w.last.clone(),
                 }
             })
@@ -212,10 +231,12 @@ fn publish(
         .window_events
         .with_label_values(&[model, "tumbling_open"])
         .set(snap.open_events as i64);
-    metrics
-        .window_capacity
-        .with_label_values(&[model])
-        .set(snap.capacity as i64);
+    for (window, width) in ["sliding", "tumbling"].into_iter().zip(snap.widths) {
+        metrics
+            .window_width
+            .with_label_values(&[model, window])
+            .set(width);
+    }
     metrics
         .threshold
         .with_label_values(&[model])

@@ -32,6 +32,7 @@ impl DriftService {
     /// Loads the references and the checkpoint, creates the consumer and opens the listener.
     /// Consumption starts with [`DriftService::run`].
     pub async fn start(common: &Common, config: Config, listen: &str) -> Result<Self, String> {
+        config.windows.check()?;
         let base = common.base().await?;
         let metrics = Metrics::register(&base.metrics.registry)
             .map_err(|e| format!("cannot register the metrics: {e}"))?;

@@ -13,15 +13,13 @@ use vigie_api::ApiError;
 use vigie_core::artifact::Artifact;
 use vigie_core::schema::Schema;
 use vigie_core::spec::{ModelSpec, Task};
-use vigie_drift::{
-    Binner, DriftReport, DriftRules, Histograms, Profile, SlidingWindow, TumblingWindows,
-};
+use vigie_drift::{Binner, DriftReport, DriftRules, Histograms, PaneSum, Panes, Profile};
 use vigie_model::bootstrap::Evaluation;
 use vigie_synthetic::{Injector, NoiseSpec};
 
 use crate::decode::{Decoder, Envelope};
 use crate::metrics::Metrics;
-use crate::quality::{self, Answer, Early, LabelOutcome, Quality, QualityConfig};
+use crate::quality::{self, Answer, Early, LabelOutcome, Quality, QualityConfig, QualitySum};
 use crate::unseen::UnseenCodes;
 
 /// What a model's events are scored against: the production version's reference profile.
@@ -126,16 +124,21 @@ impl Reference {
     }
 }
 
-/// The shape of every model's windows.
+/// The shape of every model's windows. Every window is made of event-time panes (see
+/// [`vigie_drift::window`]), counted per partition and summed: the sums do not depend on how
+/// the partitions are shared among instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowConfig {
-    /// Events in the sliding window.
-    pub sliding_events: usize,
+    /// Width of the sliding window: the last this many milliseconds of event time.
+    pub sliding_ms: i64,
+    /// Width of a pane, in milliseconds: it divides the sliding and tumbling widths.
+    pub pane_ms: i64,
     /// Width of the tumbling event-time windows, in milliseconds.
     pub tumbling_ms: i64,
-    /// How long after its end a tumbling window still takes events, in milliseconds.
+    /// How long after its end a pane (so a tumbling window) still takes events, in
+    /// milliseconds.
     pub lateness_ms: i64,
-    /// Closed tumbling windows kept.
+    /// Closed tumbling windows' scores kept.
     pub retain: usize,
     /// How labels are joined to answers.
     pub quality: QualityConfig,
@@ -144,12 +147,153 @@ pub struct WindowConfig {
 impl Default for WindowConfig {
     fn default() -> Self {
         WindowConfig {
-            sliding_events: 5_000,
+            sliding_ms: 300_000,
+            pane_ms: 5_000,
             tumbling_ms: 60_000,
             lateness_ms: 10_000,
             retain: 10,
             quality: QualityConfig::default(),
         }
+    }
+}
+
+/// The widest pane [`auto_pane_ms`] chooses for windows up to a minute wide.
+pub const MAX_AUTO_PANE_MS: i64 = 5_000;
+
+/// The pane width for windows `sliding_ms` and `tumbling_ms` wide: the widest that divides
+/// both and is at most [`MAX_AUTO_PANE_MS`] and a fifth of the narrower window, or a twelfth
+/// of it when that is wider (a day-wide window moves in two-hour steps rather than keep
+/// 17,280 panes).
+pub fn auto_pane_ms(sliding_ms: i64, tumbling_ms: i64) -> i64 {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let common = gcd(sliding_ms.max(1), tumbling_ms.max(1));
+    let narrow = sliding_ms.min(tumbling_ms).max(1);
+    let widest = (narrow / 12).max(MAX_AUTO_PANE_MS.min(narrow / 5)).max(1);
+    // The divisors of `common` from the widest down: common / 1, common / 2, ...
+    (1..=common)
+        .map(|k| common / k)
+        .find(|&pane| common % pane == 0 && pane <= widest)
+        .unwrap_or(1)
+}
+
+impl WindowConfig {
+    /// Why these widths cannot cut windows into panes, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.pane_ms < 1 || self.sliding_ms < 1 || self.tumbling_ms < 1 || self.lateness_ms < 0 {
+            return Err(format!(
+                "window widths must be positive: pane {} ms, sliding {} ms, tumbling {} ms, lateness {} ms",
+                self.pane_ms, self.sliding_ms, self.tumbling_ms, self.lateness_ms
+            ));
+        }
+        for (name, width) in [("sliding", self.sliding_ms), ("tumbling", self.tumbling_ms)] {
+            if width % self.pane_ms != 0 {
+                return Err(format!(
+                    "the {name} window ({width} ms) is not a whole number of panes ({} ms)",
+                    self.pane_ms
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How long panes are kept after the newest event: the widest window and its lateness.
+    /// Panes are forgotten after a scoring, once older than this and in no window left to
+    /// score.
+    pub fn keep_ms(&self) -> i64 {
+        self.sliding_ms.max(self.tumbling_ms) + self.lateness_ms
+    }
+
+    fn panes(&self, binner: &Binner) -> Panes {
+        Panes::new(binner, self.pane_ms, self.lateness_ms)
+    }
+
+    /// Whether panes saved under some configuration can go on being counted under this one.
+    pub fn fits(&self, panes: &Panes) -> bool {
+        panes.is_shaped(self.pane_ms, self.lateness_ms)
+    }
+}
+
+/// One partition's counts of a model's events (against its reference).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    /// The features, per pane.
+    pub features: Panes,
+    /// The answers, per pane (a model whose answers have a reference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<Panes>,
+    /// Every event counted (late ones too).
+    pub total: Histograms,
+    pub events: u64,
+}
+
+impl Counts {
+    pub fn new(reference: &Reference, config: &WindowConfig) -> Self {
+        Counts {
+            features: config.panes(&reference.binner),
+            answers: reference
+                .predictions
+                .as_ref()
+                .map(|p| config.panes(&p.binner)),
+            total: Histograms::new(&reference.binner),
+            events: 0,
+        }
+    }
+
+    /// Forgets the panes that start before `start_ms` (closed ones only).
+    pub fn forget_before(&mut self, start_ms: i64) {
+        self.features.forget_before(start_ms);
+        if let Some(answers) = &mut self.answers {
+            answers.forget_before(start_ms);
+        }
+    }
+
+    /// Whether these counts are over `reference`'s bins and cut as `config` says.
+    pub fn fits(&self, reference: &Reference, config: &WindowConfig) -> bool {
+        let answers_fit = match (&self.answers, &reference.predictions) {
+            (Some(a), Some(p)) => a.fits(&p.binner) && config.fits(a),
+            (None, None) => true,
+            _ => false,
+        };
+        self.features.fits(&reference.binner)
+            && config.fits(&self.features)
+            && self.total.fits(&reference.binner)
+            && answers_fit
+    }
+}
+
+/// A model's counts, every partition's added up.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    pub features: PaneSum,
+    pub answers: Option<PaneSum>,
+    pub total: Histograms,
+    pub events: u64,
+}
+
+impl Merged {
+    pub fn new(reference: &Reference, config: &WindowConfig) -> Self {
+        Merged {
+            features: PaneSum::new(&reference.binner, config.pane_ms),
+            answers: reference
+                .predictions
+                .as_ref()
+                .map(|p| PaneSum::new(&p.binner, config.pane_ms)),
+            total: Histograms::new(&reference.binner),
+            events: 0,
+        }
+    }
+
+    /// Adds one partition's counts (checked to fit the reference first).
+    pub fn add(&mut self, counts: &Counts) {
+        // Counts are checked against the reference before they get here.
+        let _ = self.features.add(&counts.features);
+        if let (Some(sum), Some(answers)) = (&mut self.answers, &counts.answers) {
+            let _ = sum.add(answers);
+        }
+        let _ = self.total.merge(&counts.total);
+        self.events += counts.events;
     }
 }
 
@@ -205,33 +349,27 @@ pub struct WindowScore {
 #[derive(Debug)]
 pub struct ModelWatch {
     pub reference: Arc<Reference>,
-    pub sliding: SlidingWindow,
-    pub tumbling: TumblingWindows,
-    /// Every event counted against this reference (it only grows: merged across restarts).
-    pub total: Histograms,
-    /// Events counted in the windows since this reference was loaded.
-    pub events: u64,
-    /// Events late for their tumbling window (still in the sliding window and the total).
-    pub late: u64,
+    pub config: WindowConfig,
+    /// Each partition's counts against this reference.
+    pub partitions: BTreeMap<i32, Counts>,
     pub noise: Option<ActiveNoise>,
     /// Closed tumbling windows already scored end before this time.
     pub tumbling_scored_until_ms: i64,
     pub tumbling_scores: VecDeque<WindowScore>,
     /// The last score of the sliding window.
     pub last: Option<Arc<Scored>>,
-    /// The last answers, as many as the sliding window holds events, when the reference has
-    /// a prediction reference.
-    pub predicted: Option<SlidingWindow>,
-    /// Labels joined to the answers, and the quality of the last labelled ones.
-    pub quality: Quality,
-    /// The model's event rate, for how many fresh windows a month holds.
-    pub rate: Rate,
+    /// Each partition's labels joined to its answers (a label is on its answer's partition).
+    pub quality: BTreeMap<i32, Quality>,
+    quality_config: QualityConfig,
+    metrics: Metrics,
     pub since: DateTime<Utc>,
     /// Codes the spec does not list, by feature and value, since the reference was loaded.
     pub unseen: UnseenCodes,
     /// The `(feature, code)` series of `vigie_drift_unseen_code_events` published for it.
     pub unseen_published: Vec<(String, String)>,
     row: Vec<f64>,
+    bins: Vec<u16>,
+    answer_bins: [u16; 1],
     /// The unseen codes of the event being counted.
     found: Vec<(usize, String)>,
     /// Per feature: events with an unseen code.
@@ -247,38 +385,26 @@ impl ModelWatch {
         let binner = &reference.binner;
         let model = reference.model.as_str();
         ModelWatch {
-            sliding: SlidingWindow::new(binner, config.sliding_events),
-            tumbling: TumblingWindows::new(
-                binner,
-                config.tumbling_ms,
-                config.lateness_ms,
-                config.retain,
-            ),
-            total: Histograms::new(binner),
-            events: 0,
-            late: 0,
+            config: *config,
+            partitions: BTreeMap::new(),
             noise: None,
             tumbling_scored_until_ms: i64::MIN,
             tumbling_scores: VecDeque::new(),
             last: None,
-            predicted: reference
-                .predictions
-                .as_ref()
-                .map(|p| SlidingWindow::new(&p.binner, config.sliding_events)),
-            quality: Quality::new(
-                QualityConfig {
-                    live: config.sliding_events,
-                    period_ms: config.tumbling_ms,
-                    ..config.quality
-                },
-                metrics,
-                model,
-            ),
-            rate: Rate::default(),
+            quality: BTreeMap::new(),
+            quality_config: QualityConfig {
+                live_ms: config.sliding_ms,
+                pane_ms: config.pane_ms,
+                period_ms: config.tumbling_ms,
+                ..config.quality
+            },
+            metrics: metrics.clone(),
             since: Utc::now(),
             unseen: UnseenCodes::new(binner.features()),
             unseen_published: Vec::new(),
             row: vec![f64::NAN; binner.features()],
+            bins: vec![0; binner.features()],
+            answer_bins: [0],
             found: Vec::new(),
             unseen_counters: reference
                 .profile
@@ -296,6 +422,55 @@ impl ModelWatch {
             },
             reference,
         }
+    }
+
+    /// Every partition's counts added up.
+    pub fn merged(&self) -> Merged {
+        let mut merged = Merged::new(&self.reference, &self.config);
+        for counts in self.partitions.values() {
+            merged.add(counts);
+        }
+        merged
+    }
+
+    /// The sliding window, every partition's panes added up.
+    pub fn sliding(&self) -> Histograms {
+        let mut sum = PaneSum::new(&self.reference.binner, self.config.pane_ms);
+        for counts in self.partitions.values() {
+            let _ = sum.add(&counts.features);
+        }
+        sum.sliding(self.config.sliding_ms)
+    }
+
+    /// The newest event time counted, of any partition.
+    pub fn newest_ms(&self) -> Option<i64> {
+        self.partitions
+            .values()
+            .filter_map(|c| c.features.max_time_ms())
+            .max()
+    }
+
+    /// A partition's quality (created empty).
+    pub fn quality_of(&mut self, partition: i32) -> &mut Quality {
+        let (config, metrics, model) = (self.quality_config, &self.metrics, &self.reference.model);
+        self.quality
+            .entry(partition)
+            .or_insert_with(|| Quality::new(config, metrics, model))
+    }
+
+    /// Every partition's quality added up.
+    pub fn quality_sum(&self) -> QualitySum {
+        QualitySum::of(self.quality_config, self.quality.values())
+    }
+
+    /// Events counted against this reference, every partition's.
+    pub fn events(&self) -> u64 {
+        self.partitions.values().map(|c| c.events).sum()
+    }
+
+    /// Events late for their pane, every partition's.
+    pub fn late(&self) -> u64 {
+        self.partitions.values().map(|c| c.features.late()).sum()
     }
 
     /// Starts `noise` (replacing the active one, returned) and marks it in the metrics.
@@ -324,37 +499,6 @@ impl ModelWatch {
             events_seen: n.events_seen,
             events_noised: n.events_noised,
         })
-    }
-}
-
-/// A model's events per second, smoothed over the scorings (each update weighs a tenth, so
-/// a burst moves it, a lull does not erase it).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Rate {
-    last: Option<(i64, u64)>,
-    per_second: f64,
-}
-
-impl Rate {
-    /// Takes the count of events at `now_ms`; returns the rate (0 until two counts are known).
-    pub fn update(&mut self, now_ms: i64, events: u64) -> f64 {
-        if let Some((at, before)) = self.last
-            && now_ms > at
-        {
-            let current = events.saturating_sub(before) as f64 * 1000.0 / (now_ms - at) as f64;
-            self.per_second = if self.per_second == 0.0 {
-                current
-            } else {
-                0.9 * self.per_second + 0.1 * current
-            };
-        }
-        self.last = Some((now_ms, events));
-        self.per_second
-    }
-
-    /// The rate as last updated.
-    pub fn per_second(&self) -> f64 {
-        self.per_second
     }
 }
 
@@ -646,7 +790,9 @@ impl State {
         // Answers waiting for labels still wait (their labels count as the old version's);
         // the quality window starts again with the new version's answers.
         watch.quality = old.quality;
-        watch.quality.clear_window();
+        for quality in watch.quality.values_mut() {
+            quality.clear_window();
+        }
         if let Some(noise) = old.noise {
             match Injector::new(noise.injector.spec().clone(), &watch.reference.profile) {
                 Ok(injector) => {
@@ -729,23 +875,31 @@ impl State {
             noise.events_noised += u64::from(noised);
         }
         let time_ms = envelope.time_ms();
-        let bins = watch.sliding.push(&watch.reference.binner, &watch.row);
-        watch.total.add(bins);
-        if !watch.tumbling.add(time_ms, bins) {
-            watch.late += 1;
+        watch.reference.binner.bin_row(&watch.row, &mut watch.bins);
+        let counts = match watch.partitions.entry(partition) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Counts::new(&watch.reference, &watch.config))
+            }
+        };
+        counts.total.add(&watch.bins);
+        counts.events += 1;
+        let in_pane = counts.features.add(time_ms, &watch.bins);
+        if !in_pane {
             watch.late_events.inc();
         }
         // Answers are what the model said: noise injected into the features leaves them.
         let answer = &envelope.prediction;
         match answer.score() {
             Some(score) => {
-                if let (Some(window), Some(predictions)) =
-                    (&mut watch.predicted, &watch.reference.predictions)
+                if let (Some(panes), Some(predictions), true) =
+                    (&mut counts.answers, &watch.reference.predictions, in_pane)
                 {
-                    window.push(&predictions.binner, &[score]);
+                    predictions.binner.bin_row(&[score], &mut watch.answer_bins);
+                    panes.add(time_ms, &watch.answer_bins);
                 }
                 let version = watch.reference.version;
-                watch.quality.answer(
+                watch.quality_of(partition).answer(
                     quality::key(envelope.request_id, envelope.row),
                     Answer {
                         version: envelope.model_version,
@@ -754,14 +908,15 @@ impl State {
                         interval: answer.interval(),
                         flagged: answer.flagged(),
                         at_ms: time_ms,
+                        row: envelope.row,
                     },
                     version,
                     now_ms,
+                    in_pane,
                 );
             }
             None => self.metrics.answers_unreadable.inc(),
         }
-        watch.events += 1;
         watch.counted.inc();
         if noised {
             watch.noised.inc();
@@ -853,16 +1008,17 @@ impl State {
             _ => None,
         };
         let Some(truth) = truth else {
-            watch.quality.wrong_type();
+            watch.quality_of(partition).wrong_type();
             return Ok(LabelOutcome::WrongType);
         };
-        Ok(watch.quality.label(
+        let version = watch.reference.version;
+        Ok(watch.quality_of(partition).label(
             quality::key(&label.request_id, label.row),
             Early {
                 truth,
                 at_ms: label.ts.timestamp_millis(),
             },
-            watch.reference.version,
+            version,
             now_ms,
         ))
     }

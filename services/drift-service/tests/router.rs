@@ -200,7 +200,7 @@ async fn the_drift_state_and_report_need_a_token_and_show_the_live_window() {
     assert_eq!(page.status, StatusCode::OK);
     let html = page.text();
     assert!(html.starts_with("<!DOCTYPE html>"), "{}", &html[..100]);
-    assert!(html.contains("toy v1: the last 700 events"));
+    assert!(html.contains("toy v1: the 700 events of the last 300 s"));
     assert!(!html.contains("<script"));
 
     h.client

@@ -28,8 +28,10 @@ fn gaussian(features: &[&str], rate: f64, scale: f64) -> NoiseSpec {
 
 fn config(noise: Option<(NoiseSpec, u64)>) -> BacktestConfig {
     BacktestConfig {
+        // Events come every 100 ms: the sliding window holds the last 1,000.
         windows: WindowConfig {
-            sliding_events: 1000,
+            sliding_ms: 100_000,
+            pane_ms: 5_000,
             tumbling_ms: 60_000,
             lateness_ms: 5_000,
             retain: 4,

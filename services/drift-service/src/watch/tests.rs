@@ -8,6 +8,7 @@ use vigie_stream::event::{Features, OutcomeRef, PredictionEventRef, Value};
 
 use super::*;
 use crate::checkpoint::{Checkpoint, Restored};
+use crate::quality::QualityState;
 use crate::score::score_all;
 
 /// A speed peaked at 50 km/h, from 20 to 80. (Histogram correlation suits peaked
@@ -92,9 +93,11 @@ pub(crate) fn event(model: &str, hash: &str, colour: f64, speed: f64, ts_ms: i64
     .to_json()
 }
 
+/// A sliding window of the last second (events are a millisecond apart), 100 ms panes.
 fn config() -> WindowConfig {
     WindowConfig {
-        sliding_events: 1000,
+        sliding_ms: 1_000,
+        pane_ms: 100,
         tumbling_ms: 60_000,
         lateness_ms: 5_000,
         retain: 4,
@@ -140,12 +143,17 @@ fn events_fill_the_windows_and_move_the_position() {
     );
     let w = &s.models["toy"];
     assert_eq!(
-        w.sliding.len(),
+        w.sliding().rows(),
         1000,
-        "the sliding window holds the last 1,000"
+        "the sliding window holds the last second: 1,000 events"
     );
-    assert_eq!(w.total.rows(), 1500);
-    assert_eq!(w.events, 1500);
+    assert_eq!(w.merged().total.rows(), 1500);
+    assert_eq!(w.events(), 1500);
+    assert_eq!(
+        w.partitions.values().map(|c| c.events).collect::<Vec<_>>(),
+        [500, 500, 500],
+        "each partition's counts apart"
+    );
     assert_eq!(
         s.positions.offsets,
         BTreeMap::from([(0, 500), (1, 500), (2, 500)])
@@ -159,7 +167,7 @@ fn events_fill_the_windows_and_move_the_position() {
             .iter()
             .all(|a| *a == Applied::Counted { noised: false })
     );
-    assert_eq!(s.models["toy"].total.rows(), 1530);
+    assert_eq!(s.models["toy"].merged().total.rows(), 1530);
     assert_eq!(
         s.positions.offsets,
         BTreeMap::from([(0, 500), (1, 500), (2, 500)])
@@ -197,7 +205,7 @@ fn a_log_that_starts_again_is_told_apart_from_events_delivered_again() {
             Applied::Skipped(Skip::AlreadyCounted)
         );
     }
-    assert_eq!(s.models["toy"].events, 100);
+    assert_eq!(s.models["toy"].events(), 100);
     assert_eq!(s.positions.offsets[&0], 100);
 
     // A log that starts again (the embedded broker after a restart, a topic created again):
@@ -208,7 +216,7 @@ fn a_log_that_starts_again_is_told_apart_from_events_delivered_again() {
             Applied::Counted { noised: false }
         );
     }
-    assert_eq!(s.models["toy"].events, 110);
+    assert_eq!(s.models["toy"].events(), 110);
     assert_eq!(s.positions.offsets[&0], 10);
     assert_eq!(
         s.positions.origins[&0].event_id,
@@ -274,7 +282,7 @@ fn events_that_cannot_be_counted_are_skipped_with_their_reason() {
         s.apply(0, 3, text.as_bytes(), now),
         Applied::Skipped(Skip::BadFeatures)
     );
-    assert_eq!(s.models["toy"].events, 0);
+    assert_eq!(s.models["toy"].events(), 0);
     // Skipped events are passed: the position moves on.
     assert_eq!(s.positions.offsets[&0], 4);
 }
@@ -305,7 +313,7 @@ fn noise_changes_the_events_that_enter_and_expires() {
     // Colour 1 was swapped to 2 before counting.
     let w = &s.models["toy"];
     let binner = &w.reference.binner;
-    assert_eq!(w.total.feature(0)[binner.bin(0, 2.0) as usize], 1);
+    assert_eq!(w.merged().total.feature(0)[binner.bin(0, 2.0) as usize], 1);
     assert_eq!(w.noise_view().unwrap().events_noised, 1);
     // Past its time to live the noise stops at the next event.
     let later = at + 61_000;
@@ -333,12 +341,22 @@ fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
     );
     assert_eq!(restored.positions.offsets, s.positions.offsets);
     let (a, b) = (&s.models["toy"], &restored.models["toy"]);
-    assert_eq!(a.sliding.histograms(), b.sliding.histograms());
-    assert_eq!(a.total, b.total);
-    let answers = |w: &ModelWatch| w.predicted.as_ref().unwrap().histograms().clone();
+    assert_eq!(
+        a.partitions, b.partitions,
+        "every partition's panes and totals"
+    );
+    assert_eq!(a.sliding(), b.sliding());
+    let answers = |w: &ModelWatch| {
+        let merged = w.merged();
+        let newest = merged.features.max_time_ms();
+        merged
+            .answers
+            .unwrap()
+            .sliding_to(newest, w.config.sliding_ms)
+    };
     assert_eq!(
         answers(a).rows(),
-        a.sliding.histograms().rows(),
+        a.sliding().rows(),
         "an answer per event of the sliding window"
     );
     assert_eq!(answers(a), answers(b));
@@ -347,16 +365,15 @@ fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
     let more_b = feed(&mut restored, 600, 5, 400);
     assert_eq!(more_a, more_b);
     assert_eq!(
-        s.models["toy"].sliding.histograms(),
-        restored.models["toy"].sliding.histograms()
+        s.models["toy"].partitions,
+        restored.models["toy"].partitions
     );
-    assert_eq!(s.models["toy"].total, restored.models["toy"].total);
 
     // Windows binned for another version are not reused; the position is.
     let mut promoted = state(2);
     let done = promoted.restore(saved).unwrap();
     assert!(matches!(&done[0], Restored::Discarded { model, .. } if model == "toy"));
-    assert_eq!(promoted.models["toy"].events, 0);
+    assert_eq!(promoted.models["toy"].events(), 0);
     assert_eq!(
         promoted.positions.offsets,
         BTreeMap::from([(0, 434), (1, 433), (2, 433)])
@@ -384,7 +401,11 @@ fn scores_are_published_only_from_the_minimum_sample_size() {
         "{}",
         text()
     );
-    assert!(text().contains("vigie_drift_window_events{model=\"toy\",window=\"sliding\"} 1000"));
+    // The second feed's events are as old as the first's: the last second holds both.
+    assert!(text().contains("vigie_drift_window_events{model=\"toy\",window=\"sliding\"} 1200"));
+    assert!(
+        text().contains("vigie_drift_window_width_seconds{model=\"toy\",window=\"sliding\"} 1")
+    );
 
     // Every colour swapped: the colour feature drifts, half the features.
     {
@@ -433,7 +454,7 @@ fn events_removed_from_the_log_before_they_were_read_are_counted_as_missed() {
         Applied::Counted { noised: false }
     );
     assert_eq!(s.metrics.missed.get(), 70);
-    assert_eq!(s.models["toy"].events, 51);
+    assert_eq!(s.models["toy"].events(), 51);
     assert_eq!(s.positions.offsets[&0], 121);
     let resets =
         |s: &State, reason: &str| s.metrics.offset_resets.with_label_values(&[reason]).get();
@@ -450,7 +471,7 @@ fn events_removed_from_the_log_before_they_were_read_are_counted_as_missed() {
 fn an_answer_without_a_number_is_counted_apart_and_its_event_still_counts() {
     let mut s = state(1);
     let good = event("toy", "toy-hash", 1.0, 50.0, 1_000);
-    let text = String::from_utf8(event("toy", "toy-hash", 2.0, 50.0, 2_000)).unwrap();
+    let text = String::from_utf8(event("toy", "toy-hash", 2.0, 50.0, 1_050)).unwrap();
     let without = text.replace("\"probability\":0.2,", "");
     assert_ne!(text, without);
     assert_eq!(
@@ -462,8 +483,10 @@ fn an_answer_without_a_number_is_counted_apart_and_its_event_still_counts() {
         Applied::Counted { noised: false }
     );
     let watch = &s.models["toy"];
-    assert_eq!(watch.events, 2);
-    assert_eq!(watch.predicted.as_ref().unwrap().histograms().rows(), 1);
+    assert_eq!(watch.events(), 2);
+    assert_eq!(watch.sliding().rows(), 2);
+    let answers = watch.merged().answers.unwrap();
+    assert_eq!(answers.sliding(watch.config.sliding_ms).rows(), 1);
     assert_eq!(s.metrics.answers_unreadable.get(), 1);
 }
 
@@ -552,7 +575,7 @@ fn labels_join_their_answers_whichever_topic_is_read_first_and_survive_a_checkpo
     assert_eq!(s.label_positions.offsets[&0], labels.len() as i64);
     // The early label's answer arrives: joined.
     s.apply(0, 4, &answered("r4", 0.4, 1_000_000), now);
-    let quality = &s.models["toy"].quality;
+    let quality = s.models["toy"].quality_sum();
     assert_eq!(
         quality.waiting(),
         (1, 0),
@@ -573,8 +596,14 @@ fn labels_join_their_answers_whichever_topic_is_read_first_and_survive_a_checkpo
     let mut back = state(1);
     back.restore(saved).unwrap();
     assert_eq!(back.label_positions.offsets, s.label_positions.offsets);
-    let q = &back.models["toy"].quality;
-    assert_eq!(q.state(), quality.state());
+    let states = |s: &State| -> Vec<(i32, QualityState)> {
+        s.models["toy"]
+            .quality
+            .iter()
+            .map(|(&p, q)| (p, q.state()))
+            .collect()
+    };
+    assert_eq!(states(&back), states(&s));
     // r3's label comes, now of the right type.
     assert_eq!(
         back.apply_label(0, 8, &label("r3", "toy", Some(1), None), now),
@@ -583,9 +612,143 @@ fn labels_join_their_answers_whichever_topic_is_read_first_and_survive_a_checkpo
     // A promotion starts the window again; the old version's answers are counted apart.
     back.apply(0, 5, &answered("r5", 0.9, 1_000_000), now);
     back.set_reference(reference(2));
-    assert_eq!(back.models["toy"].quality.realised(None).labels, 0);
+    assert_eq!(back.models["toy"].quality_sum().realised(None).labels, 0);
     assert_eq!(
         back.apply_label(0, 9, &label("r5", "toy", Some(1), None), now),
         Ok(LabelOutcome::OldVersion)
     );
+}
+
+#[test]
+fn panes_are_chosen_to_divide_both_windows() {
+    assert_eq!(auto_pane_ms(300_000, 60_000), 5_000);
+    assert_eq!(auto_pane_ms(60_000, 60_000), 5_000);
+    assert_eq!(auto_pane_ms(3_000, 60_000), 600);
+    assert_eq!(auto_pane_ms(5_000, 5_000), 1_000);
+    assert_eq!(auto_pane_ms(7_000, 60_000), 1_000);
+    assert_eq!(auto_pane_ms(86_400_000, 3_600_000), 300_000);
+    assert_eq!(auto_pane_ms(86_400_000, 86_400_000), 7_200_000);
+    for (sliding, tumbling) in [(1_000, 1_000), (61_000, 60_000), (3_600_000, 60_000)] {
+        let pane = auto_pane_ms(sliding, tumbling);
+        let config = WindowConfig {
+            sliding_ms: sliding,
+            tumbling_ms: tumbling,
+            pane_ms: pane,
+            ..WindowConfig::default()
+        };
+        assert_eq!(config.check(), Ok(()), "{sliding} {tumbling} {pane}");
+    }
+    let uneven = WindowConfig {
+        pane_ms: 7_000,
+        ..WindowConfig::default()
+    };
+    assert!(
+        uneven
+            .check()
+            .unwrap_err()
+            .contains("whole number of panes")
+    );
+}
+
+/// 300,000 events on six partitions, read by one instance and by three instances of two
+/// partitions each: every partition's counts are the same, and so is the sum scored.
+#[test]
+fn three_instances_count_what_one_counts_and_score_the_same() {
+    let config = WindowConfig {
+        sliding_ms: 5_000,
+        pane_ms: 500,
+        tumbling_ms: 10_000,
+        lateness_ms: 2_000,
+        ..config()
+    };
+    let new_state = || {
+        let mut state = State::new(
+            config,
+            Metrics::register(&prometheus::Registry::new()).unwrap(),
+        );
+        state.set_reference(reference(1));
+        state
+    };
+    let mut one = new_state();
+    let mut three: Vec<State> = (0..3).map(|_| new_state()).collect();
+    let mut rng = StdRng::seed_from_u64(23);
+    let start = 1_700_000_000_000i64;
+    let mut offsets = [0i64; 6];
+    for i in 0..300_000i64 {
+        // 10,000 events a second; a fifth of them up to 3 s late (some past the lateness).
+        let late = if rng.gen_range(0..5) == 0 {
+            rng.gen_range(0..3_000)
+        } else {
+            0
+        };
+        let time = start + i / 10 - late;
+        let colour = f64::from(rng.gen_range(1..=2));
+        // Speeds drift as time goes, so windows differ.
+        let payload = event(
+            "toy",
+            "toy-hash",
+            colour,
+            speed(&mut rng) + (i / 50_000) as f64,
+            time,
+        );
+        let partition = rng.gen_range(0..6);
+        let offset = offsets[partition];
+        offsets[partition] += 1;
+        let now = time + 5;
+        let a = one.apply(partition as i32, offset, &payload, now);
+        let b = three[partition / 2].apply(partition as i32, offset, &payload, now);
+        assert_eq!(a, b);
+    }
+    let whole = &one.models["toy"];
+    let mut merged = BTreeMap::new();
+    for (k, instance) in three.iter().enumerate() {
+        let parts = &instance.models["toy"].partitions;
+        assert_eq!(
+            parts.keys().copied().collect::<Vec<_>>(),
+            [2 * k as i32, 2 * k as i32 + 1]
+        );
+        merged.extend(parts.clone());
+    }
+    assert_eq!(
+        whole.partitions, merged,
+        "each partition's counts, to the event"
+    );
+    assert_eq!(whole.events(), 300_000);
+    assert!(whole.late() > 0, "some events came past the lateness");
+
+    // An instance holding the three's partitions (its own and the others' partials) scores
+    // what the single instance scores.
+    let mut sum = new_state();
+    let watch = sum.models.get_mut("toy").unwrap();
+    watch.partitions = merged;
+    for instance in &three {
+        for (&p, q) in &instance.models["toy"].quality {
+            watch.quality_of(p).restore(q.state());
+        }
+    }
+    let (a, b) = (whole.quality_sum(), watch.quality_sum());
+    assert_eq!(a.estimate(whole.newest_ms()), b.estimate(watch.newest_ms()));
+    assert!(a.estimate(whole.newest_ms()).is_some());
+    assert_eq!(a.periods(), b.periods());
+    let (one, sum) = (Mutex::new(one), Mutex::new(sum));
+    let now = time_of(start + 30_000 + 5_000);
+    let registry = || Metrics::register(&prometheus::Registry::new()).unwrap();
+    let a = crate::score::score_at(&one, &registry(), 1.0, now);
+    let b = crate::score::score_at(&sum, &registry(), 1.0, now);
+    assert_eq!(a[0].scored.report, b[0].scored.report);
+    assert!(a[0].scored.report.scored);
+    assert!(a[0].windows.len() >= 3, "the tumbling windows closed");
+    assert_eq!(
+        a[0].windows.iter().map(|w| &w.report).collect::<Vec<_>>(),
+        b[0].windows.iter().map(|w| &w.report).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        a[0].windows.iter().map(|w| w.events).sum::<u64>() + lock(&one).models["toy"].late(),
+        300_000,
+        "every event in a window, or late"
+    );
+}
+
+fn time_of(ms: i64) -> DateTime<Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap()
 }
