@@ -65,10 +65,6 @@ pub struct ModelCheckpoint {
     /// periods (format 1 held one for every partition: it is not read back).
     #[serde(default)]
     pub qualities: BTreeMap<i32, QualityState>,
-    /// Codes the spec does not list, by feature and value (absent from checkpoints written
-    /// before they were counted).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unseen: Option<UnseenCodes>,
 }
 
 /// What a restore did per model.
@@ -108,7 +104,6 @@ impl State {
                             partitions: w.partitions.clone(),
                             tumbling_scored_until_ms: w.tumbling_scored_until_ms,
                             qualities: w.quality.iter().map(|(&p, q)| (p, q.state())).collect(),
-                            unseen: Some(w.unseen.clone()),
                         },
                     )
                 })
@@ -174,6 +169,13 @@ impl State {
                 continue;
             }
             let config = watch.config;
+            let mut saved = saved;
+            for counts in saved.partitions.values_mut() {
+                // Counts saved before unseen codes were counted per partition.
+                if counts.unseen.features.is_empty() {
+                    counts.unseen = UnseenCodes::new(reference.binner.features());
+                }
+            }
             if let Some((p, _)) = saved
                 .partitions
                 .iter()
@@ -187,13 +189,9 @@ impl State {
                 });
                 continue;
             }
-            let binner = &reference.binner;
             let events = saved.partitions.values().map(|c| c.events).sum();
             watch.partitions = saved.partitions;
             watch.tumbling_scored_until_ms = saved.tumbling_scored_until_ms;
-            if let Some(unseen) = saved.unseen.filter(|u| u.fits(binner.features())) {
-                watch.unseen = unseen;
-            }
             watch.since = saved.since;
             done.push(Restored::Windows { model, events });
         }

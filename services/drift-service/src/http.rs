@@ -126,11 +126,12 @@ struct UnseenCode {
 const UNSEEN_SHOWN: usize = 10;
 
 fn unseen_view(w: &ModelWatch) -> Vec<UnseenView> {
+    let unseen = w.merged().unseen;
     w.reference
         .profile
         .features
         .iter()
-        .zip(&w.unseen.features)
+        .zip(&unseen.features)
         .filter(|(_, u)| u.events > 0)
         .map(|(f, u)| UnseenView {
             feature: f.name().to_string(),

@@ -11,6 +11,7 @@ use vigie_drift::{Cadence, ClosedWindow, DriftReport, Histograms, compare_after,
 
 use crate::metrics::Metrics;
 use crate::quality::Realised;
+use crate::unseen::UnseenCodes;
 use crate::watch::{ModelWatch, Reference, Scored, State, WindowScore, lock};
 use vigie_model::estimate::Estimated;
 
@@ -201,7 +202,8 @@ pub fn score_at(
         };
         let scored = Arc::new(scored);
         watch.last = Some(scored.clone());
-        publish_unseen(metrics, watch);
+        let unseen = watch.merged().unseen;
+        publish_unseen(metrics, watch, &unseen);
         watch.tumbling_scores.extend(windows.iter().cloned());
         while watch.tumbling_scores.len() > retain {
             watch.tumbling_scores.pop_front();
@@ -422,7 +424,7 @@ pub const UNSEEN_PUBLISHED: usize = 5;
 
 /// Publishes each feature's most frequent unseen codes, and forgets the series of codes that
 /// left the top.
-fn publish_unseen(metrics: &Metrics, watch: &mut ModelWatch) {
+fn publish_unseen(metrics: &Metrics, watch: &mut ModelWatch, unseen: &UnseenCodes) {
     let model = watch.reference.model.as_str();
     let mut published = Vec::new();
     for (f, unseen) in watch
@@ -430,7 +432,7 @@ fn publish_unseen(metrics: &Metrics, watch: &mut ModelWatch) {
         .profile
         .features
         .iter()
-        .zip(&watch.unseen.features)
+        .zip(&unseen.features)
     {
         for (code, events) in unseen.top(UNSEEN_PUBLISHED) {
             metrics

@@ -52,6 +52,32 @@ impl UnseenCodes {
         }
     }
 
+    /// Adds another partition's counts: values summed, then the most frequent
+    /// [`MAX_VALUES`] kept per feature (ties by value) and the rest counted in
+    /// `other_values`, so the sum does not depend on the order parts are added in, only on
+    /// what each counted.
+    pub fn merge(&mut self, other: &UnseenCodes) {
+        if self.features.len() < other.features.len() {
+            self.features
+                .resize(other.features.len(), FeatureUnseen::default());
+        }
+        for (f, o) in self.features.iter_mut().zip(&other.features) {
+            f.events += o.events;
+            f.other_values += o.other_values;
+            for (value, n) in &o.values {
+                *f.values.entry(value.clone()).or_insert(0) += n;
+            }
+            if f.values.len() > MAX_VALUES {
+                let mut values: Vec<(String, u64)> =
+                    std::mem::take(&mut f.values).into_iter().collect();
+                values.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                f.other_values += values[MAX_VALUES..].iter().map(|(_, n)| n).sum::<u64>();
+                values.truncate(MAX_VALUES);
+                f.values = values.into_iter().collect();
+            }
+        }
+    }
+
     /// Events with an unseen code, all features together.
     pub fn events(&self) -> u64 {
         self.features.iter().map(|f| f.events).sum()
@@ -107,5 +133,30 @@ mod tests {
         u.add(1, &long);
         assert!(u.features[1].values.contains_key(&"é".repeat(MAX_CHARS)));
         assert!(u.fits(2) && !u.fits(3));
+    }
+
+    #[test]
+    fn partitions_counts_add_up_whatever_the_order() {
+        let mut a = UnseenCodes::new(1);
+        let mut b = UnseenCodes::new(1);
+        for i in 0..80 {
+            a.add(0, &format!("a{i}"));
+            b.add(0, &format!("b{i}"));
+            b.add(0, &format!("b{i}"));
+        }
+        a.add(0, "both");
+        b.add(0, "both");
+        let mut ab = UnseenCodes::new(1);
+        ab.merge(&a);
+        ab.merge(&b);
+        let mut ba = UnseenCodes::new(1);
+        ba.merge(&b);
+        ba.merge(&a);
+        assert_eq!(ab, ba);
+        let f = &ab.features[0];
+        assert_eq!(f.events, 81 + 161);
+        assert_eq!(f.values.len(), MAX_VALUES);
+        assert_eq!(f.values["both"], 2);
+        assert_eq!(f.values.values().sum::<u64>() + f.other_values, f.events);
     }
 }

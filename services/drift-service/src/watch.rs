@@ -226,6 +226,9 @@ pub struct Counts {
     /// Every event counted (late ones too).
     pub total: Histograms,
     pub events: u64,
+    /// Codes the spec does not list, by feature and value.
+    #[serde(default)]
+    pub unseen: UnseenCodes,
 }
 
 impl Counts {
@@ -238,6 +241,7 @@ impl Counts {
                 .map(|p| config.panes(&p.binner)),
             total: Histograms::new(&reference.binner),
             events: 0,
+            unseen: UnseenCodes::new(reference.binner.features()),
         }
     }
 
@@ -259,6 +263,7 @@ impl Counts {
         self.features.fits(&reference.binner)
             && config.fits(&self.features)
             && self.total.fits(&reference.binner)
+            && self.unseen.fits(reference.binner.features())
             && answers_fit
     }
 }
@@ -270,6 +275,7 @@ pub struct Merged {
     pub answers: Option<PaneSum>,
     pub total: Histograms,
     pub events: u64,
+    pub unseen: UnseenCodes,
 }
 
 impl Merged {
@@ -282,6 +288,7 @@ impl Merged {
                 .map(|p| PaneSum::new(&p.binner, config.pane_ms)),
             total: Histograms::new(&reference.binner),
             events: 0,
+            unseen: UnseenCodes::new(reference.binner.features()),
         }
     }
 
@@ -294,6 +301,7 @@ impl Merged {
         }
         let _ = self.total.merge(&counts.total);
         self.events += counts.events;
+        self.unseen.merge(&counts.unseen);
     }
 }
 
@@ -363,8 +371,6 @@ pub struct ModelWatch {
     quality_config: QualityConfig,
     metrics: Metrics,
     pub since: DateTime<Utc>,
-    /// Codes the spec does not list, by feature and value, since the reference was loaded.
-    pub unseen: UnseenCodes,
     /// The `(feature, code)` series of `vigie_drift_unseen_code_events` published for it.
     pub unseen_published: Vec<(String, String)>,
     row: Vec<f64>,
@@ -400,7 +406,6 @@ impl ModelWatch {
             },
             metrics: metrics.clone(),
             since: Utc::now(),
-            unseen: UnseenCodes::new(binner.features()),
             unseen_published: Vec::new(),
             row: vec![f64::NAN; binner.features()],
             bins: vec![0; binner.features()],
@@ -855,8 +860,7 @@ impl State {
         {
             return Applied::Skipped(Skip::BadFeatures);
         }
-        for (feature, value) in &watch.found {
-            watch.unseen.add(*feature, value);
+        for (feature, _) in &watch.found {
             if let Some(counter) = watch.unseen_counters.get(*feature) {
                 counter.inc();
             }
@@ -884,6 +888,9 @@ impl State {
         };
         counts.total.add(&watch.bins);
         counts.events += 1;
+        for (feature, value) in &watch.found {
+            counts.unseen.add(*feature, value);
+        }
         let in_pane = counts.features.add(time_ms, &watch.bins);
         if !in_pane {
             watch.late_events.inc();
