@@ -151,18 +151,12 @@ fn assign_from_end(consumer: &BaseConsumer, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::producer::{ProducerConfig, ProducerMetrics};
-    use crate::{EmbeddedBroker, EventProducer, MODELS_TOPIC, ModelAction};
+    use crate::{MODELS_TOPIC, ModelAction};
 
     #[test]
     fn a_published_model_event_reaches_the_callback() {
-        let broker = EmbeddedBroker::start().expect("embedded broker");
+        let (broker, producer) = crate::broker_and_producer();
         let brokers = broker.bootstrap_servers();
-        let producer = EventProducer::new(
-            &ProducerConfig::new(brokers.clone()),
-            ProducerMetrics::register(&prometheus::Registry::new()).expect("metrics"),
-        )
-        .expect("producer");
         // The mock cluster creates the topic on first use; make it exist before following.
         let old = ModelEvent {
             model: "toy".into(),

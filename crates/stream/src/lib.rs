@@ -77,25 +77,31 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An embedded broker and a producer publishing to it, for tests.
+#[cfg(test)]
+pub(crate) fn broker_and_producer() -> (EmbeddedBroker, EventProducer) {
+    let broker = EmbeddedBroker::start().expect("embedded broker");
+    let producer = EventProducer::new(
+        &ProducerConfig::new(broker.bootstrap_servers()),
+        producer::ProducerMetrics::register(&prometheus::Registry::new()).expect("metrics"),
+    )
+    .expect("producer");
+    (broker, producer)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
     use super::*;
-    use crate::producer::ProducerMetrics;
 
     /// An upload's rows go to every partition about evenly, and each label to the partition
     /// number of its answer (what the drift service's per-partition join needs).
     #[test]
     fn event_keys_spread_an_upload_and_put_labels_beside_their_answers() {
-        let broker = EmbeddedBroker::start().expect("embedded broker");
+        let (broker, producer) = broker_and_producer();
         let brokers = broker.bootstrap_servers();
-        let producer = EventProducer::new(
-            &ProducerConfig::new(brokers.clone()),
-            ProducerMetrics::register(&prometheus::Registry::new()).expect("metrics"),
-        )
-        .expect("producer");
         let rows = 600u64;
         let request = "0193a8f2-7c1e-7d40-8000-4f1a2b3c4d5e";
         assert_eq!(event_key(request, None), request);
