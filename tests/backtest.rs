@@ -428,7 +428,14 @@ async fn a_backtest_of_the_live_topic_scores_what_the_service_scored() {
     };
     let dir = tempfile::tempdir().unwrap();
     let home = trained_home(dir.path(), "ops", "ops-password-1", true);
-    let broker = Broker::started(bin, None, &[vigie_stream::PREDICTIONS_TOPIC]);
+    let broker = Broker::started(
+        bin,
+        None,
+        &[
+            vigie_stream::PREDICTIONS_TOPIC,
+            vigie_stream::PARTIALS_TOPIC,
+        ],
+    );
     let secret = "an end-to-end secret of at least 32 bytes";
     let window = "3600";
     let (mut drift, drift_url) = start_service(
@@ -448,23 +455,7 @@ async fn a_backtest_of_the_live_topic_scores_what_the_service_scored() {
         ],
         &home,
     );
-    let replayed = vigie_ok(
-        &home,
-        &[
-            "events",
-            "replay",
-            "--kafka-brokers",
-            &broker.address(),
-            "--model",
-            "baac-severity",
-            "--features",
-            repo().join("data/baac/X_test.csv").to_str().unwrap(),
-            "--count",
-            "3000",
-        ],
-        &[],
-    );
-    assert!(replayed.contains("replayed 3000 events"), "{replayed}");
+    replay_holdout(&home, 3000, &["--kafka-brokers", &broker.address()], &[]);
     let client = reqwest::Client::new();
     let token = token(&client, &drift_url, "ops", "ops-password-1").await;
     let started = chrono::Utc::now();

@@ -19,9 +19,28 @@ pub struct DriftArgs {
         default_value = "127.0.0.1:8001"
     )]
     pub drift_listen: String,
-    /// The consumer group (one per deployment).
+    /// The consumer group: instances of one group share the partitions (one group per
+    /// deployment).
     #[arg(long, env = "VIGIE_DRIFT_GROUP", default_value = "vigie-drift")]
     pub group: String,
+    /// The compacted topic the group's instances share their partitions' counts on.
+    #[arg(long, env = "VIGIE_DRIFT_PARTIALS_TOPIC", default_value = vigie_stream::PARTIALS_TOPIC)]
+    pub partials_topic: String,
+    /// This instance's name in its group (default: the host's name and the process id).
+    #[arg(long, env = "VIGIE_DRIFT_INSTANCE")]
+    pub instance: Option<String>,
+    /// How long the group waits for a silent instance before moving its partitions to the
+    /// others, in milliseconds.
+    #[arg(long, env = "VIGIE_DRIFT_SESSION_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=300_000))]
+    pub session_timeout_ms: u64,
+    /// How long the broker may hold a fetch of the predictions that finds nothing new, in
+    /// milliseconds. Kafka answers a fetch as soon as events come, whatever the wait; tansu
+    /// holds it the whole wait, so the default (10) keeps its throughput, and a larger one
+    /// spares a busy broker the fetches of idle instances.
+    #[arg(long, env = "VIGIE_DRIFT_FETCH_WAIT_MS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub fetch_wait_ms: u64,
     /// Width of each model's sliding window: the last this many seconds of event time.
     #[arg(long, env = "VIGIE_DRIFT_WINDOW_SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600))]
@@ -109,6 +128,13 @@ impl DriftArgs {
             checkpoint_interval: Duration::from_millis(self.checkpoint_ms),
             models: self.drift_models.clone(),
             max_noise_ttl: Duration::from_secs(self.max_noise_ttl_secs),
+            partials_topic: self.partials_topic.clone(),
+            instance: self
+                .instance
+                .clone()
+                .unwrap_or_else(vigie_drift_service::state::default_instance),
+            session_timeout: Duration::from_millis(self.session_timeout_ms),
+            fetch_wait: Duration::from_millis(self.fetch_wait_ms),
             ..Config::default()
         }
     }

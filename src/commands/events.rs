@@ -61,6 +61,11 @@ pub struct ReplayArgs {
     /// Events per second (default: as fast as the producer takes them).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     rate: Option<u64>,
+    /// Most events in one producer batch (librdkafka's default, 10,000, when not given). One
+    /// makes every offset the start of a stored batch: tansu's memory storage serves a fetch
+    /// that starts inside a batch from the next batch on.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    batch_events: Option<u32>,
 }
 
 pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
@@ -251,7 +256,15 @@ async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
     let events = EventBuilder::new(&model, &version.name, version.version);
     let count = args.count.unwrap_or(x.rows() as u64);
     let producer = EventProducer::new(
-        &ProducerConfig::new(args.kafka_brokers.clone()),
+        &{
+            let mut config = ProducerConfig::new(args.kafka_brokers.clone());
+            if let Some(n) = args.batch_events {
+                config
+                    .extra
+                    .push(("batch.num.messages".into(), n.to_string()));
+            }
+            config
+        },
         vigie_stream::producer::ProducerMetrics::register(&prometheus::Registry::new())?,
     )?;
     let version_label = version.version.to_string();

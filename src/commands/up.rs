@@ -153,7 +153,11 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let service = PredictService::start(&common, args.predict.config(topic), &args.predict.listen)
         .await
         .map_err(anyhow::Error::msg)?;
-    let drift = DriftService::start(&common, args.drift.config(topic), &args.drift.drift_listen)
+    let mut drift_config = args.drift.config(topic);
+    // The embedded broker cannot say whether a topic is compacted (its partials topic is
+    // Vigie's own, and holds the last few MiB of each partition).
+    drift_config.check_compaction = !broker_line.starts_with("embedded");
+    let drift = DriftService::start(&common, drift_config, &args.drift.drift_listen)
         .await
         .map_err(anyhow::Error::msg)?;
     let mut trainer_args = args.trainer.clone();

@@ -239,6 +239,27 @@ pub fn vigie_ok(home: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Replays the first `count` BAAC holdout rows as prediction events of baac-severity with
+/// `vigie events replay` (`extra`: more of its flags); returns `count`.
+pub fn replay_holdout(home: &Path, count: usize, extra: &[&str], env: &[(&str, &str)]) -> u64 {
+    let features = repo().join("data/baac/X_test.csv");
+    let count_text = count.to_string();
+    let mut args = vec![
+        "events",
+        "replay",
+        "--model",
+        "baac-severity",
+        "--features",
+        features.to_str().unwrap(),
+        "--count",
+        &count_text,
+    ];
+    args.extend_from_slice(extra);
+    let out = vigie_ok(home, &args, env);
+    assert!(out.contains(&format!("replayed {count} events")), "{out}");
+    count as u64
+}
+
 /// One value of a Prometheus text exposition (the sum over series matching `prefix`).
 pub fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()
@@ -439,20 +460,28 @@ impl Broker {
         }
     }
 
+    /// Creates `topic` with 3 partitions (the partials topic compacted, as the drift service
+    /// wants it).
     pub fn create_topic(&self, topic: &str) {
-        let status = Command::new(&self.bin)
-            .args([
-                "topic",
-                "create",
-                topic,
-                "--broker",
-                &format!("tcp://{}", self.address()),
-                "--partitions",
-                "3",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
+        self.create_topic_with(topic, 3);
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic_with(&self, topic: &str, partitions: u32) {
+        let mut command = Command::new(&self.bin);
+        command.args([
+            "topic",
+            "create",
+            topic,
+            "--broker",
+            &format!("tcp://{}", self.address()),
+            "--partitions",
+            &partitions.to_string(),
+        ]);
+        if topic == vigie_stream::PARTIALS_TOPIC {
+            command.args(["--config", "cleanup.policy=compact"]);
+        }
+        let status = command.stdout(Stdio::null()).status().unwrap();
         assert!(status.success(), "tansu topic create {topic}");
     }
 }

@@ -1,6 +1,7 @@
-//! The drift service's checkpoints: one row per consumer group holding its windows and the
-//! offsets they stop at. The registry only stores the text; its format is the drift
-//! service's.
+//! The drift service's checkpoints: rows of text under a key (a consumer group's partition,
+//! `group/partition`; a whole group's, from before partitions were saved apart) holding
+//! windows and the offsets they stop at. The registry only stores the text; its format is the
+//! drift service's.
 
 use sqlx::Row;
 
@@ -46,6 +47,28 @@ impl Registry {
             })),
             None => Ok(None),
         }
+    }
+
+    /// Every checkpoint whose key starts with `prefix`, by key.
+    pub async fn checkpoints_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Checkpoint)>> {
+        let rows = sqlx::query(
+            "SELECT consumer_group, state, updated_at FROM drift_checkpoints \
+             WHERE substr(consumer_group, 1, length($1)) = $1 ORDER BY consumer_group",
+        )
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("consumer_group")?,
+                    Checkpoint {
+                        state: row.try_get("state")?,
+                        updated_at: row.try_get("updated_at")?,
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Forgets the checkpoint of `group` (the service then starts from empty windows).

@@ -289,6 +289,21 @@ async fn a_checkpoint_is_saved_replaced_read_and_deleted_per_group() {
         assert!(!registry.delete_checkpoint("g").await.unwrap());
         assert_eq!(registry.checkpoint("g").await.unwrap(), None, "{backend:?}");
         assert!(registry.checkpoint("h").await.unwrap().is_some());
+        // Per-partition keys, found by their group's prefix (a `_` or `%` in it is no pattern).
+        for key in ["g_1/0", "g_1/1", "gx1/0", "g_10/0"] {
+            registry.save_checkpoint(key, key, 3).await.unwrap();
+        }
+        let found: Vec<String> = registry
+            .checkpoints_with_prefix("g_1/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, c)| {
+                assert_eq!(k, c.state);
+                k
+            })
+            .collect();
+        assert_eq!(found, ["g_1/0", "g_1/1"], "{backend:?}");
     })
     .await;
 }

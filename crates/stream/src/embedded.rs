@@ -5,7 +5,7 @@
 //! What it keeps is bounded: librdkafka's mock partitions drop their oldest batches once they
 //! hold more than [`RETAINED_BYTES`] or [`RETAINED_BATCHES`] (fixed in librdkafka,
 //! `rd_kafka_mock_partition_log_append`), so the broker holds at most about
-//! `TOPICS x PARTITIONS x 5 MiB` (45 MiB) however long `vigie up` runs. A consumer that falls
+//! `TOPICS x PARTITIONS x 5 MiB` (60 MiB) however long `vigie up` runs. A consumer that falls
 //! further behind than that resumes at the log's start; the drift service counts what it
 //! missed (`vigie_drift_events_missed_total`).
 

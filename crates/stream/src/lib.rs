@@ -26,8 +26,16 @@ pub const PREDICTIONS_TOPIC: &str = "vigie.predictions";
 pub const LABELS_TOPIC: &str = "vigie.labels";
 /// Model lifecycle events (promotions, rollbacks).
 pub const MODELS_TOPIC: &str = "vigie.models";
+/// The drift service instances' counts of their partitions, for one another (compacted: the
+/// latest per key is what counts). Key: `model/partition`.
+pub const PARTIALS_TOPIC: &str = "vigie.drift.partials";
 /// Every topic Vigie writes, for brokers that do not create topics on first use.
-pub const TOPICS: [&str; 3] = [PREDICTIONS_TOPIC, LABELS_TOPIC, MODELS_TOPIC];
+pub const TOPICS: [&str; 4] = [
+    PREDICTIONS_TOPIC,
+    LABELS_TOPIC,
+    MODELS_TOPIC,
+    PARTIALS_TOPIC,
+];
 
 /// The key of a prediction event and of its label: the request id, and for a row of a batch
 /// or an upload, the request id, `/` and the row.

@@ -1,14 +1,20 @@
-//! Checkpoints: the drift state (every model's windows) and the consumer's position, saved
-//! together in the registry database.
+//! Checkpoints: the drift state and the consumer's position, saved together in the registry
+//! database, one row per partition (`group/partition`): its positions on both topics, and
+//! every model's counts and quality on it. The partition is the unit of recovery: whichever
+//! instance reads it next resumes it from its row.
 //!
-//! The consumer commits to Kafka the offsets of the checkpoint it has just saved, so the
+//! The consumer commits to Kafka the offsets of the checkpoints it has just saved, so the
 //! group's committed offsets never pass the saved state. After a restart or a crash the state
-//! is read back and consumption resumes at the checkpoint's positions; events counted after
+//! is read back and consumption resumes at the checkpoints' positions; events counted after
 //! the last checkpoint were lost with the process's memory, and are counted again from the
-//! topic: none is lost, none is counted twice. The checkpoint also holds the first event
-//! counted on each partition (its origin): a restart finds it again at the start of the
+//! topic: none is lost, none is counted twice. A checkpoint also holds the first event
+//! counted on its partition (its origin): a restart finds it again at the start of the
 //! partition, or knows the log is another one (a new broker, a topic created again) and
 //! counts that log from its beginning (see `consumer`).
+//!
+//! Groups checkpointed before partitions were saved apart have one row ([`Checkpoint`],
+//! formats 1 and 2): it is read once, cut into its partitions ([`Checkpoint::split`]), and
+//! deleted at the first save.
 
 use std::collections::BTreeMap;
 
@@ -17,11 +23,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::quality::QualityState;
 use crate::unseen::UnseenCodes;
-use crate::watch::{Counts, Mark, Positions, State};
+use crate::watch::{Counts, Mark, State};
 
-/// Version of the checkpoint format: 2 since windows are per partition, in panes. A format 1
-/// checkpoint (one sliding window of the last events of every partition) gives its positions
-/// and its quality state back; its windows cannot be cut into partitions and start empty.
+/// The last format of a group's one-row checkpoint: 2, windows per partition, in panes. A
+/// format 1 checkpoint (one sliding window of the last events of every partition) gives its
+/// positions back; its windows and join state cannot be cut into partitions and start empty.
 pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,19 +83,121 @@ pub enum Restored {
     Discarded { model: String, reason: String },
 }
 
+/// Version of the per-partition checkpoint's format.
+pub const PARTITION_FORMAT: u32 = 3;
+
+/// One partition's checkpoint: its positions on both topics, and every model's counts and
+/// quality on it. An instance of a group saves one per partition it reads, so that whichever
+/// instance reads the partition next resumes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionCheckpoint {
+    pub format: u32,
+    pub topic: String,
+    pub partition: i32,
+    pub written_at: DateTime<Utc>,
+    /// Next offset to count (absent before the first event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Mark>,
+    /// The labels topic's partition of the same number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<PartitionPosition>,
+    pub models: BTreeMap<String, PartitionModel>,
+}
+
+/// A partition's position on a topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionPosition {
+    pub topic: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Mark>,
+}
+
+/// A model's counts and quality on one partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionModel {
+    pub version: u32,
+    pub spec_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityState>,
+}
+
+/// The registry key of a partition's checkpoint.
+pub fn partition_key(group: &str, partition: i32) -> String {
+    format!("{group}/{partition}")
+}
+
+impl Checkpoint {
+    /// A whole-state checkpoint (one row per group, before partitions moved between
+    /// instances) cut into its partitions' checkpoints.
+    pub fn split(self) -> Vec<PartitionCheckpoint> {
+        let mut partitions: std::collections::BTreeSet<i32> =
+            self.offsets.keys().copied().collect();
+        for model in self.models.values() {
+            partitions.extend(model.partitions.keys());
+            partitions.extend(model.qualities.keys());
+        }
+        if let Some(labels) = &self.labels {
+            partitions.extend(labels.offsets.keys());
+        }
+        partitions
+            .into_iter()
+            .map(|p| PartitionCheckpoint {
+                format: PARTITION_FORMAT,
+                topic: self.topic.clone(),
+                partition: p,
+                written_at: self.written_at,
+                offset: self.offsets.get(&p).copied(),
+                origin: self.origins.get(&p).cloned(),
+                labels: self.labels.as_ref().map(|l| PartitionPosition {
+                    topic: l.topic.clone(),
+                    offset: l.offsets.get(&p).copied(),
+                    origin: l.origins.get(&p).cloned(),
+                }),
+                models: self
+                    .models
+                    .iter()
+                    .map(|(name, m)| {
+                        (
+                            name.clone(),
+                            PartitionModel {
+                                version: m.version,
+                                spec_hash: m.spec_hash.clone(),
+                                counts: m.partitions.get(&p).cloned(),
+                                quality: m.qualities.get(&p).cloned(),
+                            },
+                        )
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
 impl State {
-    /// The state as a checkpoint of `topic` (and of `labels_topic`, when labels are read).
-    pub fn checkpoint(&self, topic: &str, labels_topic: Option<&str>) -> Checkpoint {
-        Checkpoint {
-            format: FORMAT,
+    /// The checkpoint of one partition this instance reads.
+    pub fn partition_checkpoint(
+        &self,
+        topic: &str,
+        labels_topic: Option<&str>,
+        partition: i32,
+    ) -> PartitionCheckpoint {
+        PartitionCheckpoint {
+            format: PARTITION_FORMAT,
             topic: topic.to_string(),
+            partition,
             written_at: Utc::now(),
-            offsets: self.positions.offsets.clone(),
-            origins: self.positions.origins.clone(),
-            labels: labels_topic.map(|topic| TopicPosition {
+            offset: self.positions.offsets.get(&partition).copied(),
+            origin: self.positions.origins.get(&partition).cloned(),
+            labels: labels_topic.map(|topic| PartitionPosition {
                 topic: topic.to_string(),
-                offsets: self.label_positions.offsets.clone(),
-                origins: self.label_positions.origins.clone(),
+                offset: self.label_positions.offsets.get(&partition).copied(),
+                origin: self.label_positions.origins.get(&partition).cloned(),
             }),
             models: self
                 .models
@@ -97,13 +205,11 @@ impl State {
                 .map(|(name, w)| {
                     (
                         name.clone(),
-                        ModelCheckpoint {
+                        PartitionModel {
                             version: w.reference.version,
                             spec_hash: w.reference.spec_hash.clone(),
-                            since: w.since,
-                            partitions: w.partitions.clone(),
-                            tumbling_scored_until_ms: w.tumbling_scored_until_ms,
-                            qualities: w.quality.iter().map(|(&p, q)| (p, q.state())).collect(),
+                            counts: w.partitions.get(&partition).cloned(),
+                            quality: w.quality.get(&partition).map(|q| q.state()),
                         },
                     )
                 })
@@ -111,90 +217,76 @@ impl State {
         }
     }
 
-    /// Takes the position of `checkpoint`, and the windows of each model whose reference is
-    /// the one the windows were binned for. Models the checkpoint lacks start empty.
-    pub fn restore(&mut self, checkpoint: Checkpoint) -> Result<Vec<Restored>, String> {
-        if checkpoint.format != FORMAT && checkpoint.format != 1 {
-            return Err(format!(
-                "checkpoint format {} (this build reads 1 and {FORMAT})",
-                checkpoint.format
-            ));
+    /// Takes a partition's checkpoint back: its positions, and each model's counts when they
+    /// are binned for the model's reference now (its quality whatever the version: answers
+    /// waiting carry their own; the window only with the version it measured).
+    pub fn restore_partition(&mut self, checkpoint: PartitionCheckpoint) -> Vec<Restored> {
+        let p = checkpoint.partition;
+        if let Some(offset) = checkpoint.offset {
+            self.positions.offsets.insert(p, offset);
         }
-        self.positions = Positions {
-            offsets: checkpoint.offsets,
-            origins: checkpoint.origins,
-            recent: BTreeMap::new(),
-        };
+        if let Some(origin) = checkpoint.origin {
+            self.positions.origins.insert(p, origin);
+        }
         if let Some(labels) = checkpoint.labels {
-            self.label_positions = Positions {
-                offsets: labels.offsets,
-                origins: labels.origins,
-                recent: BTreeMap::new(),
-            };
+            if let Some(offset) = labels.offset {
+                self.label_positions.offsets.insert(p, offset);
+            }
+            if let Some(origin) = labels.origin {
+                self.label_positions.origins.insert(p, origin);
+            }
         }
         let mut done = Vec::new();
         for (model, saved) in checkpoint.models {
             let Some(watch) = self.models.get_mut(&model) else {
-                done.push(Restored::Discarded {
-                    model,
-                    reason: "no reference is loaded for it".into(),
-                });
                 continue;
             };
             let reference = watch.reference.clone();
-            // Answers waiting for labels come back whatever the version (each answer carries
-            // its own); the quality window only with the version it measured.
-            for (&partition, state) in &saved.qualities {
-                let quality = watch.quality_of(partition);
-                quality.restore(state.clone());
-                if saved.version != reference.version {
+            let same = saved.version == reference.version && saved.spec_hash == reference.spec_hash;
+            if let Some(state) = saved.quality {
+                let quality = watch.quality_of(p);
+                quality.restore(state);
+                if !same {
                     quality.clear_window();
                 }
             }
-            if saved.version != reference.version || saved.spec_hash != reference.spec_hash {
+            let Some(mut counts) = saved.counts else {
+                continue;
+            };
+            if counts.unseen.features.is_empty() {
+                counts.unseen = UnseenCodes::new(reference.binner.features());
+            }
+            if !same {
                 done.push(Restored::Discarded {
                     model,
                     reason: format!(
-                        "windows of version {}, reference now version {}",
+                        "partition {p}: counts of version {}, reference now version {}",
                         saved.version, reference.version
                     ),
                 });
-                continue;
-            }
-            if checkpoint.format == 1 {
+            } else if !counts.fits(&reference, &watch.config) {
                 done.push(Restored::Discarded {
                     model,
-                    reason: "windows of checkpoint format 1 are not per partition".into(),
+                    reason: format!("partition {p}: counts over other bins or other panes"),
                 });
-                continue;
+            } else {
+                let events = counts.events;
+                watch.partitions.insert(p, counts);
+                done.push(Restored::Windows { model, events });
             }
-            let config = watch.config;
-            let mut saved = saved;
-            for counts in saved.partitions.values_mut() {
-                // Counts saved before unseen codes were counted per partition.
-                if counts.unseen.features.is_empty() {
-                    counts.unseen = UnseenCodes::new(reference.binner.features());
-                }
-            }
-            if let Some((p, _)) = saved
-                .partitions
-                .iter()
-                .find(|(_, c)| !c.fits(&reference, &config))
-            {
-                done.push(Restored::Discarded {
-                    model,
-                    reason: format!(
-                        "the counts of partition {p} are over other bins or other panes"
-                    ),
-                });
-                continue;
-            }
-            let events = saved.partitions.values().map(|c| c.events).sum();
-            watch.partitions = saved.partitions;
-            watch.tumbling_scored_until_ms = saved.tumbling_scored_until_ms;
-            watch.since = saved.since;
-            done.push(Restored::Windows { model, events });
         }
-        Ok(done)
+        done
+    }
+
+    /// Forgets a partition this instance no longer reads: its positions, counts and quality.
+    pub fn release(&mut self, partition: i32) {
+        for positions in [&mut self.positions, &mut self.label_positions] {
+            positions.offsets.remove(&partition);
+            positions.origins.remove(&partition);
+            positions.recent.remove(&partition);
+        }
+        for watch in self.models.values_mut() {
+            watch.release(partition);
+        }
     }
 }

@@ -18,8 +18,9 @@ use vigie_drift::{Cadence, compare_at};
 use crate::quality::{PeriodView, Realised};
 use crate::score::time;
 use crate::state::AppState;
+use crate::unseen::UnseenCodes;
 use crate::watch::QualityTargets;
-use crate::watch::{ModelQuery, ModelWatch, NoiseView, Scored, WindowScore, lock};
+use crate::watch::{ModelQuery, ModelWatch, NoiseView, Reference, Scored, WindowScore, lock};
 use vigie_model::estimate::Estimated;
 
 /// The whole HTTP surface: the service's routes inside the shell.
@@ -76,6 +77,13 @@ struct WindowsView {
 #[derive(Debug, Serialize)]
 struct PartitionView {
     partition: i32,
+    /// Read by this instance, or by another (its partial: the instance that counted it and
+    /// when it published it).
+    read_here: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    published_at: Option<DateTime<Utc>>,
     events: u64,
     /// The newest event time counted on it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,9 +133,8 @@ struct UnseenCode {
 /// Unseen codes shown per feature.
 const UNSEEN_SHOWN: usize = 10;
 
-fn unseen_view(w: &ModelWatch) -> Vec<UnseenView> {
-    let unseen = w.merged().unseen;
-    w.reference
+fn unseen_view(reference: &Reference, unseen: &UnseenCodes) -> Vec<UnseenView> {
+    reference
         .profile
         .features
         .iter()
@@ -308,10 +315,20 @@ fn view(w: &ModelWatch) -> ModelView {
                 .collect(),
             late_events: merged.features.late(),
             partitions: w
-                .partitions
-                .iter()
-                .map(|(&partition, c)| PartitionView {
+                .parts()
+                .into_iter()
+                .map(|(partition, c)| {
+                    let remote = w
+                        .remote
+                        .get(&partition)
+                        .filter(|_| !w.partitions.contains_key(&partition));
+                    (partition, c, remote)
+                })
+                .map(|(partition, c, remote)| PartitionView {
                     partition,
+                    read_here: remote.is_none(),
+                    instance: remote.map(|r| r.instance.clone()),
+                    published_at: remote.map(|r| r.written_at),
                     events: c.events,
                     newest_event: c.features.max_time_ms().map(time),
                     late_events: c.features.late(),
@@ -334,7 +351,7 @@ fn view(w: &ModelWatch) -> ModelView {
                 periods: quality.periods(),
             }
         },
-        unseen_codes: unseen_view(w),
+        unseen_codes: unseen_view(r, &merged.unseen),
     }
 }
 
@@ -407,16 +424,17 @@ async fn report(
         }
         let name = guard.pick(query.model.as_deref())?;
         let w = &guard.models[&name];
+        let merged = w.merged();
         (
             w.reference.clone(),
-            w.sliding(),
+            merged.features.sliding(w.config.sliding_ms),
             w.noise.is_some(),
             // As the scoring sees the window: the same noise thresholds.
             Cadence::sliding(
                 w.config.sliding_ms as f64 / 1000.0,
                 state.config.score_interval.as_secs_f64(),
             ),
-            unseen_view(w),
+            unseen_view(&w.reference, &merged.unseen),
             quality_section(w),
             w.config.sliding_ms as f64 / 1000.0,
         )
@@ -454,7 +472,7 @@ fn report_index<'a>(models: impl Iterator<Item = &'a ModelWatch>) -> String {
                 "<li><a href=\"?model={m}\">{m}</a>: reference version {v}, {n} events in the window</li>",
                 m = r.model,
                 v = r.version,
-                n = w.sliding().rows()
+                n = w.merged().features.sliding(w.config.sliding_ms).rows()
             )
         })
         .collect();

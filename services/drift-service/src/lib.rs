@@ -25,6 +25,7 @@ pub mod http;
 pub mod metrics;
 pub mod noise;
 pub mod openapi;
+pub mod partials;
 pub mod quality;
 pub mod score;
 pub mod service;

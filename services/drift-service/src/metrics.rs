@@ -39,6 +39,14 @@ pub struct Metrics {
     pub offset_resets: IntCounterVec,
     /// Events removed from a partition's log before they were read.
     pub missed: IntCounter,
+    /// Partials read, by what became of them (see `partials::Outcome`).
+    pub partials: IntCounterVec,
+    /// Partials this instance published.
+    pub partials_published: IntCounter,
+    /// Partitions of the predictions topic this instance reads.
+    pub assigned_partitions: IntGauge,
+    /// Rebalances of the consumer group this instance went through, by what they did to it.
+    pub rebalances: IntCounterVec,
     pub late: IntCounterVec,
     pub noised: IntCounterVec,
     pub noise_active: IntGaugeVec,
@@ -135,6 +143,28 @@ impl Metrics {
                 &["model", "feature", "code"]
             )?),
             offset_resets,
+            partials: register!(IntCounterVec::new(
+                Opts::new(
+                    "vigie_drift_partials_total",
+                    "Partials read from the partials topic, by what became of them (added to the sums; own: of a partition this instance reads; other_reference: counted against another reference version; unreadable; foreign: another group's or a model not watched)"
+                ),
+                &["outcome"]
+            )?),
+            partials_published: register!(IntCounter::new(
+                "vigie_drift_partials_published_total",
+                "Partials (a model's counts of a partition) this instance published"
+            )?),
+            assigned_partitions: register!(IntGauge::new(
+                "vigie_drift_assigned_partitions",
+                "Partitions of the predictions topic this instance reads"
+            )?),
+            rebalances: register!(IntCounterVec::new(
+                Opts::new(
+                    "vigie_drift_rebalances_total",
+                    "Partitions assigned to or revoked from this instance by the consumer group, by kind (rejoined: times this instance joined the group again because a partition was read by nobody)"
+                ),
+                &["kind"]
+            )?),
             missed: register!(IntCounter::new(
                 "vigie_drift_events_missed_total",
                 "Events the drift service never read: the broker's retention removed them from the log before the service reached them"

@@ -213,6 +213,13 @@ pub async fn inject(
             events_seen: 0,
         });
         let view = watch.noise_view();
+        state.share_noise(
+            &model,
+            watch.noise.as_ref().map(|n| n.injector.spec().clone()),
+            now,
+            expires_at,
+            &admin.name,
+        );
         (view, replaced.is_some())
     };
     tracing::info!(by = %admin.name, noise = ?view, replaced, "noise injection started");
@@ -236,12 +243,14 @@ pub async fn reset(
             None => guard.models.keys().cloned().collect(),
         };
         let mut removed = Vec::new();
+        let now = Utc::now();
         for name in names {
             if let Some(watch) = guard.models.get_mut(&name) {
                 if let Some(view) = watch.noise_view() {
                     removed.push(view);
                 }
                 watch.stop_noise("reset by an admin");
+                state.share_noise(&name, None, now, now, &admin.name);
             }
         }
         removed

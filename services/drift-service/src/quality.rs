@@ -837,6 +837,16 @@ impl Quality {
         }
     }
 
+    /// What this partition adds to a sum, for another instance.
+    pub fn share(&self) -> QualityShare {
+        QualityShare {
+            window: self.window.iter().map(|(&(.., k), j)| (k, *j)).collect(),
+            live: self.live.clone(),
+            periods: self.periods.values().cloned().collect(),
+            waiting: self.waiting(),
+        }
+    }
+
     /// Takes a saved state back, within this configuration's bounds (the newest kept).
     pub fn restore(&mut self, saved: QualityState) {
         let keep = |len: usize, bound: usize| len.saturating_sub(bound);
@@ -879,6 +889,27 @@ impl Quality {
     }
 }
 
+/// What a partition's quality adds to a sum, as an instance publishes it for the others
+/// (see `crate::partials`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityShare {
+    /// The newest labelled answers: key and labelled answer.
+    pub window: Vec<(u64, Joined)>,
+    /// The live answers' sketches, by pane start.
+    pub live: BTreeMap<i64, Sketch>,
+    pub periods: Vec<Period>,
+    /// Answers and labels waiting.
+    pub waiting: (usize, usize),
+}
+
+/// A partition's part of a [`QualitySum`]: the state of a partition this instance reads, or
+/// what another instance published of one it reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Part<'a> {
+    Own(&'a Quality),
+    Shared(&'a QualityShare),
+}
+
 /// Several partitions' quality of one model, added up (see the module's documentation).
 #[derive(Debug, Clone)]
 pub struct QualitySum {
@@ -892,30 +923,40 @@ pub struct QualitySum {
 
 impl QualitySum {
     /// The sum of `parts`, given in partition order.
-    pub fn of<'a>(config: QualityConfig, parts: impl IntoIterator<Item = &'a Quality>) -> Self {
+    pub fn of<'a>(config: QualityConfig, parts: impl IntoIterator<Item = Part<'a>>) -> Self {
         let mut window: BTreeMap<WindowKey, Joined> = BTreeMap::new();
         let mut live: BTreeMap<i64, Sketch> = BTreeMap::new();
         let mut periods: BTreeMap<i64, Period> = BTreeMap::new();
         let mut waiting = (0, 0);
+        let mut add_period = |period: &Period| {
+            periods
+                .entry(period.start_ms)
+                .or_insert_with(|| Period {
+                    start_ms: period.start_ms,
+                    ..Period::default()
+                })
+                .merge(period);
+        };
         for part in parts {
-            window.extend(part.window.iter().map(|(&k, &j)| (k, j)));
+            let (part_live, part_waiting) = match part {
+                Part::Own(q) => {
+                    window.extend(q.window.iter().map(|(&k, &j)| (k, j)));
+                    q.periods.values().for_each(&mut add_period);
+                    (&q.live, q.waiting())
+                }
+                Part::Shared(share) => {
+                    window.extend(share.window.iter().map(|&(k, j)| (j.order(k), j)));
+                    share.periods.iter().for_each(&mut add_period);
+                    (&share.live, share.waiting)
+                }
+            };
             while window.len() > config.window {
                 window.pop_first();
             }
-            for (&start, sketch) in &part.live {
+            for (&start, sketch) in part_live {
                 live.entry(start).or_default().merge(sketch);
             }
-            for (&start, period) in &part.periods {
-                periods
-                    .entry(start)
-                    .or_insert_with(|| Period {
-                        start_ms: start,
-                        ..Period::default()
-                    })
-                    .merge(period);
-            }
-            let (a, l) = part.waiting();
-            waiting = (waiting.0 + a, waiting.1 + l);
+            waiting = (waiting.0 + part_waiting.0, waiting.1 + part_waiting.1);
         }
         while periods.len() > config.periods.max(1) {
             periods.pop_first();
@@ -1067,19 +1108,19 @@ mod tests {
 
     impl Figures for Quality {
         fn realised(&self, margin: Option<f64>) -> Realised {
-            QualitySum::of(self.config, [self]).realised(margin)
+            QualitySum::of(self.config, [Part::Own(self)]).realised(margin)
         }
 
         fn estimate(&self) -> Option<Estimated> {
-            QualitySum::of(self.config, [self]).estimate(None)
+            QualitySum::of(self.config, [Part::Own(self)]).estimate(None)
         }
 
         fn periods(&self) -> Vec<PeriodView> {
-            QualitySum::of(self.config, [self]).periods()
+            QualitySum::of(self.config, [Part::Own(self)]).periods()
         }
 
         fn labelled_share(&self) -> Option<f64> {
-            QualitySum::of(self.config, [self]).labelled_share()
+            QualitySum::of(self.config, [Part::Own(self)]).labelled_share()
         }
     }
 

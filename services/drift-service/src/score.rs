@@ -36,6 +36,8 @@ struct Snapshot {
     tumbling_cadence: Cadence,
     /// The last score of this sliding window (the rules' hysteresis holds what drifted then).
     previous: Option<Arc<Scored>>,
+    /// Codes the spec does not list, every partition's summed.
+    unseen: UnseenCodes,
 }
 
 /// A time in milliseconds since the epoch as a date (the epoch if out of range).
@@ -126,6 +128,7 @@ pub fn score_at(
                     ),
                     tumbling_cadence: Cadence::tumbling(config.tumbling_ms as f64 / 1000.0),
                     previous: w.last.clone(),
+                    unseen: merged.unseen,
                 }
             })
             .collect()
@@ -186,12 +189,12 @@ pub fn score_at(
             report,
             predictions,
         };
-        results.push((snap.reference, scored, windows));
+        results.push((snap.reference, scored, windows, snap.unseen));
     }
     let mut state = lock(state);
     let retain = state.config.retain;
     let mut scores = Vec::with_capacity(results.len());
-    for (reference, scored, windows) in results {
+    for (reference, scored, windows, unseen) in results {
         // A promotion between the copy and now replaced the windows: the result is stale.
         let Some(watch) = state
             .models
@@ -202,7 +205,6 @@ pub fn score_at(
         };
         let scored = Arc::new(scored);
         watch.last = Some(scored.clone());
-        let unseen = watch.merged().unseen;
         publish_unseen(metrics, watch, &unseen);
         watch.tumbling_scores.extend(windows.iter().cloned());
         while watch.tumbling_scores.len() > retain {

@@ -7,16 +7,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use vigie_api::service::Common;
 
-use crate::checkpoint::Restored;
-use crate::consumer::{ConsumerConfig, Runner};
+use vigie_stream::producer::ProducerMetrics;
+use vigie_stream::{EventProducer, ProducerConfig};
+
+use crate::consumer::{ConsumerConfig, Hooks, Runner};
 use crate::metrics::Metrics;
-use crate::state::{AppState, Config, Inner, restore};
+use crate::state::{AppState, Config, Inner, migrate};
+
+/// The partials' producer: compressed (a partial is JSON counts: lz4 takes it to a fraction),
+/// and large messages allowed (a busy model's partial holds every kept period's sketches).
+fn partials_producer(brokers: &str) -> ProducerConfig {
+    let mut config = ProducerConfig::new(brokers);
+    config.linger = std::time::Duration::from_millis(20);
+    config.extra = vec![
+        ("compression.type".into(), "lz4".into()),
+        ("message.max.bytes".into(), (16 << 20).to_string()),
+    ];
+    config
+}
 
 /// A started drift service, ready to `run`.
 pub struct DriftService {
     pub listener: tokio::net::TcpListener,
     pub state: AppState,
     pub consumer_config: ConsumerConfig,
+    /// Publishes this instance's partials.
+    producer: Arc<EventProducer>,
 }
 
 impl std::fmt::Debug for DriftService {
@@ -29,8 +45,9 @@ impl std::fmt::Debug for DriftService {
 }
 
 impl DriftService {
-    /// Loads the references and the checkpoint, creates the consumer and opens the listener.
-    /// Consumption starts with [`DriftService::run`].
+    /// Loads the references, checks the partials topic, cuts a one-row checkpoint into its
+    /// partitions, creates the consumer and opens the listener. Consumption starts with
+    /// [`DriftService::run`].
     pub async fn start(common: &Common, config: Config, listen: &str) -> Result<Self, String> {
         config.windows.check()?;
         let base = common.base().await?;
@@ -41,27 +58,44 @@ impl DriftService {
             group: config.group.clone(),
             topic: config.topic.clone(),
             labels_topic: config.labels_topic.clone(),
+            partials_topic: config.partials_topic.clone(),
+            instance: config.instance.clone(),
             checkpoint_interval: config.checkpoint_interval,
+            session_timeout: config.session_timeout,
+            fetch_wait: config.fetch_wait,
         };
+        crate::partials::check_topic(
+            &common.brokers,
+            &config.partials_topic,
+            config.check_compaction,
+        )
+        .await?;
+        let producer_metrics = ProducerMetrics::register(&base.metrics.registry)
+            .map_err(|e| format!("cannot register the producer's metrics: {e}"))?;
+        let producer = EventProducer::new(&partials_producer(&common.brokers), producer_metrics)
+            .map_err(|e| format!("cannot create the partials' producer: {e}"))?;
         let consumer = crate::consumer::create(&consumer_config, &metrics)
             .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
         let listener = vigie_api::service::bind(listen).await?;
-        let state = Inner::start(base, config, metrics, Some(Arc::new(consumer))).await;
-        for restored in restore(&state).await? {
-            match restored {
-                Restored::Windows { model, events } => {
-                    tracing::info!(%model, events, "windows restored from the checkpoint")
-                }
-                Restored::Discarded { model, reason } => {
-                    tracing::warn!(%model, %reason, "checkpointed windows discarded")
-                }
-            }
+        let producer = Arc::new(producer);
+        let state = Inner::start(
+            base,
+            config,
+            metrics,
+            Some(Arc::new(consumer)),
+            Some(producer.clone()),
+        )
+        .await;
+        let written = migrate(&state).await?;
+        if !written.is_empty() {
+            tracing::info!(partitions = ?written, "the group's checkpoint cut into one per partition");
         }
         state.poll().await;
         Ok(DriftService {
             listener,
             state,
             consumer_config,
+            producer,
         })
     }
 
@@ -84,15 +118,17 @@ impl DriftService {
         let stop = Arc::new(AtomicBool::new(false));
         let consumer_thread = match state.consumer.clone() {
             Some(consumer) => {
-                let runner = Runner {
-                    consumer,
-                    state: state.state.clone(),
-                    registry: state.registry().clone(),
-                    runtime: tokio::runtime::Handle::current(),
-                    config: self.consumer_config.clone(),
-                    metrics: state.metrics.clone(),
-                    database_up: state.service_metrics().database_up.clone(),
-                };
+                let hooks = Hooks::new(
+                    state.state.clone(),
+                    state.registry().clone(),
+                    tokio::runtime::Handle::current(),
+                    self.consumer_config.clone(),
+                    state.metrics.clone(),
+                    state.service_metrics().database_up.clone(),
+                    self.producer.clone(),
+                )
+                .map_err(|e| format!("cannot create the labels consumer: {e}"))?;
+                let runner = Runner::new(consumer, Arc::new(hooks))?;
                 let stop = stop.clone();
                 Some(
                     std::thread::Builder::new()

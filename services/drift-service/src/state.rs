@@ -9,7 +9,7 @@ use rdkafka::consumer::Consumer;
 use serde_json::{Value, json};
 use vigie_api::{Base, Readiness, Service, Shared};
 
-use crate::checkpoint::{Checkpoint, Restored};
+use crate::checkpoint::{Checkpoint, FORMAT, partition_key};
 use crate::consumer::DriftConsumer;
 use crate::metrics::Metrics;
 use crate::score::{score_all, unpublish};
@@ -34,6 +34,17 @@ pub struct Config {
     pub max_noise_ttl: Duration,
     /// Time to live of a noise injection that does not give one.
     pub default_noise_ttl: Duration,
+    /// The compacted topic the group's instances share their partitions' counts on.
+    pub partials_topic: String,
+    /// This instance's name in the group (its partials, its logs).
+    pub instance: String,
+    /// How long the group waits for a silent instance before moving its partitions.
+    pub session_timeout: Duration,
+    /// Whether the partials topic must be found compacted at start (the embedded broker
+    /// cannot say).
+    pub check_compaction: bool,
+    /// How long the broker may hold a fetch of the predictions that finds nothing new.
+    pub fetch_wait: Duration,
 }
 
 impl Default for Config {
@@ -48,8 +59,28 @@ impl Default for Config {
             models: Vec::new(),
             max_noise_ttl: Duration::from_secs(7 * 24 * 3600),
             default_noise_ttl: Duration::from_secs(600),
+            partials_topic: vigie_stream::PARTIALS_TOPIC.into(),
+            instance: default_instance(),
+            session_timeout: Duration::from_secs(10),
+            check_compaction: true,
+            fetch_wait: Duration::from_millis(10),
         }
     }
+}
+
+/// This process's default name in its group: the host's name and the process id.
+pub fn default_instance() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "drift".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// The service's own state; [`AppState`] adds the accounts, the registry and the shell's
@@ -61,6 +92,9 @@ pub struct Inner {
     pub metrics: Metrics,
     /// The consumer, once started (absent in router tests).
     pub consumer: Option<Arc<DriftConsumer>>,
+    /// Shares noise injections with the group on the partials topic (absent in router tests:
+    /// an injection is then this instance's alone).
+    pub producer: Option<Arc<vigie_stream::EventProducer>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -83,6 +117,7 @@ impl Inner {
         config: Config,
         metrics: Metrics,
         consumer: Option<Arc<DriftConsumer>>,
+        producer: Option<Arc<vigie_stream::EventProducer>>,
     ) -> AppState {
         let state = Arc::new(Mutex::new(State::new(config.windows, metrics.clone())));
         let app = Shared::new(
@@ -92,6 +127,7 @@ impl Inner {
                 state,
                 metrics,
                 consumer,
+                producer,
             },
         );
         if let Err(e) = Inner::sync(&app).await {
@@ -102,6 +138,42 @@ impl Inner {
 
     fn watched(&self, model: &str) -> bool {
         self.config.models.is_empty() || self.config.models.iter().any(|m| m == model)
+    }
+
+    /// Shares a noise injection (or its end: `spec` `None`) with the other instances of the
+    /// group; nothing without a producer.
+    pub fn share_noise(
+        &self,
+        model: &str,
+        spec: Option<vigie_synthetic::NoiseSpec>,
+        started_at: chrono::DateTime<chrono::Utc>,
+        expires_at: chrono::DateTime<chrono::Utc>,
+        by: &str,
+    ) {
+        let Some(producer) = &self.producer else {
+            return;
+        };
+        let shared = crate::partials::SharedNoise {
+            format: crate::partials::FORMAT,
+            group: self.config.group.clone(),
+            model: model.to_string(),
+            spec,
+            started_at,
+            expires_at,
+            by: by.to_string(),
+            instance: self.config.instance.clone(),
+        };
+        match serde_json::to_vec(&shared) {
+            Ok(payload) => {
+                let _ = producer.publish(
+                    &self.config.partials_topic,
+                    &crate::partials::noise_key(model),
+                    &payload,
+                    &[],
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "cannot serialise a shared noise injection"),
+        }
     }
 
     /// Scores every model's windows now.
@@ -123,25 +195,62 @@ impl Inner {
     }
 }
 
-/// Reads the group's checkpoint back into the state. Call before consuming.
-pub async fn restore(state: &AppState) -> Result<Vec<Restored>, String> {
-    let Some(saved) = state
-        .registry()
-        .checkpoint(&state.config.group)
+/// Cuts the group's one-row checkpoint (written before partitions were saved apart), if there
+/// is one, into a row per partition, and deletes it; partitions that have a row already keep
+/// theirs. Returns the partitions written. Call before consuming: each partition's row is read
+/// when the group assigns it.
+pub async fn migrate(state: &AppState) -> Result<Vec<i32>, String> {
+    let group = &state.config.group;
+    let registry = state.registry();
+    let Some(saved) = registry
+        .checkpoint(group)
         .await
         .map_err(|e| e.to_string())?
     else {
         return Ok(Vec::new());
     };
-    let checkpoint: Checkpoint =
-        serde_json::from_str(&saved.state).map_err(|e| format!("unreadable checkpoint: {e}"))?;
-    if checkpoint.topic != state.config.topic {
+    let checkpoint: Checkpoint = serde_json::from_str(&saved.state)
+        .map_err(|e| format!("unreadable checkpoint of group {group}: {e}"))?;
+    if checkpoint.format != FORMAT && checkpoint.format != 1 {
         return Err(format!(
-            "the checkpoint of group {} is for topic {}, not {}",
-            state.config.group, checkpoint.topic, state.config.topic
+            "the checkpoint of group {group} is of format {} (this build reads 1 and {FORMAT})",
+            checkpoint.format
         ));
     }
-    lock(&state.state).restore(checkpoint)
+    if checkpoint.topic != state.config.topic {
+        return Err(format!(
+            "the checkpoint of group {group} is for topic {}, not {}",
+            checkpoint.topic, state.config.topic
+        ));
+    }
+    if checkpoint.format == 1 {
+        tracing::warn!(%group, "a checkpoint of format 1: its positions are kept; its windows and answers waiting for labels cannot be cut into partitions and start empty");
+    }
+    let existing: Vec<String> = registry
+        .checkpoints_with_prefix(&format!("{group}/"))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    let mut written = Vec::new();
+    for partition in checkpoint.split() {
+        let key = partition_key(group, partition.partition);
+        if existing.contains(&key) {
+            continue;
+        }
+        let text = serde_json::to_string(&partition).map_err(|e| e.to_string())?;
+        registry
+            .save_checkpoint(&key, &text, saved.updated_at)
+            .await
+            .map_err(|e| e.to_string())?;
+        written.push(partition.partition);
+    }
+    registry
+        .delete_checkpoint(group)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(written)
 }
 
 impl Service for Inner {

@@ -19,6 +19,7 @@ use vigie_synthetic::{Injector, NoiseSpec};
 
 use crate::decode::{Decoder, Envelope};
 use crate::metrics::Metrics;
+use crate::partials::{self, Partial};
 use crate::quality::{self, Answer, Early, LabelOutcome, Quality, QualityConfig, QualitySum};
 use crate::unseen::UnseenCodes;
 
@@ -358,8 +359,11 @@ pub struct WindowScore {
 pub struct ModelWatch {
     pub reference: Arc<Reference>,
     pub config: WindowConfig,
-    /// Each partition's counts against this reference.
+    /// Each partition's counts against this reference, of the partitions this instance reads.
     pub partitions: BTreeMap<i32, Counts>,
+    /// The latest partial of each partition another instance published (see
+    /// [`crate::partials`]): counted into the sums for the partitions this one does not read.
+    pub remote: BTreeMap<i32, Arc<Partial>>,
     pub noise: Option<ActiveNoise>,
     /// Closed tumbling windows already scored end before this time.
     pub tumbling_scored_until_ms: i64,
@@ -393,6 +397,7 @@ impl ModelWatch {
         ModelWatch {
             config: *config,
             partitions: BTreeMap::new(),
+            remote: BTreeMap::new(),
             noise: None,
             tumbling_scored_until_ms: i64::MIN,
             tumbling_scores: VecDeque::new(),
@@ -432,26 +437,36 @@ impl ModelWatch {
     /// Every partition's counts added up.
     pub fn merged(&self) -> Merged {
         let mut merged = Merged::new(&self.reference, &self.config);
-        for counts in self.partitions.values() {
+        for (_, counts) in self.parts() {
             merged.add(counts);
         }
         merged
     }
 
-    /// The sliding window, every partition's panes added up.
-    pub fn sliding(&self) -> Histograms {
-        let mut sum = PaneSum::new(&self.reference.binner, self.config.pane_ms);
-        for counts in self.partitions.values() {
-            let _ = sum.add(&counts.features);
-        }
-        sum.sliding(self.config.sliding_ms)
+    /// Whether this instance reads `partition` (it holds its own counts or quality of it).
+    fn owns(&self, partition: i32) -> bool {
+        self.partitions.contains_key(&partition) || self.quality.contains_key(&partition)
+    }
+
+    /// Each partition's counts, in partition order: this instance's own, and for a partition
+    /// it does not read, the latest partial another instance published of it.
+    pub fn parts(&self) -> Vec<(i32, &Counts)> {
+        let mut parts: Vec<(i32, &Counts)> = self.partitions.iter().map(|(&p, c)| (p, c)).collect();
+        parts.extend(
+            self.remote
+                .iter()
+                .filter(|(p, _)| !self.owns(**p))
+                .map(|(&p, partial)| (p, &partial.counts)),
+        );
+        parts.sort_by_key(|(p, _)| *p);
+        parts
     }
 
     /// The newest event time counted, of any partition.
     pub fn newest_ms(&self) -> Option<i64> {
-        self.partitions
-            .values()
-            .filter_map(|c| c.features.max_time_ms())
+        self.parts()
+            .iter()
+            .filter_map(|(_, c)| c.features.max_time_ms())
             .max()
     }
 
@@ -463,19 +478,39 @@ impl ModelWatch {
             .or_insert_with(|| Quality::new(config, metrics, model))
     }
 
-    /// Every partition's quality added up.
+    /// Every partition's quality added up, in partition order (own, or another instance's
+    /// partial).
     pub fn quality_sum(&self) -> QualitySum {
-        QualitySum::of(self.quality_config, self.quality.values())
+        let mut parts: Vec<(i32, quality::Part<'_>)> = self
+            .quality
+            .iter()
+            .map(|(&p, q)| (p, quality::Part::Own(q)))
+            .collect();
+        parts.extend(
+            self.remote
+                .iter()
+                .filter(|(p, _)| !self.owns(**p))
+                .map(|(&p, partial)| (p, quality::Part::Shared(&partial.quality))),
+        );
+        parts.sort_by_key(|(p, _)| *p);
+        QualitySum::of(self.quality_config, parts.into_iter().map(|(_, part)| part))
     }
 
     /// Events counted against this reference, every partition's.
     pub fn events(&self) -> u64 {
-        self.partitions.values().map(|c| c.events).sum()
+        self.parts().iter().map(|(_, c)| c.events).sum()
     }
 
     /// Events late for their pane, every partition's.
     pub fn late(&self) -> u64 {
-        self.partitions.values().map(|c| c.features.late()).sum()
+        self.parts().iter().map(|(_, c)| c.features.late()).sum()
+    }
+
+    /// Forgets a partition this instance no longer reads (its partials, once published, stand
+    /// for it).
+    pub fn release(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+        self.quality.remove(&partition);
     }
 
     /// Starts `noise` (replacing the active one, returned) and marks it in the metrics.
@@ -765,6 +800,9 @@ impl State {
         for skip in LabelSkip::ALL {
             metrics.labels_skipped.with_label_values(&[skip.as_str()]);
         }
+        for outcome in partials::Outcome::ALL {
+            metrics.partials.with_label_values(&[outcome.as_str()]);
+        }
         State {
             config,
             models: BTreeMap::new(),
@@ -880,12 +918,10 @@ impl State {
         }
         let time_ms = envelope.time_ms();
         watch.reference.binner.bin_row(&watch.row, &mut watch.bins);
-        let counts = match watch.partitions.entry(partition) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(Counts::new(&watch.reference, &watch.config))
-            }
-        };
+        let counts = watch
+            .partitions
+            .entry(partition)
+            .or_insert_with(|| Counts::new(&watch.reference, &watch.config));
         counts.total.add(&watch.bins);
         counts.events += 1;
         for (feature, value) in &watch.found {
@@ -931,6 +967,135 @@ impl State {
         self.delay
             .observe((now_ms - time_ms).max(0) as f64 / 1000.0);
         Applied::Counted { noised }
+    }
+
+    /// Reads one message of the partials topic (see [`crate::partials`]): another instance's
+    /// counts of a partition (or this one's), kept for the sums when they were counted by
+    /// `group` against the model's reference now.
+    pub fn apply_partial(&mut self, group: &str, payload: &[u8]) -> partials::Outcome {
+        let outcome = self.apply_partial_unrecorded(group, payload);
+        self.metrics
+            .partials
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+        outcome
+    }
+
+    fn apply_partial_unrecorded(&mut self, group: &str, payload: &[u8]) -> partials::Outcome {
+        use partials::Outcome;
+        let Ok(mut partial) = serde_json::from_slice::<Partial>(payload) else {
+            return Outcome::Unreadable;
+        };
+        if partial.format != partials::FORMAT {
+            return Outcome::Unreadable;
+        }
+        if partial.group != group {
+            return Outcome::Foreign;
+        }
+        let Some(watch) = self.models.get_mut(&partial.model) else {
+            return Outcome::Foreign;
+        };
+        let reference = &watch.reference;
+        if partial.version != reference.version || partial.spec_hash != reference.spec_hash {
+            return Outcome::OtherReference;
+        }
+        if partial.counts.unseen.features.is_empty() {
+            partial.counts.unseen = UnseenCodes::new(reference.binner.features());
+        }
+        if !partial.counts.fits(reference, &watch.config) {
+            return Outcome::Unreadable;
+        }
+        let own = watch.owns(partial.partition);
+        watch.remote.insert(partial.partition, Arc::new(partial));
+        if own { Outcome::Own } else { Outcome::Added }
+    }
+
+    /// Takes in a noise injection another instance shared (or this one, read back): started
+    /// as it was (same spec, times and author) unless it is the one active already or has
+    /// expired; stopped when it says so. `false` for another group's or a model not watched.
+    pub fn apply_shared_noise(&mut self, group: &str, payload: &[u8], now: DateTime<Utc>) -> bool {
+        let Ok(shared) = serde_json::from_slice::<partials::SharedNoise>(payload) else {
+            return false;
+        };
+        if shared.format != partials::FORMAT || shared.group != group {
+            return false;
+        }
+        let Some(watch) = self.models.get_mut(&shared.model) else {
+            return false;
+        };
+        match shared.spec {
+            None => {
+                if watch
+                    .noise
+                    .as_ref()
+                    .is_some_and(|n| n.started_at <= shared.started_at)
+                {
+                    watch.stop_noise("stopped on another instance of the group");
+                }
+            }
+            Some(spec) => {
+                let active = watch.noise.as_ref().is_some_and(|n| {
+                    n.started_at == shared.started_at && n.injector.spec() == &spec
+                });
+                if active || shared.expires_at <= now {
+                    return true;
+                }
+                match Injector::new(spec, &watch.reference.profile) {
+                    Ok(injector) => {
+                        watch.start_noise(ActiveNoise {
+                            injector,
+                            started_at: shared.started_at,
+                            expires_at: shared.expires_at,
+                            by: shared.by,
+                            events_noised: 0,
+                            events_seen: 0,
+                        });
+                        tracing::info!(model = %shared.model, from = %shared.instance, "noise injection shared by the group");
+                    }
+                    Err(e) => {
+                        tracing::warn!(model = %shared.model, error = %e, "a shared noise injection does not fit the reference here");
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// The partials of `partitions` (those this instance reads), one per model and partition.
+    pub fn partials(
+        &self,
+        group: &str,
+        instance: &str,
+        partitions: &std::collections::BTreeSet<i32>,
+    ) -> Vec<Partial> {
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for (name, w) in &self.models {
+            let mut read: Vec<i32> = w.partitions.keys().copied().collect();
+            read.extend(w.quality.keys());
+            read.sort_unstable();
+            read.dedup();
+            for p in read.into_iter().filter(|p| partitions.contains(p)) {
+                out.push(Partial {
+                    format: partials::FORMAT,
+                    group: group.to_string(),
+                    model: name.clone(),
+                    partition: p,
+                    version: w.reference.version,
+                    spec_hash: w.reference.spec_hash.clone(),
+                    instance: instance.to_string(),
+                    written_at: now,
+                    offset: self.positions.offsets.get(&p).copied().unwrap_or(0),
+                    counts: w
+                        .partitions
+                        .get(&p)
+                        .cloned()
+                        .unwrap_or_else(|| Counts::new(&w.reference, &w.config)),
+                    quality: w.quality.get(&p).map(Quality::share).unwrap_or_default(),
+                });
+            }
+        }
+        out
     }
 
     /// Gives up the position of a partition whose log is not the one it was taken on (see

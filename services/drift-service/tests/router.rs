@@ -29,7 +29,7 @@ impl Harness {
         registry.register(toy_model(), "test").await.unwrap();
         let base = testing::base(&registry).await;
         let metrics = Metrics::register(&base.metrics.registry).unwrap();
-        let state = Inner::start(base, Config::default(), metrics, None).await;
+        let state = Inner::start(base, Config::default(), metrics, None, None).await;
         Harness {
             _dir: dir,
             registry,

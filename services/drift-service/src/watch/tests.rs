@@ -7,7 +7,7 @@ use vigie_drift::{Kind, ProfileParams};
 use vigie_stream::event::{Features, OutcomeRef, PredictionEventRef, Value};
 
 use super::*;
-use crate::checkpoint::{Checkpoint, Restored};
+use crate::checkpoint::{PartitionCheckpoint, Restored};
 use crate::quality::QualityState;
 use crate::score::score_all;
 
@@ -93,6 +93,32 @@ pub(crate) fn event(model: &str, hash: &str, colour: f64, speed: f64, ts_ms: i64
     .to_json()
 }
 
+/// Every partition's checkpoint of `s`, as saved and read back.
+fn saved(s: &State) -> Vec<PartitionCheckpoint> {
+    let partitions: std::collections::BTreeSet<i32> = s
+        .positions
+        .offsets
+        .keys()
+        .chain(s.label_positions.offsets.keys())
+        .copied()
+        .collect();
+    partitions
+        .into_iter()
+        .map(|p| {
+            let text = serde_json::to_string(&s.partition_checkpoint("t", Some("l"), p)).unwrap();
+            serde_json::from_str(&text).unwrap()
+        })
+        .collect()
+}
+
+/// Restores every checkpoint of `saved` into `s`.
+fn restore(s: &mut State, saved: Vec<PartitionCheckpoint>) -> Vec<Restored> {
+    saved
+        .into_iter()
+        .flat_map(|c| s.restore_partition(c))
+        .collect()
+}
+
 /// A sliding window of the last second (events are a millisecond apart), 100 ms panes.
 fn config() -> WindowConfig {
     WindowConfig {
@@ -143,7 +169,7 @@ fn events_fill_the_windows_and_move_the_position() {
     );
     let w = &s.models["toy"];
     assert_eq!(
-        w.sliding().rows(),
+        sliding(w).rows(),
         1000,
         "the sliding window holds the last second: 1,000 events"
     );
@@ -191,11 +217,10 @@ fn a_log_that_starts_again_is_told_apart_from_events_delivered_again() {
     let resets =
         |s: &State, reason: &str| s.metrics.offset_resets.with_label_values(&[reason]).get();
     // The first event counted is the partition's origin, saved with the checkpoint.
-    let saved: Checkpoint =
-        serde_json::from_str(&serde_json::to_string(&s.checkpoint("t", Some("l"))).unwrap())
-            .unwrap();
-    assert_eq!(saved.origins[&0].offset, 0);
-    assert_eq!(saved.origins[&0].event_id, "e-0-1-40");
+    let saved = saved(&s);
+    let origin = saved[0].origin.clone().unwrap();
+    assert_eq!(origin.offset, 0);
+    assert_eq!(origin.event_id, "e-0-1-40");
 
     // The last events delivered again (tansu answers a fetch at its end with its last batch):
     // already counted.
@@ -328,16 +353,15 @@ fn noise_changes_the_events_that_enter_and_expires() {
 fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
     let mut s = state(1);
     feed(&mut s, 1300, 4, 0);
-    let saved: Checkpoint =
-        serde_json::from_str(&serde_json::to_string(&s.checkpoint("t", Some("l"))).unwrap())
-            .unwrap();
+    let saved = saved(&s);
+    assert_eq!(saved.len(), 3, "a checkpoint per partition");
     let mut restored = state(1);
     assert_eq!(
-        restored.restore(saved.clone()).unwrap(),
-        vec![Restored::Windows {
+        restore(&mut restored, saved.clone()),
+        [434, 433, 433].map(|events| Restored::Windows {
             model: "toy".into(),
-            events: 1300
-        }]
+            events
+        })
     );
     assert_eq!(restored.positions.offsets, s.positions.offsets);
     let (a, b) = (&s.models["toy"], &restored.models["toy"]);
@@ -345,7 +369,7 @@ fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
         a.partitions, b.partitions,
         "every partition's panes and totals"
     );
-    assert_eq!(a.sliding(), b.sliding());
+    assert_eq!(sliding(a), sliding(b));
     let answers = |w: &ModelWatch| {
         let merged = w.merged();
         let newest = merged.features.max_time_ms();
@@ -356,7 +380,7 @@ fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
     };
     assert_eq!(
         answers(a).rows(),
-        a.sliding().rows(),
+        sliding(a).rows(),
         "an answer per event of the sliding window"
     );
     assert_eq!(answers(a), answers(b));
@@ -371,7 +395,7 @@ fn a_checkpoint_restores_the_windows_and_the_position_exactly() {
 
     // Windows binned for another version are not reused; the position is.
     let mut promoted = state(2);
-    let done = promoted.restore(saved).unwrap();
+    let done = restore(&mut promoted, saved);
     assert!(matches!(&done[0], Restored::Discarded { model, .. } if model == "toy"));
     assert_eq!(promoted.models["toy"].events(), 0);
     assert_eq!(
@@ -484,7 +508,7 @@ fn an_answer_without_a_number_is_counted_apart_and_its_event_still_counts() {
     );
     let watch = &s.models["toy"];
     assert_eq!(watch.events(), 2);
-    assert_eq!(watch.sliding().rows(), 2);
+    assert_eq!(sliding(watch).rows(), 2);
     let answers = watch.merged().answers.unwrap();
     assert_eq!(answers.sliding(watch.config.sliding_ms).rows(), 1);
     assert_eq!(s.metrics.answers_unreadable.get(), 1);
@@ -590,11 +614,8 @@ fn labels_join_their_answers_whichever_topic_is_read_first_and_survive_a_checkpo
     assert_eq!(realised.median_label_delay_seconds, 60.0);
 
     // A checkpoint carries the join and both positions.
-    let saved: Checkpoint =
-        serde_json::from_str(&serde_json::to_string(&s.checkpoint("t", Some("l"))).unwrap())
-            .unwrap();
     let mut back = state(1);
-    back.restore(saved).unwrap();
+    restore(&mut back, saved(&s));
     assert_eq!(back.label_positions.offsets, s.label_positions.offsets);
     let states = |s: &State| -> Vec<(i32, QualityState)> {
         s.models["toy"]
@@ -716,39 +737,89 @@ fn three_instances_count_what_one_counts_and_score_the_same() {
     assert_eq!(whole.events(), 300_000);
     assert!(whole.late() > 0, "some events came past the lateness");
 
-    // An instance holding the three's partitions (its own and the others' partials) scores
+    // Each instance publishes its partials and reads the others' (and its own): each scores
     // what the single instance scores.
-    let mut sum = new_state();
-    let watch = sum.models.get_mut("toy").unwrap();
-    watch.partitions = merged;
-    for instance in &three {
-        for (&p, q) in &instance.models["toy"].quality {
-            watch.quality_of(p).restore(q.state());
+    let published: Vec<Vec<u8>> = three
+        .iter()
+        .enumerate()
+        .flat_map(|(k, instance)| {
+            let all = (0..6).collect();
+            instance.partials("g", &format!("i{k}"), &all)
+        })
+        .map(|p| serde_json::to_vec(&p).unwrap())
+        .collect();
+    assert_eq!(published.len(), 6, "one per model and partition");
+    for instance in &mut three {
+        for payload in &published {
+            instance.apply_partial("g", payload);
         }
+        assert_eq!(
+            instance
+                .metrics
+                .partials
+                .with_label_values(&["added"])
+                .get(),
+            4
+        );
+        assert_eq!(
+            instance.metrics.partials.with_label_values(&["own"]).get(),
+            2
+        );
+        // Another group's partials are not added.
+        assert_eq!(
+            instance.apply_partial("other", &published[0]),
+            crate::partials::Outcome::Foreign
+        );
     }
-    let (a, b) = (whole.quality_sum(), watch.quality_sum());
-    assert_eq!(a.estimate(whole.newest_ms()), b.estimate(watch.newest_ms()));
-    assert!(a.estimate(whole.newest_ms()).is_some());
-    assert_eq!(a.periods(), b.periods());
-    let (one, sum) = (Mutex::new(one), Mutex::new(sum));
     let now = time_of(start + 30_000 + 5_000);
     let registry = || Metrics::register(&prometheus::Registry::new()).unwrap();
+    let one = Mutex::new(one);
     let a = crate::score::score_at(&one, &registry(), 1.0, now);
-    let b = crate::score::score_at(&sum, &registry(), 1.0, now);
-    assert_eq!(a[0].scored.report, b[0].scored.report);
     assert!(a[0].scored.report.scored);
     assert!(a[0].windows.len() >= 3, "the tumbling windows closed");
-    assert_eq!(
-        a[0].windows.iter().map(|w| &w.report).collect::<Vec<_>>(),
-        b[0].windows.iter().map(|w| &w.report).collect::<Vec<_>>()
-    );
     assert_eq!(
         a[0].windows.iter().map(|w| w.events).sum::<u64>() + lock(&one).models["toy"].late(),
         300_000,
         "every event in a window, or late"
     );
+    let guard = lock(&one);
+    let whole = &guard.models["toy"];
+    for instance in three {
+        let watch = &instance.models["toy"];
+        assert_eq!(watch.events(), 300_000);
+        let (q1, q3) = (whole.quality_sum(), watch.quality_sum());
+        assert_eq!(
+            q1.estimate(whole.newest_ms()),
+            q3.estimate(watch.newest_ms())
+        );
+        assert!(q1.estimate(whole.newest_ms()).is_some());
+        assert_eq!(q1.periods(), q3.periods());
+        let instance = Mutex::new(instance);
+        let b = crate::score::score_at(&instance, &registry(), 1.0, now);
+        assert_eq!(a[0].scored.report, b[0].scored.report);
+        assert_eq!(
+            a[0].windows.iter().map(|w| &w.report).collect::<Vec<_>>(),
+            b[0].windows.iter().map(|w| &w.report).collect::<Vec<_>>()
+        );
+    }
+    // A partial counted against another reference is left out.
+    let mut promoted = new_state();
+    promoted.set_reference(reference(2));
+    assert_eq!(
+        promoted.apply_partial("g", &published[0]),
+        crate::partials::Outcome::OtherReference
+    );
+    assert_eq!(
+        promoted.apply_partial("g", b"{not json"),
+        crate::partials::Outcome::Unreadable
+    );
 }
 
 fn time_of(ms: i64) -> DateTime<Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap()
+}
+
+/// The sliding window of every partition's panes added up.
+fn sliding(w: &ModelWatch) -> Histograms {
+    w.merged().features.sliding(w.config.sliding_ms)
 }
