@@ -454,14 +454,7 @@ async fn a_topic_deleted_and_created_again_is_counted_from_its_beginning() {
         assert!(status.success(), "tansu topic create");
     };
     recreate(false);
-    let env = [
-        ("KAFKA_BROKERS", broker.address()),
-        (
-            "VIGIE_JWT_SECRET",
-            "an end-to-end secret of at least 32 bytes".to_string(),
-        ),
-        ("VIGIE_POLL_MS", "200".to_string()),
-    ];
+    let env = broker.service_env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let replay = |count: usize| replay_holdout(&home, count, &[], &env);
     let drift_args = [
@@ -582,14 +575,7 @@ async fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
     for topic in vigie_stream::TOPICS {
         broker.create_topic_with(topic, 6);
     }
-    let env = [
-        ("KAFKA_BROKERS", broker.address()),
-        (
-            "VIGIE_JWT_SECRET",
-            "an end-to-end secret of at least 32 bytes".to_string(),
-        ),
-        ("VIGIE_POLL_MS", "200".to_string()),
-    ];
+    let env = broker.service_env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let replay = |count: usize| replay_holdout(&home, count, &["--batch-events", "1"], &env);
     let start = |name: &str, group: &str| {

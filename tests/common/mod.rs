@@ -418,6 +418,19 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// What a service started on this broker needs: its address, a JWT secret, and a
+    /// registry poll of 200 ms.
+    pub fn service_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KAFKA_BROKERS", self.address()),
+            (
+                "VIGIE_JWT_SECRET",
+                "an end-to-end secret of at least 32 bytes".to_string(),
+            ),
+            ("VIGIE_POLL_MS", "200".to_string()),
+        ]
+    }
+
     pub fn start(&mut self) {
         let url = format!("tcp://{}", self.address());
         let mut command = Command::new(&self.bin);
