@@ -589,8 +589,8 @@ async fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
             name,
             "--session-timeout-ms",
             "10000",
-            // Three instances' idle fetches, held 200 ms each, not 10: tansu's SQLite
-            // storage answers the group's heartbeats in time.
+            // Idle fetches held 200 ms, not 10: three instances, their labels and partials
+            // readers ask the broker tens of times a second, not hundreds.
             "--fetch-wait-ms",
             "200",
             "--checkpoint-ms",
