@@ -173,6 +173,9 @@ pub const PARTITION_CHECK: Duration = Duration::from_secs(10);
 /// The longest time between two polls of the group's consumer (see [`create`]).
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
 
+/// The longest wait for the broker's answer at stop.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 /// The longest wait for a revoked partition's partials to reach the broker.
 pub const PARTIALS_FLUSH: Duration = Duration::from_secs(5);
 
@@ -370,7 +373,9 @@ impl Hooks {
             .with_label_values(&["revoked"])
             .inc_by(partitions.len() as u64);
         let set: BTreeSet<i32> = partitions.iter().copied().collect();
-        if self.checkpoint(consumer, &set, CommitMode::Sync) {
+        // Async: the rows hold the positions; a commit waiting for an absent coordinator
+        // would hold the rebalance.
+        if self.checkpoint(consumer, &set, CommitMode::Async) {
             self.publish(&set);
             let left = self.producer.flush(PARTIALS_FLUSH);
             if left > 0 {
@@ -832,7 +837,7 @@ impl Runner {
         // The last checkpoint of every partition read, its partials, then leave the group:
         // the others take the partitions at once instead of at the end of this session.
         let owned = hooks.owned();
-        if hooks.checkpoint(&self.consumer, &owned, CommitMode::Sync) {
+        if hooks.checkpoint(&self.consumer, &owned, CommitMode::Async) {
             hooks.publish(&owned);
             let left = hooks.producer.flush(PARTIALS_FLUSH);
             if left > 0 {
@@ -845,6 +850,22 @@ impl Runner {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !hooks.owned().is_empty() && Instant::now() < deadline {
             let _ = self.consumer.poll(Duration::from_millis(100));
+        }
+        // Dropping a consumer of a group waits for the broker without end: with the broker
+        // away, the process would never exit. Then the consumers are left open (the group gives
+        // this instance's partitions to others at the end of its session).
+        if self
+            .consumer
+            .fetch_metadata(Some(&config.topic), CLOSE_WAIT)
+            .is_err()
+        {
+            tracing::warn!(
+                "the broker does not answer: stopping without leaving the consumer group"
+            );
+            std::mem::forget(self.consumer.clone());
+            // The labels reader lives in the hooks.
+            std::mem::forget(hooks.clone());
+            std::mem::forget(self.partials);
         }
         tracing::info!("drift consumer stopped");
     }
