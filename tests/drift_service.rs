@@ -328,6 +328,97 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
     assert!(status.success());
 }
 
+/// A drift service asked to stop while its broker is away exits (its last checkpoint saved)
+/// rather than wait for the broker without end; started again once the broker is back, it
+/// resumes from that checkpoint: what it had counted stays counted once, and what comes after
+/// is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drift_service_stopped_while_its_broker_is_away_exits_and_resumes_from_its_checkpoint() {
+    let Some(bin) = tansu() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let home = trained_home(dir.path(), "ops", "ops-password-1", true);
+    // Stored on disk: the broker started again holds the same log.
+    let mut broker = Broker::started(
+        bin,
+        Some(dir.path().join("tansu.db")),
+        &[
+            vigie_stream::PREDICTIONS_TOPIC,
+            vigie_stream::PARTIALS_TOPIC,
+        ],
+    );
+    let env = broker.service_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = [
+        "drift",
+        "--drift-listen",
+        "127.0.0.1:0",
+        "--checkpoint-ms",
+        "200",
+        "--score-ms",
+        "200",
+        "--window-secs",
+        "3600",
+    ];
+    let first = replay_holdout(&home, 2000, &[], &env);
+    let (mut drift, url) = start_service(&args, &env, &home);
+    let client = reqwest::Client::new();
+    let ops = token(&client, &url, "ops", "ops-password-1").await;
+    until(
+        "the first events counted",
+        Duration::from_secs(120),
+        || async { (counted(&client, &url, &ops).await? == first).then_some(()) },
+    )
+    .await;
+
+    broker.kill();
+    let asked = std::time::Instant::now();
+    signal(drift.child.id(), "TERM");
+    let status = loop {
+        if let Some(status) = drift.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(60),
+            "still running 60 s after SIGTERM with its broker away"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = asked.elapsed();
+    eprintln!("stopped {took:?} after SIGTERM with the broker away: {status}");
+    assert!(status.success(), "{status}");
+    // What it waits for at most: the partials' delivery, the group's goodbye and the
+    // broker's answer (5 s each), the stall watch's broker call under way (2 s).
+    assert!(took < Duration::from_secs(30), "{took:?}");
+
+    broker.start();
+    let (mut drift, url) = start_service(&args, &env, &home);
+    let second = replay_holdout(&home, 500, &[], &env);
+    let total = first + second;
+    until_ok(
+        "every event counted once after the restart",
+        Duration::from_secs(120),
+        || async {
+            let events = counted(&client, &url, &ops).await.unwrap_or(0);
+            assert!(events <= total, "{events} counted of {total}");
+            if events == total {
+                Ok(())
+            } else {
+                Err(format!("{events} of {total} counted"))
+            }
+        },
+    )
+    .await;
+    let text = metrics(&client, &url).await;
+    assert_eq!(
+        metric(&text, "vigie_drift_offset_resets_total{reason="),
+        0.0,
+        "the checkpoint's positions were given up: {text}"
+    );
+    assert!(drift.terminate().success());
+}
+
 /// The events the drift service counted for the model, once it answers.
 async fn counted(client: &reqwest::Client, url: &str, token: &str) -> Option<u64> {
     let state = get_json(

@@ -173,6 +173,9 @@ pub const PARTITION_CHECK: Duration = Duration::from_secs(10);
 /// The longest time between two polls of the group's consumer (see [`create`]).
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How long the origins reader lets a fetch fill: it wants one event per partition, soon.
+const ORIGIN_FETCH_WAIT_MS: u32 = 10;
+
 /// The longest wait for the broker's answer at stop.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -229,13 +232,15 @@ pub fn create(
 }
 
 /// A consumer assigned partitions by hand (the labels of the partitions the group gave this
-/// instance; every partition of the partials topic). Labels and partials are a trickle beside
-/// the predictions: it waits up to `fetch_wait_ms` for a fetch to fill (an idle reader asks
-/// the broker a few times a second, not a hundred).
+/// instance; every partition of the partials topic; the origins of partitions assigned).
+/// Labels and partials are a trickle beside the predictions: it waits up to `fetch_wait_ms`
+/// for a fetch to fill (an idle reader asks the broker a few times a second, not a hundred).
+/// With `eof`, reaching a partition's end is reported as an error to the poller.
 fn reader(
     config: &ConsumerConfig,
     suffix: &str,
     fetch_wait_ms: u32,
+    eof: bool,
 ) -> rdkafka::error::KafkaResult<BaseConsumer> {
     ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
@@ -248,6 +253,7 @@ fn reader(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", eof.to_string())
         .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
         .set(
             "fetch.queue.backoff.ms",
@@ -295,7 +301,7 @@ impl Hooks {
         producer: Arc<EventProducer>,
     ) -> rdkafka::error::KafkaResult<Self> {
         let labels = match &config.labels_topic {
-            Some(_) => Some(reader(&config, "", 100)?),
+            Some(_) => Some(reader(&config, "", 100, false)?),
             None => None,
         };
         Ok(Hooks {
@@ -313,10 +319,18 @@ impl Hooks {
 
     /// The partitions this instance reads.
     pub fn owned(&self) -> BTreeSet<i32> {
+        self.owned_set().clone()
+    }
+
+    /// Whether this instance reads partition `p`.
+    pub fn owns(&self, p: i32) -> bool {
+        self.owned_set().contains(&p)
+    }
+
+    fn owned_set(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
         self.owned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
     /// Partitions assigned: each one's checkpoint read back (its origin checked), the labels
@@ -339,10 +353,7 @@ impl Hooks {
             }
         }
         {
-            let mut owned = self
-                .owned
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut owned = self.owned_set();
             owned.extend(partitions);
             self.metrics.assigned_partitions.set(owned.len() as i64);
         }
@@ -395,10 +406,7 @@ impl Hooks {
             }
         }
         let mut state = lock(&self.state);
-        let mut owned = self
-            .owned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut owned = self.owned_set();
         for &p in partitions {
             state.release(p);
             owned.remove(&p);
@@ -505,14 +513,7 @@ impl Hooks {
             return Ok(());
         }
         tracing::debug!(?origins, "reading the partitions' origins");
-        let reader: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.config.brokers)
-            .set("group.id", format!("{}-origins", self.config.group))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", vigie_stream::FETCH_WAIT_MS)
-            .create()?;
+        let reader = reader(&self.config, "-origins", ORIGIN_FETCH_WAIT_MS, true)?;
         let mut assignment = TopicPartitionList::new();
         for (&p, origin) in &origins {
             assignment.add_partition_offset(topic, p, Offset::Offset(origin.offset))?;
@@ -585,8 +586,10 @@ impl Hooks {
         partitions: &BTreeSet<i32>,
         mode: CommitMode,
     ) -> bool {
-        let owned = self.owned();
-        let partitions: Vec<i32> = partitions.intersection(&owned).copied().collect();
+        let partitions: Vec<i32> = {
+            let owned = self.owned_set();
+            partitions.intersection(&owned).copied().collect()
+        };
         if partitions.is_empty() {
             return true;
         }
@@ -708,8 +711,13 @@ impl Runner {
     /// The runner of `consumer`, its rebalances handed to `hooks`; reads the partials topic.
     pub fn new(consumer: Arc<DriftConsumer>, hooks: Arc<Hooks>) -> Result<Self, String> {
         let config = &hooks.config;
-        let partials = reader(config, &format!("-partials-{}", config.instance), 500)
-            .map_err(|e| format!("cannot create the partials reader: {e}"))?;
+        let partials = reader(
+            config,
+            &format!("-partials-{}", config.instance),
+            500,
+            false,
+        )
+        .map_err(|e| format!("cannot create the partials reader: {e}"))?;
         if consumer.context().hooks.set(hooks.clone()).is_err() {
             return Err("the consumer already has a runner".into());
         }
@@ -761,20 +769,41 @@ impl Runner {
     pub fn run(self, stop: &AtomicBool) {
         let hooks = &self.hooks;
         let config = &hooks.config;
-        let skipped: Vec<prometheus::IntCounter> = Skip::ALL
-            .iter()
-            .map(|s| hooks.metrics.skipped.with_label_values(&[s.as_str()]))
-            .collect();
         if let Err(e) = self.consumer.subscribe(&[&config.topic]) {
             tracing::error!(error = %e, topic = %config.topic, "cannot join the consumer group");
             return;
         }
+        let rejoin = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            // The stall watch asks the broker (calls that wait seconds when it is slow or
+            // away) on its own thread: the consumer's thread keeps polling meanwhile.
+            let watch = std::thread::Builder::new()
+                .name("vigie-drift-stalls".into())
+                .spawn_scoped(scope, || {
+                    watch_stalls(&self.consumer, hooks, stop, &rejoin);
+                });
+            if let Err(e) = watch {
+                tracing::error!(error = %e, "cannot start the stall watch: a partition the group leaves unread is not noticed");
+            }
+            self.count(stop, &rejoin);
+        });
+        self.leave();
+    }
+
+    /// The consumer's loop: counts until `stop` is set; joins the group again when the stall
+    /// watch sets `rejoin`.
+    fn count(&self, stop: &AtomicBool, rejoin: &AtomicBool) {
+        let hooks = &self.hooks;
+        let config = &hooks.config;
+        let skipped: Vec<prometheus::IntCounter> = Skip::ALL
+            .iter()
+            .map(|s| hooks.metrics.skipped.with_label_values(&[s.as_str()]))
+            .collect();
         let mut last_checkpoint = Instant::now();
         // Partitions (of either topic: the same numbers) read since the last checkpoint.
         let mut touched: BTreeSet<i32> = BTreeSet::new();
         let mut partials_read = false;
         let mut last_partials_try: Option<Instant> = None;
-        let mut stalls = Stalls::default();
         while !stop.load(Ordering::Relaxed) {
             if !partials_read && last_partials_try.is_none_or(|t| t.elapsed() >= PARTITION_CHECK) {
                 partials_read = self.assign_partials();
@@ -813,9 +842,7 @@ impl Runner {
                 }
             }
             drop(state);
-            let unread = stalls.unread(&self.consumer, config, || hooks.owned());
-            if !unread.is_empty() {
-                tracing::warn!(?unread, instance = %config.instance, "partitions nobody in the group reads: joining the group again");
+            if rejoin.swap(false, Ordering::Relaxed) {
                 hooks
                     .metrics
                     .rebalances
@@ -834,6 +861,12 @@ impl Runner {
                 last_checkpoint = Instant::now();
             }
         }
+    }
+
+    /// The last checkpoint and partials of every partition read here, then out of the group.
+    fn leave(self) {
+        let hooks = &self.hooks;
+        let config = &hooks.config;
         // The last checkpoint of every partition read, its partials, then leave the group:
         // the others take the partitions at once instead of at the end of this session.
         let owned = hooks.owned();
@@ -848,7 +881,7 @@ impl Runner {
         // partitions go; polled here, not when the consumer is dropped with the runtime.
         self.consumer.unsubscribe();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !hooks.owned().is_empty() && Instant::now() < deadline {
+        while !hooks.owned_set().is_empty() && Instant::now() < deadline {
             let _ = self.consumer.poll(Duration::from_millis(100));
         }
         // Dropping a consumer of a group waits for the broker without end: with the broker
@@ -921,6 +954,24 @@ fn drain(reader: &BaseConsumer, what: &str, mut each: impl FnMut(&BorrowedMessag
     read
 }
 
+/// Looks for partitions nobody in the group reads once per session timeout until `stop` is
+/// set, and sets `rejoin` when it finds some (the consumer's thread joins the group again).
+fn watch_stalls(consumer: &DriftConsumer, hooks: &Hooks, stop: &AtomicBool, rejoin: &AtomicBool) {
+    let config = &hooks.config;
+    let mut stalls = Stalls::default();
+    while !stop.load(Ordering::Relaxed) {
+        let next = Instant::now() + config.session_timeout;
+        let unread = stalls.unread(consumer, config, |p| hooks.owns(p), stop);
+        if !unread.is_empty() {
+            tracing::warn!(?unread, instance = %config.instance, "partitions nobody in the group reads: joining the group again");
+            rejoin.store(true, Ordering::Relaxed);
+        }
+        while !stop.load(Ordering::Relaxed) && Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Watches the group's committed offsets for a partition nobody reads: its committed offset
 /// stands still below its log's end for [`STALL_FACTOR`] session timeouts. Every reader
 /// commits at its checkpoints, so that is a partition the group has not given to a live
@@ -932,7 +983,6 @@ fn drain(reader: &BaseConsumer, what: &str, mut each: impl FnMut(&BorrowedMessag
 struct Stalls {
     /// Per partition: the committed offset last seen, and since when it has not moved.
     seen: BTreeMap<i32, (i64, Instant)>,
-    last_check: Option<Instant>,
     last_rejoin: Option<Instant>,
 }
 
@@ -941,22 +991,17 @@ struct Stalls {
 pub const STALL_FACTOR: u32 = 3;
 
 impl Stalls {
-    /// The partitions of the topic, not read here, whose committed offset has stood still
-    /// below the log's end for the stall period; checked once per session timeout.
+    /// The partitions of the topic, not read here (`owns`), whose committed offset has stood
+    /// still below the log's end for the stall period. Asks the broker (each call waits up to
+    /// two seconds); gives up early when `stop` is set.
     fn unread(
         &mut self,
         consumer: &DriftConsumer,
         config: &ConsumerConfig,
-        owned: impl FnOnce() -> BTreeSet<i32>,
+        owns: impl Fn(i32) -> bool,
+        stop: &AtomicBool,
     ) -> Vec<i32> {
         let now = Instant::now();
-        if self
-            .last_check
-            .is_some_and(|t| now.duration_since(t) < config.session_timeout)
-        {
-            return Vec::new();
-        }
-        self.last_check = Some(now);
         let timeout = Duration::from_secs(2);
         let topic = &config.topic;
         let Ok(metadata) = consumer.fetch_metadata(Some(topic), timeout) else {
@@ -972,7 +1017,6 @@ impl Stalls {
             return Vec::new();
         };
         let period = config.session_timeout * STALL_FACTOR;
-        let owned = owned();
         let mut unread = Vec::new();
         for e in committed.elements_for_topic(topic) {
             let p = e.partition();
@@ -985,7 +1029,7 @@ impl Stalls {
                 _ => now,
             };
             self.seen.insert(p, (at, since));
-            if owned.contains(&p) || now.duration_since(since) < period {
+            if owns(p) || now.duration_since(since) < period || stop.load(Ordering::Relaxed) {
                 continue;
             }
             let end = consumer
