@@ -104,6 +104,8 @@ impl std::fmt::Debug for Auth {
 }
 
 const ISSUER: &str = "vigie";
+/// What the pages' form tokens sign before the session's token.
+const FORM_PREFIX: &str = "vigie form token:";
 
 /// Hashes a password with argon2id and a random salt (PHC string). Takes tens of
 /// milliseconds on purpose: call it off the async threads.
@@ -244,6 +246,27 @@ impl Auth {
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::internal("cannot sign the token", &e))
+    }
+
+    /// The token of the pages' forms for a session token: an HMAC-SHA256 of it under the
+    /// service's secret, apart from the tokens' own signatures by its prefix.
+    pub fn sign_form(&self, session: &str) -> String {
+        let message = format!("{FORM_PREFIX}{session}");
+        jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, Algorithm::HS256)
+            .unwrap_or_default()
+    }
+
+    /// Whether `token` is the form token of `session` (compared in constant time).
+    pub fn check_form(&self, session: &str, token: &str) -> bool {
+        let message = format!("{FORM_PREFIX}{session}");
+        !token.is_empty()
+            && jsonwebtoken::crypto::verify(
+                token,
+                message.as_bytes(),
+                &self.decoding,
+                Algorithm::HS256,
+            )
+            .unwrap_or(false)
     }
 
     /// Checks a bearer token: signature, expiry, issuer, and that its account still exists
@@ -438,7 +461,24 @@ impl<S: HasAuth + Send + Sync> FromRequestParts<S> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
+        let token = match bearer(parts) {
+            Ok(token) => token,
+            // A page's session authenticates reading (GET, HEAD); what changes state wants the
+            // header, which no other site's page can make a browser send.
+            Err(missing)
+                if parts.method == axum::http::Method::GET
+                    || parts.method == axum::http::Method::HEAD =>
+            {
+                if parts
+                    .headers
+                    .contains_key(axum::http::header::AUTHORIZATION)
+                {
+                    return Err(missing);
+                }
+                crate::console::cookie_token(&parts.headers).ok_or(missing)?
+            }
+            Err(missing) => return Err(missing),
+        };
         state.auth().check(token).map(CurrentUser)
     }
 }

@@ -133,12 +133,13 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_json = response
+    let is_answer = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    // A page's error (a refused sign-in, a form's mistake) is a page: it stays one.
+    if is_answer {
         response
     } else {
         let (mut parts, body) = response.into_parts();

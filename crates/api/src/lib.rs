@@ -9,11 +9,14 @@
 //! - [`error`]: the JSON error every 4xx and 5xx carries: `{"error", "message", "field"}`.
 //! - [`auth`]: accounts (argon2 password hashes in the registry database), `/auth/token`
 //!   issuing JWTs with a role, the extractors that guard routes, and the account routes.
+//! - [`console`]: the pages' shell: sign-in to a session cookie, sign-out, forms guarded
+//!   against cross-site requests, the layout and style of every service's pages.
 //! - [`layers`]: request ids, timeouts, and HTTP metrics per route and status.
 //! - [`docs`]: the interactive API docs page, served from the binary (no CDN).
 //! - [`shutdown`]: the signal that starts a graceful shutdown.
 
 pub mod auth;
+pub mod console;
 pub mod docs;
 pub mod error;
 pub mod layers;

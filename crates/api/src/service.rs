@@ -365,6 +365,7 @@ const ACCOUNT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The whole HTTP surface of a service: its own routes inside the shell.
 pub fn router<T: Service>(state: Shared<T>, own: Router<Shared<T>>) -> Router {
     let accounts = crate::auth::routes()
+        .merge(crate::console::routes())
         .layer(DefaultBodyLimit::max(ACCOUNT_BODY_BYTES))
         .route_layer(from_fn_with_state(ACCOUNT_TIMEOUT, crate::layers::timeout));
     let http = state.service_metrics().http.clone();

@@ -208,6 +208,48 @@ impl Client {
         answer.json()["access_token"].as_str().unwrap().to_string()
     }
 
+    /// Signs `name` in to the pages (password `NAME-password`): the `Cookie` header value
+    /// its session sends.
+    pub async fn sign_in(&self, name: &str) -> String {
+        let answer = self
+            .post(
+                "/sign-in",
+                None,
+                "application/x-www-form-urlencoded",
+                format!("username={name}&password={name}-password&next=/"),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text());
+        let cookie = answer
+            .headers
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap();
+        cookie.split(';').next().unwrap().to_string()
+    }
+
+    /// `GET uri` as a browser with `cookie` (a `Cookie` header value) asks for a page.
+    pub async fn page(&self, uri: &str, cookie: Option<&str>) -> Answer {
+        let mut request = Request::get(uri).header(header::ACCEPT, "text/html");
+        if let Some(c) = cookie {
+            request = request.header(header::COOKIE, c);
+        }
+        self.call(request.body(Body::empty()).unwrap()).await
+    }
+
+    /// A page's form posted as a browser of the same origin sends it (`origin` replaces the
+    /// service's own `Origin`).
+    pub async fn form(&self, uri: &str, cookie: &str, body: &str, origin: Option<&str>) -> Answer {
+        let request = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, cookie)
+            .header(header::HOST, "vigie.test")
+            .header(header::ORIGIN, origin.unwrap_or("http://vigie.test"))
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.call(request).await
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.get("/metrics", None).await.text()
@@ -245,6 +287,15 @@ pub fn undocumented(
             responses.keys().cloned().collect::<Vec<_>>().join(", ")
         )
     })
+}
+
+/// The form token a page's forms carry (the first `form_token` field of `html`).
+pub fn form_token(html: &str) -> String {
+    let at = html
+        .find("name=\"form_token\" value=\"")
+        .unwrap_or_else(|| panic!("no form token in the page: {html}"));
+    let rest = &html[at + "name=\"form_token\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_string()
 }
 
 #[cfg(test)]
