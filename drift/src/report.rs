@@ -181,6 +181,25 @@ pub fn html(title: &str, profile: &Profile, current: &Histograms, report: &Drift
     page
 }
 
+/// Feature `index` of `profile`: its reference and current shares per bin as a grouped bar
+/// chart (inline SVG) with its legend; empty for an index past the profile's features.
+pub fn feature_chart(profile: &Profile, current: &Histograms, index: usize) -> String {
+    let Some(feature) = profile.features.get(index) else {
+        return String::new();
+    };
+    let mut page = format!(
+        "<p class=\"legend\">Share of events per bin: <span style=\"color:{REFERENCE_COLOUR}\">\
+         &#9632;</span> reference <span style=\"color:{CURRENT_COLOUR}\">&#9632;</span> current</p>"
+    );
+    chart(
+        &mut page,
+        &feature.labels(),
+        &shares(feature.counts()),
+        &shares(current.feature(index)),
+    );
+    page
+}
+
 /// A grouped bar chart of two share vectors over the same labelled bins.
 fn chart(page: &mut String, labels: &[String], reference: &[f64], current: &[f64]) {
     let (width, height, left, bottom, top) = (1000.0, 230.0, 40.0, 60.0, 10.0);

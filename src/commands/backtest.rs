@@ -282,6 +282,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
                 periods: 1_000_000,
                 ..QualityConfig::default()
             },
+            ..WindowConfig::default()
         },
         score_ms: args.score_ms as i64,
         alert_for_ms: args.alert_for_secs as i64 * 1000,

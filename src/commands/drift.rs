@@ -60,6 +60,19 @@ pub struct DriftArgs {
     /// Closed tumbling windows kept (and shown in /v1/drift).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub retain_windows: u64,
+    /// The pages' history of each model's drift: at most one point per this many seconds
+    /// (the scoring's result then).
+    #[arg(long, env = "VIGIE_DRIFT_HISTORY_STEP_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=24 * 3600))]
+    pub history_step_secs: u64,
+    /// Most points kept in each model's history (the default: three hours at the default
+    /// step); each takes about 30 bytes per feature in memory and in the saved history.
+    #[arg(long, env = "VIGIE_DRIFT_HISTORY_POINTS", default_value_t = 1_080,
+          value_parser = clap::value_parser!(u64).range(2..=100_000))]
+    pub history_points: u64,
+    /// The trainer's URL as a browser reaches it: the overview links its runs' pages there.
+    #[arg(long, env = "VIGIE_TRAINER_URL")]
+    pub trainer_url: Option<String>,
     /// How often the windows are scored, in milliseconds.
     #[arg(long, env = "VIGIE_DRIFT_SCORE_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(100..))]
@@ -123,6 +136,8 @@ impl DriftArgs {
                     // The watch sets the periods' width from the tumbling windows'.
                     ..QualityConfig::default()
                 },
+                history_step_ms: self.history_step_secs as i64 * 1000,
+                history_points: self.history_points as usize,
             },
             score_interval: Duration::from_millis(self.score_ms),
             checkpoint_interval: Duration::from_millis(self.checkpoint_ms),
@@ -135,6 +150,7 @@ impl DriftArgs {
                 .unwrap_or_else(vigie_drift_service::state::default_instance),
             session_timeout: Duration::from_millis(self.session_timeout_ms),
             fetch_wait: Duration::from_millis(self.fetch_wait_ms),
+            trainer_url: self.trainer_url.clone(),
             ..Config::default()
         }
     }

@@ -153,13 +153,6 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let service = PredictService::start(&common, args.predict.config(topic), &args.predict.listen)
         .await
         .map_err(anyhow::Error::msg)?;
-    let mut drift_config = args.drift.config(topic);
-    // The embedded broker cannot say whether a topic is compacted (its partials topic is
-    // Vigie's own, and holds the last few MiB of each partition).
-    drift_config.check_compaction = !broker_line.starts_with("embedded");
-    let drift = DriftService::start(&common, drift_config, &args.drift.drift_listen)
-        .await
-        .map_err(anyhow::Error::msg)?;
     let mut trainer_args = args.trainer.clone();
     // The trainer retrains from the specs vigie up trained from.
     trainer_args.trainer_models_dir = args.models_dir.clone();
@@ -183,6 +176,17 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     .await
     .map_err(anyhow::Error::msg)?;
     let trainer_url = trainer.url();
+    let mut drift_config = args.drift.config(topic);
+    // The embedded broker cannot say whether a topic is compacted (its partials topic is
+    // Vigie's own, and holds the last few MiB of each partition).
+    drift_config.check_compaction = !broker_line.starts_with("embedded");
+    // The overview links the runs' pages on this trainer.
+    drift_config
+        .trainer_url
+        .get_or_insert_with(|| trainer_url.clone());
+    let drift = DriftService::start(&common, drift_config, &args.drift.drift_listen)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let drift_url = drift.url();
     let url = service.url();
     let models = service.model_ids();
@@ -190,13 +194,14 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         .first()
         .and_then(|id| id.split('@').next())
         .unwrap_or("MODEL");
-    println!("Vigie is up.");
+    println!("Vigie is up. Open {drift_url}/ in a browser and sign in as admin:");
+    println!("  the overview of every model, its drift over time, noise injection, the runs.");
     println!("  prediction service  {url}  (docs: {url}/docs, metrics: {url}/metrics)");
     println!(
         "  drift service       {drift_url}  (state: {drift_url}/v1/drift, report: {drift_url}/v1/drift/report, metrics: {drift_url}/metrics)"
     );
     println!(
-        "  trainer             {trainer_url}  (runs: {trainer_url}/v1/runs, Alertmanager webhook: {trainer_url}/v1/alerts)"
+        "  trainer             {trainer_url}  (models and runs: {trainer_url}/, API: {trainer_url}/v1/runs, Alertmanager webhook: {trainer_url}/v1/alerts)"
     );
     println!("  models              {}", listed(&models, "none"));
     println!("  registry            {database_url}");

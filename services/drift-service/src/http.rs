@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::response::Html;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -33,12 +33,14 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/drift", get(drift))
         .route("/v1/drift/report", get(report))
+        .route("/v1/drift/history", get(history))
         .route(
             "/config/noise",
             get(crate::noise::show)
                 .post(crate::noise::inject)
                 .delete(crate::noise::reset),
         )
+        .merge(crate::pages::routes())
 }
 
 #[derive(Debug, Serialize)]
@@ -410,17 +412,59 @@ async fn drift(
         .map_err(|e| ApiError::internal("drift view", &e))
 }
 
+/// `GET /v1/drift/history[?model=NAME]`: the model's drift over time (see
+/// [`crate::history`]), oldest point first.
+async fn history(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Query(query): Query<ModelQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let guard = lock(&state.state);
+    let name = guard.pick(query.model.as_deref())?;
+    let history = guard.history.get(&name).cloned().unwrap_or_default();
+    drop(guard);
+    Ok(Json(serde_json::json!({
+        "model": name,
+        "step_seconds": state.config.windows.history_step_ms as f64 / 1000.0,
+        "capacity": state.config.windows.history_points,
+        "features": history.features,
+        "points": history.points,
+    })))
+}
+
 /// `GET /v1/drift/report[?model=NAME]`: the live sliding window against the reference; with
 /// several models watched and none named, a page linking to each model's report.
 async fn report(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: Result<CurrentUser, ApiError>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
     Query(query): Query<ModelQuery>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Err(e) = user {
+        // A browser without a session goes to the sign-in page, and comes back here.
+        let browser = !headers.contains_key(axum::http::header::AUTHORIZATION)
+            && headers
+                .get(axum::http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/html"));
+        if browser {
+            return Ok(vigie_api::console::sign_in_first(
+                uri.path_and_query().map_or("/", |p| p.as_str()),
+            ));
+        }
+        return Err(e);
+    }
+    report_page(&state, &query).map(|page| Html(page).into_response())
+}
+
+/// The report's page: the model's window, or the index of models when several are watched
+/// and none is named.
+fn report_page(state: &AppState, query: &ModelQuery) -> Result<String, ApiError> {
     let (reference, current, noise, cadence, unseen, quality, window_seconds) = {
         let guard = lock(&state.state);
         if query.model.is_none() && guard.models.len() > 1 {
-            return Ok(Html(report_index(guard.models.values())));
+            return Ok(report_index(guard.models.values()));
         }
         let name = guard.pick(query.model.as_deref())?;
         let w = &guard.models[&name];
@@ -458,8 +502,14 @@ async fn report(
         Some(at) => page.insert_str(at, &section),
         None => page.push_str(&section),
     }
-    Ok(Html(page))
+    if let Some(at) = page.find("<body>") {
+        page.insert_str(at + "<body>".len(), BACK);
+    }
+    Ok(page)
 }
+
+/// The link from the report back to the overview.
+const BACK: &str = "<p><a href=\"/\">&larr; Overview</a></p>";
 
 /// The page `/v1/drift/report` answers when several models are watched and none is named: one
 /// link per model, with its reference version and the events in its window. Model names are
@@ -478,7 +528,7 @@ fn report_index<'a>(models: impl Iterator<Item = &'a ModelWatch>) -> String {
         .collect();
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Drift reports</title></head>\
-         <body><h1>Drift reports</h1><p>Several models are watched: pick one.</p><ul>{items}</ul></body></html>"
+         <body><p><a href=\"/\">&larr; Overview</a></p><h1>Drift reports</h1><p>Several models are watched: pick one.</p><ul>{items}</ul></body></html>"
     )
 }
 

@@ -4,7 +4,9 @@
 //! - [`service`]: the service's start, run and ordered shutdown.
 //! - [`state`]: settings and shared state, and the service contract (`vigie_api::Service`):
 //!   the references followed from the registry, the broker check, readiness.
-//! - [`http`]: the routes, with `/config/noise` ([`noise`]) for testers.
+//! - [`http`]: the routes, with `/config/noise` ([`noise`]) for testers; [`pages`]: the
+//!   pages people open in a browser (the overview, a feature's page, the noise forms), with
+//!   each model's drift over time ([`history`]).
 //! - [`metrics`]: what `/metrics` exports beside the shell's metrics.
 //! - [`consumer`]: one thread reading every partition of `vigie.predictions`; each event is
 //!   decoded ([`decode`]) and counted into its model's windows ([`watch`]), codes the spec
@@ -21,10 +23,12 @@ pub mod backtest;
 pub mod checkpoint;
 pub mod consumer;
 pub mod decode;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod noise;
 pub mod openapi;
+pub mod pages;
 pub mod partials;
 pub mod quality;
 pub mod score;

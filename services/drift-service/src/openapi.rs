@@ -34,9 +34,14 @@ pub fn build() -> Value {
     paths.insert("/v1/drift".into(), json!({"get": {"tags": ["drift"], "summary": "The drift state per model and feature: reference, windows, last scores, noise",
         "security": token_required(), "parameters": [model_parameter()],
         "responses": responses(json!({"200": {"description": "The state"}}), &[("401", "No valid token"), ("404", "Unknown model")])}}));
+    paths.insert("/v1/drift/history".into(), json!({"get": {"tags": ["drift"], "summary": "A model's drift over time: at most one point per history step (the scoring's result then: the dataset score, each feature's statistic, threshold and decision), oldest first, in a bounded ring saved with the checkpoints",
+        "security": token_required(), "parameters": [model_parameter()],
+        "responses": responses(json!({"200": {"description": "The history: `features` names the features the points' `i` index; per point `at_ms`, `version`, `events`, `score` (absent below the minimum sample size), `threshold`, `drifted`, `noise` and `features` ({i, s: statistic, t: noise threshold, d: drifted})"}}),
+            &[("401", "No valid token"), ("404", "Unknown model"), ("422", "Several models: name one")])}}));
     paths.insert("/v1/drift/report".into(), json!({"get": {"tags": ["drift"], "summary": "The HTML report of the sliding window against the reference",
         "security": token_required(), "parameters": [model_parameter()],
-        "responses": responses(json!({"200": {"description": "A self-contained HTML page", "content": {"text/html": {}}}}),
+        "responses": responses(json!({"200": {"description": "A self-contained HTML page", "content": {"text/html": {}}},
+            "303": {"description": "A browser (Accept: text/html) with neither a token nor a session cookie: to the sign-in page, which comes back here"}}),
             &[("401", "No valid token"), ("404", "Unknown model"), ("422", "Several models: name one")])}}));
     let admin = [("401", "No valid token"), ("403", "Not an admin")];
     paths.insert("/config/noise".into(), json!({

@@ -192,22 +192,30 @@ pub fn score_at(
         results.push((snap.reference, scored, windows, snap.unseen));
     }
     let mut state = lock(state);
-    let retain = state.config.retain;
+    let config = state.config;
+    let State {
+        models, history, ..
+    } = &mut *state;
     let mut scores = Vec::with_capacity(results.len());
     for (reference, scored, windows, unseen) in results {
         // A promotion between the copy and now replaced the windows: the result is stale.
-        let Some(watch) = state
-            .models
+        let Some(watch) = models
             .get_mut(&reference.model)
             .filter(|w| Arc::ptr_eq(&w.reference, &reference))
         else {
             continue;
         };
         let scored = Arc::new(scored);
+        history.entry(reference.model.clone()).or_default().record(
+            &scored,
+            scored.report.current_rows,
+            config.history_step_ms,
+            config.history_points,
+        );
         watch.last = Some(scored.clone());
         publish_unseen(metrics, watch, &unseen);
         watch.tumbling_scores.extend(windows.iter().cloned());
-        while watch.tumbling_scores.len() > retain {
+        while watch.tumbling_scores.len() > config.retain {
             watch.tumbling_scores.pop_front();
         }
         scores.push(ModelScores {

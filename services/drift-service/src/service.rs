@@ -14,6 +14,9 @@ use crate::consumer::{ConsumerConfig, Hooks, Runner};
 use crate::metrics::Metrics;
 use crate::state::{AppState, Config, Inner, migrate};
 
+/// How often the drift history is saved (and once more at stop).
+const HISTORY_SAVE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The partials' producer: compressed (a partial is JSON counts: lz4 takes it to a fraction),
 /// and large messages allowed (a busy model's partial holds every kept period's sketches).
 fn partials_producer(brokers: &str) -> ProducerConfig {
@@ -157,7 +160,27 @@ impl DriftService {
             let state = state.clone();
             tokio::spawn(async move {
                 let interval = state.config.score_interval;
-                vigie_api::service::every(interval, None, || async { state.score() }).await;
+                let saved = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
+                vigie_api::service::every(interval, None, || {
+                    let (state, saved) = (state.clone(), saved.clone());
+                    async move {
+                        state.score();
+                        let due = {
+                            let mut saved = saved
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let due = saved.elapsed() >= HISTORY_SAVE;
+                            if due {
+                                *saved = std::time::Instant::now();
+                            }
+                            due
+                        };
+                        if due {
+                            crate::history::save(&state).await;
+                        }
+                    }
+                })
+                .await;
             })
         };
         let served = vigie_api::service::serve(
@@ -168,6 +191,7 @@ impl DriftService {
         )
         .await;
         scorer.abort();
+        crate::history::save(&state).await;
         drop(model_events);
         stop.store(true, Ordering::Relaxed);
         if let Some(thread) = consumer_thread {

@@ -45,6 +45,8 @@ pub struct Config {
     pub check_compaction: bool,
     /// How long the broker may hold a fetch of the predictions that finds nothing new.
     pub fetch_wait: Duration,
+    /// The trainer's URL as a browser reaches it (the pages link its runs there).
+    pub trainer_url: Option<String>,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             session_timeout: Duration::from_secs(10),
             check_compaction: true,
             fetch_wait: Duration::from_millis(10),
+            trainer_url: None,
         }
     }
 }
@@ -133,6 +136,7 @@ impl Inner {
         if let Err(e) = Inner::sync(&app).await {
             tracing::warn!(error = %e, "cannot read the registry yet; retrying on every poll");
         }
+        crate::history::load(&app).await;
         app
     }
 

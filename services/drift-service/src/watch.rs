@@ -18,6 +18,7 @@ use vigie_model::bootstrap::Evaluation;
 use vigie_synthetic::{Injector, NoiseSpec};
 
 use crate::decode::{Decoder, Envelope};
+use crate::history::History;
 use crate::metrics::Metrics;
 use crate::partials::{self, Partial};
 use crate::quality::{self, Answer, Early, LabelOutcome, Quality, QualityConfig, QualitySum};
@@ -141,6 +142,11 @@ pub struct WindowConfig {
     pub lateness_ms: i64,
     /// Closed tumbling windows' scores kept.
     pub retain: usize,
+    /// The history's step: at most one point per this many milliseconds (see
+    /// [`crate::history`]).
+    pub history_step_ms: i64,
+    /// Most points of a model's history.
+    pub history_points: usize,
     /// How labels are joined to answers.
     pub quality: QualityConfig,
 }
@@ -153,6 +159,9 @@ impl Default for WindowConfig {
             tumbling_ms: 60_000,
             lateness_ms: 10_000,
             retain: 10,
+            // Three hours at a point every ten seconds.
+            history_step_ms: 10_000,
+            history_points: 1_080,
             quality: QualityConfig::default(),
         }
     }
@@ -785,6 +794,8 @@ pub struct State {
     /// Events read since the last one counted.
     pub uncounted: Uncounted,
     pub metrics: Metrics,
+    /// Each model's drift over time (kept across promotions: a model's history goes on).
+    pub history: BTreeMap<String, History>,
     delay: Histogram,
 }
 
@@ -809,6 +820,7 @@ impl State {
             positions: Positions::default(),
             label_positions: Positions::default(),
             uncounted: Uncounted::default(),
+            history: BTreeMap::new(),
             delay: metrics.delay.clone(),
             metrics,
         }

@@ -770,3 +770,290 @@ async fn the_estimated_quality_sits_beside_the_holdout_figures_on_the_api_the_re
         "{report}"
     );
 }
+
+/// The pages: a browser without a session goes to the sign-in page and comes back; a wrong
+/// password is said on the page; the session cookie opens the overview and the report (not the
+/// API's writes); the overview's noise form goes through `/config/noise`'s checks, refuses a
+/// form without its token or from another site, and shows its mistakes on the page; a user
+/// sees the same pages read-only; a tampered or expired cookie goes back to the sign-in page.
+#[tokio::test]
+async fn the_pages_sign_in_show_the_overview_and_guard_their_forms() {
+    use axum::http::header;
+    let mut h = Harness::new().await;
+    let root_page = h.client.page("/", None).await;
+    assert_eq!(root_page.status, StatusCode::SEE_OTHER);
+    assert_eq!(root_page.headers[header::LOCATION], "/sign-in?next=/");
+    let report = h.client.page("/v1/drift/report?model=toy", None).await;
+    assert_eq!(report.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        report.headers[header::LOCATION],
+        "/sign-in?next=/v1/drift/report%3Fmodel%3Dtoy"
+    );
+    let sign_in = h.client.page("/sign-in?next=/", None).await;
+    assert_eq!(sign_in.status, StatusCode::OK);
+    let form = sign_in.text();
+    assert!(form.contains("<label for=\"password\">"), "{form}");
+    assert!(
+        !form.contains("http://") && !form.contains("https://"),
+        "{form}"
+    );
+
+    let wrong = h
+        .client
+        .post(
+            "/sign-in",
+            None,
+            "application/x-www-form-urlencoded",
+            "username=root&password=not-it&next=/",
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.text().contains("Wrong user name or password."));
+    assert!(wrong.headers.get(header::SET_COOKIE).is_none());
+    let answer = h
+        .client
+        .post(
+            "/sign-in",
+            None,
+            "application/x-www-form-urlencoded",
+            "username=root&password=root-password&next=//evil.example/",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        answer.headers[header::LOCATION],
+        "/",
+        "no leaving the service"
+    );
+    let set = answer.headers[header::SET_COOKIE].to_str().unwrap();
+    for part in [
+        "vigie_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=600",
+    ] {
+        assert!(set.contains(part), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
+    let root = h.client.sign_in("root").await;
+
+    // The overview, once traffic is scored.
+    h.feed(700, 20.0);
+    h.state.score();
+    let page = h.client.page("/", Some(&root)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.headers[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    assert!(
+        page.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let html = page.text();
+    for part in [
+        "id=\"model-toy\"",
+        "version 1 in production",
+        "Drift score over time",
+        "<svg",
+        "id=\"history-toy\"",
+        "href=\"/features/toy/colour\"",
+        "No noise injected.",
+        "No retraining run yet.",
+        "Inject noise",
+        "root (admin)",
+    ] {
+        assert!(html.contains(part), "{part}: {html}");
+    }
+    let report = h
+        .client
+        .page("/v1/drift/report?model=toy", Some(&root))
+        .await;
+    assert_eq!(report.status, StatusCode::OK);
+    assert!(report.text().contains("toy v1"));
+    let feature = h.client.page("/features/toy/speed", Some(&root)).await;
+    assert_eq!(feature.status, StatusCode::OK);
+    assert!(feature.text().contains("Its statistic over time"));
+    assert_eq!(
+        h.client
+            .page("/features/toy/nope", Some(&root))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // The cookie reads; it does not write through the API.
+    let request = axum::http::Request::post("/config/noise")
+        .header(header::COOKIE, &root)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(r#"{"mode": "missing", "rate": 1}"#))
+        .unwrap();
+    h.client
+        .call(request)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "missing_token");
+
+    // The noise form: its token and origin are checked first.
+    let token = testing::form_token(&html);
+    let noise = format!(
+        "model=toy&mode=missing&features=speed&rate=1&seed=3&ttl_seconds=60&form_token={token}"
+    );
+    let forged = noise.replace(&token, "forged");
+    let refused = h.client.form("/overview/noise", &root, &forged, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .text()
+            .contains("the form&#39;s token is not this session&#39;s")
+    );
+    let cross = h
+        .client
+        .form(
+            "/overview/noise",
+            &root,
+            &noise,
+            Some("http://evil.example"),
+        )
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    assert!(cross.text().contains("another site"));
+    // Absurd values: the API's message, on the page, with the form as sent.
+    let absurd = noise.replace("rate=1", "rate=5");
+    let answer = h.client.form("/overview/noise", &root, &absurd, None).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let text = answer.text();
+    assert!(text.contains("role=\"alert\">rate: "), "{text}");
+    assert!(
+        text.contains("name=\"rate\" inputmode=\"decimal\" value=\"5\""),
+        "{text}"
+    );
+    let answer = h
+        .client
+        .form(
+            "/overview/noise",
+            &root,
+            &noise.replace("ttl_seconds=60", "ttl_seconds=ten"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(answer.text().contains("ttl_seconds: "));
+    assert!(!lock_noise(&h), "nothing injected by refused forms");
+    // The right form: injected, and said so on the overview.
+    let answer = h.client.form("/overview/noise", &root, &noise, None).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text());
+    assert_eq!(
+        answer.headers[header::LOCATION],
+        "/?done=noise_started#model-toy"
+    );
+    assert!(lock_noise(&h));
+    let html = h
+        .client
+        .page("/?done=noise_started", Some(&root))
+        .await
+        .text();
+    assert!(html.contains("Noise injection started"), "{html}");
+    assert!(
+        html.contains("Noise injected: missing, 100% of events, features speed, by root"),
+        "{html}"
+    );
+    assert!(html.contains("Stop the noise injection"));
+
+    // A user: the same pages, read-only; a forged admin action is refused.
+    let amy = h.client.sign_in("amy").await;
+    let html = h.client.page("/", Some(&amy)).await.text();
+    assert!(html.contains("Read only: an admin starts and stops noise injections."));
+    assert!(!html.contains("Inject noise<"), "{html}");
+    let token = testing::form_token(&html);
+    let answer = h
+        .client
+        .form(
+            "/overview/noise/stop",
+            &amy,
+            &format!("model=toy&form_token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(lock_noise(&h));
+    let token = testing::form_token(&h.client.page("/", Some(&root)).await.text());
+    let answer = h
+        .client
+        .form(
+            "/overview/noise/stop",
+            &root,
+            &format!("model=toy&form_token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert!(!lock_noise(&h));
+
+    // A tampered cookie, an expired one: back to the sign-in page, saying why.
+    let tampered = format!("{root}x");
+    let answer = h.client.page("/", Some(&tampered)).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        answer.headers[header::LOCATION],
+        "/sign-in?next=/&why=invalid"
+    );
+    assert!(
+        answer.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let now = chrono::Utc::now().timestamp();
+    let claims = vigie_api::auth::Claims {
+        sub: "root".into(),
+        role: vigie_registry::Role::Admin,
+        iat: now - 700,
+        exp: now - 100,
+        iss: "vigie".into(),
+    };
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(testing::SECRET),
+    )
+    .unwrap();
+    let answer = h
+        .client
+        .page(
+            "/features/toy/speed",
+            Some(&format!("vigie_session={expired}")),
+        )
+        .await;
+    assert_eq!(
+        answer.headers[header::LOCATION],
+        "/sign-in?next=/features/toy/speed&why=expired"
+    );
+    let page = h
+        .client
+        .page("/sign-in?next=/features/toy/speed&why=expired", None)
+        .await;
+    assert!(page.text().contains("Your session has expired"));
+
+    // Signing out clears the cookie.
+    let token = testing::form_token(&h.client.page("/", Some(&root)).await.text());
+    let answer = h
+        .client
+        .form("/sign-out", &root, &format!("form_token={token}"), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(answer.headers[header::LOCATION], "/sign-in?why=signed_out");
+    assert!(
+        answer.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+}
+
+fn lock_noise(h: &Harness) -> bool {
+    vigie_drift_service::watch::lock(&h.state.state).models["toy"]
+        .noise
+        .is_some()
+}

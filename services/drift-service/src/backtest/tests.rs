@@ -36,6 +36,7 @@ fn config(noise: Option<(NoiseSpec, u64)>) -> BacktestConfig {
             lateness_ms: 5_000,
             retain: 4,
             quality: QualityConfig::default(),
+            ..WindowConfig::default()
         },
         score_ms: 5_000,
         alert_for_ms: 120_000,

@@ -128,6 +128,7 @@ fn config() -> WindowConfig {
         lateness_ms: 5_000,
         retain: 4,
         quality: QualityConfig::default(),
+        ..WindowConfig::default()
     }
 }
 
