@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models/{name}/retrain", post(retrain))
         .route("/v1/models/{name}/promote", post(promote))
         .route("/v1/models/{name}/rollback", post(rollback))
+        .merge(crate::pages::routes())
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .merge(webhook)
 }
@@ -407,7 +408,7 @@ async fn model_history(
 }
 
 /// `POST /v1/models/{name}/retrain` (admin): starts a run now (no cooldown); 409 when one runs.
-async fn retrain(
+pub(crate) async fn retrain(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
     Path(name): Path<String>,
@@ -475,7 +476,7 @@ fn promote_error(e: PromoteError) -> ApiError {
 
 /// `POST /v1/models/{name}/promote` (admin), `{"version": N}`: checks the artifact, makes it
 /// production and announces it.
-async fn promote(
+pub(crate) async fn promote(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
     Path(name): Path<String>,
@@ -505,7 +506,7 @@ async fn current_version(state: &AppState, name: &str) -> Result<Option<u32>, Ap
 }
 
 /// `POST /v1/models/{name}/rollback` (admin): back to the version the current one replaced.
-async fn rollback(
+pub(crate) async fn rollback(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
     Path(name): Path<String>,

@@ -16,13 +16,15 @@
 //! - [`service`]: the trainer's start, run and shutdown.
 //! - [`state`]: settings and shared state, model events, and the service contract
 //!   (`vigie_api::Service`): production gauges, the broker check, readiness.
-//! - [`http`]: the routes; [`metrics`]; [`openapi`].
+//! - [`http`]: the routes; [`pages`]: the pages people open in a browser (models, runs,
+//!   and the admin's actions); [`metrics`]; [`openapi`].
 
 pub mod alert;
 pub mod http;
 pub mod labels;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod pipeline;
 pub mod service;
 pub mod state;

@@ -338,9 +338,17 @@ async fn advance(
     update: RunUpdate,
 ) -> Result<Run, StepError> {
     tracing::info!(run = %run.id, model = %run.model, state = next.as_str(), "retraining");
+    // When each step came, for the run's timeline.
+    let at = now_ms();
+    let mut update = update;
+    let mut detail = update.detail.take().unwrap_or_else(|| json!({}));
+    if let Some(map) = detail.as_object_mut() {
+        map.insert(format!("{}_at", next.as_str()), json!(at));
+    }
+    update.detail = Some(detail);
     state
         .registry()
-        .advance_run(&run.id, next, update, now_ms())
+        .advance_run(&run.id, next, update, at)
         .await
         .map_err(|e| format!("cannot record the run's state {}: {e}", next.as_str()))
 }

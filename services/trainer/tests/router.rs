@@ -853,3 +853,149 @@ async fn a_regression_retrains_and_promotes_on_mae() {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
 }
+
+/// The trainer's pages: the models and runs, an admin's retrain form (to the run's page, with
+/// its timeline and bootstrap interval once it ends), promotion and rollback through the API's
+/// handlers (their refusals on the page), a user's read-only view, forged forms refused.
+#[tokio::test]
+async fn the_pages_show_models_and_runs_and_act_through_the_api_handlers() {
+    let h = Harness::new(Truth::Colour).await;
+    let answer = h.client.page("/", None).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    let root = h.client.sign_in("root").await;
+    let html = h.client.page("/", Some(&root)).await.text();
+    for part in [
+        "id=\"model-toy\"",
+        "version 1 in production",
+        "Retrain now",
+        "No promotion to roll back.",
+        "No run yet.",
+    ] {
+        assert!(html.contains(part), "{part}: {html}");
+    }
+    let token = testing::form_token(&html);
+    let forged = h
+        .client
+        .form("/models/toy/retrain", &root, "form_token=forged", None)
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(h.registry.runs(None, 10).await.unwrap().is_empty());
+    let answer = h
+        .client
+        .form(
+            "/models/toy/retrain",
+            &root,
+            &format!("form_token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text());
+    let location = answer.headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let id = location.strip_prefix("/runs/").unwrap();
+    let run = h.finished(id).await;
+    assert_eq!(run.state, RunState::Promoted, "{run:?}");
+    assert_eq!(run.triggered_by, "admin root");
+    let page = h.client.page(&location, Some(&root)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    for part in [
+        "<li class=\"steady\">triggered: ",
+        "training: ",
+        "evaluated: ",
+        "promoted: ",
+        "bootstrap interval [",
+        "shown better",
+        "<svg",
+    ] {
+        assert!(html.contains(part), "{part}: {html}");
+    }
+    assert_eq!(
+        h.client.page("/runs/nope", Some(&root)).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Version 2 is production; promote 1 again by the form, then roll back to 2.
+    let html = h.client.page("/", Some(&root)).await.text();
+    assert!(html.contains("version 2 in production"), "{html}");
+    assert!(html.contains("Roll back to version 1"), "{html}");
+    let token = testing::form_token(&html);
+    let answer = h
+        .client
+        .form(
+            "/models/toy/promote",
+            &root,
+            &format!("version=9&form_token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert!(answer.text().contains("toy has no version 9"));
+    let answer = h
+        .client
+        .form(
+            "/models/toy/promote",
+            &root,
+            &format!("version=one&form_token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        answer
+            .text()
+            .contains("version: version must be a positive integer")
+    );
+    let answer = h
+        .client
+        .form(
+            "/models/toy/promote",
+            &root,
+            &format!("version=1&form_token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text());
+    assert_eq!(h.production().await, 1);
+    let answer = h
+        .client
+        .form(
+            "/models/toy/rollback",
+            &root,
+            &format!("form_token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text());
+    assert_eq!(h.production().await, 2);
+
+    // A user reads the same pages, and cannot act.
+    let amy = h.client.sign_in("amy").await;
+    let html = h.client.page("/", Some(&amy)).await.text();
+    assert!(html.contains("Read only"), "{html}");
+    assert!(!html.contains("Retrain now"));
+    let token = testing::form_token(&html);
+    let answer = h
+        .client
+        .form(
+            "/models/toy/rollback",
+            &amy,
+            &format!("form_token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(h.production().await, 2);
+    let cross = h
+        .client
+        .form(
+            "/models/toy/retrain",
+            &root,
+            "form_token=x",
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+}
