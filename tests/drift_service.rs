@@ -457,7 +457,14 @@ async fn predict_singles(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_vigie_up_counts_the_traffic_of_its_new_broker() {
     let home = tempfile::tempdir().unwrap();
-    let fast = ["--score-ms", "300", "--checkpoint-ms", "300"];
+    let fast = [
+        "--score-ms",
+        "300",
+        "--checkpoint-ms",
+        "300",
+        "--history-step-secs",
+        "1",
+    ];
     let (mut up, password) = start_up(home.path(), &fast);
     let (url, drift_url) = (
         printed(&up, "prediction service"),
@@ -472,6 +479,25 @@ async fn a_restarted_vigie_up_counts_the_traffic_of_its_new_broker() {
         || async { (counted(&client, &drift_url, &first).await? == before).then_some(()) },
     )
     .await;
+    // The drift history is saved at stop with the checkpoint, and read back at start.
+    let history = |url: String, token: String| {
+        let client = client.clone();
+        async move {
+            let history = get_json(
+                &client,
+                &format!("{url}/v1/drift/history?model={BAAC}"),
+                Some(&token),
+            )
+            .await
+            .unwrap();
+            history["points"].as_array().unwrap().clone()
+        }
+    };
+    let kept = until("two points of history", Duration::from_secs(60), || async {
+        let points = history(drift_url.clone(), first.clone()).await;
+        (points.len() >= 2).then_some(points)
+    })
+    .await;
     assert!(up.terminate().success());
 
     // The same home: the registry, the accounts and the drift checkpoint (with its offsets)
@@ -482,6 +508,14 @@ async fn a_restarted_vigie_up_counts_the_traffic_of_its_new_broker() {
         printed(&up, "drift service"),
     );
     let token = token(&client, &url, "admin", &password).await;
+    let restored = history(drift_url.clone(), token.clone()).await;
+    assert!(
+        restored.len() >= kept.len(),
+        "{} of {} points",
+        restored.len(),
+        kept.len()
+    );
+    assert_eq!(restored[..kept.len()], kept[..]);
     let after = predict_singles(&client, &url, &token, 300, 500).await;
     let total = until_ok(
         "every new event counted after the restart",
@@ -868,4 +902,310 @@ async fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
     for (service, _) in &mut instances {
         assert!(service.terminate().success());
     }
+}
+
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+/// The rows of a model's history table on the overview (time, version, events, score,
+/// drifted features, noise), newest first.
+async fn history_rows(browser: &common::browser::Browser, model: &str) -> Vec<Vec<String>> {
+    let rows = browser
+        .run(
+            "return [...document.querySelectorAll('#history-' + arguments[0] + ' tbody tr')]\
+             .map(r => [...r.cells].map(c => c.textContent))",
+            json!([model]),
+        )
+        .await;
+    serde_json::from_value(rows).unwrap()
+}
+
+/// The score of a history row, when it was scored.
+fn row_score(row: &[String]) -> Option<f64> {
+    row[3].parse().ok()
+}
+
+/// Asserts that the browser's only errors since the last look are the answers of status
+/// `status` (a refused form's page).
+async fn expect_only(browser: &common::browser::Browser, status: &str) {
+    let errors = browser.errors().await;
+    assert!(
+        !errors.is_empty()
+            && errors
+                .iter()
+                .all(|e| e.contains(&format!("status of {status}"))),
+        "{errors:?}"
+    );
+}
+
+/// A page as people see it: no error, not blank, nothing asked of another origin.
+async fn check_page(browser: &common::browser::Browser, name: &str) -> Vec<u8> {
+    let errors = browser.errors().await;
+    assert!(errors.is_empty(), "{name}: console errors {errors:?}");
+    for (page, request) in browser.requests().await {
+        let request_origin = common::browser::origin(&request);
+        assert!(
+            request.starts_with("data:") || request_origin == common::browser::origin(&page),
+            "{name}: {page} asked another origin for {request}"
+        );
+    }
+    let unlabelled = browser
+        .run(
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]\
+             .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.name)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "{name}: fields without a label");
+    let png = browser.screenshot().await;
+    let (ink, colours) = common::browser::ink(&png);
+    eprintln!(
+        "{name}: screenshot {} bytes, {:.1}% of pixels not background, {colours} colours",
+        png.len(),
+        ink * 100.0
+    );
+    assert!(
+        ink > 0.02 && colours >= 8,
+        "{name}: a blank page: {ink} {colours}"
+    );
+    png
+}
+
+/// The pages of `vigie up` in headless Chromium: the root asks for a sign-in; a wrong password
+/// is said on the page, the admin's signs in; the overview shows each model's drift score over
+/// time, and the test reads the values back from it after traffic and after noise injected
+/// from the page's own form (filled and sent with the keyboard, an absurd value first); the
+/// noise is stopped from the page; a form posted from another site changes nothing; the
+/// report, a feature's page, the trainer's page and a run started from it render without
+/// errors, with every field labelled and no request to another origin. The overview's
+/// screenshot is the README's (docs/overview.png).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_signs_in_follows_the_drift_over_time_and_injects_noise_from_the_page() {
+    let Some((chromium, chromedriver)) = common::browser::chromium() else {
+        eprintln!("browser test skipped: chromium and chromedriver are needed");
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let mut extra = WINDOW_ARGS.to_vec();
+    extra.extend(["--score-ms", "300", "--history-step-secs", "1"]);
+    let (mut up, password) = start_up(home.path(), &extra);
+    let (url, drift, trainer, brokers) = (
+        printed(&up, "prediction service"),
+        printed(&up, "drift service"),
+        printed(&up, "trainer"),
+        printed(&up, "embedded broker at"),
+    );
+    let replay =
+        |count: usize| replay_holdout(home.path(), count, &["--kafka-brokers", &brokers], &[]);
+    let browser = common::browser::Browser::start(&chromium, &chromedriver).await;
+
+    // Signing in, with the keyboard: a wrong password, then the right one.
+    browser.goto(&format!("{drift}/")).await;
+    assert_eq!(browser.url().await, format!("{drift}/sign-in?next=/"));
+    assert!(browser.title().await.starts_with("Sign in"));
+    check_page(&browser, "sign-in").await;
+    browser.type_into("#username", "admin").await;
+    browser.type_into("#password", "not-the-password").await;
+    browser.press(&[ENTER]).await;
+    browser.settle().await;
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("Wrong user name or password.")
+    );
+    // The refusal's status is the browser's only complaint.
+    expect_only(&browser, "401").await;
+    browser.type_into("#password", &password).await;
+    browser.press(&[ENTER]).await;
+    browser.settle().await;
+    assert_eq!(browser.url().await, format!("{drift}/"));
+    assert!(browser.title().await.starts_with("Overview"));
+
+    // Traffic as it was trained on: scored, and on the page.
+    replay(3000);
+    let steady = until(
+        "the holdout scored on the overview",
+        Duration::from_secs(120),
+        || async {
+            browser.goto(&format!("{drift}/")).await;
+            let rows = history_rows(&browser, BAAC).await;
+            rows.iter()
+                .find_map(|r| row_score(r))
+                .filter(|_| rows.len() >= 2)
+        },
+    )
+    .await;
+    let timing = browser
+        .run(
+            "const n = performance.getEntriesByType('navigation')[0];\
+             const p = performance.getEntriesByName('first-contentful-paint')[0];\
+             return {first_byte: n.responseStart - n.startTime, loaded: n.loadEventEnd - n.startTime,\
+                     first_paint: p ? p.startTime : null, bytes: n.decodedBodySize}",
+            json!([]),
+        )
+        .await;
+    eprintln!("overview after traffic: {timing}");
+    check_page(&browser, "overview").await;
+
+    // Keyboard only: the noise form is reached with Tab.
+    browser.goto(&format!("{drift}/")).await;
+    let mut reached = false;
+    for _ in 0..120 {
+        browser.press(&[TAB]).await;
+        let focused = browser
+            .run(
+                "const e = document.activeElement; return e ? e.id + ' ' + e.textContent : ''",
+                json!([]),
+            )
+            .await;
+        if focused.as_str().is_some_and(|f| f.contains("Inject noise")) {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "the noise form's button is not reached with Tab");
+
+    // An absurd share, then a right one; each form asks first.
+    let field = |name: &str| format!("#{name}-{BAAC}");
+    browser.type_into(&field("rate"), "5").await;
+    browser.press(&[ENTER]).await;
+    let question = browser.dialog().await.expect("a confirmation");
+    assert!(
+        question.contains("Inject noise into baac-severity"),
+        "{question}"
+    );
+    browser.accept().await;
+    let text = browser.text().await;
+    assert!(text.contains("rate: "), "{text}");
+    assert!(!text.contains("Noise injected:"), "{text}");
+    expect_only(&browser, "422").await;
+    browser
+        .run(
+            "const s = document.getElementById(arguments[0]); s.focus(); return s.id",
+            json!([format!("mode-{BAAC}")]),
+        )
+        .await;
+    browser.press(&["c"]).await; // category_swap, the first mode starting with c
+    browser.type_into(&field("rate"), "1").await;
+    browser.press(&[ENTER]).await;
+    assert!(browser.dialog().await.is_some());
+    browser.accept().await;
+    let text = browser.text().await;
+    assert!(text.contains("Noise injection started"), "{text}");
+    assert!(
+        text.contains("Noise injected: category_swap, 100% of events"),
+        "{text}"
+    );
+
+    // Noised traffic: scored as drift, on the page.
+    let_the_window_pass().await;
+    replay(3000);
+    let noised = until(
+        "the noise scored on the overview",
+        Duration::from_secs(120),
+        || async {
+            browser.goto(&format!("{drift}/")).await;
+            history_rows(&browser, BAAC)
+                .await
+                .iter()
+                .filter(|r| r[5] == "injected")
+                .filter_map(|r| row_score(r))
+                .reduce(f64::max)
+                .filter(|s| *s > steady)
+        },
+    )
+    .await;
+    eprintln!(
+        "drift score read on the overview: {steady:.3} before the noise, {noised:.3} with it"
+    );
+    assert!(noised >= steady + 0.2, "{steady} -> {noised}");
+    let png = check_page(&browser, "overview with noise").await;
+    let docs = repo().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("overview.png"), &png).unwrap();
+
+    // Stopped from the page.
+    browser
+        .click(&format!(
+            "#noise-forms-{BAAC} form[action=\"/overview/noise/stop\"] button"
+        ))
+        .await;
+    assert!(browser.dialog().await.is_some());
+    browser.accept().await;
+    assert!(browser.text().await.contains("Noise injection stopped."));
+
+    // A form posted from another site: no session cookie goes with it, nothing changes.
+    let attack = format!(
+        "data:text/html,<form method=post action='{drift}/overview/noise'>\
+         <input name=model value={BAAC}><input name=mode value=missing><input name=rate value=1>\
+         <button id=go>go</button></form>"
+    );
+    browser.goto(&attack).await;
+    browser.click("#go").await;
+    browser.settle().await;
+    assert!(browser.url().await.starts_with(&format!("{drift}/sign-in")));
+    let client = reqwest::Client::new();
+    let token = token(&client, &url, "admin", &password).await;
+    let active = json_of(
+        client
+            .get(format!("{drift}/config/noise"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(active["active"], json!([]), "{active}");
+    browser.requests().await; // the attack page's own requests are not the service's
+
+    // The report, a feature's page.
+    browser
+        .goto(&format!("{drift}/v1/drift/report?model={BAAC}"))
+        .await;
+    assert!(browser.title().await.contains(BAAC));
+    check_page(&browser, "report").await;
+    browser.goto(&format!("{drift}/")).await;
+    browser
+        .click(&format!("#model-{BAAC} a[href^=\"/features/\"]"))
+        .await;
+    browser.settle().await;
+    assert!(browser.text().await.contains("Its statistic over time"));
+    check_page(&browser, "feature").await;
+
+    // The trainer's pages, signed in by the same cookie (one host); a run from its form.
+    browser.goto(&format!("{trainer}/")).await;
+    assert!(browser.title().await.starts_with("Models and runs"));
+    check_page(&browser, "trainer").await;
+    browser
+        .click(&format!("#model-{BAAC} form[action$=\"/retrain\"] button"))
+        .await;
+    assert!(browser.dialog().await.is_some());
+    browser.accept().await;
+    assert!(browser.url().await.contains("/runs/"));
+    let run_page = browser.url().await;
+    let state = until("the run ended", Duration::from_secs(300), || async {
+        browser.goto(&run_page).await;
+        let text = browser.text().await;
+        ["promoted", "rejected", "failed"]
+            .into_iter()
+            .find(|s| text.contains(&format!("State: {s}")))
+    })
+    .await;
+    eprintln!("run started from the trainer's page: {state}");
+    assert_ne!(state, "failed", "{}", browser.text().await);
+    assert!(browser.text().await.contains("bootstrap interval ["));
+    check_page(&browser, "run").await;
+
+    // The overview refreshes its figures by itself (every 10 s).
+    browser.goto(&format!("{drift}/")).await;
+    let script = "return [document.querySelector('#live p').textContent, \
+                  document.documentElement.dataset.refreshed || null]";
+    let before = browser.run(script, json!([])).await;
+    assert_eq!(before[1], Value::Null);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = browser.run(script, json!([])).await;
+    assert!(after[1].is_string(), "not refreshed: {after}");
+    assert_ne!(before[0], after[0], "the same figures after a refresh");
+    assert!(browser.errors().await.is_empty());
+
+    browser.close().await;
+    assert!(up.terminate().success());
 }

@@ -213,3 +213,319 @@ pub fn ink(png: &[u8]) -> (f64, usize) {
         counts.len(),
     )
 }
+
+/// A headless Chromium session driven step by step over WebDriver: pages opened, fields typed
+/// into, keys pressed, scripts run, screenshots, the console's errors and every request the
+/// pages made (Chromium's performance log).
+pub struct Browser {
+    _driver: Driver,
+    client: reqwest::Client,
+    session: String,
+}
+
+impl Browser {
+    pub async fn start(chromium: &PathBuf, chromedriver: &PathBuf) -> Browser {
+        let port = free_port();
+        let driver = Driver(
+            Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            let ready = client.get(format!("{base}/status")).send().await;
+            if let Ok(r) = ready
+                && let Ok(status) = r.json::<Value>().await
+                && status["value"]["ready"] == true
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let session = call(
+            &client,
+            reqwest::Method::POST,
+            &format!("{base}/session"),
+            json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                // Dialogs (the forms' confirmations) wait for the test to answer them.
+                "unhandledPromptBehavior": "ignore",
+                "goog:chromeOptions": {
+                    "binary": chromium,
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                             "--disable-dev-shm-usage", "--window-size=1300,1600"]
+                },
+                "goog:loggingPrefs": {"browser": "ALL", "performance": "ALL"}
+            }}}),
+        )
+        .await;
+        let session = format!("{base}/session/{}", session["sessionId"].as_str().unwrap());
+        let browser = Browser {
+            _driver: driver,
+            client,
+            session,
+        };
+        // Errors recorded before any script of a page runs.
+        browser
+            .cdp(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({"source": "window.__errors = [];\
+                    window.addEventListener('error', e => window.__errors.push(String(e.message || (e.target && (e.target.src || e.target.href)) || e.type)), true);\
+                    window.addEventListener('unhandledrejection', e => window.__errors.push('unhandled rejection: ' + e.reason));\
+                    window.addEventListener('securitypolicyviolation', e => window.__errors.push('CSP: ' + e.violatedDirective + ' ' + e.blockedURI));\
+                    const consoleError = console.error;\
+                    console.error = (...a) => { window.__errors.push(a.map(String).join(' ')); consoleError(...a); };"}),
+            )
+            .await;
+        browser
+    }
+
+    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.post("goog/cdp/execute", json!({"cmd": cmd, "params": params}))
+            .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        call(
+            &self.client,
+            reqwest::Method::POST,
+            &format!("{}/{path}", self.session),
+            body,
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        call(
+            &self.client,
+            reqwest::Method::GET,
+            &format!("{}/{path}", self.session),
+            Value::Null,
+        )
+        .await
+    }
+
+    /// Opens `url` and waits for it to load.
+    pub async fn goto(&self, url: &str) {
+        self.post("url", json!({"url": url})).await;
+        self.settle().await;
+    }
+
+    /// Waits for the document to be loaded (after a navigation a form started).
+    pub async fn settle(&self) {
+        let start = Instant::now();
+        loop {
+            let state = self
+                .client
+                .post(format!("{}/execute/sync", self.session))
+                .json(&json!({"script": "return document.readyState", "args": []}))
+                .send()
+                .await;
+            if let Ok(r) = state
+                && let Ok(v) = r.json::<Value>().await
+                && v["value"] == "complete"
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the page did not load"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn url(&self) -> String {
+        self.get("url")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub async fn title(&self) -> String {
+        self.get("title")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
+    pub async fn run(&self, script: &str, args: Value) -> Value {
+        self.post("execute/sync", json!({"script": script, "args": args}))
+            .await
+    }
+
+    /// The page's visible text.
+    pub async fn text(&self) -> String {
+        self.run(
+            "return document.body ? document.body.innerText : ''",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    /// The element `css` selects (the test fails without one).
+    pub async fn find(&self, css: &str) -> String {
+        let found = self
+            .post("element", json!({"using": "css selector", "value": css}))
+            .await;
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_string()
+    }
+
+    /// Empties the field `css` selects and types `text` into it (keyboard input).
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.post(&format!("element/{element}/clear"), json!({}))
+            .await;
+        self.post(&format!("element/{element}/value"), json!({"text": text}))
+            .await;
+    }
+
+    pub async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.post(&format!("element/{element}/click"), json!({}))
+            .await;
+    }
+
+    /// Presses `keys` (WebDriver key codes: "\u{E004}" Tab, "\u{E007}" Enter) on whatever has
+    /// the focus.
+    pub async fn press(&self, keys: &[&str]) {
+        let mut actions = Vec::new();
+        for key in keys {
+            actions.push(json!({"type": "keyDown", "value": key}));
+            actions.push(json!({"type": "keyUp", "value": key}));
+        }
+        self.post(
+            "actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        )
+        .await;
+    }
+
+    /// The text of the dialog open (a form's confirmation), if any.
+    pub async fn dialog(&self) -> Option<String> {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            let answer = self
+                .client
+                .get(format!("{}/alert/text", self.session))
+                .send()
+                .await
+                .unwrap();
+            if answer.status().is_success() {
+                let v: Value = answer.json().await.unwrap();
+                return v["value"].as_str().map(str::to_string);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Answers the open dialog yes, and waits for the page the form leads to.
+    pub async fn accept(&self) {
+        self.post("alert/accept", json!({})).await;
+        self.settle().await;
+    }
+
+    /// The page's errors so far: its own (uncaught, console.error, CSP) and the browser's
+    /// severe log entries (failed loads).
+    pub async fn errors(&self) -> Vec<String> {
+        let mut errors: Vec<String> = self
+            .run("return window.__errors || []", json!([]))
+            .await
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e.as_str().unwrap_or_default().to_string())
+            .collect();
+        for entry in self.log("browser").await {
+            if entry["level"] == "SEVERE" {
+                errors.push(entry["message"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        errors
+    }
+
+    async fn log(&self, kind: &str) -> Vec<Value> {
+        let log = self
+            .client
+            .post(format!("{}/se/log", self.session))
+            .json(&json!({"type": kind}))
+            .send()
+            .await
+            .unwrap();
+        assert!(log.status().is_success(), "chromedriver's {kind} log");
+        let log: Value = log.json().await.unwrap();
+        log["value"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Every request the pages made since the last call: (the page's URL, the request's URL).
+    pub async fn requests(&self) -> Vec<(String, String)> {
+        self.log("performance")
+            .await
+            .iter()
+            .filter_map(|entry| {
+                let message: Value = serde_json::from_str(entry["message"].as_str()?).ok()?;
+                let message = &message["message"];
+                (message["method"] == "Network.requestWillBeSent").then(|| {
+                    let params = &message["params"];
+                    (
+                        params["documentURL"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        params["request"]["url"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    pub async fn screenshot(&self) -> Vec<u8> {
+        let png = self.get("screenshot").await;
+        base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap()
+    }
+}
+
+impl Browser {
+    /// Ends the session: the browser quits (the driver goes when dropped).
+    pub async fn close(self) {
+        let _ = self.client.delete(&self.session).send().await;
+    }
+}
+
+/// The origin of a URL (`scheme://host:port`), or the URL itself when it has none.
+pub fn origin(url: &str) -> &str {
+    match url.find("://") {
+        Some(at) => {
+            let rest = &url[at + 3..];
+            let end = rest.find('/').map_or(url.len(), |e| at + 3 + e);
+            &url[..end]
+        }
+        None => url,
+    }
+}
