@@ -238,6 +238,7 @@ async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_restart() {
+    let _alone = ALONE.lock().await;
     let Some(bin) = tansu() else {
         return;
     };
@@ -334,6 +335,7 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
 /// is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drift_service_stopped_while_its_broker_is_away_exits_and_resumes_from_its_checkpoint() {
+    let _alone = ALONE.lock().await;
     let Some(bin) = tansu() else {
         return;
     };
@@ -552,6 +554,7 @@ async fn a_restarted_vigie_up_counts_the_traffic_of_its_new_broker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_deleted_and_created_again_is_counted_from_its_beginning() {
+    let _alone = ALONE.lock().await;
     let Some(bin) = tansu() else {
         return;
     };
@@ -688,6 +691,7 @@ async fn group_view(
 /// sums hold every event once, equal to those of one instance reading the topic alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_the_partitions_and_one_killed_loses_nothing() {
+    let _alone = ALONE.lock().await;
     let Some(bin) = tansu() else {
         return;
     };
@@ -981,6 +985,7 @@ async fn check_page(browser: &common::browser::Browser, name: &str) -> Vec<u8> {
 /// screenshot is the README's (docs/overview.png).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_signs_in_follows_the_drift_over_time_and_injects_noise_from_the_page() {
+    let _alone = ALONE.lock().await;
     let Some((chromium, chromedriver)) = common::browser::chromium() else {
         eprintln!("browser test skipped: chromium and chromedriver are needed");
         return;

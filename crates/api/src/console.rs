@@ -113,8 +113,11 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
         return Err(cross_site());
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        // Behind a proxy that rewrites Host, the host the browser asked is the forwarded one
+        // (a page of another site cannot make a browser send either header).
         let host = headers
-            .get(header::HOST)
+            .get("x-forwarded-host")
+            .or_else(|| headers.get(header::HOST))
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin);
@@ -132,7 +135,8 @@ pub enum SignInNeeded {
     NoSession,
     /// The session's token expired.
     Expired,
-    /// The cookie is not a session of this service (tampered, signed out, its account changed).
+    /// The cookie is not a session of this service (tampered with, of another secret, or its
+    /// account deleted or changed).
     Invalid,
 }
 
@@ -160,43 +164,36 @@ impl IntoResponse for SignIn {
         if self.why != SignInNeeded::NoSession {
             let _ = write!(location, "&why={}", self.why.code());
         }
-        let mut response = see_other(&location);
-        if self.why == SignInNeeded::Invalid {
-            // The bad cookie goes: the next sign-in replaces it anyway.
-            response
-                .headers_mut()
-                .insert(header::SET_COOKIE, clear_cookie());
-        }
-        response
+        // A cookie this service cannot read is left as it is: services of one host share it,
+        // and another one (of another secret) may read it; the next sign-in replaces it.
+        see_other(&location)
     }
 }
 
-/// The answer of a page a browser asked for without a session: to the sign-in page, which
-/// comes back to `next`.
-pub fn sign_in_first(next: &str) -> Response {
-    SignIn {
-        why: SignInNeeded::NoSession,
-        next: next.to_string(),
-    }
-    .into_response()
-}
-
-impl<S: HasAuth + Send + Sync> FromRequestParts<S> for Session {
-    type Rejection = SignIn;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, SignIn> {
-        let next = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        let Some(token) = cookie_token(&parts.headers) else {
+impl Session {
+    /// The session of a request with `headers` for `uri` (asked with `method`), or the way to
+    /// the sign-in page: it comes back to `uri` when that is a page (a form's route answers
+    /// only its POST: the browser comes back to the service's root instead).
+    pub fn of(
+        auth: &Auth,
+        method: &axum::http::Method,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+    ) -> Result<Session, SignIn> {
+        let next = match *method {
+            axum::http::Method::GET | axum::http::Method::HEAD => uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+            _ => "/".into(),
+        };
+        let Some(token) = cookie_token(headers) else {
             return Err(SignIn {
                 why: SignInNeeded::NoSession,
                 next,
             });
         };
-        match state.auth().check(token) {
+        match auth.check(token) {
             Ok(principal) => Ok(Session {
                 principal,
                 token: token.to_string(),
@@ -210,6 +207,14 @@ impl<S: HasAuth + Send + Sync> FromRequestParts<S> for Session {
                 next,
             }),
         }
+    }
+}
+
+impl<S: HasAuth + Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = SignIn;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, SignIn> {
+        Session::of(state.auth(), &parts.method, &parts.uri, &parts.headers)
     }
 }
 
@@ -274,6 +279,11 @@ pub fn encode_component(text: &str) -> String {
         }
     }
     out
+}
+
+/// `text` percent-encoded for one segment of a path (`/` included).
+pub fn encode_segment(text: &str) -> String {
+    encode_component(text).replace('/', "%2F")
 }
 
 /// Where a sign-in may send the browser: a path of this service, else its root. Refuses what
@@ -644,5 +654,6 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
         assert_eq!(encode_component("/a?b=c&d"), "/a%3Fb%3Dc%26d");
+        assert_eq!(encode_segment("km/h"), "km%2Fh");
     }
 }

@@ -774,17 +774,20 @@ impl Runner {
             return;
         }
         let rejoin = AtomicBool::new(false);
+        // Set when the loop ends, however it ends (a panic included): the watch stops with it.
+        let done = AtomicBool::new(false);
         std::thread::scope(|scope| {
             // The stall watch asks the broker (calls that wait seconds when it is slow or
             // away) on its own thread: the consumer's thread keeps polling meanwhile.
             let watch = std::thread::Builder::new()
                 .name("vigie-drift-stalls".into())
                 .spawn_scoped(scope, || {
-                    watch_stalls(&self.consumer, hooks, stop, &rejoin);
+                    watch_stalls(&self.consumer, hooks, &done, &rejoin);
                 });
             if let Err(e) = watch {
                 tracing::error!(error = %e, "cannot start the stall watch: a partition the group leaves unread is not noticed");
             }
+            let _done = SetOnDrop(&done);
             self.count(stop, &rejoin);
         });
         self.leave();
@@ -954,6 +957,15 @@ fn drain(reader: &BaseConsumer, what: &str, mut each: impl FnMut(&BorrowedMessag
     read
 }
 
+/// Sets its flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Looks for partitions nobody in the group reads once per session timeout until `stop` is
 /// set, and sets `rejoin` when it finds some (the consumer's thread joins the group again).
 fn watch_stalls(consumer: &DriftConsumer, hooks: &Hooks, stop: &AtomicBool, rejoin: &AtomicBool) {
@@ -993,7 +1005,7 @@ pub const STALL_FACTOR: u32 = 3;
 impl Stalls {
     /// The partitions of the topic, not read here (`owns`), whose committed offset has stood
     /// still below the log's end for the stall period. Asks the broker (each call waits up to
-    /// two seconds); gives up early when `stop` is set.
+    /// two seconds); once `stop` is set, skips the calls per partition.
     fn unread(
         &mut self,
         consumer: &DriftConsumer,

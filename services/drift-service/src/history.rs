@@ -7,6 +7,7 @@
 //! before.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -83,12 +84,17 @@ impl History {
             report
                 .features
                 .iter()
+                // A statistic that is not a number is left out (JSON cannot hold it).
+                .filter(|f| f.score.is_finite())
                 .filter_map(|f| {
                     let index = self.index_of(&f.name)?;
                     Some(FeaturePoint {
                         index,
                         statistic: f.score as f32,
-                        threshold: f.noise_threshold.map(|t| t as f32),
+                        threshold: f
+                            .noise_threshold
+                            .filter(|t| t.is_finite())
+                            .map(|t| t as f32),
                         drifted: f.drifted,
                     })
                 })
@@ -100,8 +106,12 @@ impl History {
             at_ms,
             version: scored.version,
             events,
-            score: report.scored.then_some(report.score),
-            threshold: report.dataset_share,
+            score: (report.scored && report.score.is_finite()).then_some(report.score),
+            threshold: if report.dataset_share.is_finite() {
+                report.dataset_share
+            } else {
+                0.0
+            },
             drifted: report.scored && report.dataset_drifted,
             noise: scored.noise_active,
             features,
@@ -110,6 +120,32 @@ impl History {
             self.points.pop_front();
         }
         true
+    }
+
+    /// Puts the points of `older` (a saved history) that come before this one's in front of
+    /// them, their features' indices translated to this history's names; keeps the newest
+    /// `capacity` points.
+    pub fn absorb_older(&mut self, older: History, capacity: usize) {
+        let first = self.points.front().map_or(i64::MAX, |p| p.at_ms);
+        let mut points: VecDeque<Point> =
+            VecDeque::with_capacity(older.points.len() + self.points.len());
+        for mut point in older.points.into_iter().filter(|p| p.at_ms < first) {
+            point.features = point
+                .features
+                .into_iter()
+                .filter_map(|mut f| {
+                    let name = older.features.get(usize::from(f.index))?;
+                    f.index = self.index_of(name)?;
+                    Some(f)
+                })
+                .collect();
+            points.push_back(point);
+        }
+        points.extend(self.points.drain(..));
+        while points.len() > capacity.max(1) {
+            points.pop_front();
+        }
+        self.points = points;
     }
 
     /// The index of feature `name`, added when new; `None` past the indices a point holds.
@@ -149,50 +185,72 @@ pub struct Saved {
     pub models: BTreeMap<String, History>,
 }
 
-/// Reads the group's saved histories back (see [`crate::history`]); a history that cannot
-/// be read is logged and starts empty.
+/// Reads the group's saved histories back (see [`crate::history`]) into the state, in front of
+/// what was scored since the start. A history that cannot be read (another format, not JSON) is
+/// logged and replaced at the next save; a registry that does not answer is asked again at the
+/// next save, which waits for it (the saved hours are not overwritten by a short new history).
 pub async fn load(app: &AppState) {
     let key = key(&app.config.group);
     let saved = match app.registry().checkpoint(&key).await {
-        Ok(Some(saved)) => saved,
-        Ok(None) => return,
+        Ok(saved) => saved,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the drift history; it starts empty");
+            tracing::warn!(error = %e, "cannot read the drift history yet; trying again before saving it");
             return;
         }
     };
-    match serde_json::from_str::<Saved>(&saved.state) {
-        Ok(history) if history.format == FORMAT => {
-            let points: usize = history.models.values().map(|h| h.points.len()).sum();
-            tracing::info!(
-                models = history.models.len(),
-                points,
-                "drift history read back"
+    let models = match saved.map(|s| serde_json::from_str::<Saved>(&s.state)) {
+        None => BTreeMap::new(),
+        Some(Ok(history)) if history.format == FORMAT => history.models,
+        Some(Ok(history)) => {
+            tracing::warn!(
+                format = history.format,
+                "a drift history of another format: it starts again"
             );
-            lock(&app.state).history = history.models;
+            BTreeMap::new()
         }
-        Ok(history) => tracing::warn!(
-            format = history.format,
-            "a drift history of another format: it starts empty"
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "unreadable drift history: it starts empty");
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "unreadable drift history: it starts again");
+            BTreeMap::new()
+        }
+    };
+    let points: usize = models.values().map(|h| h.points.len()).sum();
+    if points > 0 {
+        tracing::info!(models = models.len(), points, "drift history read back");
+    }
+    let mut state = lock(&app.state);
+    let capacity = state.config.history_points;
+    for (model, older) in models {
+        match state.history.get_mut(&model) {
+            Some(current) => Arc::make_mut(current).absorb_older(older, capacity),
+            None => {
+                state.history.insert(model, Arc::new(older));
+            }
         }
     }
+    state.history_read = true;
 }
 
-/// Saves every model's history in the registry.
+/// Saves every model's history in the registry (once the saved one has been read back).
 pub async fn save(app: &AppState) {
-    let text = {
+    if !lock(&app.state).history_read {
+        load(app).await;
+    }
+    let histories: Vec<(String, Arc<History>)> = {
         let state = lock(&app.state);
-        if state.history.is_empty() {
+        if !state.history_read || state.history.is_empty() {
             return;
         }
-        serde_json::to_string(&SavedRef {
-            format: FORMAT,
-            models: &state.history,
-        })
+        state
+            .history
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     };
+    // Serialised off the state's lock: the histories are shared, not copied.
+    let text = serde_json::to_string(&SavedRef {
+        format: FORMAT,
+        models: histories.iter().map(|(k, v)| (k.as_str(), &**v)).collect(),
+    });
     let text = match text {
         Ok(text) => text,
         Err(e) => {
@@ -210,11 +268,11 @@ pub async fn save(app: &AppState) {
     }
 }
 
-/// [`Saved`] borrowing the histories (serialised under the state's lock, without a copy).
+/// [`Saved`] borrowing the histories.
 #[derive(Debug, Serialize)]
 pub struct SavedRef<'a> {
     pub format: u32,
-    pub models: &'a BTreeMap<String, History>,
+    pub models: BTreeMap<&'a str, &'a History>,
 }
 
 #[cfg(test)]
@@ -275,5 +333,39 @@ mod tests {
         };
         let text = serde_json::to_string(&saved).unwrap();
         assert_eq!(serde_json::from_str::<Saved>(&text).unwrap(), saved);
+    }
+
+    #[test]
+    fn a_saved_history_goes_in_front_of_the_new_one_by_name() {
+        let mut older = History::default();
+        older.record(&scored(0, &[("b", true)]), 50, 1, 10);
+        older.record(&scored(1, &[("b", false), ("a", true)]), 50, 1, 10);
+        older.record(&scored(5, &[("a", true)]), 50, 1, 10);
+        let mut new = History::default();
+        new.record(&scored(5, &[("a", false)]), 50, 1, 10);
+        new.absorb_older(older, 10);
+        let at: Vec<i64> = new.points.iter().map(|p| p.at_ms).collect();
+        assert_eq!(at, [0, 1, 5], "the saved point at 5 is the new one's");
+        assert_eq!(new.features, ["a", "b"]);
+        let b: Vec<bool> = new.feature("b").iter().map(|(_, f)| f.drifted).collect();
+        assert_eq!(b, [true, false]);
+        let a: Vec<bool> = new.feature("a").iter().map(|(_, f)| f.drifted).collect();
+        assert_eq!(a, [true, false]);
+        let mut short = new.clone();
+        short.absorb_older(History::default(), 2);
+        assert_eq!(short.points.len(), 2);
+    }
+
+    #[test]
+    fn a_statistic_that_is_not_a_number_is_left_out() {
+        let mut s = scored(0, &[("a", true), ("b", true)]);
+        s.report.features[0].score = f64::NAN;
+        s.report.features[1].noise_threshold = Some(f64::INFINITY);
+        let mut history = History::default();
+        history.record(&s, 50, 1, 10);
+        let text = serde_json::to_string(&history).unwrap();
+        let back: History = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.points[0].features.len(), 1);
+        assert_eq!(back.points[0].features[0].threshold, None);
     }
 }

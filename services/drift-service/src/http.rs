@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use vigie_api::{ApiError, CurrentUser};
+use vigie_api::{ApiError, CurrentUser, HasAuth};
 use vigie_drift::{Cadence, compare_at};
 
 use crate::quality::{PeriodView, Realised};
@@ -438,24 +438,27 @@ async fn report(
     State(state): State<AppState>,
     user: Result<CurrentUser, ApiError>,
     headers: axum::http::HeaderMap,
+    method: axum::http::Method,
     uri: axum::http::Uri,
     Query(query): Query<ModelQuery>,
 ) -> Result<Response, ApiError> {
     if let Err(e) = user {
-        // A browser without a session goes to the sign-in page, and comes back here.
+        // A browser without a session goes to the sign-in page (saying why), and comes back.
         let browser = !headers.contains_key(axum::http::header::AUTHORIZATION)
             && headers
                 .get(axum::http::header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("text/html"));
-        if browser {
-            return Ok(vigie_api::console::sign_in_first(
-                uri.path_and_query().map_or("/", |p| p.as_str()),
-            ));
+        if browser
+            && let Err(sign_in) =
+                vigie_api::console::Session::of(state.auth(), &method, &uri, &headers)
+        {
+            return Ok(sign_in.into_response());
         }
         return Err(e);
     }
-    report_page(&state, &query).map(|page| Html(page).into_response())
+    report_page(&state, &query)
+        .map(|page| vigie_api::console::html(axum::http::StatusCode::OK, page))
 }
 
 /// The report's page: the model's window, or the index of models when several are watched

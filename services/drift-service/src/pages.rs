@@ -16,7 +16,7 @@
 //! trainer's actions (retrain, promote, roll back) are on the trainer's own pages, where its
 //! handlers run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -45,6 +45,8 @@ const REFRESH_SECS: u32 = 10;
 const RUNS_SHOWN: u32 = 10;
 /// Points of the history the overview's table lists (the newest).
 const TABLE_POINTS: usize = 12;
+/// Most vertices of a line chart: samples beyond are thinned out.
+const LINE_POINTS: usize = 450;
 /// Most columns of the feature decisions' chart: points beyond are grouped.
 const DECISION_COLUMNS: usize = 90;
 
@@ -91,7 +93,7 @@ struct Card {
     features: Vec<String>,
     last: Option<Arc<Scored>>,
     noise: Option<NoiseView>,
-    history: History,
+    history: Arc<History>,
 }
 
 fn cards(state: &AppState) -> Vec<Card> {
@@ -257,7 +259,7 @@ async fn render_overview(
     let mut body = String::with_capacity(64 * 1024);
     let _ = write!(
         body,
-        "<div id=\"live\" data-live=\"{REFRESH_SECS}\"><p class=\"muted\">Scored every {score} s \
+        "<div id=\"live\" data-live=\"{REFRESH_SECS}\" data-live-src=\"/\"><p class=\"muted\">Scored every {score} s \
          over the last {window} s of events; shown at {now} UTC, refreshed every \
          {REFRESH_SECS} s.</p>",
         score = state.config.score_interval.as_secs_f64(),
@@ -488,9 +490,17 @@ fn line_chart(label: &str, series: &[Sample], threshold: Option<f64>, max: f64) 
             ty = y - 3.0,
         );
     }
+    // At most about one vertex per two units of width: every k-th sample, with each
+    // missing one kept (the gaps stay gaps).
+    let step = series.len().div_ceil(LINE_POINTS).max(1);
     let mut path = String::new();
     let mut pen_down = false;
-    for &Sample { at, value, .. } in series {
+    let drawn = series
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| i % step == 0 || s.value.is_none() || *i + 1 == series.len())
+        .map(|(_, s)| s);
+    for &Sample { at, value, .. } in drawn {
         match value {
             Some(v) => {
                 let _ = write!(
@@ -583,14 +593,31 @@ fn score_chart(points: &[&Point], model: &str) -> String {
 fn decisions_chart(body: &mut String, card: &Card) {
     let points = &card.history.points;
     let columns = points.len().clamp(1, DECISION_COLUMNS);
-    let per = points.len().div_ceil(columns);
-    let index: Vec<Option<usize>> = card
+    let per = points.len().div_ceil(columns).max(1);
+    // Per column and history feature index: scored there, drifted there.
+    let names = card.history.features.len();
+    let mut scored = vec![vec![false; names]; columns];
+    let mut drifted = vec![vec![false; names]; columns];
+    for (i, point) in points.iter().enumerate() {
+        let column = (i / per).min(columns - 1);
+        for f in &point.features {
+            let at = usize::from(f.index);
+            if at < names {
+                scored[column][at] = true;
+                drifted[column][at] |= f.drifted;
+            }
+        }
+    }
+    let index: BTreeMap<&str, usize> = card
+        .history
         .features
         .iter()
-        .map(|f| card.history.features.iter().position(|h| h == f))
+        .enumerate()
+        .map(|(i, f)| (f.as_str(), i))
         .collect();
+    let used = points.len().div_ceil(per).max(1);
     let (left, cell_w, cell_h) = (170.0, 8.0, 14.0);
-    let w = left + cell_w * columns as f64 + 10.0;
+    let w = left + cell_w * used as f64 + 10.0;
     let h = cell_h * card.features.len() as f64 + 6.0;
     let _ = write!(
         body,
@@ -599,7 +626,7 @@ fn decisions_chart(body: &mut String, card: &Card) {
          xmlns=\"http://www.w3.org/2000/svg\">",
         name = escape(&card.name),
     );
-    for (row, (feature, at)) in card.features.iter().zip(&index).enumerate() {
+    for (row, feature) in card.features.iter().enumerate() {
         let y = row as f64 * cell_h;
         let _ = write!(
             body,
@@ -608,26 +635,12 @@ fn decisions_chart(body: &mut String, card: &Card) {
             ty = y + cell_h - 3.0,
             name = escape(feature),
         );
-        for (column, group) in points
-            .iter()
-            .collect::<Vec<_>>()
-            .chunks(per.max(1))
-            .enumerate()
-        {
-            let decisions: Vec<bool> = group
-                .iter()
-                .filter_map(|p| {
-                    let at = (*at)?;
-                    p.features.iter().find(|f| usize::from(f.index) == at)
-                })
-                .map(|f| f.drifted)
-                .collect();
-            let fill = if decisions.iter().any(|d| *d) {
-                "#b3261e"
-            } else if decisions.is_empty() {
-                "#e3e6ec"
-            } else {
-                "#9fd3ad"
+        let at = index.get(feature.as_str()).copied();
+        for column in 0..used {
+            let fill = match at {
+                Some(at) if drifted[column][at] => "#b3261e",
+                Some(at) if scored[column][at] => "#9fd3ad",
+                _ => "#e3e6ec",
             };
             let _ = write!(
                 body,
@@ -648,7 +661,7 @@ fn history_table(body: &mut String, card: &Card) {
     let name = escape(&card.name);
     let _ = write!(
         body,
-        "<details><summary>The last scorings as a table</summary>\
+        "<details id=\"history-details-{name}\"><summary>The last scorings as a table</summary>\
          <table id=\"history-{name}\"><thead><tr><th>time (UTC)</th><th>version</th>\
          <th>events</th><th>drift score</th><th>drifted features</th><th>noise</th></tr></thead><tbody>"
     );
@@ -694,7 +707,7 @@ fn features_table(body: &mut String, card: &Card) {
             body,
             "<tr><td><a href=\"/features/{name}/{feature_path}\">{feature}</a></td><td>{rule}</td>\
              <td>{value:.4}</td><td>{threshold}</td><td>{decision}</td></tr>",
-            feature_path = escape(&console::encode_component(&f.name)),
+            feature_path = escape(&console::encode_segment(&f.name)),
             feature = escape(&f.name),
             rule = escape(&f.rule.to_string()),
             value = f.score,
@@ -732,7 +745,7 @@ fn runs_section(
             Some(url) => format!(
                 "<a href=\"{}/runs/{}\">{}</a>",
                 escape(url.trim_end_matches('/')),
-                escape(&console::encode_component(&run.id)),
+                escape(&console::encode_segment(&run.id)),
                 escape(&short)
             ),
             None => escape(&short),
@@ -987,39 +1000,36 @@ async fn feature_page(
                             .cloned()
                             .map(|f| (l.report.scored, f))
                     });
-                    let series: Vec<(Sample, Option<f64>)> = guard
-                        .history
-                        .get(&model)
-                        .map(|h| {
-                            let noise: BTreeSet<i64> = h
-                                .points
-                                .iter()
-                                .filter(|p| p.noise)
-                                .map(|p| p.at_ms)
-                                .collect();
-                            h.feature(&feature)
-                                .into_iter()
-                                .map(|(at, f)| {
-                                    let sample = Sample {
-                                        at,
-                                        value: Some(f64::from(f.statistic)),
-                                        drifted: f.drifted,
-                                        noise: noise.contains(&at),
-                                    };
-                                    (sample, f.threshold.map(f64::from))
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    Ok((chart, last, series, current.rows()))
+                    let history = guard.history.get(&model).cloned().unwrap_or_default();
+                    Ok((chart, last, history, current.rows()))
                 }
             },
         }
     };
-    let (chart, last, series, rows) = match found {
+    let (chart, last, history, rows) = match found {
         Ok(found) => found,
         Err(message) => return not_found(message),
     };
+    // Read off the state's lock: the history is shared, not copied.
+    let noise: BTreeSet<i64> = history
+        .points
+        .iter()
+        .filter(|p| p.noise)
+        .map(|p| p.at_ms)
+        .collect();
+    let series: Vec<(Sample, Option<f64>)> = history
+        .feature(&feature)
+        .into_iter()
+        .map(|(at, f)| {
+            let sample = Sample {
+                at,
+                value: Some(f64::from(f.statistic)),
+                drifted: f.drifted,
+                noise: noise.contains(&at),
+            };
+            (sample, f.threshold.map(f64::from))
+        })
+        .collect();
     let mut body = String::new();
     match &last {
         Some((scored, f)) => {

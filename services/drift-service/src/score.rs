@@ -206,7 +206,7 @@ pub fn score_at(
             continue;
         };
         let scored = Arc::new(scored);
-        history.entry(reference.model.clone()).or_default().record(
+        Arc::make_mut(history.entry(reference.model.clone()).or_default()).record(
             &scored,
             scored.report.current_rows,
             config.history_step_ms,

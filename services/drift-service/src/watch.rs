@@ -794,8 +794,11 @@ pub struct State {
     /// Events read since the last one counted.
     pub uncounted: Uncounted,
     pub metrics: Metrics,
-    /// Each model's drift over time (kept across promotions: a model's history goes on).
-    pub history: BTreeMap<String, History>,
+    /// Each model's drift over time (kept across promotions: a model's history goes on),
+    /// shared with the pages that draw it (a scoring copies it only while a page holds it).
+    pub history: BTreeMap<String, Arc<History>>,
+    /// Whether the saved history was read back (it is saved only once it was).
+    pub history_read: bool,
     delay: Histogram,
 }
 
@@ -821,6 +824,7 @@ impl State {
             label_positions: Positions::default(),
             uncounted: Uncounted::default(),
             history: BTreeMap::new(),
+            history_read: false,
             delay: metrics.delay.clone(),
             metrics,
         }

@@ -373,17 +373,21 @@ fn timeline(body: &mut String, run: &Run) {
             || at.is_some()
             || step == run.state
             || (run.state != RunState::Failed && order(step) <= order(run.state));
+        // The step the run is in, not over yet.
+        let in_progress = step == run.state && !step.is_final();
         let _ = write!(
             body,
             "<li class=\"{}\">{}{}</li>",
-            match (reached, step.is_final()) {
-                (false, _) => "muted",
-                (true, true) => state_class(step),
-                (true, false) => "steady",
+            match (reached, step.is_final(), in_progress) {
+                (false, ..) | (true, false, true) => "muted",
+                (true, true, _) => state_class(step),
+                (true, false, false) => "steady",
             },
             step.as_str(),
             match at {
+                Some(at) if in_progress => format!(": since {} UTC (in progress)", when(at)),
                 Some(at) => format!(": {} UTC", when(at)),
+                None if in_progress => " (in progress)".into(),
                 None if reached => String::new(),
                 None => " (not reached)".into(),
             }
