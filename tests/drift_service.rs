@@ -58,6 +58,7 @@ const BAAC: &str = "baac-severity";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vigie_up_scores_the_holdout_as_it_is_and_injected_noise_as_drift() {
+    let _alone = ALONE.lock().await;
     let home = tempfile::tempdir().unwrap();
     let (mut up, password) = start_up(
         home.path(),
@@ -271,6 +272,11 @@ async fn a_drift_service_killed_mid_stream_counts_every_event_once_after_its_res
                 "200",
                 "--checkpoint-ms",
                 "200",
+                // tansu's SQLite storage answers a group's heartbeats late while it stores the
+                // upload (once more than 10 s: the session ended, and its coordinator never gave
+                // the member partitions again).
+                "--session-timeout-ms",
+                "20000",
             ])
             .env("VIGIE_HOME", &home)
             .env("KAFKA_BROKERS", broker.address())
@@ -458,6 +464,7 @@ async fn predict_singles(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_vigie_up_counts_the_traffic_of_its_new_broker() {
+    let _alone = ALONE.lock().await;
     let home = tempfile::tempdir().unwrap();
     let fast = [
         "--score-ms",
@@ -961,10 +968,22 @@ async fn check_page(browser: &common::browser::Browser, name: &str) -> Vec<u8> {
         )
         .await;
     assert_eq!(unlabelled, json!([]), "{name}: fields without a label");
+    let timing = browser
+        .run(
+            "const n = performance.getEntriesByType('navigation')[0];\
+             const p = performance.getEntriesByName('first-contentful-paint')[0];\
+             return [n.decodedBodySize, n.responseStart - n.startTime, p ? p.startTime : -1]",
+            json!([]),
+        )
+        .await;
     let png = browser.screenshot().await;
     let (ink, colours) = common::browser::ink(&png);
     eprintln!(
-        "{name}: screenshot {} bytes, {:.1}% of pixels not background, {colours} colours",
+        "{name}: {} bytes of HTML, first byte {:.0} ms, first paint {:.0} ms; screenshot {} bytes, \
+         {:.1}% of pixels not background, {colours} colours",
+        timing[0],
+        timing[1].as_f64().unwrap_or(-1.0),
+        timing[2].as_f64().unwrap_or(-1.0),
         png.len(),
         ink * 100.0
     );

@@ -61,13 +61,14 @@ pub struct DriftArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub retain_windows: u64,
     /// The pages' history of each model's drift: at most one point per this many seconds
-    /// (the scoring's result then).
-    #[arg(long, env = "VIGIE_DRIFT_HISTORY_STEP_SECS", default_value_t = 10,
+    /// (default: every scoring, --score-ms).
+    #[arg(long, env = "VIGIE_DRIFT_HISTORY_STEP_SECS",
           value_parser = clap::value_parser!(u64).range(1..=24 * 3600))]
-    pub history_step_secs: u64,
+    pub history_step_secs: Option<u64>,
     /// Most points kept in each model's history (the default: three hours at the default
-    /// step); each takes about 30 bytes per feature in memory and in the saved history.
-    #[arg(long, env = "VIGIE_DRIFT_HISTORY_POINTS", default_value_t = 1_080,
+    /// scoring period); each takes about 16 bytes per feature in memory and 30 in the saved
+    /// history.
+    #[arg(long, env = "VIGIE_DRIFT_HISTORY_POINTS", default_value_t = 2_160,
           value_parser = clap::value_parser!(u64).range(2..=100_000))]
     pub history_points: u64,
     /// The trainer's URL as a browser reaches it: the overview links its runs' pages there.
@@ -136,7 +137,9 @@ impl DriftArgs {
                     // The watch sets the periods' width from the tumbling windows'.
                     ..QualityConfig::default()
                 },
-                history_step_ms: self.history_step_secs as i64 * 1000,
+                history_step_ms: self
+                    .history_step_secs
+                    .map_or(self.score_ms as i64, |s| s as i64 * 1000),
                 history_points: self.history_points as usize,
             },
             score_interval: Duration::from_millis(self.score_ms),

@@ -640,8 +640,10 @@ impl Drop for Daemon {
 /// The drift service's sliding window in the end-to-end tests: the last 3 s of event time in
 /// half-second panes, so that a test's phases are each scored on their own events.
 /// Held by the tests of a binary that must not share the machine's two cores with each
-/// other: a consumer group on tansu misses its heartbeats (and tansu's coordinator then may
-/// not answer the group again) when a browser, a retraining and other brokers run beside it.
+/// other: a consumer group on tansu's SQLite storage misses its heartbeats when a browser, a
+/// retraining or `vigie up`'s training run beside it, and tansu's coordinator then did not
+/// give the member partitions again (seen twice, a restarted drift service counting nothing
+/// more for five minutes).
 pub static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub const WINDOW_ARGS: [&str; 4] = ["--window-secs", "3", "--pane-ms", "500"];

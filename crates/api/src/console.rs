@@ -27,7 +27,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use vigie_registry::Role;
 
-use crate::auth::{Auth, ClientAddress, HasAuth, Principal};
+use crate::auth::{AdminUser, Auth, ClientAddress, HasAuth, Principal};
 use crate::error::ApiError;
 
 /// The session cookie's name.
@@ -79,6 +79,26 @@ impl Session {
         }
     }
 
+    /// The admin a page's form comes from: the form read, its token and origin checked
+    /// ([`Session::check_form`]), its sender an admin. 422 for a form that cannot be read,
+    /// 403 otherwise.
+    pub fn admin_form<T: SignedForm>(
+        &self,
+        auth: &Auth,
+        headers: &HeaderMap,
+        form: Result<Form<T>, FormRejection>,
+    ) -> Result<(AdminUser, T), ApiError> {
+        let Form(form) = form.map_err(|r| ApiError::invalid("invalid_form", r.body_text()))?;
+        self.check_form(auth, headers, form.form_token())?;
+        if !self.is_admin() {
+            return Err(ApiError::forbidden(format!(
+                "{} has role user; this needs an admin",
+                self.principal.name
+            )));
+        }
+        Ok((AdminUser(self.principal.clone()), form))
+    }
+
     /// The hidden field every form of the session carries.
     pub fn form_field(&self, auth: &Auth) -> String {
         format!(
@@ -86,6 +106,11 @@ impl Session {
             self.form_token(auth)
         )
     }
+}
+
+/// A page's form: it carries the session's form token ([`Session::form_field`]).
+pub trait SignedForm {
+    fn form_token(&self) -> &str;
 }
 
 /// The session cookie's token in `headers`, if any.

@@ -773,29 +773,13 @@ impl Runner {
             tracing::error!(error = %e, topic = %config.topic, "cannot join the consumer group");
             return;
         }
-        let rejoin = AtomicBool::new(false);
-        // Set when the loop ends, however it ends (a panic included): the watch stops with it.
-        let done = AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            // The stall watch asks the broker (calls that wait seconds when it is slow or
-            // away) on its own thread: the consumer's thread keeps polling meanwhile.
-            let watch = std::thread::Builder::new()
-                .name("vigie-drift-stalls".into())
-                .spawn_scoped(scope, || {
-                    watch_stalls(&self.consumer, hooks, &done, &rejoin);
-                });
-            if let Err(e) = watch {
-                tracing::error!(error = %e, "cannot start the stall watch: a partition the group leaves unread is not noticed");
-            }
-            let _done = SetOnDrop(&done);
-            self.count(stop, &rejoin);
-        });
+        self.count(stop);
         self.leave();
     }
 
     /// The consumer's loop: counts until `stop` is set; joins the group again when the stall
-    /// watch sets `rejoin`.
-    fn count(&self, stop: &AtomicBool, rejoin: &AtomicBool) {
+    /// watch finds partitions nobody reads.
+    fn count(&self, stop: &AtomicBool) {
         let hooks = &self.hooks;
         let config = &hooks.config;
         let skipped: Vec<prometheus::IntCounter> = Skip::ALL
@@ -807,6 +791,7 @@ impl Runner {
         let mut touched: BTreeSet<i32> = BTreeSet::new();
         let mut partials_read = false;
         let mut last_partials_try: Option<Instant> = None;
+        let mut stalls = Stalls::default();
         while !stop.load(Ordering::Relaxed) {
             if !partials_read && last_partials_try.is_none_or(|t| t.elapsed() >= PARTITION_CHECK) {
                 partials_read = self.assign_partials();
@@ -845,7 +830,9 @@ impl Runner {
                 }
             }
             drop(state);
-            if rejoin.swap(false, Ordering::Relaxed) {
+            let unread = stalls.unread(&self.consumer, config, |p| hooks.owns(p), stop);
+            if !unread.is_empty() {
+                tracing::warn!(?unread, instance = %config.instance, "partitions nobody in the group reads: joining the group again");
                 hooks
                     .metrics
                     .rebalances
@@ -957,33 +944,6 @@ fn drain(reader: &BaseConsumer, what: &str, mut each: impl FnMut(&BorrowedMessag
     read
 }
 
-/// Sets its flag when dropped.
-struct SetOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for SetOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Looks for partitions nobody in the group reads once per session timeout until `stop` is
-/// set, and sets `rejoin` when it finds some (the consumer's thread joins the group again).
-fn watch_stalls(consumer: &DriftConsumer, hooks: &Hooks, stop: &AtomicBool, rejoin: &AtomicBool) {
-    let config = &hooks.config;
-    let mut stalls = Stalls::default();
-    while !stop.load(Ordering::Relaxed) {
-        let next = Instant::now() + config.session_timeout;
-        let unread = stalls.unread(consumer, config, |p| hooks.owns(p), stop);
-        if !unread.is_empty() {
-            tracing::warn!(?unread, instance = %config.instance, "partitions nobody in the group reads: joining the group again");
-            rejoin.store(true, Ordering::Relaxed);
-        }
-        while !stop.load(Ordering::Relaxed) && Instant::now() < next {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 /// Watches the group's committed offsets for a partition nobody reads: its committed offset
 /// stands still below its log's end for [`STALL_FACTOR`] session timeouts. Every reader
 /// commits at its checkpoints, so that is a partition the group has not given to a live
@@ -995,6 +955,7 @@ fn watch_stalls(consumer: &DriftConsumer, hooks: &Hooks, stop: &AtomicBool, rejo
 struct Stalls {
     /// Per partition: the committed offset last seen, and since when it has not moved.
     seen: BTreeMap<i32, (i64, Instant)>,
+    last_check: Option<Instant>,
     last_rejoin: Option<Instant>,
 }
 
@@ -1004,8 +965,9 @@ pub const STALL_FACTOR: u32 = 3;
 
 impl Stalls {
     /// The partitions of the topic, not read here (`owns`), whose committed offset has stood
-    /// still below the log's end for the stall period. Asks the broker (each call waits up to
-    /// two seconds); once `stop` is set, skips the calls per partition.
+    /// still below the log's end for the stall period; checked once per session timeout. Asks
+    /// the broker (each call waits up to two seconds); once `stop` is set, skips the calls per
+    /// partition.
     fn unread(
         &mut self,
         consumer: &DriftConsumer,
@@ -1014,6 +976,13 @@ impl Stalls {
         stop: &AtomicBool,
     ) -> Vec<i32> {
         let now = Instant::now();
+        if self
+            .last_check
+            .is_some_and(|t| now.duration_since(t) < config.session_timeout)
+        {
+            return Vec::new();
+        }
+        self.last_check = Some(now);
         let timeout = Duration::from_secs(2);
         let topic = &config.topic;
         let Ok(metadata) = consumer.fetch_metadata(Some(topic), timeout) else {

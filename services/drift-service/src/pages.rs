@@ -30,8 +30,8 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use vigie_api::console::{self, Link, Page, Session, escape, html, see_other};
-use vigie_api::{AdminUser, ApiError, HasAuth};
+use vigie_api::console::{self, Link, Page, Session, SignedForm, escape, html, see_other};
+use vigie_api::{ApiError, HasAuth};
 use vigie_registry::runs::Run;
 
 use crate::history::{History, Point};
@@ -872,27 +872,26 @@ fn noise_forms(
     body.push_str("</section>");
 }
 
-/// The answer to a form that could not be read: the overview with why.
-async fn form_error(state: &AppState, session: &Session, rejection: FormRejection) -> Response {
-    let error = ApiError::invalid("invalid_form", rejection.body_text());
-    render_overview(state, session, error.status, Some(Flash::of(&error)), None).await
+impl SignedForm for NoiseForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
+    }
 }
 
-/// Checks a form's origin and token, and that its sender is an admin.
-fn admin_form(
+impl SignedForm for StopForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
+    }
+}
+
+/// The overview again with why a form was refused (and the noise form as it was sent).
+async fn refused(
     state: &AppState,
     session: &Session,
-    headers: &HeaderMap,
-    token: &str,
-) -> Result<AdminUser, ApiError> {
-    session.check_form(state.auth(), headers, token)?;
-    if !session.is_admin() {
-        return Err(ApiError::forbidden(format!(
-            "{} has role user; noise injection needs an admin",
-            session.principal.name
-        )));
-    }
-    Ok(AdminUser(session.principal.clone()))
+    e: &ApiError,
+    sent: Option<&NoiseForm>,
+) -> Response {
+    render_overview(state, session, e.status, Some(Flash::of(e)), sent).await
 }
 
 /// `POST /overview/noise`: the form's injection, through `POST /config/noise`'s handler.
@@ -902,16 +901,9 @@ async fn start_noise(
     headers: HeaderMap,
     form: Result<Form<NoiseForm>, FormRejection>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(r) => return form_error(&state, &session, r).await,
-    };
-    let admin = match admin_form(&state, &session, &headers, &form.form_token) {
-        Ok(admin) => admin,
-        Err(e) => {
-            return render_overview(&state, &session, e.status, Some(Flash::of(&e)), Some(&form))
-                .await;
-        }
+    let (admin, form) = match session.admin_form(state.auth(), &headers, form) {
+        Ok(checked) => checked,
+        Err(e) => return refused(&state, &session, &e, None).await,
     };
     let body = Bytes::from(form.body().to_string());
     match crate::noise::inject(State(state.clone()), admin, body).await {
@@ -919,9 +911,7 @@ async fn start_noise(
             "/?done=noise_started#model-{}",
             console::encode_component(&form.model)
         )),
-        Err(e) => {
-            render_overview(&state, &session, e.status, Some(Flash::of(&e)), Some(&form)).await
-        }
+        Err(e) => refused(&state, &session, &e, Some(&form)).await,
     }
 }
 
@@ -932,25 +922,23 @@ async fn stop_noise(
     headers: HeaderMap,
     form: Result<Form<StopForm>, FormRejection>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(r) => return form_error(&state, &session, r).await,
-    };
-    let admin = match admin_form(&state, &session, &headers, &form.form_token) {
-        Ok(admin) => admin,
-        Err(e) => {
-            return render_overview(&state, &session, e.status, Some(Flash::of(&e)), None).await;
+    let answer = match session.admin_form(state.auth(), &headers, form) {
+        Ok((admin, form)) => {
+            let query = ModelQuery {
+                model: Some(form.model.clone()),
+            };
+            crate::noise::reset(State(state.clone()), admin, Query(query))
+                .await
+                .map(|_| form.model)
         }
+        Err(e) => Err(e),
     };
-    let query = ModelQuery {
-        model: Some(form.model.clone()),
-    };
-    match crate::noise::reset(State(state.clone()), admin, Query(query)).await {
-        Ok(_) => see_other(&format!(
+    match answer {
+        Ok(model) => see_other(&format!(
             "/?done=noise_stopped#model-{}",
-            console::encode_component(&form.model)
+            console::encode_component(&model)
         )),
-        Err(e) => render_overview(&state, &session, e.status, Some(Flash::of(&e)), None).await,
+        Err(e) => refused(&state, &session, &e, None).await,
     }
 }
 

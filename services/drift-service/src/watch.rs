@@ -159,9 +159,9 @@ impl Default for WindowConfig {
             tumbling_ms: 60_000,
             lateness_ms: 10_000,
             retain: 10,
-            // Three hours at a point every ten seconds.
-            history_step_ms: 10_000,
-            history_points: 1_080,
+            // Three hours at a point every scoring (5 s).
+            history_step_ms: 5_000,
+            history_points: 2_160,
             quality: QualityConfig::default(),
         }
     }

@@ -22,8 +22,10 @@ use axum::routing::{get, post};
 use chrono::TimeZone;
 use serde::Deserialize;
 use serde_json::Value;
-use vigie_api::console::{Link, Page, Session, encode_component, escape, html, see_other};
-use vigie_api::{AdminUser, ApiError, HasAuth};
+use vigie_api::console::{
+    Link, Page, Session, SignedForm, encode_segment, escape, html, see_other,
+};
+use vigie_api::{ApiError, HasAuth};
 use vigie_registry::runs::{Run, RunState};
 use vigie_registry::{ModelVersion, Status};
 
@@ -188,7 +190,7 @@ async fn model_section(
         return;
     }
     let token = session.form_field(state.auth());
-    let path = encode_component(name);
+    let path = encode_segment(name);
     let _ = write!(
         body,
         "<form class=\"inline\" method=\"post\" action=\"/models/{path}/retrain\" \
@@ -248,7 +250,7 @@ fn runs_table(body: &mut String, runs: &[Run]) {
             body,
             "<tr><td><a href=\"/runs/{path}\">{short}</a></td><td>{model}</td><td>{trigger}</td>\
              <td class=\"{class}\">{state}</td><td>{production} → {candidate}</td><td>{started}</td></tr>",
-            path = escape(&encode_component(&run.id)),
+            path = escape(&encode_segment(&run.id)),
             short = escape(&run.id.chars().take(8).collect::<String>()),
             model = escape(&run.model),
             trigger = escape(&run.trigger),
@@ -474,6 +476,12 @@ struct TokenForm {
     form_token: String,
 }
 
+impl SignedForm for TokenForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct PromoteForm {
     #[serde(default)]
@@ -482,33 +490,19 @@ struct PromoteForm {
     version: String,
 }
 
-/// Checks a form's origin and token, and that its sender is an admin.
-fn admin_form(
-    state: &AppState,
-    session: &Session,
-    headers: &HeaderMap,
-    token: &str,
-) -> Result<AdminUser, ApiError> {
-    session.check_form(state.auth(), headers, token)?;
-    if !session.is_admin() {
-        return Err(ApiError::forbidden(format!(
-            "{} has role user; this needs an admin",
-            session.principal.name
-        )));
+impl SignedForm for PromoteForm {
+    fn form_token(&self) -> &str {
+        &self.form_token
     }
-    Ok(AdminUser(session.principal.clone()))
 }
 
+/// The page again with why the form was refused.
 async fn refused(state: &AppState, session: &Session, e: &ApiError) -> Response {
     let text = match &e.field {
         Some(field) => format!("{field}: {}", e.message),
         None => e.message.clone(),
     };
     models_answer(state, session, e.status, Some(("error", &text))).await
-}
-
-fn form_error(rejection: &FormRejection) -> ApiError {
-    ApiError::invalid("invalid_form", rejection.body_text())
 }
 
 /// `POST /models/{name}/retrain`: through `POST /v1/models/{name}/retrain`; to the run's page.
@@ -519,22 +513,18 @@ async fn retrain(
     Path(name): Path<String>,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let token = match &form {
-        Ok(Form(f)) => f.form_token.clone(),
-        Err(r) => return refused(&state, &session, &form_error(r)).await,
+    let answer = match session.admin_form(state.auth(), &headers, form) {
+        Ok((admin, _)) => crate::http::retrain(State(state.clone()), admin, Path(name)).await,
+        Err(e) => Err(e),
     };
-    let admin = match admin_form(&state, &session, &headers, &token) {
-        Ok(admin) => admin,
-        Err(e) => return refused(&state, &session, &e).await,
-    };
-    match crate::http::retrain(State(state.clone()), admin, Path(name)).await {
+    match answer {
         Ok(answer) => {
             let body = axum::body::to_bytes(answer.into_body(), 1024 * 1024)
                 .await
                 .unwrap_or_default();
             let run: Value = serde_json::from_slice(&body).unwrap_or_default();
             match run.get("id").and_then(Value::as_str) {
-                Some(id) => see_other(&format!("/runs/{}", encode_component(id))),
+                Some(id) => see_other(&format!("/runs/{}", encode_segment(id))),
                 None => see_other("/"),
             }
         }
@@ -550,25 +540,21 @@ async fn promote(
     Path(name): Path<String>,
     form: Result<Form<PromoteForm>, FormRejection>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(r) => return refused(&state, &session, &form_error(&r)).await,
+    let answer = match session.admin_form(state.auth(), &headers, form) {
+        Ok((admin, form)) => {
+            // The API's body; a version that is not a number goes as text for the API to
+            // refuse.
+            let version = match form.version.trim().parse::<u64>() {
+                Ok(v) => Value::from(v),
+                Err(_) => Value::from(form.version.trim()),
+            };
+            let body = Bytes::from(serde_json::json!({ "version": version }).to_string());
+            crate::http::promote(State(state.clone()), admin, Path(name.clone()), body).await
+        }
+        Err(e) => Err(e),
     };
-    let admin = match admin_form(&state, &session, &headers, &form.form_token) {
-        Ok(admin) => admin,
-        Err(e) => return refused(&state, &session, &e).await,
-    };
-    // The API's body; a version that is not a number goes as text for the API to refuse.
-    let version = match form.version.trim().parse::<u64>() {
-        Ok(v) => Value::from(v),
-        Err(_) => Value::from(form.version.trim()),
-    };
-    let body = Bytes::from(serde_json::json!({ "version": version }).to_string());
-    match crate::http::promote(State(state.clone()), admin, Path(name.clone()), body).await {
-        Ok(_) => see_other(&format!(
-            "/?done=promoted#model-{}",
-            encode_component(&name)
-        )),
+    match answer {
+        Ok(_) => see_other(&format!("/?done=promoted#model-{}", encode_segment(&name))),
         Err(e) => refused(&state, &session, &e).await,
     }
 }
@@ -581,18 +567,16 @@ async fn rollback(
     Path(name): Path<String>,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let token = match &form {
-        Ok(Form(f)) => f.form_token.clone(),
-        Err(r) => return refused(&state, &session, &form_error(r)).await,
+    let answer = match session.admin_form(state.auth(), &headers, form) {
+        Ok((admin, _)) => {
+            crate::http::rollback(State(state.clone()), admin, Path(name.clone())).await
+        }
+        Err(e) => Err(e),
     };
-    let admin = match admin_form(&state, &session, &headers, &token) {
-        Ok(admin) => admin,
-        Err(e) => return refused(&state, &session, &e).await,
-    };
-    match crate::http::rollback(State(state.clone()), admin, Path(name.clone())).await {
+    match answer {
         Ok(_) => see_other(&format!(
             "/?done=rolled_back#model-{}",
-            encode_component(&name)
+            encode_segment(&name)
         )),
         Err(e) => refused(&state, &session, &e).await,
     }
