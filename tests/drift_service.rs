@@ -1030,8 +1030,9 @@ async fn a_browser_signs_in_follows_the_drift_over_time_and_injects_noise_from_t
     check_page(&browser, "sign-in").await;
     browser.type_into("#username", "admin").await;
     browser.type_into("#password", "not-the-password").await;
+    browser.mark().await;
     browser.press(&[ENTER]).await;
-    browser.settle().await;
+    browser.next_page().await;
     assert!(
         browser
             .text()
@@ -1041,8 +1042,9 @@ async fn a_browser_signs_in_follows_the_drift_over_time_and_injects_noise_from_t
     // The refusal's status is the browser's only complaint.
     expect_only(&browser, "401").await;
     browser.type_into("#password", &password).await;
+    browser.mark().await;
     browser.press(&[ENTER]).await;
-    browser.settle().await;
+    browser.next_page().await;
     assert_eq!(browser.url().await, format!("{drift}/"));
     assert!(browser.title().await.starts_with("Overview"));
 
@@ -1093,6 +1095,7 @@ async fn a_browser_signs_in_follows_the_drift_over_time_and_injects_noise_from_t
     // An absurd share, then a right one; each form asks first.
     let field = |name: &str| format!("#{name}-{BAAC}");
     browser.type_into(&field("rate"), "5").await;
+    browser.mark().await;
     browser.press(&[ENTER]).await;
     let question = browser.dialog().await.expect("a confirmation");
     assert!(
@@ -1112,6 +1115,7 @@ async fn a_browser_signs_in_follows_the_drift_over_time_and_injects_noise_from_t
         .await;
     browser.press(&["c"]).await; // category_swap, the first mode starting with c
     browser.type_into(&field("rate"), "1").await;
+    browser.mark().await;
     browser.press(&[ENTER]).await;
     assert!(browser.dialog().await.is_some());
     browser.accept().await;
@@ -1150,6 +1154,7 @@ async fn a_browser_signs_in_follows_the_drift_over_time_and_injects_noise_from_t
     std::fs::write(docs.join("overview.png"), &png).unwrap();
 
     // Stopped from the page.
+    browser.mark().await;
     browser
         .click(&format!(
             "#noise-forms-{BAAC} form[action=\"/overview/noise/stop\"] button"
@@ -1166,8 +1171,9 @@ async fn a_browser_signs_in_follows_the_drift_over_time_and_injects_noise_from_t
          <button id=go>go</button></form>"
     );
     browser.goto(&attack).await;
+    browser.mark().await;
     browser.click("#go").await;
-    browser.settle().await;
+    browser.next_page().await;
     assert!(browser.url().await.starts_with(&format!("{drift}/sign-in")));
     let client = reqwest::Client::new();
     let token = token(&client, &url, "admin", &password).await;
@@ -1187,10 +1193,11 @@ async fn a_browser_signs_in_follows_the_drift_over_time_and_injects_noise_from_t
     assert!(browser.title().await.contains(BAAC));
     check_page(&browser, "report").await;
     browser.goto(&format!("{drift}/")).await;
+    browser.mark().await;
     browser
         .click(&format!("#model-{BAAC} a[href^=\"/features/\"]"))
         .await;
-    browser.settle().await;
+    browser.next_page().await;
     assert!(browser.text().await.contains("Its statistic over time"));
     check_page(&browser, "feature").await;
 
@@ -1198,6 +1205,7 @@ async fn a_browser_signs_in_follows_the_drift_over_time_and_injects_noise_from_t
     browser.goto(&format!("{trainer}/")).await;
     assert!(browser.title().await.starts_with("Models and runs"));
     check_page(&browser, "trainer").await;
+    browser.mark().await;
     browser
         .click(&format!("#model-{BAAC} form[action$=\"/retrain\"] button"))
         .await;

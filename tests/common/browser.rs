@@ -335,10 +335,42 @@ impl Browser {
         None
     }
 
-    /// Answers the open dialog yes, and waits for the page the form leads to.
+    /// Answers the open dialog yes, and waits for the page the form leads to (the page was
+    /// [`Browser::mark`]ed before the form was sent).
     pub async fn accept(&self) {
         self.post("alert/accept", json!({})).await;
-        self.settle().await;
+        self.next_page().await;
+    }
+
+    /// Marks the page shown: [`Browser::next_page`] waits for another one.
+    pub async fn mark(&self) {
+        self.run("window.__vigie_old_page = true; return 0", json!([]))
+            .await;
+    }
+
+    /// Waits until the page shown is not the one [`Browser::mark`]ed, and has loaded (a form
+    /// sent or a link followed: the old page stays until the new one answers).
+    pub async fn next_page(&self) {
+        let start = Instant::now();
+        loop {
+            let seen = self
+                .client
+                .post(format!("{}/execute/sync", self.session))
+                .json(&json!({"script": "return [document.readyState, window.__vigie_old_page === true]", "args": []}))
+                .send()
+                .await;
+            if let Ok(r) = seen
+                && let Ok(v) = r.json::<Value>().await
+                && v["value"] == json!(["complete", false])
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no new page within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The page's errors so far: its own (uncaught, console.error, CSP) and the browser's
